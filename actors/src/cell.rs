@@ -1,0 +1,462 @@
+//! The cell: the actix actor that hosts one supervised instance.
+//!
+//! Owns: the instance (`Option<A>`, empty between a crash and the restart),
+//! the factory that makes new ones, and the receiving end of the supervisor's
+//! control channel. The mailbox is actix's and outlives every instance, which
+//! is what keeps addresses valid across restarts.
+//!
+//! Takes: `Envelope<M>` for every `M` the actor handles; `Command`s from its
+//! supervisor on the control channel (start, stop).
+//!
+//! Why it exists: actix alone lets a panicking handler end the actor for
+//! good. Here each handler, hook, timer and spawned future runs under
+//! `catch_unwind`; a panic drops the instance, answers the in-flight message
+//! with an error (its reply channel is dropped), reports the exit to the
+//! supervisor and holds the mailbox until the supervisor says what next.
+//! Every transition that must cancel the instance's futures goes through an
+//! actix context restart (`ctx.stop()` under `actix::Supervisor`), which
+//! drops them all while keeping the mailbox.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use actix::dev::{MessageResponse, OneshotSender};
+use actix::fut::{ActorFuture, ActorFutureExt};
+use actix::AsyncContext;
+use futures::FutureExt;
+use tokio::sync::oneshot;
+
+use crate::actor::{Actor, Handler, LocalBoxFuture, Message, Reply};
+use crate::address::{ActorRef, Envelope};
+use crate::context::Context;
+use crate::control::{self, AfterStop, Command, ControlReceiver, ControlSender};
+use crate::exit::ExitReason;
+use crate::status::{ChildState, Shared};
+use crate::supervisor::ParentLink;
+
+/// Makes a fresh instance; an `Err` is a start failure the supervisor counts.
+pub(crate) type Factory<A> = Arc<dyn Fn() -> Result<A, String> + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Created, first instance not built yet.
+    Init,
+    /// An instance handles messages.
+    Running,
+    /// The instance is running its `stopping` hook.
+    Stopping,
+    /// No instance; the mailbox is held until a `Start` comes.
+    Paused,
+    /// No instance; messages are answered with an error.
+    Stopped,
+}
+
+struct PendingStart {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    ack: Option<oneshot::Sender<()>>,
+}
+
+/// How a cell is spawned.
+pub(crate) struct CellConfig<A: Actor> {
+    pub(crate) name: Arc<str>,
+    pub(crate) factory: Factory<A>,
+    pub(crate) capacity: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) arbiter: Option<actix::ArbiterHandle>,
+}
+
+pub(crate) struct Cell<A: Actor> {
+    // Boxed so the cell is `Unpin` (actix requires it) whatever `A` is.
+    instance: Option<Box<A>>,
+    factory: Factory<A>,
+    shared: Arc<Shared>,
+    control: ControlReceiver,
+    parent: ParentLink,
+    generation: u64,
+    phase: Phase,
+    shutdown_timeout: Duration,
+    pending_exit: Option<ExitReason>,
+    pending_start: Option<PendingStart>,
+}
+
+impl<A: Actor> Cell<A> {
+    /// Starts a cell (on the current arbiter unless one is given) and returns
+    /// its address and the supervisor's end of its control channel.
+    pub(crate) fn spawn(config: CellConfig<A>, parent: ParentLink) -> (ActorRef<A>, ControlSender) {
+        let (tx, rx) = control::channel();
+        let shared = Arc::new(Shared::new(config.name, config.capacity));
+        let cell_shared = shared.clone();
+        let capacity = config.capacity;
+        let factory = config.factory;
+        let shutdown_timeout = config.shutdown_timeout;
+        let make = move |ctx: &mut actix::Context<Cell<A>>| {
+            ctx.set_mailbox_capacity(capacity);
+            Cell {
+                instance: None,
+                factory,
+                shared: cell_shared,
+                control: rx,
+                parent,
+                generation: 0,
+                phase: Phase::Init,
+                shutdown_timeout,
+                pending_exit: None,
+                pending_start: None,
+            }
+        };
+        let addr = match config.arbiter {
+            Some(arbiter) => actix::Supervisor::start_in_arbiter(&arbiter, make),
+            None => actix::Supervisor::start(make),
+        };
+        (ActorRef { addr, shared }, tx)
+    }
+
+    /// Runs `f` on the instance under `catch_unwind`, then acts on a stop or
+    /// failure the actor asked for. `None` when there is no instance or it
+    /// panicked.
+    pub(crate) fn with_instance<R>(
+        &mut self,
+        ctx: &mut actix::Context<Self>,
+        f: impl FnOnce(&mut A, &mut Context<'_, A>) -> R,
+    ) -> Option<R> {
+        let instance = self.instance.as_mut()?;
+        let mut c = Context {
+            inner: ctx,
+            shared: &self.shared,
+            exit: &mut self.pending_exit,
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(instance, &mut c))) {
+            Ok(value) => {
+                if let Some(reason) = self.pending_exit.take() {
+                    self.exit(reason, ctx);
+                }
+                Some(value)
+            }
+            Err(payload) => {
+                self.pending_exit = None;
+                self.exit(ExitReason::from_panic(payload), ctx);
+                None
+            }
+        }
+    }
+
+    /// The running instance ended: drop it, tell the supervisor, hold the
+    /// mailbox until it decides.
+    pub(crate) fn exit(&mut self, reason: ExitReason, ctx: &mut actix::Context<Self>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.drop_instance();
+        self.phase = Phase::Paused;
+        self.shared.set_state(ChildState::Restarting);
+        self.parent.report(self.generation, reason);
+        actix::ActorContext::stop(ctx);
+    }
+
+    fn drop_instance(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            // A panicking `Drop` must not take the cell down with it.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(instance)));
+        }
+    }
+
+    fn start_instance(&mut self, ctx: &mut actix::Context<Self>, ack: Option<oneshot::Sender<()>>) {
+        let made = catch_unwind(AssertUnwindSafe(|| (self.factory)()));
+        self.phase = Phase::Running;
+        match made {
+            Ok(Ok(instance)) => {
+                self.instance = Some(Box::new(instance));
+                self.shared.set_state(ChildState::Running);
+                ctx.spawn(Listener);
+                self.with_instance(ctx, |actor, c| actor.started(c));
+            }
+            Ok(Err(why)) => self.exit(ExitReason::StartFailed(why), ctx),
+            Err(payload) => {
+                let why = crate::exit::panic_message(payload.as_ref());
+                self.exit(
+                    ExitReason::StartFailed(format!("factory panicked: {why}")),
+                    ctx,
+                );
+            }
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Acts on one supervisor command; `true` when the listener that polled
+    /// it must end (the cell changes mode).
+    fn on_command(&mut self, cmd: Command, ctx: &mut actix::Context<Self>) -> bool {
+        match (self.phase, cmd) {
+            (Phase::Running, Command::Start { ack, .. }) => {
+                send_ack(ack);
+                false
+            }
+            (Phase::Running, Command::Stop { then, ack }) => {
+                self.graceful_stop(then, ack, ctx);
+                true
+            }
+            (
+                Phase::Paused,
+                Command::Start {
+                    generation,
+                    delay,
+                    ack,
+                },
+            ) => {
+                self.generation = generation;
+                if delay.is_zero() {
+                    self.start_instance(ctx, ack);
+                    true
+                } else {
+                    self.pending_start = Some(PendingStart {
+                        sleep: Box::pin(tokio::time::sleep(delay)),
+                        ack,
+                    });
+                    false
+                }
+            }
+            (Phase::Paused, Command::Stop { then, ack }) => {
+                self.pending_start = None;
+                match then {
+                    AfterStop::Pause => {
+                        send_ack(ack);
+                        false
+                    }
+                    AfterStop::Halt => {
+                        self.phase = Phase::Stopped;
+                        self.shared.set_state(ChildState::Stopped);
+                        send_ack(ack);
+                        actix::ActorContext::stop(ctx);
+                        true
+                    }
+                }
+            }
+            (
+                Phase::Stopped,
+                Command::Start {
+                    generation,
+                    delay,
+                    ack,
+                },
+            ) => {
+                self.generation = generation;
+                self.phase = Phase::Paused;
+                self.shared.set_state(ChildState::Restarting);
+                self.pending_start = Some(PendingStart {
+                    sleep: Box::pin(tokio::time::sleep(delay)),
+                    ack,
+                });
+                actix::ActorContext::stop(ctx);
+                true
+            }
+            (Phase::Stopped, Command::Stop { then, ack }) => {
+                if then == AfterStop::Pause {
+                    self.phase = Phase::Paused;
+                    self.shared.set_state(ChildState::Restarting);
+                    send_ack(ack);
+                    actix::ActorContext::stop(ctx);
+                    return true;
+                }
+                send_ack(ack);
+                false
+            }
+            // Init and Stopping have no listener; nothing arrives there.
+            (
+                Phase::Init | Phase::Stopping,
+                Command::Start { ack, .. } | Command::Stop { ack, .. },
+            ) => {
+                send_ack(ack);
+                false
+            }
+        }
+    }
+
+    /// Runs the instance's `stopping` hook within the shutdown timeout, then
+    /// drops it (the hard stop) and all its futures.
+    fn graceful_stop(
+        &mut self,
+        then: AfterStop,
+        ack: Option<oneshot::Sender<()>>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        self.phase = Phase::Stopping;
+        let hook = match self.instance.as_mut() {
+            Some(instance) => {
+                let mut ignored_exit = None;
+                let mut c = Context {
+                    inner: ctx,
+                    shared: &self.shared,
+                    exit: &mut ignored_exit,
+                };
+                catch_unwind(AssertUnwindSafe(|| instance.stopping(&mut c))).ok()
+            }
+            None => None,
+        };
+        match hook {
+            Some(Reply::Future(fut)) => {
+                let timeout = self.shutdown_timeout;
+                let name = self.shared.name.clone();
+                let wait = async move {
+                    let guarded = AssertUnwindSafe(fut).catch_unwind();
+                    if tokio::time::timeout(timeout, guarded).await.is_err() {
+                        tracing::warn!(actor = %name, ?timeout, "stopping hook overran its shutdown timeout; stopping hard");
+                    }
+                };
+                ctx.wait(
+                    actix::fut::wrap_future::<_, Self>(wait)
+                        .map(move |(), cell, ctx| cell.finish_stop(then, ack, ctx)),
+                );
+            }
+            Some(Reply::Ready(())) | None => self.finish_stop(then, ack, ctx),
+        }
+    }
+
+    fn finish_stop(
+        &mut self,
+        then: AfterStop,
+        ack: Option<oneshot::Sender<()>>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        self.drop_instance();
+        match then {
+            AfterStop::Pause => {
+                self.phase = Phase::Paused;
+                self.shared.set_state(ChildState::Restarting);
+            }
+            AfterStop::Halt => {
+                self.phase = Phase::Stopped;
+                self.shared.set_state(ChildState::Stopped);
+            }
+        }
+        send_ack(ack);
+        actix::ActorContext::stop(ctx);
+    }
+}
+
+fn send_ack(ack: Option<oneshot::Sender<()>>) {
+    if let Some(ack) = ack {
+        let _ = ack.send(());
+    }
+}
+
+impl<A: Actor> actix::Actor for Cell<A> {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        match self.phase {
+            Phase::Init => self.start_instance(ctx, None),
+            // Paused: hold the mailbox; only the control channel is read.
+            Phase::Paused => {
+                ctx.wait(Listener);
+            }
+            Phase::Stopped | Phase::Running => {
+                ctx.spawn(Listener);
+            }
+            Phase::Stopping => {}
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> actix::Running {
+        actix::Running::Stop
+    }
+}
+
+impl<A: Actor> actix::Supervised for Cell<A> {}
+
+/// Reads the control channel (and a pending delayed start) for the cell.
+/// Spawned while the mailbox runs, waited on while it is held.
+struct Listener;
+
+impl<A: Actor> ActorFuture<Cell<A>> for Listener {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cell: &mut Cell<A>,
+        ctx: &mut actix::Context<Cell<A>>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if let Some(pending) = cell.pending_start.as_mut() {
+                if pending.sleep.as_mut().poll(task).is_ready() {
+                    let ack = cell.pending_start.take().and_then(|p| p.ack);
+                    cell.start_instance(ctx, ack);
+                    return Poll::Ready(());
+                }
+            }
+            match cell.control.poll_recv(task) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(cmd) => {
+                    if cell.on_command(cmd, ctx) {
+                        return Poll::Ready(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The cell's answer to one message, handed to actix.
+pub(crate) enum CellReply<R> {
+    Ready(R),
+    Future(LocalBoxFuture<R>),
+    /// No answer: the sender gets an error.
+    Dropped,
+}
+
+impl<A, M> MessageResponse<Cell<A>, Envelope<M>> for CellReply<M::Result>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    fn handle(self, ctx: &mut actix::Context<Cell<A>>, tx: Option<OneshotSender<M::Result>>) {
+        match self {
+            CellReply::Ready(value) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(value);
+                }
+            }
+            CellReply::Dropped => drop(tx),
+            CellReply::Future(fut) => {
+                let fut =
+                    actix::fut::wrap_future::<_, Cell<A>>(AssertUnwindSafe(fut).catch_unwind())
+                        .map(move |res, cell: &mut Cell<A>, ctx| match res {
+                            Ok(value) => {
+                                if let Some(tx) = tx {
+                                    let _ = tx.send(value);
+                                }
+                            }
+                            Err(payload) => cell.exit(ExitReason::from_panic(payload), ctx),
+                        });
+                ctx.spawn(fut);
+            }
+        }
+    }
+}
+
+impl<A, M> actix::Handler<Envelope<M>> for Cell<A>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    type Result = CellReply<M::Result>;
+
+    fn handle(&mut self, envelope: Envelope<M>, ctx: &mut Self::Context) -> Self::Result {
+        let Envelope { msg, slot } = envelope;
+        drop(slot);
+        if self.phase != Phase::Running {
+            return CellReply::Dropped;
+        }
+        self.shared.handled();
+        match self.with_instance(ctx, |actor, c| actor.handle(msg, c)) {
+            Some(Reply::Ready(value)) => CellReply::Ready(value),
+            Some(Reply::Future(fut)) => CellReply::Future(fut),
+            None => CellReply::Dropped,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Troupe: LLM agents as supervised actors, with a durable job engine.
+//!
+//! The agent runtime built on `troupe-actors`; its layers land here in turn.
