@@ -1,14 +1,5 @@
-//! The `troupe` command line.
+//! The `troupe` command line; see [`troupe::cli`].
 
-use clap::{CommandFactory, Parser};
-
-/// Troupe runs LLM agents as supervised actors, with a durable job queue.
-#[derive(Debug, Parser)]
-#[command(name = "troupe", version, about, long_about = None)]
-struct Cli {}
-
-fn main() {
-    let _cli = Cli::parse();
-    // No commands yet: show what there is.
-    let _ = Cli::command().print_help();
+fn main() -> std::process::ExitCode {
+    troupe::cli::main()
 }

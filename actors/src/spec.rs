@@ -145,7 +145,7 @@ impl<A: Actor> ChildSpec<A> {
 }
 
 /// Path-keyed addresses of everything started in a tree.
-pub(crate) type Registry = HashMap<String, Box<dyn Any + Send>>;
+pub(crate) type Registry = HashMap<String, Box<dyn Any + Send + Sync>>;
 
 /// A child spec with its actor type erased, as a supervisor holds it.
 pub(crate) trait StartChild: Send {

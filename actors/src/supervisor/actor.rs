@@ -46,7 +46,7 @@ impl actix::Message for GetChildren {
 pub(crate) struct AddChild(pub(crate) Box<dyn StartChild>);
 
 impl actix::Message for AddChild {
-    type Result = Result<Box<dyn Any + Send>, BuildError>;
+    type Result = Result<Box<dyn Any + Send + Sync>, BuildError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,7 +357,7 @@ impl Handler<GetChildren> for SupervisorActor {
 }
 
 impl Handler<AddChild> for SupervisorActor {
-    type Result = Result<Box<dyn Any + Send>, BuildError>;
+    type Result = Result<Box<dyn Any + Send + Sync>, BuildError>;
 
     fn handle(&mut self, AddChild(child): AddChild, ctx: &mut Self::Context) -> Self::Result {
         let id = child.id().to_string();

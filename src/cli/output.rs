@@ -1,0 +1,111 @@
+//! Human and JSON output of jobs and workers.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::engine::WorkerInfo;
+use crate::job::Job;
+
+use super::CliError;
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A table of jobs, one per line.
+pub fn job_table(jobs: &[Job]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<36}  {:<14} {:<10} {:>7}  {:<20}  error",
+        "id", "worker", "status", "attempt", "updated"
+    )?;
+    for job in jobs {
+        writeln!(
+            out,
+            "{:<36}  {:<14} {:<10} {:>3}/{:<3}  {:<20}  {}",
+            job.id,
+            short(&job.worker_name, 14),
+            job.status.as_str(),
+            job.attempt,
+            job.max_attempts,
+            job.updated_at.format("%Y-%m-%d %H:%M:%S"),
+            short(job.error.as_deref().unwrap_or(""), 60),
+        )?;
+    }
+    Ok(())
+}
+
+/// One job, field by field.
+pub fn job_detail(job: &Job) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "id          {}", job.id)?;
+    writeln!(out, "worker      {}", job.worker_name)?;
+    writeln!(out, "status      {}", job.status)?;
+    writeln!(out, "attempt     {} of {}", job.attempt, job.max_attempts)?;
+    writeln!(out, "priority    {}", job.priority)?;
+    writeln!(out, "run at      {}", job.run_at.to_rfc3339())?;
+    writeln!(out, "created     {}", job.created_at.to_rfc3339())?;
+    writeln!(out, "updated     {}", job.updated_at.to_rfc3339())?;
+    if let Some(key) = &job.unique_key {
+        writeln!(out, "unique key  {key}")?;
+    }
+    if let Some(ms) = job.timeout_ms {
+        writeln!(out, "timeout     {ms} ms")?;
+    }
+    writeln!(out, "args        {}", job.args)?;
+    writeln!(
+        out,
+        "ctx         {}",
+        serde_json::to_string(&job.ctx).unwrap_or_default()
+    )?;
+    if let Some(result) = &job.result {
+        writeln!(out, "result      {result}")?;
+    }
+    if let Some(error) = &job.error {
+        writeln!(out, "error       {error}")?;
+    }
+    for e in &job.errors {
+        writeln!(
+            out,
+            "  attempt {} at {}: {}",
+            e.attempt,
+            e.at.to_rfc3339(),
+            e.message
+        )?;
+    }
+    Ok(())
+}
+
+/// A table of workers.
+pub fn worker_table(workers: &[WorkerInfo]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16} {:<11} {:>11}  description",
+        "name", "category", "concurrency"
+    )?;
+    for w in workers {
+        writeln!(
+            out,
+            "{:<16} {:<11} {:>11}  {}",
+            w.name, w.category, w.concurrency, w.description
+        )?;
+    }
+    Ok(())
+}

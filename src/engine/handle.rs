@@ -1,0 +1,437 @@
+//! [`WorkerEngine`]: the handle for enqueueing and inspecting jobs, and the
+//! builder that starts the engine's supervision tree.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use troupe_actors::{
+    ActorRef, ChildSpec, Intensity, Strategy, SupervisorRef, SupervisorSpec, Tree,
+};
+
+use crate::job::schedule::Schedule;
+use crate::job::{EnqueueOptions, Job, JobCtx, JobId};
+use crate::store::{
+    CancelOutcome, InsertOutcome, JobCounts, JobPage, ListQuery, PauseState, PauseTarget, Store,
+};
+
+use super::config::EngineConfig;
+use super::diagnostic::{EchoWorker, SleepWorker};
+use super::error::EngineError;
+use super::runner::WorkerActor;
+use super::scheduler::{Cancel, Drain, DrainReport, ScheduleAt, Scheduler, Wake};
+use super::shared::{EngineShared, WorkerEntry};
+use super::worker::{Registration, Worker, WorkerInfo};
+
+/// One job of a bulk enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The worker to run it.
+    pub worker_name: String,
+    /// Its input.
+    pub args: Value,
+    /// Who asked and from where.
+    pub ctx: JobCtx,
+    /// When, how urgent, how often, deduplication, timeout.
+    pub options: EnqueueOptions,
+}
+
+/// Collects the store, settings and workers, then starts the engine.
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    workers: Vec<Registration>,
+}
+
+impl EngineBuilder {
+    /// Replaces the default settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers a worker with the default concurrency.
+    pub fn worker(mut self, worker: impl Worker) -> Self {
+        let concurrency = self.config.default_concurrency;
+        self.workers
+            .push(Registration::new(Arc::new(worker), concurrency));
+        self
+    }
+
+    /// Registers a worker that runs at most `concurrency` jobs at once.
+    pub fn register(mut self, registration: Registration) -> Self {
+        self.workers.push(registration);
+        self
+    }
+
+    /// Registers the built-in diagnostic workers `echo` and `sleep`.
+    pub fn diagnostics(self) -> Self {
+        self.worker(EchoWorker).worker(SleepWorker)
+    }
+
+    /// Starts the engine's actors on the current actix system. Jobs left
+    /// `running` by a previous process are queued again before any is claimed.
+    pub fn start(self) -> Result<WorkerEngine, EngineError> {
+        let mut entries = BTreeMap::new();
+        for registration in self.workers {
+            validate(&registration, &entries)?;
+            entries.insert(
+                registration.worker.name().to_string(),
+                WorkerEntry {
+                    registration,
+                    actor: None,
+                },
+            );
+        }
+        let mut workers_sup = SupervisorSpec::new("workers")
+            .strategy(Strategy::OneForOne)
+            .intensity(Intensity::new(100, Duration::from_secs(10)));
+        for (name, entry) in &entries {
+            workers_sup = workers_sup.child(worker_spec(name, entry.registration.worker.clone()));
+        }
+        let shared = Arc::new(EngineShared {
+            store: self.store,
+            workers: RwLock::new(entries),
+            waiters: Default::default(),
+            config: self.config,
+        });
+        let for_scheduler = shared.clone();
+        let tree = SupervisorSpec::new("engine")
+            .strategy(Strategy::RestForOne)
+            .intensity(Intensity::new(10, Duration::from_secs(10)))
+            .supervisor(workers_sup)
+            .child(
+                ChildSpec::new("scheduler", move || Scheduler::new(for_scheduler.clone()))
+                    .mailbox(4096),
+            )
+            .start()
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        // Fill in the actors before yielding: the scheduler runs only once
+        // this task awaits, and by then every worker has its actor.
+        {
+            let mut workers = shared
+                .workers
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (name, entry) in workers.iter_mut() {
+                let actor = tree
+                    .actor::<WorkerActor>(&format!("workers/{}", child_id(name)))
+                    .map_err(|e| EngineError::Start(e.to_string()))?;
+                entry.actor = Some(actor);
+            }
+        }
+        let scheduler = tree
+            .actor::<Scheduler>("scheduler")
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let workers_sup = tree
+            .supervisor("workers")
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        Ok(WorkerEngine {
+            inner: Arc::new(Inner {
+                shared,
+                tree,
+                scheduler,
+                workers_sup,
+            }),
+        })
+    }
+}
+
+fn child_id(worker: &str) -> String {
+    format!("worker:{worker}")
+}
+
+fn worker_spec(name: &str, worker: Arc<dyn Worker>) -> ChildSpec<WorkerActor> {
+    ChildSpec::new(child_id(name), move || WorkerActor {
+        worker: worker.clone(),
+    })
+    .mailbox(1024)
+}
+
+fn validate(
+    registration: &Registration,
+    existing: &BTreeMap<String, WorkerEntry>,
+) -> Result<(), EngineError> {
+    let name = registration.worker.name();
+    if name.trim().is_empty() || name.contains('/') {
+        return Err(EngineError::InvalidWorker {
+            name: name.to_string(),
+            field: "name",
+            reason: "must be non-empty and contain no `/`".into(),
+        });
+    }
+    if registration.concurrency == 0 {
+        return Err(EngineError::InvalidWorker {
+            name: name.to_string(),
+            field: "concurrency",
+            reason: "must be at least 1".into(),
+        });
+    }
+    if existing.contains_key(name) {
+        return Err(EngineError::DuplicateWorker {
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+struct Inner {
+    shared: Arc<EngineShared>,
+    tree: Tree,
+    scheduler: ActorRef<Scheduler>,
+    workers_sup: SupervisorRef,
+}
+
+/// The job engine: enqueue, inspect, cancel, wait, pause, shut down.
+/// Cheap to clone; every clone drives the same engine.
+#[derive(Clone)]
+pub struct WorkerEngine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WorkerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerEngine")
+            .field("workers", &self.inner.shared.worker_names())
+            .finish()
+    }
+}
+
+impl WorkerEngine {
+    /// A builder over `store`.
+    pub fn builder(store: Arc<dyn Store>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            config: EngineConfig::default(),
+            workers: Vec::new(),
+        }
+    }
+
+    /// The store the engine runs on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.shared.store
+    }
+
+    /// Enqueues one job; returns once it is durable. With a unique key held
+    /// by a queued or running job, returns that job instead
+    /// ([`InsertOutcome::Existing`]).
+    pub async fn enqueue(
+        &self,
+        worker_name: &str,
+        args: Value,
+        ctx: JobCtx,
+        options: EnqueueOptions,
+    ) -> Result<InsertOutcome, EngineError> {
+        self.check_worker(worker_name)?;
+        let job = Job::new(worker_name, args, ctx, &options, chrono::Utc::now())?;
+        let outcome = self.inner.shared.store.insert(job).await?;
+        self.wake();
+        Ok(outcome)
+    }
+
+    /// Enqueues many jobs with one durable write; outcomes in input order.
+    /// Nothing is stored if any job is invalid.
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertOutcome>, EngineError> {
+        let now = chrono::Utc::now();
+        let mut built = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            self.check_worker(&new.worker_name)?;
+            built.push(Job::new(
+                new.worker_name,
+                new.args,
+                new.ctx,
+                &new.options,
+                now,
+            )?);
+        }
+        let outcomes = self.inner.shared.store.insert_many(built).await?;
+        self.wake();
+        Ok(outcomes)
+    }
+
+    fn check_worker(&self, name: &str) -> Result<(), EngineError> {
+        let workers = self
+            .inner
+            .shared
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if workers.contains_key(name) {
+            return Ok(());
+        }
+        Err(EngineError::UnknownWorker {
+            name: name.to_string(),
+            registered: workers.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    fn wake(&self) {
+        // A full mailbox means the scheduler has work queued that ends in a
+        // claim pass anyway, so a wake that does not fit is not needed.
+        let _ = self.inner.scheduler.try_send(Wake);
+    }
+
+    /// Registers a worker on the running engine.
+    pub async fn register_worker(&self, registration: Registration) -> Result<(), EngineError> {
+        let name = registration.worker.name().to_string();
+        {
+            let mut workers = self
+                .inner
+                .shared
+                .workers
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            validate(&registration, &workers)?;
+            workers.insert(
+                name.clone(),
+                WorkerEntry {
+                    registration: registration.clone(),
+                    actor: None,
+                },
+            );
+        }
+        let actor = self
+            .inner
+            .workers_sup
+            .start_child(worker_spec(&name, registration.worker.clone()))
+            .await;
+        let mut workers = self
+            .inner
+            .shared
+            .workers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match actor {
+            Ok(actor) => {
+                if let Some(entry) = workers.get_mut(&name) {
+                    entry.actor = Some(actor);
+                }
+                drop(workers);
+                self.wake();
+                Ok(())
+            }
+            Err(e) => {
+                workers.remove(&name);
+                Err(EngineError::Start(e.to_string()))
+            }
+        }
+    }
+
+    /// The registered workers, by name.
+    pub fn list_workers(&self) -> Vec<WorkerInfo> {
+        let workers = self
+            .inner
+            .shared
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.values().map(|e| e.registration.info()).collect()
+    }
+
+    /// Jobs, newest first, filtered and paged.
+    pub async fn list_jobs(&self, query: &ListQuery) -> Result<JobPage, EngineError> {
+        Ok(self.inner.shared.store.list(query).await?)
+    }
+
+    /// One job by id.
+    pub async fn get_job(&self, id: JobId) -> Result<Job, EngineError> {
+        self.inner
+            .shared
+            .store
+            .get(id)
+            .await?
+            .ok_or(EngineError::JobNotFound { id })
+    }
+
+    /// Counts by status and worker.
+    pub async fn counts(&self) -> Result<JobCounts, EngineError> {
+        Ok(self.inner.shared.store.counts().await?)
+    }
+
+    /// Cancels a job: a queued one ends `cancelled` at once; a running one
+    /// has its work stopped, then ends `cancelled`.
+    pub async fn cancel_job(&self, id: JobId) -> Result<CancelOutcome, EngineError> {
+        match self.inner.scheduler.send(Cancel(id)).await {
+            Ok(outcome) => Ok(outcome?),
+            Err(e) => Err(EngineError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Resolves with the job once it has ended (completed, failed, cancelled).
+    pub async fn wait_for(&self, id: JobId) -> Result<Job, EngineError> {
+        let rx = self.inner.shared.waiters.register(id);
+        let job = self.get_job(id).await?;
+        if job.status.is_terminal() {
+            self.inner.shared.waiters.forget(id);
+            return Ok(job);
+        }
+        rx.await
+            .map_err(|_| EngineError::Stopped(format!("stopped while waiting for job {id}")))
+    }
+
+    /// Creates or replaces a recurring schedule (durable); it fires once per
+    /// period across restarts, skipping firings missed while down unless its
+    /// `catch_up` is set.
+    pub async fn put_schedule(&self, schedule: Schedule) -> Result<(), EngineError> {
+        self.check_worker(&schedule.worker_name)?;
+        let at = schedule.next_fire_at;
+        self.inner.shared.store.put_schedule(schedule).await?;
+        let _ = self.inner.scheduler.send(ScheduleAt(at)).await;
+        Ok(())
+    }
+
+    /// Removes a schedule; returns whether it existed.
+    pub async fn delete_schedule(&self, id: &str) -> Result<bool, EngineError> {
+        Ok(self.inner.shared.store.delete_schedule(id).await?)
+    }
+
+    /// All schedules, by id.
+    pub async fn list_schedules(&self) -> Result<Vec<Schedule>, EngineError> {
+        Ok(self.inner.shared.store.list_schedules().await?)
+    }
+
+    /// Stops claiming jobs of `target` (durable across restarts); running
+    /// jobs finish.
+    pub async fn pause(&self, target: PauseTarget) -> Result<PauseState, EngineError> {
+        Ok(self.inner.shared.store.set_paused(target, true).await?)
+    }
+
+    /// Resumes claiming for `target`.
+    pub async fn resume(&self, target: PauseTarget) -> Result<PauseState, EngineError> {
+        let state = self.inner.shared.store.set_paused(target, false).await?;
+        self.wake();
+        Ok(state)
+    }
+
+    /// Stops claiming, lets running jobs finish within the configured drain
+    /// timeout, queues the rest again, then stops every actor.
+    pub async fn shutdown(&self) -> Result<DrainReport, EngineError> {
+        let timeout = self.inner.shared.config.drain_timeout;
+        self.shutdown_within(timeout).await
+    }
+
+    /// [`shutdown`](Self::shutdown) with an explicit drain deadline.
+    pub async fn shutdown_within(&self, timeout: Duration) -> Result<DrainReport, EngineError> {
+        let report = self
+            .inner
+            .scheduler
+            .send(Drain(timeout))
+            .await
+            .map_err(|e| EngineError::Stopped(e.to_string()))?;
+        self.inner.tree.shutdown().await;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn the_engine_handle_can_cross_threads() {
+        assert_send_sync::<WorkerEngine>();
+    }
+}

@@ -1,0 +1,33 @@
+//! The job engine: one durable queue for agent tasks and background worker
+//! jobs, run by a supervised Scheduler actor.
+//!
+//! ```text
+//! engine (rest_for_one)
+//! ├── workers (one_for_one)
+//! │   └── worker:<name>     one WorkerActor per registered Worker
+//! └── scheduler             claims ready jobs, dispatches RunJob, records outcomes
+//! ```
+//!
+//! [`WorkerEngine`] is the handle users hold: it writes jobs to the store
+//! (durable before it returns) and wakes the scheduler; the scheduler claims
+//! them, sends each to its worker's actor, and records the outcome. A job's
+//! way: `enqueue` → store (`queued`) → claim (`running`, attempt + 1) →
+//! `RunJob` to the worker actor → `completed`, or a retry after backoff
+//! (`queued` with a later `runAt`), or `failed` with the last error.
+
+mod config;
+mod diagnostic;
+mod error;
+mod handle;
+mod runner;
+mod scheduler;
+mod shared;
+mod waiters;
+mod worker;
+
+pub use config::EngineConfig;
+pub use diagnostic::{EchoWorker, SleepWorker};
+pub use error::EngineError;
+pub use handle::{EngineBuilder, NewJob, WorkerEngine};
+pub use scheduler::DrainReport;
+pub use worker::{JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerInfo};

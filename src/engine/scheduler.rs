@@ -1,0 +1,723 @@
+//! The Scheduler actor: claims ready jobs and runs them on worker actors.
+//!
+//! Owns: the jobs this process is running (with abort handles), the busy
+//! count per worker, the one timer that wakes it for delayed jobs, retries,
+//! schedules and pruning.
+//!
+//! Takes: [`Wake`] (new work may be ready), [`Cancel`], [`Drain`], and its
+//! own internal messages: [`Ready`] (recovery done), [`Claimed`] (a claim
+//! pass ended), [`Finished`] (a worker actor answered), [`Recorded`] (a job's
+//! outcome is durable), [`AbortJob`], [`AbortAll`].
+//!
+//! The store is the source of truth. At most one claim pass is in flight;
+//! wakes that arrive meanwhile fold into one more pass, so under load claims
+//! are batched (one durable write for many jobs) and under light load a job
+//! is claimed as soon as it is enqueued. Store calls run as futures next to
+//! the mailbox and report back by message, so the actor never blocks on I/O.
+//!
+//! On every start, including a restart after a crash of this actor, the
+//! running jobs in the store go back to `queued` before anything is claimed:
+//! their outcome would otherwise never be recorded. A job interrupted so may
+//! run twice; its completion is recorded once (the store checks the attempt).
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::AbortHandle;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use troupe_actors::{Actor, ActorRef, CallError, Context, Handler, Message, Reply};
+
+use crate::job::{Job, JobId, JobStatus};
+use crate::store::{CancelOutcome, ClaimRequest, FailAction, ListQuery, Outcome, StoreError};
+
+use super::runner::{RunJob, RunOutcome};
+use super::shared::EngineShared;
+use super::worker::WorkerError;
+
+/// How long a drain waits for aborted jobs to report back.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
+
+/// After a store error, try again this much later.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+struct RunningJob {
+    worker: String,
+    abort: AbortHandle,
+    /// Aborted by a shutdown, not a cancel: leave it for recovery.
+    shutdown: bool,
+}
+
+pub(crate) struct Scheduler {
+    shared: Arc<EngineShared>,
+    running: HashMap<JobId, RunningJob>,
+    busy: HashMap<String, usize>,
+    /// Store writes of outcomes still in flight (a drain waits for them).
+    recording: usize,
+    claiming: bool,
+    wake_again: bool,
+    ready: bool,
+    draining: bool,
+    /// Jobs that were running when the drain began or were claimed by a pass
+    /// already in flight then.
+    drained: usize,
+    drain_waiters: Vec<oneshot::Sender<usize>>,
+    timer: Rc<Timer>,
+    next_prune: Instant,
+    next_schedule: Option<DateTime<Utc>>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(shared: Arc<EngineShared>) -> Self {
+        let next_prune = Instant::now() + shared.config.prune_every;
+        Self {
+            shared,
+            running: HashMap::new(),
+            busy: HashMap::new(),
+            recording: 0,
+            claiming: false,
+            wake_again: false,
+            ready: false,
+            draining: false,
+            drained: 0,
+            drain_waiters: Vec::new(),
+            timer: Rc::new(Timer::default()),
+            next_prune,
+            next_schedule: None,
+        }
+    }
+
+    /// Starts a claim pass if there is room and none is in flight.
+    fn pump(&mut self, ctx: &mut Context<'_, Self>) {
+        if !self.ready || self.draining {
+            return;
+        }
+        if self.claiming {
+            self.wake_again = true;
+            return;
+        }
+        self.wake_again = false;
+        if Instant::now() >= self.next_prune {
+            self.next_prune = Instant::now() + self.shared.config.prune_every;
+            let shared = self.shared.clone();
+            ctx.spawn(async move {
+                match shared
+                    .store
+                    .prune(&shared.config.retention, Utc::now())
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(pruned = n, "pruned ended jobs past retention"),
+                    Err(e) => tracing::error!(error = %e, "pruning ended jobs failed"),
+                }
+            });
+        }
+        let (free, registered) = self.free_capacity();
+        let fire_schedules = self.next_schedule.is_some_and(|at| at <= Utc::now());
+        if free.is_empty() && !fire_schedules {
+            return;
+        }
+        self.claiming = true;
+        let limit = free
+            .values()
+            .sum::<usize>()
+            .min(self.shared.config.claim_batch);
+        let shared = self.shared.clone();
+        let me = ctx.address();
+        ctx.spawn(async move {
+            let now = Utc::now();
+            let mut next_schedule = None;
+            if fire_schedules {
+                match shared.store.fire_due_schedules(now).await {
+                    Ok(fired) => {
+                        for f in &fired {
+                            tracing::info!(schedule = %f.schedule.id, jobs = f.jobs.len(), "schedule fired");
+                        }
+                        if !fired.is_empty() {
+                            discard_orphans(&shared).await;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "firing due schedules failed"),
+                }
+                next_schedule = Some(shared.store.next_schedule_fire().await.ok().flatten());
+            }
+            let jobs = if free.is_empty() {
+                Ok(Vec::new())
+            } else {
+                let request = ClaimRequest {
+                    now,
+                    limit,
+                    per_worker: Some(free),
+                };
+                shared.store.claim(&request).await
+            };
+            let next_wake = shared.store.next_wake(Some(&registered)).await.ok().flatten();
+            let _ = me
+                .send(Claimed {
+                    jobs,
+                    limit,
+                    next_wake,
+                    next_schedule,
+                })
+                .await;
+        });
+    }
+
+    /// Free slots per registered worker (only those with room) and the
+    /// names of all registered workers.
+    fn free_capacity(&self) -> (BTreeMap<String, usize>, Vec<String>) {
+        let workers = self
+            .shared
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut free = BTreeMap::new();
+        let mut names = Vec::with_capacity(workers.len());
+        for (name, entry) in workers.iter() {
+            names.push(name.clone());
+            if entry.actor.is_none() {
+                continue;
+            }
+            let busy = self.busy.get(name).copied().unwrap_or(0);
+            let room = entry.registration.concurrency.saturating_sub(busy);
+            if room > 0 {
+                free.insert(name.clone(), room);
+            }
+        }
+        (free, names)
+    }
+
+    fn dispatch(&mut self, job: Job, ctx: &mut Context<'_, Self>) {
+        let actor = {
+            let workers = self
+                .shared
+                .workers
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            workers.get(&job.worker_name).and_then(|e| e.actor.clone())
+        };
+        let Some(actor) = actor else {
+            // Claimed for a worker that has no actor: hand it back for a retry.
+            let reason = format!("worker `{}` is not running", job.worker_name);
+            self.record(
+                ctx,
+                job.id,
+                async_fail(&self.shared, job.id, job.attempt, reason, FailAction::Final),
+            );
+            return;
+        };
+        let (abort, registration) = AbortHandle::new_pair();
+        self.running.insert(
+            job.id,
+            RunningJob {
+                worker: job.worker_name.clone(),
+                abort,
+                shutdown: false,
+            },
+        );
+        *self.busy.entry(job.worker_name.clone()).or_default() += 1;
+        let (id, attempt) = (job.id, job.attempt);
+        let msg = RunJob {
+            job_id: job.id,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            args: job.args,
+            ctx: job.ctx,
+            timeout: job.timeout_ms.map(Duration::from_millis),
+            abort: registration,
+        };
+        let me = ctx.address();
+        ctx.spawn(async move {
+            let outcome = actor.send(msg).await;
+            let _ = me
+                .send(Finished {
+                    id,
+                    attempt,
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    /// Runs a store write of a job's outcome, then reports it back.
+    fn record<F>(&mut self, ctx: &mut Context<'_, Self>, id: JobId, write: F)
+    where
+        F: std::future::Future<Output = Result<Outcome, StoreError>> + 'static,
+    {
+        self.recording += 1;
+        let shared = self.shared.clone();
+        let me = ctx.address();
+        ctx.spawn(async move {
+            let mut requeued_at = None;
+            match write.await {
+                Ok(Outcome::Applied(job)) if job.status.is_terminal() => {
+                    tracing::debug!(job = %job.id, worker = %job.worker_name, status = %job.status, attempt = job.attempt, "job ended");
+                    shared.waiters.notify(&job);
+                }
+                Ok(Outcome::Applied(job)) => requeued_at = Some(job.run_at),
+                Ok(Outcome::Stale { status, attempt }) => {
+                    tracing::debug!(job = %id, %status, attempt, "outcome not recorded: the job has moved on");
+                }
+                Err(e) => tracing::error!(job = %id, error = %e, "recording a job outcome failed"),
+            }
+            let _ = me.send(Recorded { requeued_at }).await;
+        });
+    }
+
+    fn check_drained(&mut self) {
+        if self.draining && self.running.is_empty() && self.recording == 0 && !self.claiming {
+            for tx in self.drain_waiters.drain(..) {
+                let _ = tx.send(self.drained);
+            }
+        }
+    }
+}
+
+fn async_fail(
+    shared: &Arc<EngineShared>,
+    id: JobId,
+    attempt: u32,
+    error: String,
+    action: FailAction,
+) -> impl std::future::Future<Output = Result<Outcome, StoreError>> + 'static {
+    let shared = shared.clone();
+    async move { shared.store.fail(id, attempt, error, action).await }
+}
+
+/// Fails every queued job whose worker is not registered, naming it, so that
+/// no job waits forever for a worker that a config change removed.
+pub(crate) async fn discard_orphans(shared: &Arc<EngineShared>) {
+    let registered: BTreeSet<String> = {
+        let workers = shared
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.keys().cloned().collect()
+    };
+    let counts = match shared.store.counts().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "counting jobs failed");
+            return;
+        }
+    };
+    for (worker, by_status) in counts.by_worker {
+        if registered.contains(&worker)
+            || by_status.get(&JobStatus::Queued).copied().unwrap_or(0) == 0
+        {
+            continue;
+        }
+        let reason = format!("worker `{worker}` is not registered");
+        let mut cursor = None;
+        loop {
+            let query = ListQuery {
+                status: Some(JobStatus::Queued),
+                worker: Some(worker.clone()),
+                limit: 500,
+                cursor,
+            };
+            let page = match shared.store.list(&query).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, %worker, "listing orphaned jobs failed");
+                    break;
+                }
+            };
+            for job in page.jobs {
+                match shared.store.discard(job.id, reason.clone()).await {
+                    Ok(Outcome::Applied(job)) => {
+                        tracing::warn!(job = %job.id, %worker, "failed a queued job: its worker is not registered");
+                        shared.waiters.notify(&job);
+                    }
+                    Ok(Outcome::Stale { .. }) => {}
+                    Err(e) => {
+                        tracing::error!(job = %job.id, error = %e, "failing an orphaned job failed")
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+}
+
+fn instant_at(at: DateTime<Utc>) -> Instant {
+    let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + wait
+}
+
+impl Actor for Scheduler {
+    fn started(&mut self, ctx: &mut Context<'_, Self>) {
+        self.timer = Rc::new(Timer::default());
+        let timer = self.timer.clone();
+        let me = ctx.address();
+        ctx.spawn(async move { timer.run(me).await });
+
+        let shared = self.shared.clone();
+        let me = ctx.address();
+        ctx.spawn(async move {
+            match shared.store.recover(Utc::now()).await {
+                Ok(r) if r.requeued.is_empty() && r.cancelled.is_empty() => {}
+                Ok(r) => tracing::warn!(
+                    requeued = r.requeued.len(),
+                    cancelled = r.cancelled.len(),
+                    "recovered jobs left running by a previous run"
+                ),
+                Err(e) => tracing::error!(error = %e, "recovering running jobs failed"),
+            }
+            discard_orphans(&shared).await;
+            let next_schedule = shared.store.next_schedule_fire().await.ok().flatten();
+            let _ = me.send(Ready { next_schedule }).await;
+        });
+    }
+}
+
+/// New work may be ready (an enqueue, a resume, the timer).
+pub(crate) struct Wake;
+impl Message for Wake {
+    type Result = ();
+}
+impl Handler<Wake> for Scheduler {
+    fn handle(&mut self, _: Wake, ctx: &mut Context<'_, Self>) -> Reply<()> {
+        self.pump(ctx);
+        Reply::Ready(())
+    }
+}
+
+/// A schedule was added or changed: fire it no later than this.
+pub(crate) struct ScheduleAt(pub(crate) DateTime<Utc>);
+impl Message for ScheduleAt {
+    type Result = ();
+}
+impl Handler<ScheduleAt> for Scheduler {
+    fn handle(&mut self, ScheduleAt(at): ScheduleAt, _: &mut Context<'_, Self>) -> Reply<()> {
+        if self.next_schedule.is_none_or(|next| at < next) {
+            self.next_schedule = Some(at);
+        }
+        self.timer.at(instant_at(at));
+        Reply::Ready(())
+    }
+}
+
+/// Recovery is done; claiming may start.
+pub(crate) struct Ready {
+    next_schedule: Option<DateTime<Utc>>,
+}
+impl Message for Ready {
+    type Result = ();
+}
+impl Handler<Ready> for Scheduler {
+    fn handle(&mut self, msg: Ready, ctx: &mut Context<'_, Self>) -> Reply<()> {
+        self.ready = true;
+        self.next_schedule = msg.next_schedule;
+        if let Some(at) = self.next_schedule {
+            self.timer.at(instant_at(at));
+        }
+        self.timer.at(self.next_prune);
+        self.pump(ctx);
+        Reply::Ready(())
+    }
+}
+
+/// A claim pass ended.
+pub(crate) struct Claimed {
+    jobs: Result<Vec<Job>, StoreError>,
+    limit: usize,
+    next_wake: Option<DateTime<Utc>>,
+    /// `Some` when the pass fired schedules: the new next fire time.
+    next_schedule: Option<Option<DateTime<Utc>>>,
+}
+impl Message for Claimed {
+    type Result = ();
+}
+impl Handler<Claimed> for Scheduler {
+    fn handle(&mut self, msg: Claimed, ctx: &mut Context<'_, Self>) -> Reply<()> {
+        self.claiming = false;
+        if let Some(next) = msg.next_schedule {
+            self.next_schedule = next;
+        }
+        match msg.jobs {
+            Ok(jobs) => {
+                if msg.limit > 0 && jobs.len() >= msg.limit {
+                    self.wake_again = true;
+                }
+                if self.draining {
+                    // Claimed by a pass that began before the drain: run them.
+                    self.drained += jobs.len();
+                }
+                for job in jobs {
+                    self.dispatch(job, ctx);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming jobs failed; trying again shortly");
+                self.timer.at(Instant::now() + STORE_RETRY);
+            }
+        }
+        if let Some(at) = msg.next_wake {
+            self.timer.at(instant_at(at));
+        }
+        if let Some(at) = self.next_schedule {
+            self.timer.at(instant_at(at));
+        }
+        self.timer.at(self.next_prune);
+        if self.wake_again {
+            self.pump(ctx);
+        }
+        self.check_drained();
+        Reply::Ready(())
+    }
+}
+
+/// A worker actor answered for one attempt.
+pub(crate) struct Finished {
+    id: JobId,
+    attempt: u32,
+    outcome: Result<RunOutcome, CallError>,
+}
+impl Message for Finished {
+    type Result = ();
+}
+impl Handler<Finished> for Scheduler {
+    fn handle(&mut self, msg: Finished, ctx: &mut Context<'_, Self>) -> Reply<()> {
+        let Some(run) = self.running.remove(&msg.id) else {
+            return Reply::Ready(());
+        };
+        if let Some(busy) = self.busy.get_mut(&run.worker) {
+            *busy = busy.saturating_sub(1);
+        }
+        let (id, attempt) = (msg.id, msg.attempt);
+        let retry_at = || {
+            let delay = self.shared.config.retry.delay_for_attempt(attempt);
+            let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            FailAction::RetryAt(Utc::now() + delay)
+        };
+        let shared = self.shared.clone();
+        match msg.outcome {
+            Ok(RunOutcome::Done(value)) => {
+                self.record(ctx, id, async move {
+                    shared.store.complete(id, attempt, value).await
+                });
+            }
+            Ok(RunOutcome::Failed(WorkerError::Permanent(e))) => {
+                let write = async_fail(&shared, id, attempt, e, FailAction::Final);
+                self.record(ctx, id, write);
+            }
+            Ok(RunOutcome::Failed(WorkerError::Retryable(e))) => {
+                let write = async_fail(&shared, id, attempt, e, retry_at());
+                self.record(ctx, id, write);
+            }
+            Ok(RunOutcome::TimedOut(limit)) => {
+                let error = format!("attempt {attempt} timed out after {} ms", limit.as_millis());
+                let write = async_fail(&shared, id, attempt, error, retry_at());
+                self.record(ctx, id, write);
+            }
+            Ok(RunOutcome::Aborted) if run.shutdown => {}
+            Ok(RunOutcome::Aborted) => {
+                self.record(ctx, id, async move {
+                    shared.store.ack_cancel(id, attempt).await
+                });
+            }
+            Err(call) => {
+                let error = format!(
+                    "worker `{}` crashed while running the job ({call})",
+                    run.worker
+                );
+                let write = async_fail(&shared, id, attempt, error, retry_at());
+                self.record(ctx, id, write);
+            }
+        }
+        self.check_drained();
+        self.pump(ctx);
+        Reply::Ready(())
+    }
+}
+
+/// A job's outcome was written.
+pub(crate) struct Recorded {
+    requeued_at: Option<DateTime<Utc>>,
+}
+impl Message for Recorded {
+    type Result = ();
+}
+impl Handler<Recorded> for Scheduler {
+    fn handle(&mut self, msg: Recorded, _: &mut Context<'_, Self>) -> Reply<()> {
+        self.recording = self.recording.saturating_sub(1);
+        if let Some(at) = msg.requeued_at {
+            self.timer.at(instant_at(at));
+        }
+        self.check_drained();
+        Reply::Ready(())
+    }
+}
+
+/// Cancel a job: queued ones end at once, running ones are aborted.
+pub(crate) struct Cancel(pub(crate) JobId);
+impl Message for Cancel {
+    type Result = Result<CancelOutcome, StoreError>;
+}
+impl Handler<Cancel> for Scheduler {
+    fn handle(
+        &mut self,
+        Cancel(id): Cancel,
+        ctx: &mut Context<'_, Self>,
+    ) -> Reply<Result<CancelOutcome, StoreError>> {
+        let shared = self.shared.clone();
+        let me = ctx.address();
+        Reply::future(async move {
+            let outcome = shared.store.cancel(id).await?;
+            match &outcome {
+                CancelOutcome::Requested(_) => {
+                    let _ = me.send(AbortJob(id)).await;
+                }
+                CancelOutcome::Cancelled(job) => shared.waiters.notify(job),
+                CancelOutcome::AlreadyEnded(_) => {}
+            }
+            Ok(outcome)
+        })
+    }
+}
+
+/// Abort the running attempt of a job (after a cancel request).
+pub(crate) struct AbortJob(JobId);
+impl Message for AbortJob {
+    type Result = ();
+}
+impl Handler<AbortJob> for Scheduler {
+    fn handle(&mut self, AbortJob(id): AbortJob, _: &mut Context<'_, Self>) -> Reply<()> {
+        if let Some(run) = self.running.get(&id) {
+            run.abort.abort();
+        }
+        Reply::Ready(())
+    }
+}
+
+/// Stop claiming, let running jobs finish within `timeout`, then abort the
+/// rest and put them back to `queued`. Answers once nothing runs.
+pub(crate) struct Drain(pub(crate) Duration);
+impl Message for Drain {
+    type Result = DrainReport;
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Jobs running when the drain began (including any a claim in flight
+    /// had just taken).
+    pub running: usize,
+    /// Of those, stopped at the deadline and queued again.
+    pub requeued: usize,
+}
+
+impl Handler<Drain> for Scheduler {
+    fn handle(&mut self, Drain(timeout): Drain, ctx: &mut Context<'_, Self>) -> Reply<DrainReport> {
+        if !self.draining {
+            self.draining = true;
+            self.drained = self.running.len();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.check_drained();
+        let me = ctx.address();
+        let shared = self.shared.clone();
+        Reply::future(async move {
+            if let Ok(Ok(running)) = tokio::time::timeout(timeout, rx).await {
+                return DrainReport {
+                    running,
+                    requeued: 0,
+                };
+            }
+            let (requeued, done) = match me.send(AbortAll).await {
+                Ok(pair) => pair,
+                Err(_) => {
+                    return DrainReport {
+                        running: 0,
+                        requeued: 0,
+                    }
+                }
+            };
+            let running = tokio::time::timeout(ABORT_GRACE, done)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(requeued);
+            if let Err(e) = shared.store.recover(Utc::now()).await {
+                tracing::error!(error = %e, "re-queueing jobs stopped by the shutdown failed");
+            }
+            DrainReport { running, requeued }
+        })
+    }
+}
+
+/// Abort every running job for a shutdown; answers how many and a receiver
+/// that fires once they have all reported back.
+pub(crate) struct AbortAll;
+impl Message for AbortAll {
+    type Result = (usize, oneshot::Receiver<usize>);
+}
+impl Handler<AbortAll> for Scheduler {
+    fn handle(
+        &mut self,
+        _: AbortAll,
+        _: &mut Context<'_, Self>,
+    ) -> Reply<(usize, oneshot::Receiver<usize>)> {
+        let n = self.running.len();
+        for run in self.running.values_mut() {
+            run.shutdown = true;
+            run.abort.abort();
+        }
+        tracing::warn!(
+            jobs = n,
+            "drain deadline passed; stopping running jobs and queueing them again"
+        );
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.check_drained();
+        Reply::Ready((n, rx))
+    }
+}
+
+/// The single timer of a scheduler instance: sleeps until the earliest
+/// instant asked for, then sends a [`Wake`].
+#[derive(Default)]
+struct Timer {
+    next: Cell<Option<Instant>>,
+    notify: Notify,
+}
+
+impl Timer {
+    /// Wake no later than `when`.
+    fn at(&self, when: Instant) {
+        if self.next.get().is_none_or(|next| when < next) {
+            self.next.set(Some(when));
+            self.notify.notify_one();
+        }
+    }
+
+    async fn run(self: Rc<Self>, me: ActorRef<Scheduler>) {
+        loop {
+            match self.next.get() {
+                None => self.notify.notified().await,
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {
+                            if self.next.get() == Some(at) {
+                                self.next.set(None);
+                            }
+                            if me.send(Wake).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = self.notify.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! State shared by the engine handle and its actors.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use troupe_actors::ActorRef;
+
+use crate::store::Store;
+
+use super::config::EngineConfig;
+use super::runner::WorkerActor;
+use super::waiters::Waiters;
+use super::worker::Registration;
+
+/// A registered worker and, once started, its actor.
+pub(crate) struct WorkerEntry {
+    pub(crate) registration: Registration,
+    pub(crate) actor: Option<ActorRef<WorkerActor>>,
+}
+
+pub(crate) struct EngineShared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) workers: RwLock<BTreeMap<String, WorkerEntry>>,
+    pub(crate) waiters: Waiters,
+    pub(crate) config: EngineConfig,
+}
+
+impl EngineShared {
+    pub(crate) fn worker_names(&self) -> Vec<String> {
+        let workers = self
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.keys().cloned().collect()
+    }
+}

@@ -1,0 +1,201 @@
+//! The provider layer's one error type.
+//!
+//! Failures are values: the agent loop, the retry policy, the failover list
+//! and the scheduler all decide from [`ErrorKind`], [`ProviderError::retryable`],
+//! [`ProviderError::fails_over`] and [`ProviderError::retry_after`] — never
+//! from message text.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// What went wrong, in the terms callers act on.
+///
+/// Serializable so job records and metrics can store the class, not text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorKind {
+    /// Too many requests or tokens right now; clears after `retry_after`.
+    RateLimited,
+    /// Out of credit or over a spend limit; waiting does not help.
+    QuotaExhausted,
+    /// The key is missing, wrong or revoked.
+    Authentication,
+    /// The key is valid but may not use this model or endpoint.
+    Permission,
+    /// The model (or the endpoint) does not exist at this provider.
+    ModelNotFound,
+    /// The conversation is longer than the model's context window.
+    ContextTooLong,
+    /// The provider rejected the request as invalid; resending will not help.
+    BadRequest,
+    /// The provider is overloaded (Anthropic 529, DeepSeek 503).
+    Overloaded,
+    /// A 5xx (other than overload) at the provider.
+    ServerError,
+    /// No answer within the configured timeout.
+    Timeout,
+    /// Could not connect, or the connection broke mid-response.
+    Connection,
+    /// A 2xx whose body is empty, not JSON, or not the expected shape.
+    MalformedResponse,
+    /// This provider's circuit breaker is open; the call was not sent.
+    CircuitOpen,
+    /// The provider's config is unusable (missing key, base URL…).
+    InvalidConfig,
+    /// A failover list with no candidates.
+    NoCandidates,
+}
+
+impl ErrorKind {
+    /// Default retry decision; a provider hint (`x-should-retry`) may override it.
+    pub fn retryable_by_default(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited
+                | ErrorKind::Overloaded
+                | ErrorKind::ServerError
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+        )
+    }
+
+    /// Whether the next failover candidate should be tried.
+    ///
+    /// A bad request or an over-long context would fail the same way elsewhere
+    /// (the job should fix its input, e.g. compact memory), so they stop the
+    /// list; everything about *this* provider's health or account moves on.
+    pub fn fails_over(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::BadRequest | ErrorKind::ContextTooLong | ErrorKind::NoCandidates
+        )
+    }
+
+    /// Whether the error says something about the provider's health and so
+    /// counts toward opening its circuit breaker.
+    pub fn counts_against_breaker(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Overloaded
+                | ErrorKind::ServerError
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+                | ErrorKind::MalformedResponse
+        )
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimited => "rate limited",
+            ErrorKind::QuotaExhausted => "quota exhausted",
+            ErrorKind::Authentication => "authentication failed",
+            ErrorKind::Permission => "permission denied",
+            ErrorKind::ModelNotFound => "model not found",
+            ErrorKind::ContextTooLong => "context too long",
+            ErrorKind::BadRequest => "bad request",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::ServerError => "server error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection failure",
+            ErrorKind::MalformedResponse => "malformed response",
+            ErrorKind::CircuitOpen => "circuit open",
+            ErrorKind::InvalidConfig => "invalid provider config",
+            ErrorKind::NoCandidates => "no provider candidates",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed provider call, naming the provider and model, never the key.
+///
+/// Messages that came from the network have been scrubbed of the key before
+/// they are stored here (see [`super::secret::ApiKey::scrub`]).
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("{provider} ({model}): {kind}{}: {message}", status_suffix(*.status))]
+pub struct ProviderError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Configured provider name.
+    pub provider: String,
+    /// Model the call was for.
+    pub model: String,
+    /// HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// The provider's own error type/code (e.g. `insufficient_quota`), if any.
+    /// (Boxed to keep the error under 128 bytes; errors travel in `Result`s.)
+    pub code: Option<Box<str>>,
+    /// Human-readable detail (the provider's message, scrubbed).
+    pub message: String,
+    /// How long the provider asked us to wait, parsed from its headers.
+    pub retry_after: Option<Duration>,
+    /// The provider's explicit retry hint (Anthropic `x-should-retry`).
+    pub should_retry: Option<bool>,
+    /// Attempts made before giving up (1 when not retried).
+    pub attempts: u32,
+}
+
+fn status_suffix(status: Option<u16>) -> String {
+    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+}
+
+impl ProviderError {
+    /// An error with only the required parts; the rest is filled in by builders.
+    pub fn new(kind: ErrorKind, provider: &str, model: &str, message: String) -> Self {
+        ProviderError {
+            kind,
+            provider: provider.to_string(),
+            model: model.to_string(),
+            status: None,
+            code: None,
+            message,
+            retry_after: None,
+            should_retry: None,
+            attempts: 1,
+        }
+    }
+
+    /// A 2xx body that could not be understood.
+    pub fn malformed(provider: &str, model: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::MalformedResponse,
+            provider,
+            model,
+            message.into(),
+        )
+    }
+
+    /// Whether retrying the same call may succeed: the provider's hint if it
+    /// gave one, else the kind's default. Quota and auth errors never retry.
+    pub fn retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::QuotaExhausted
+            | ErrorKind::Authentication
+            | ErrorKind::CircuitOpen
+            | ErrorKind::InvalidConfig
+            | ErrorKind::NoCandidates => false,
+            k => self
+                .should_retry
+                .unwrap_or_else(|| k.retryable_by_default()),
+        }
+    }
+
+    /// Whether a failover list should move on to its next candidate.
+    pub fn fails_over(&self) -> bool {
+        self.kind.fails_over()
+    }
+
+    /// The wait the provider asked for, if any. When the retry policy gives
+    /// up because this exceeds its in-line cap, the scheduler should run the
+    /// job again after this long instead of failing it.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}

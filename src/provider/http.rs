@@ -1,0 +1,100 @@
+//! The HTTP transport: one reqwest client per provider, raw in, raw out.
+//!
+//! Kept free of protocol knowledge so the encoders can be tested without a
+//! network and the transport can be measured on its own.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use super::error::ErrorKind;
+
+/// A response as received: status, headers, body bytes.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers (rate-limit and retry hints live here).
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+/// A failure before a complete response arrived, already classified.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    /// `Timeout` or `Connection`.
+    pub kind: ErrorKind,
+    /// The transport's message with its causes (not yet scrubbed).
+    pub message: String,
+}
+
+/// A pooled HTTPS client with a per-request timeout.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// A client with rustls, connection pooling, `timeout` for each request
+    /// and `headers` (auth, version, custom) sent with every request — set
+    /// once here rather than copied per call. Secret values must be marked
+    /// sensitive so `Debug` prints them as `Sensitive`.
+    pub fn new(timeout: Duration, headers: HeaderMap) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(HttpTransport { client })
+    }
+
+    /// POSTs `body` (already JSON) to `url` and reads the whole response.
+    pub async fn post_json(
+        &self,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+    ) -> Result<RawResponse, TransportError> {
+        let req = self.client.post(url.clone()).body(body);
+        Self::finish(req.send().await).await
+    }
+
+    /// GETs `url`; used by the health probe.
+    pub async fn get(&self, url: &reqwest::Url) -> Result<RawResponse, TransportError> {
+        let req = self.client.get(url.clone());
+        Self::finish(req.send().await).await
+    }
+
+    async fn finish(
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<RawResponse, TransportError> {
+        let mut resp = sent.map_err(transport_error)?;
+        let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        let body = resp.bytes().await.map_err(transport_error)?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body: body.into(),
+        })
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> TransportError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Connection
+    };
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    TransportError { kind, message }
+}

@@ -1,0 +1,63 @@
+//! LLM providers: one request model, OpenAI-compatible and Anthropic wire
+//! formats, typed errors, retries, rate limiting, circuit breaking and
+//! failover — as plain async Rust. The provider actor is a thin shell around
+//! a [`Provider`] value: it forwards each `Generate` message to
+//! [`Provider::generate`] (the future is `Send`; `Provider` is a cheap clone).
+//!
+//! One call: [`RateLimiter`] (wait for a slot, or fail fast if the wait is
+//! over the in-line cap) → [`CircuitBreaker`] (refuse while open) → HTTP
+//! ([`http`]) → decode ([`openai`] / [`anthropic`]) or classify
+//! ([`classify`]) — all inside [`RetryPolicy::run`]. [`Failover`] walks an
+//! ordered list of (provider, model) candidates on top.
+//!
+//! Decisions worth knowing:
+//! - Tool-call arguments that are not valid JSON do not fail the call: the
+//!   [`ToolCall`] carries `arguments_error` (raw text + parser message) and
+//!   the agent answers with a tool error so the model can fix its call.
+//! - Context too long and bad request stop failover (every provider would
+//!   refuse the same input; the job should shrink it); everything about a
+//!   provider's health or account (auth, quota, overload, open circuit,
+//!   exhausted retries, rate limits) moves on.
+//! - Provider waits are honoured exactly; a wait over `maxInlineWaitSecs`
+//!   (60 s) is returned in [`ProviderError::retry_after`] for the scheduler
+//!   to reschedule the job instead of holding a worker.
+//! - OpenAI-protocol tool results have no error flag: `is_error` results are
+//!   sent as `"Error: …"`. Anthropic temperatures are clamped to 0..=1.
+//!   OpenAI gets `max_completion_tokens`, the others `max_tokens`.
+//! - `baseUrl` includes the API version (`…/v1`) for every type, Anthropic
+//!   included; `/chat/completions` or `/messages` is appended.
+//! - Keys live in [`ApiKey`] (redacted `Debug`, zeroed on drop, no
+//!   `Display`/`Serialize`); auth and custom header values are marked
+//!   sensitive; anything a provider echoes back is scrubbed of the key.
+//! - Time comes from a [`Clock`]; tests use [`ManualClock`] so waits are
+//!   asserted exactly, never slept.
+
+pub mod anthropic;
+pub mod breaker;
+pub mod classify;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod failover;
+pub mod headers;
+pub mod http;
+pub mod model;
+pub mod openai;
+pub mod ratelimit;
+pub mod retry;
+pub mod secret;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use client::Provider;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ProviderConfig, ProviderKind};
+pub use error::{ErrorKind, ProviderError};
+pub use failover::{Candidate, Failover};
+pub use model::{
+    ArgumentsError, FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage,
+};
+pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use retry::RetryPolicy;
+pub use secret::ApiKey;

@@ -1,0 +1,119 @@
+//! The one error type of the storage layer.
+
+use std::path::PathBuf;
+
+use crate::job::schedule::ScheduleError;
+use crate::job::{JobError, JobId};
+
+/// A boxed error from a storage backend, so the [`crate::store::Store`]
+/// trait does not name sled (or PostgreSQL) types.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in a store operation. Each variant names
+/// what it was about (directory, job id, schedule id, field, operation) so a
+/// CLI can print it as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another store in this process) holds the data
+    /// directory.
+    #[error("data directory {} is already in use by another process; stop it or choose another data directory", dir.display())]
+    Locked {
+        /// The directory that is held.
+        dir: PathBuf,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot open the store in {}: {source}", dir.display())]
+    Open {
+        /// The directory.
+        dir: PathBuf,
+        /// What the backend said.
+        #[source]
+        source: BackendError,
+    },
+    /// The backend failed during an operation.
+    #[error("store operation {operation} failed: {source}")]
+    Backend {
+        /// Which operation (`insert`, `claim`, …).
+        operation: &'static str,
+        /// What the backend said.
+        #[source]
+        source: BackendError,
+    },
+    /// Making a write durable failed; the write may or may not survive a crash.
+    #[error("store operation {operation} could not be made durable: {message}")]
+    Durability {
+        /// Which operation was waiting.
+        operation: &'static str,
+        /// The flush or fdatasync error.
+        message: String,
+    },
+    /// A stored job record cannot be decoded.
+    #[error("job {id}: stored record is corrupt: {reason}")]
+    CorruptJob {
+        /// The key of the record (a job id, or hex when the key itself is bad).
+        id: String,
+        /// Why decoding failed.
+        reason: String,
+    },
+    /// A stored schedule or pause record cannot be decoded.
+    #[error("stored {what} record {key:?} is corrupt: {reason}")]
+    CorruptRecord {
+        /// `schedule` or `pause`.
+        what: &'static str,
+        /// Its key.
+        key: String,
+        /// Why decoding failed.
+        reason: String,
+    },
+    /// No job has this id (it never existed or was pruned).
+    #[error("job {id} not found")]
+    JobNotFound {
+        /// The id asked for.
+        id: JobId,
+    },
+    /// A job handed to the store is not acceptable.
+    #[error("job {id}: {source}")]
+    InvalidJob {
+        /// The job's id.
+        id: JobId,
+        /// What is wrong with it.
+        #[source]
+        source: JobError,
+    },
+    /// A query or option value is not acceptable.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field or parameter name.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No schedule has this id.
+    #[error("schedule {id:?} not found")]
+    ScheduleNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A schedule cannot be used (bad cron expression, zero interval …).
+    #[error("schedule {id:?}: {source}")]
+    Schedule {
+        /// The schedule's id.
+        id: String,
+        /// What is wrong.
+        #[source]
+        source: ScheduleError,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error with the operation it interrupted.
+    pub fn backend(
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Backend {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Group commit: one committer thread runs a flush for every writer that was
+//! waiting when it started, so concurrent writers share a flush.
+
+use std::fs::File;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+
+/// Figures about the commits done so far (for benchmarks and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Flushes (each followed by an fdatasync with `Durability::PowerLoss`).
+    pub flushes: u64,
+    /// Writers acknowledged; `writers / flushes` is the group size.
+    pub writers: u64,
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+#[derive(Default)]
+struct State {
+    waiting: Vec<Waiter>,
+    stop: bool,
+    stats: CommitStats,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The committer never panics while holding the lock; a poisoned lock
+        // still holds consistent data (a list of senders).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The committer. Dropping it flushes the last waiters and joins the thread,
+/// which releases its handle on the database (so the directory can be
+/// reopened in the same process).
+pub(crate) struct GroupCommit {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GroupCommit {
+    /// Starts the committer thread. `sync_file` is sled's log file when
+    /// power-loss durability is asked for.
+    pub(crate) fn start(db: sled::Db, sync_file: Option<File>) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("troupe-store-commit".into())
+            .spawn(move || run(&thread_shared, &db, sync_file.as_ref()))?;
+        Ok(GroupCommit {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until every write this thread made before the call is durable.
+    pub(crate) async fn wait(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.shared.lock();
+            if state.stop {
+                return Err("the store is shutting down".into());
+            }
+            state.waiting.push(tx);
+        }
+        self.shared.wake.notify_one();
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err("the committer stopped before flushing".into()),
+        }
+    }
+
+    /// Commit figures so far.
+    pub(crate) fn stats(&self) -> CommitStats {
+        self.shared.lock().stats
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            // A panic in the committer has already failed its waiters.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>) {
+    loop {
+        let batch = {
+            let mut state = shared.lock();
+            while state.waiting.is_empty() && !state.stop {
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.waiting.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.waiting)
+        };
+        let result = db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| format!("sled flush: {e}"))
+            .and_then(|()| match sync_file {
+                Some(file) => file.sync_data().map_err(|e| format!("fdatasync: {e}")),
+                None => Ok(()),
+            });
+        {
+            let mut state = shared.lock();
+            state.stats.flushes += 1;
+            state.stats.writers += batch.len() as u64;
+        }
+        for waiter in batch {
+            // A writer that stopped waiting (future dropped) needs no answer.
+            let _ = waiter.send(result.clone());
+        }
+    }
+}

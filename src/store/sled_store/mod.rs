@@ -1,0 +1,927 @@
+//! [`SledStore`]: the embedded store on sled 0.34.7. See the module
+//! documentation of [`crate::store`] for the design and durability contract.
+
+mod group_commit;
+mod index;
+mod keys;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::job::schedule::{plan_firings, Schedule, ScheduleError};
+use crate::job::{AttemptError, Job, JobCtx, JobError, JobId, JobStatus};
+use crate::store::{
+    CancelOutcome, ClaimRequest, Durability, FailAction, FiredSchedule, InsertOutcome, JobCounts,
+    JobPage, ListQuery, Outcome, PauseState, PauseTarget, Recovered, Retention, Store, StoreError,
+};
+
+pub use group_commit::CommitStats;
+use group_commit::GroupCommit;
+use index::Index;
+
+/// Page size when a [`ListQuery`] gives 0.
+const DEFAULT_PAGE: usize = 50;
+/// Jobs inserted per acquisition of the index lock in a bulk insert, so
+/// claims interleave with a large bulk insert.
+const INSERT_CHUNK: usize = 256;
+
+/// How to open a [`SledStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SledConfig {
+    /// The data directory (created if missing).
+    pub dir: PathBuf,
+    /// What an acknowledged write survives; default [`Durability::Process`].
+    pub durability: Durability,
+    /// sled's page cache size in bytes (`None`: sled's default, 1 GiB max).
+    pub cache_capacity: Option<u64>,
+    /// At open, move job records that cannot be decoded to the `quarantine`
+    /// tree instead of failing. Off by default: a corrupt record is reported
+    /// (naming the job id) rather than silently dropped.
+    pub quarantine_corrupt: bool,
+}
+
+impl SledConfig {
+    /// Defaults for `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        SledConfig {
+            dir: dir.into(),
+            durability: Durability::Process,
+            cache_capacity: None,
+            quarantine_corrupt: false,
+        }
+    }
+
+    /// Sets the durability level.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// The embedded job store. Cheap to clone (shared handle); the directory is
+/// locked while any clone lives.
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    // Field order matters for drop: the committer joins its thread (which
+    // holds a handle on the database) before the trees and `db` go.
+    commit: GroupCommit,
+    jobs: sled::Tree,
+    pause: sled::Tree,
+    schedules_tree: sled::Tree,
+    index: Mutex<Index>,
+    schedules: Mutex<BTreeMap<String, Schedule>>,
+    db: sled::Db,
+}
+
+/// What a transition closure decided about one job.
+// Built and consumed once per call; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Decision<R> {
+    /// Write this new version, answer `R`.
+    Write(Job, R),
+    /// Leave it, answer `R`.
+    Keep(R),
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `config.dir` and rebuilds the indexes
+    /// from the records. Fails with [`StoreError::Locked`] when another
+    /// process holds the directory, and with [`StoreError::CorruptJob`]
+    /// naming the job when a record cannot be decoded (unless
+    /// `quarantine_corrupt`).
+    ///
+    /// Blocking (file I/O and a full scan); call it before starting actors or
+    /// from `spawn_blocking`.
+    pub fn open(config: SledConfig) -> Result<SledStore, StoreError> {
+        let dir = config.dir.clone();
+        let open_err = |e: sled::Error| StoreError::Open {
+            dir: dir.clone(),
+            source: Box::new(e),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
+            dir: dir.clone(),
+            source: Box::new(e),
+        })?;
+        let mut sled_config = sled::Config::new().path(&dir);
+        if let Some(bytes) = config.cache_capacity {
+            sled_config = sled_config.cache_capacity(bytes);
+        }
+        let db = sled_config.open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked { dir: dir.clone() }
+            }
+            other => open_err(other),
+        })?;
+        let jobs = db.open_tree(keys::JOBS).map_err(open_err)?;
+        let pause = db.open_tree(keys::PAUSE).map_err(open_err)?;
+        let schedules_tree = db.open_tree(keys::SCHEDULES).map_err(open_err)?;
+
+        let mut index = Index::default();
+        let mut quarantined = 0usize;
+        for entry in jobs.iter() {
+            let (key, value) = entry.map_err(open_err)?;
+            let decoded = keys::decode_job_key(&key)
+                .map_err(|hex| StoreError::CorruptJob {
+                    id: hex,
+                    reason: "key is not a 16-byte job id".into(),
+                })
+                .and_then(|id| {
+                    let job = keys::decode_job(&id.to_string(), &value)?;
+                    if job.id == id {
+                        Ok(job)
+                    } else {
+                        Err(StoreError::CorruptJob {
+                            id: id.to_string(),
+                            reason: format!("record holds id {}", job.id),
+                        })
+                    }
+                });
+            match decoded {
+                Ok(job) => index.add(&job),
+                Err(e) if config.quarantine_corrupt => {
+                    tracing::error!(error = %e, "moving corrupt job record to quarantine");
+                    let quarantine = db.open_tree(keys::QUARANTINE).map_err(open_err)?;
+                    quarantine.insert(&key, value).map_err(open_err)?;
+                    jobs.remove(&key).map_err(open_err)?;
+                    quarantined += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for entry in pause.iter() {
+            let (key, _) = entry.map_err(open_err)?;
+            match keys::decode_pause_key(&key)? {
+                None => index.paused.all = true,
+                Some(worker) => {
+                    index.paused.workers.insert(worker);
+                }
+            }
+        }
+        let mut schedules = BTreeMap::new();
+        for entry in schedules_tree.iter() {
+            let (key, value) = entry.map_err(open_err)?;
+            let schedule = keys::decode_schedule(&key, &value)?;
+            schedules.insert(schedule.id.clone(), schedule);
+        }
+
+        let sync_file = match config.durability {
+            Durability::Process => None,
+            Durability::PowerLoss => {
+                let io_err = |e: std::io::Error| StoreError::Open {
+                    dir: dir.clone(),
+                    source: Box::new(e),
+                };
+                // Make the directory entries of sled's files durable once.
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err)?;
+                Some(File::open(dir.join("db")).map_err(io_err)?)
+            }
+        };
+        let commit = GroupCommit::start(db.clone(), sync_file).map_err(|e| StoreError::Open {
+            dir: dir.clone(),
+            source: Box::new(e),
+        })?;
+        let store = SledStore {
+            inner: Arc::new(Inner {
+                dir: dir.clone(),
+                commit,
+                jobs,
+                pause,
+                schedules_tree,
+                index: Mutex::new(index),
+                schedules: Mutex::new(schedules),
+                db,
+            }),
+        };
+        if quarantined > 0 {
+            store.inner.db.flush().map_err(open_err)?;
+        }
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Group-commit figures so far (flushes and writers acknowledged).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.commit.stats()
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        // No code panics while holding this lock; recover the guard if a
+        // panic elsewhere poisoned it rather than wedging the store.
+        self.inner.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn schedules(&self) -> MutexGuard<'_, BTreeMap<String, Schedule>> {
+        self.inner
+            .schedules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn durable(&self, operation: &'static str) -> Result<(), StoreError> {
+        self.inner
+            .commit
+            .wait()
+            .await
+            .map_err(|message| StoreError::Durability { operation, message })
+    }
+
+    fn read(
+        &self,
+        operation: &'static str,
+        id: JobId,
+    ) -> Result<Option<(sled::IVec, Job)>, StoreError> {
+        let bytes = self
+            .inner
+            .jobs
+            .get(keys::job_key(id))
+            .map_err(|e| StoreError::backend(operation, e))?;
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => {
+                let job = keys::decode_job(&id.to_string(), &bytes)?;
+                Ok(Some((bytes, job)))
+            }
+        }
+    }
+
+    /// Read, decide, compare-and-swap, re-index; retried if the record
+    /// changed in between. Does not wait for durability.
+    fn transition<R>(
+        &self,
+        operation: &'static str,
+        id: JobId,
+        decide: impl Fn(&Job) -> Decision<R>,
+    ) -> Result<R, StoreError> {
+        loop {
+            let (old_bytes, old) = self
+                .read(operation, id)?
+                .ok_or(StoreError::JobNotFound { id })?;
+            let (new, answer) = match decide(&old) {
+                Decision::Keep(answer) => return Ok(answer),
+                Decision::Write(new, answer) => (new, answer),
+            };
+            let new_bytes = keys::encode_job(&new)?;
+            let mut index = self.index();
+            let swapped = self
+                .inner
+                .jobs
+                .compare_and_swap(keys::job_key(id), Some(&old_bytes), Some(new_bytes))
+                .map_err(|e| StoreError::backend(operation, e))?;
+            if swapped.is_ok() {
+                index.replace(&old, &new);
+                return Ok(answer);
+            }
+        }
+    }
+
+    /// Inserts one encoded job under the index lock (unique-key check included).
+    fn insert_locked(
+        &self,
+        index: &mut Index,
+        job: Job,
+        bytes: Vec<u8>,
+    ) -> Result<InsertOutcome, StoreError> {
+        if let Some(key) = &job.unique_key {
+            if let Some(holder) = index.unique_holder(key) {
+                if let Some((_, existing)) = self.read("insert", holder)? {
+                    return Ok(InsertOutcome::Existing(existing));
+                }
+            }
+        }
+        let swapped = self
+            .inner
+            .jobs
+            .compare_and_swap(keys::job_key(job.id), None::<&[u8]>, Some(bytes))
+            .map_err(|e| StoreError::backend("insert", e))?;
+        if swapped.is_err() {
+            return Err(StoreError::InvalidJob {
+                id: job.id,
+                source: JobError::Invalid {
+                    field: "id",
+                    reason: "a job with this id is already stored".into(),
+                },
+            });
+        }
+        index.add(&job);
+        Ok(InsertOutcome::Inserted(job))
+    }
+
+    fn all_ids(&self, cursor: Option<JobId>, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let iter = match cursor {
+            Some(c) => self.inner.jobs.range(..keys::job_key(c).to_vec()),
+            None => self.inner.jobs.iter(),
+        };
+        let mut ids = Vec::with_capacity(limit);
+        for key in iter.keys().rev() {
+            if ids.len() >= limit {
+                break;
+            }
+            let key = key.map_err(|e| StoreError::backend("list", e))?;
+            if let Ok(id) = keys::decode_job_key(&key) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Rejects jobs that did not come from [`Job::new`] (or were tampered with).
+fn validate_new(job: &Job) -> Result<(), StoreError> {
+    let invalid = |field: &'static str, reason: &str| StoreError::InvalidJob {
+        id: job.id,
+        source: JobError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        },
+    };
+    if job.status != JobStatus::Queued {
+        return Err(invalid("status", "a new job must be queued"));
+    }
+    if job.attempt != 0 {
+        return Err(invalid("attempt", "a new job must have attempt 0"));
+    }
+    if job.max_attempts == 0 {
+        return Err(invalid("maxAttempts", "must be at least 1"));
+    }
+    if job.worker_name.trim().is_empty() {
+        return Err(invalid("workerName", "must not be empty"));
+    }
+    if matches!(&job.unique_key, Some(k) if k.is_empty()) {
+        return Err(invalid("uniqueKey", "must not be empty"));
+    }
+    Ok(())
+}
+
+fn stale(job: &Job) -> Decision<Outcome> {
+    Decision::Keep(Outcome::Stale {
+        status: job.status,
+        attempt: job.attempt,
+    })
+}
+
+/// The job after attempt `attempt` ended with `message`.
+fn with_error(job: &Job, attempt: u32, message: String, now: DateTime<Utc>) -> Job {
+    let mut new = job.clone();
+    new.errors.push(AttemptError {
+        attempt,
+        at: now,
+        message: message.clone(),
+    });
+    new.error = Some(message);
+    new.updated_at = now;
+    new
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn insert(&self, job: Job) -> Result<InsertOutcome, StoreError> {
+        validate_new(&job)?;
+        let bytes = keys::encode_job(&job)?;
+        let outcome = {
+            let mut index = self.index();
+            self.insert_locked(&mut index, job, bytes)?
+        };
+        self.durable("insert").await?;
+        Ok(outcome)
+    }
+
+    async fn insert_many(&self, jobs: Vec<Job>) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut encoded = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            validate_new(&job)?;
+            let bytes = keys::encode_job(&job)?;
+            encoded.push((job, bytes));
+        }
+        let mut outcomes = Vec::with_capacity(encoded.len());
+        let mut rest = encoded.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut index = self.index();
+            for (job, bytes) in rest.by_ref().take(INSERT_CHUNK) {
+                outcomes.push(self.insert_locked(&mut index, job, bytes)?);
+            }
+        }
+        self.durable("insert_many").await?;
+        Ok(outcomes)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.read("get", id)?.map(|(_, job)| job))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let limit = if query.limit == 0 {
+            DEFAULT_PAGE
+        } else {
+            query.limit
+        };
+        // One more than the page tells whether a next page exists.
+        let want = limit.saturating_add(1);
+        let mut scan_error = None;
+        let ids = self.index().list(
+            query.status,
+            query.worker.as_deref(),
+            query.cursor,
+            want,
+            |cursor, n| {
+                self.all_ids(cursor, n).unwrap_or_else(|e| {
+                    scan_error = Some(e);
+                    Vec::new()
+                })
+            },
+        );
+        if let Some(e) = scan_error {
+            return Err(e);
+        }
+        let more = ids.len() > limit;
+        let mut jobs = Vec::with_capacity(limit);
+        for id in ids.into_iter().take(limit) {
+            // A job pruned or changed since the index was read is left out.
+            if let Some((_, job)) = self.read("list", id)? {
+                let status_ok = query.status.is_none() || query.status == Some(job.status);
+                if status_ok {
+                    jobs.push(job);
+                }
+            }
+        }
+        let next_cursor = if more {
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Job>, StoreError> {
+        let now = request.now;
+        let candidates =
+            self.index()
+                .claim_candidates(now, request.limit, request.per_worker.as_ref());
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut prepared = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let Some((bytes, old)) = self.read("claim", candidate.id)? else {
+                continue;
+            };
+            if old.status != JobStatus::Queued || old.run_at > now {
+                continue;
+            }
+            let mut new = old.clone();
+            new.status = JobStatus::Running;
+            new.attempt = old.attempt.saturating_add(1);
+            new.updated_at = now;
+            let new_bytes = keys::encode_job(&new)?;
+            prepared.push((bytes, old, new, new_bytes));
+        }
+        let mut claimed = Vec::with_capacity(prepared.len());
+        {
+            let mut index = self.index();
+            for (old_bytes, old, new, new_bytes) in prepared {
+                let swapped = self
+                    .inner
+                    .jobs
+                    .compare_and_swap(keys::job_key(old.id), Some(&old_bytes), Some(new_bytes))
+                    .map_err(|e| StoreError::backend("claim", e))?;
+                // A job changed since it was read (cancelled, claimed by
+                // another caller) is simply not claimed.
+                if swapped.is_ok() {
+                    index.replace(&old, &new);
+                    claimed.push(new);
+                }
+            }
+        }
+        if !claimed.is_empty() {
+            self.durable("claim").await?;
+        }
+        Ok(claimed)
+    }
+
+    async fn complete(
+        &self,
+        id: JobId,
+        attempt: u32,
+        result: Value,
+    ) -> Result<Outcome, StoreError> {
+        let outcome = self.transition("complete", id, |job| {
+            if job.status != JobStatus::Running || job.attempt != attempt {
+                return stale(job);
+            }
+            let mut new = job.clone();
+            new.status = JobStatus::Completed;
+            new.result = Some(result.clone());
+            new.error = None;
+            new.updated_at = Utc::now();
+            Decision::Write(new.clone(), Outcome::Applied(new))
+        })?;
+        self.durable("complete").await?;
+        Ok(outcome)
+    }
+
+    async fn fail(
+        &self,
+        id: JobId,
+        attempt: u32,
+        error: String,
+        action: FailAction,
+    ) -> Result<Outcome, StoreError> {
+        let outcome = self.transition("fail", id, |job| {
+            if job.status != JobStatus::Running || job.attempt != attempt {
+                return stale(job);
+            }
+            let mut new = with_error(job, attempt, error.clone(), Utc::now());
+            match action {
+                _ if job.cancel_requested => new.status = JobStatus::Cancelled,
+                FailAction::RetryAt(at) if job.has_attempts_left() => {
+                    new.status = JobStatus::Queued;
+                    new.run_at = at;
+                }
+                _ => new.status = JobStatus::Failed,
+            }
+            Decision::Write(new.clone(), Outcome::Applied(new))
+        })?;
+        self.durable("fail").await?;
+        Ok(outcome)
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let outcome = self.transition("cancel", id, |job| match job.status {
+            JobStatus::Queued => {
+                let mut new = job.clone();
+                new.status = JobStatus::Cancelled;
+                new.updated_at = Utc::now();
+                Decision::Write(new.clone(), CancelOutcome::Cancelled(new))
+            }
+            JobStatus::Running if job.cancel_requested => {
+                Decision::Keep(CancelOutcome::Requested(job.clone()))
+            }
+            JobStatus::Running => {
+                let mut new = job.clone();
+                new.cancel_requested = true;
+                new.updated_at = Utc::now();
+                Decision::Write(new.clone(), CancelOutcome::Requested(new))
+            }
+            _ => Decision::Keep(CancelOutcome::AlreadyEnded(job.clone())),
+        })?;
+        self.durable("cancel").await?;
+        Ok(outcome)
+    }
+
+    async fn ack_cancel(&self, id: JobId, attempt: u32) -> Result<Outcome, StoreError> {
+        let outcome = self.transition("ack_cancel", id, |job| {
+            if job.status != JobStatus::Running || job.attempt != attempt {
+                return stale(job);
+            }
+            let mut new = job.clone();
+            new.status = JobStatus::Cancelled;
+            new.updated_at = Utc::now();
+            Decision::Write(new.clone(), Outcome::Applied(new))
+        })?;
+        self.durable("ack_cancel").await?;
+        Ok(outcome)
+    }
+
+    async fn discard(&self, id: JobId, error: String) -> Result<Outcome, StoreError> {
+        let outcome = self.transition("discard", id, |job| {
+            if job.status != JobStatus::Queued {
+                return stale(job);
+            }
+            let mut new = with_error(job, job.attempt, error.clone(), Utc::now());
+            new.status = JobStatus::Failed;
+            Decision::Write(new.clone(), Outcome::Applied(new))
+        })?;
+        self.durable("discard").await?;
+        Ok(outcome)
+    }
+
+    async fn recover(&self, now: DateTime<Utc>) -> Result<Recovered, StoreError> {
+        let running = self.index().running();
+        let mut recovered = Recovered::default();
+        for id in running {
+            let result = self.transition("recover", id, |job| {
+                if job.status != JobStatus::Running {
+                    return Decision::Keep(None);
+                }
+                let message = format!(
+                    "attempt {} interrupted: the process stopped while it was running",
+                    job.attempt
+                );
+                let mut new = with_error(job, job.attempt, message, now);
+                if job.cancel_requested {
+                    new.status = JobStatus::Cancelled;
+                } else {
+                    new.status = JobStatus::Queued;
+                    new.run_at = now;
+                }
+                let status = new.status;
+                Decision::Write(new, Some(status))
+            });
+            match result {
+                Ok(Some(JobStatus::Queued)) => recovered.requeued.push(id),
+                Ok(Some(_)) => recovered.cancelled.push(id),
+                Ok(None) | Err(StoreError::JobNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.durable("recover").await?;
+        Ok(recovered)
+    }
+
+    async fn next_wake(
+        &self,
+        workers: Option<&[String]>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.index().next_wake(workers))
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let ids = self.index().prunable(retention, now);
+        let mut removed = 0;
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let mut index = self.index();
+            for id in chunk {
+                let Some((bytes, job)) = self.read("prune", *id)? else {
+                    continue;
+                };
+                if !job.status.is_terminal() {
+                    continue;
+                }
+                let swapped = self
+                    .inner
+                    .jobs
+                    .compare_and_swap(keys::job_key(*id), Some(&bytes), None::<&[u8]>)
+                    .map_err(|e| StoreError::backend("prune", e))?;
+                if swapped.is_ok() {
+                    index.remove(&job);
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            self.durable("prune").await?;
+        }
+        Ok(removed)
+    }
+
+    async fn counts(&self) -> Result<JobCounts, StoreError> {
+        Ok(self.index().counts())
+    }
+
+    async fn set_paused(
+        &self,
+        target: PauseTarget,
+        paused: bool,
+    ) -> Result<PauseState, StoreError> {
+        let key = match &target {
+            PauseTarget::All => keys::PAUSE_ALL.to_vec(),
+            PauseTarget::Worker(w) if w.trim().is_empty() => {
+                return Err(StoreError::InvalidInput {
+                    field: "worker",
+                    reason: "must not be empty".into(),
+                })
+            }
+            PauseTarget::Worker(w) => keys::pause_worker_key(w),
+        };
+        let state = {
+            let mut index = self.index();
+            let result = if paused {
+                self.inner.pause.insert(key, &b"1"[..]).map(|_| ())
+            } else {
+                self.inner.pause.remove(key).map(|_| ())
+            };
+            result.map_err(|e| StoreError::backend("set_paused", e))?;
+            match (target, paused) {
+                (PauseTarget::All, p) => index.paused.all = p,
+                (PauseTarget::Worker(w), true) => {
+                    index.paused.workers.insert(w);
+                }
+                (PauseTarget::Worker(w), false) => {
+                    index.paused.workers.remove(&w);
+                }
+            }
+            index.paused.clone()
+        };
+        self.durable("set_paused").await?;
+        Ok(state)
+    }
+
+    async fn pause_state(&self) -> Result<PauseState, StoreError> {
+        Ok(self.index().paused.clone())
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<(), StoreError> {
+        if schedule.id.is_empty() {
+            return Err(StoreError::InvalidInput {
+                field: "id",
+                reason: "a schedule id must not be empty".into(),
+            });
+        }
+        if schedule.worker_name.trim().is_empty() {
+            return Err(StoreError::InvalidInput {
+                field: "workerName",
+                reason: format!("schedule {:?} has an empty worker name", schedule.id),
+            });
+        }
+        schedule
+            .spec
+            .validate()
+            .map_err(|source| StoreError::Schedule {
+                id: schedule.id.clone(),
+                source,
+            })?;
+        let bytes = keys::encode_schedule(&schedule)?;
+        {
+            let mut schedules = self.schedules();
+            self.inner
+                .schedules_tree
+                .insert(schedule.id.as_bytes(), bytes)
+                .map_err(|e| StoreError::backend("put_schedule", e))?;
+            schedules.insert(schedule.id.clone(), schedule);
+        }
+        self.durable("put_schedule").await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.schedules().get(id).cloned())
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(self.schedules().values().cloned().collect())
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        let existed = {
+            let mut schedules = self.schedules();
+            self.inner
+                .schedules_tree
+                .remove(id.as_bytes())
+                .map_err(|e| StoreError::backend("delete_schedule", e))?;
+            schedules.remove(id).is_some()
+        };
+        self.durable("delete_schedule").await?;
+        Ok(existed)
+    }
+
+    async fn fire_due_schedules(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<FiredSchedule>, StoreError> {
+        let mut fired = Vec::new();
+        {
+            let mut schedules = self.schedules();
+            let due: Vec<String> = schedules
+                .values()
+                .filter(|s| s.next_fire_at <= now)
+                .map(|s| s.id.clone())
+                .collect();
+            for id in due {
+                let Some(schedule) = schedules.get(&id).cloned() else {
+                    continue;
+                };
+                if let Some(done) = self.fire_one(&schedule, now)? {
+                    schedules.insert(id, done.schedule.clone());
+                    fired.push(done);
+                }
+            }
+        }
+        if !fired.is_empty() {
+            self.durable("fire_due_schedules").await?;
+        }
+        Ok(fired)
+    }
+
+    async fn next_schedule_fire(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.schedules().values().map(|s| s.next_fire_at).min())
+    }
+}
+
+impl SledStore {
+    /// Fires one due schedule: its jobs and its advanced record in one sled
+    /// transaction (rare, so off the hot path), under the index lock.
+    fn fire_one(
+        &self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FiredSchedule>, StoreError> {
+        let schedule_err = |source: ScheduleError| StoreError::Schedule {
+            id: schedule.id.clone(),
+            source,
+        };
+        let plan = match plan_firings(
+            &schedule.spec,
+            schedule.next_fire_at,
+            now,
+            schedule.catch_up,
+        ) {
+            Ok(plan) => plan,
+            Err(ScheduleError::Exhausted { .. }) => {
+                // Never fires again: park it instead of finding it due forever.
+                // 9999-12-31T23:59:59Z: far, and still valid RFC 3339.
+                let mut parked = schedule.clone();
+                parked.next_fire_at =
+                    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(schedule.next_fire_at);
+                let bytes = keys::encode_schedule(&parked)?;
+                self.inner
+                    .schedules_tree
+                    .insert(parked.id.as_bytes(), bytes)
+                    .map_err(|e| StoreError::backend("fire_due_schedules", e))?;
+                return Ok(Some(FiredSchedule {
+                    schedule: parked,
+                    jobs: Vec::new(),
+                }));
+            }
+            Err(e) => return Err(schedule_err(e)),
+        };
+        let Some(last) = plan.fire_times.last().copied() else {
+            return Ok(None);
+        };
+        let mut advanced = schedule.clone();
+        advanced.next_fire_at = plan.next_fire_at;
+        advanced.last_fired_at = Some(last);
+        let schedule_bytes = keys::encode_schedule(&advanced)?;
+
+        let mut index = self.index();
+        let mut jobs = Vec::new();
+        for fire_at in &plan.fire_times {
+            if let Some(key) = &schedule.unique_key {
+                let held = index.unique_holder(key).is_some()
+                    || jobs
+                        .iter()
+                        .any(|j: &Job| j.unique_key.as_deref() == Some(key));
+                if held {
+                    continue;
+                }
+            }
+            let mut ctx: JobCtx = schedule.ctx.clone();
+            if ctx.source.is_none() {
+                ctx.source = Some(format!("schedule:{}", schedule.id));
+            }
+            ctx.extra
+                .insert("scheduledFor".into(), Value::String(fire_at.to_rfc3339()));
+            let job = Job::new(
+                schedule.worker_name.clone(),
+                schedule.args.clone(),
+                ctx,
+                &schedule.enqueue_options(*fire_at),
+                now,
+            )
+            .map_err(|e| StoreError::InvalidInput {
+                field: "schedule",
+                reason: format!("schedule {:?}: {e}", schedule.id),
+            })?;
+            jobs.push(job);
+        }
+        let mut encoded = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            encoded.push((keys::job_key(job.id), keys::encode_job(job)?));
+        }
+        let result: Result<(), TransactionError<()>> =
+            (&self.inner.jobs, &self.inner.schedules_tree).transaction(
+                |(jobs_tx, schedules_tx)| {
+                    for (key, bytes) in &encoded {
+                        jobs_tx.insert(&key[..], bytes.as_slice())?;
+                    }
+                    schedules_tx.insert(advanced.id.as_bytes(), schedule_bytes.as_slice())?;
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                },
+            );
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => {
+                return Err(StoreError::backend("fire_due_schedules", e))
+            }
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::InvalidInput {
+                    field: "schedule",
+                    reason: format!("firing schedule {:?} was aborted", schedule.id),
+                })
+            }
+        }
+        for job in &jobs {
+            index.add(job);
+        }
+        Ok(Some(FiredSchedule {
+            schedule: advanced,
+            jobs,
+        }))
+    }
+}

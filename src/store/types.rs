@@ -1,0 +1,232 @@
+//! Requests and answers of the [`super::Store`] trait. Plain data, no
+//! backend types, so every store implementation speaks the same language.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::job::schedule::Schedule;
+use crate::job::{Job, JobId, JobStatus};
+
+/// How far an acknowledged write is protected.
+///
+/// The default is [`Durability::Process`]: say so wherever durability is
+/// promised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The write reached the kernel (sled's flush ends with
+    /// `sync_file_range`): it survives the process being killed, not a power
+    /// loss or kernel crash on a disk with a write-back cache.
+    #[default]
+    Process,
+    /// Additionally `fdatasync` sled's log file before acknowledging, so the
+    /// write also survives a power loss. Costs one more disk round trip per
+    /// group commit (see `examples/bench_store.rs`).
+    PowerLoss,
+}
+
+/// Whether an insert created a job or found one already holding its unique key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    /// The job was stored (and is durable).
+    Inserted(Job),
+    /// A queued or running job already holds the unique key; nothing was stored.
+    Existing(Job),
+}
+
+impl InsertOutcome {
+    /// The job that now represents the request, new or existing.
+    pub fn job(&self) -> &Job {
+        match self {
+            InsertOutcome::Inserted(j) | InsertOutcome::Existing(j) => j,
+        }
+    }
+
+    /// Consumes the outcome, returning the job.
+    pub fn into_job(self) -> Job {
+        match self {
+            InsertOutcome::Inserted(j) | InsertOutcome::Existing(j) => j,
+        }
+    }
+
+    /// True when a new job was stored.
+    pub fn is_new(&self) -> bool {
+        matches!(self, InsertOutcome::Inserted(_))
+    }
+}
+
+/// The result of a transition that races with others (complete, fail,
+/// cancel acknowledgement, discard): applied, or a no-op that says why.
+// Returned once per call and usually matched at once; a Box would only add
+// an allocation and noise at every call site.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The change was made and is durable; the job as it is now.
+    Applied(Job),
+    /// Nothing changed: the job is no longer in the state the caller assumed
+    /// (e.g. a second completion, or a completion from an attempt that a
+    /// crash recovery already re-queued).
+    Stale {
+        /// The job's status now.
+        status: JobStatus,
+        /// The job's attempt now.
+        attempt: u32,
+    },
+}
+
+impl Outcome {
+    /// The updated job when the change was applied.
+    pub fn applied(&self) -> Option<&Job> {
+        match self {
+            Outcome::Applied(j) => Some(j),
+            Outcome::Stale { .. } => None,
+        }
+    }
+}
+
+/// What to do with a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    /// Queue the job again, not to run before `at` (backoff). Becomes
+    /// [`FailAction::Final`] when no attempts are left or a cancel was requested.
+    RetryAt(DateTime<Utc>),
+    /// End the job `failed` now (permanent error or last attempt).
+    Final,
+}
+
+/// The result of a cancel request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// It was queued and is now `cancelled`.
+    Cancelled(Job),
+    /// It is running: the `cancelRequested` flag is set and durable; the
+    /// scheduler must stop the attempt and call `ack_cancel`.
+    Requested(Job),
+    /// It had already ended; nothing changed.
+    AlreadyEnded(Job),
+}
+
+/// Which jobs to claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Jobs with `runAt <= now` are ready; also the new `updatedAt`.
+    pub now: DateTime<Utc>,
+    /// At most this many jobs in total.
+    pub limit: usize,
+    /// `None`: any worker. `Some(map)`: only these workers, each at most its
+    /// count (the scheduler passes its free concurrency per worker).
+    pub per_worker: Option<BTreeMap<String, usize>>,
+}
+
+impl ClaimRequest {
+    /// Claim up to `limit` ready jobs of any worker.
+    pub fn any(now: DateTime<Utc>, limit: usize) -> Self {
+        ClaimRequest {
+            now,
+            limit,
+            per_worker: None,
+        }
+    }
+}
+
+/// A page query over jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this worker.
+    pub worker: Option<String>,
+    /// Page size (0 means the default of 50).
+    pub limit: usize,
+    /// Continue after this id (the `next_cursor` of the previous page).
+    pub cursor: Option<JobId>,
+}
+
+/// One page of jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// Newest first.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; `None` when this is the last.
+    pub next_cursor: Option<JobId>,
+}
+
+/// What a recovery pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovered {
+    /// Jobs found `running` and queued again (attempt kept).
+    pub requeued: Vec<JobId>,
+    /// Jobs found `running` with a cancel request, now `cancelled`.
+    pub cancelled: Vec<JobId>,
+}
+
+/// Retention of ended jobs. Both limits may be combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Remove ended jobs that ended longer ago than this.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many ended jobs (the most recently ended).
+    pub max_count: Option<usize>,
+}
+
+/// Job counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobCounts {
+    /// Per status, over all workers (every status present, possibly 0).
+    pub by_status: BTreeMap<JobStatus, u64>,
+    /// Per worker, per status (only non-zero entries).
+    pub by_worker: BTreeMap<String, BTreeMap<JobStatus, u64>>,
+}
+
+impl JobCounts {
+    /// The number of jobs with `status`.
+    pub fn status(&self, status: JobStatus) -> u64 {
+        self.by_status.get(&status).copied().unwrap_or(0)
+    }
+
+    /// The number of jobs of `worker` with `status`.
+    pub fn worker(&self, worker: &str, status: JobStatus) -> u64 {
+        self.by_worker
+            .get(worker)
+            .and_then(|m| m.get(&status))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What a pause applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PauseTarget {
+    /// Every worker.
+    All,
+    /// One worker by name.
+    Worker(String),
+}
+
+/// The durable pause state: claims skip paused workers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PauseState {
+    /// Everything is paused.
+    pub all: bool,
+    /// These workers are paused.
+    pub workers: BTreeSet<String>,
+}
+
+impl PauseState {
+    /// Whether jobs of `worker` may be claimed now.
+    pub fn is_paused(&self, worker: &str) -> bool {
+        self.all || self.workers.contains(worker)
+    }
+}
+
+/// One schedule evaluated by `fire_due_schedules`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredSchedule {
+    /// The schedule after advancing (new `nextFireAt`, `lastFiredAt`).
+    pub schedule: Schedule,
+    /// Jobs enqueued for its due fire times (fewer than fire times when a
+    /// unique key coalesced a firing into a still-active job).
+    pub jobs: Vec<Job>,
+}

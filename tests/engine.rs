@@ -1,0 +1,754 @@
+//! The job engine end to end on a real sled store: every transition,
+//! retries with backoff, permanent errors, timeouts, unknown and orphaned
+//! workers, delays, schedules, pause and resume, drain, unique keys, cancel,
+//! and a worker that panics.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use troupe::engine::{
+    EngineConfig, EngineError, JobContext, Registration, Worker, WorkerCategory, WorkerEngine,
+    WorkerError,
+};
+use troupe::job::schedule::{Schedule, ScheduleSpec};
+use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
+use troupe::store::{CancelOutcome, ListQuery, PauseTarget, SledConfig, SledStore, Store};
+use troupe_actors::{run_system, BackoffPolicy};
+
+fn quick_config() -> EngineConfig {
+    EngineConfig {
+        retry: BackoffPolicy {
+            initial: Duration::from_millis(30),
+            max: Duration::from_secs(1),
+            multiplier: 2.0,
+            jitter: 0.0,
+            immediate_first: false,
+            reset_after: Duration::ZERO,
+        },
+        drain_timeout: Duration::from_secs(5),
+        ..EngineConfig::default()
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(SledStore::open(SledConfig::new(dir)).unwrap())
+}
+
+async fn wait_status(engine: &WorkerEngine, id: uuid::Uuid, status: JobStatus) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = engine.get_job(id).await.unwrap();
+        if job.status == status {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never reached {status}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Records when each attempt started; fails the first `fail_first` attempts.
+struct Recorder {
+    name: &'static str,
+    started: Arc<Mutex<Vec<Instant>>>,
+    fail_first: u32,
+    panic_first: bool,
+}
+
+#[async_trait]
+impl Worker for Recorder {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        "test recorder"
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Other("test".into())
+    }
+    async fn run(&self, args: Value, ctx: JobContext) -> Result<Value, WorkerError> {
+        self.started.lock().unwrap().push(Instant::now());
+        if ctx.attempt == 1 && self.panic_first {
+            panic!("recorder panics on its first attempt");
+        }
+        if ctx.attempt <= self.fail_first {
+            return Err(WorkerError::retryable(format!(
+                "attempt {} fails",
+                ctx.attempt
+            )));
+        }
+        Ok(json!({ "args": args, "attempt": ctx.attempt }))
+    }
+}
+
+fn recorder(name: &'static str, fail_first: u32) -> (Recorder, Arc<Mutex<Vec<Instant>>>) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    (
+        Recorder {
+            name,
+            started: started.clone(),
+            fail_first,
+            panic_first: false,
+        },
+        started,
+    )
+}
+
+/// Runs until dropped; counts drops, so a test can see the work really stop.
+struct Forever {
+    dropped: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
+}
+
+struct DropFlag(Arc<AtomicUsize>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Worker for Forever {
+    fn name(&self) -> &str {
+        "forever"
+    }
+    fn description(&self) -> &str {
+        "never finishes"
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Diagnostic
+    }
+    async fn run(&self, _: Value, _: JobContext) -> Result<Value, WorkerError> {
+        let _flag = DropFlag(self.dropped.clone());
+        self.started.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        Ok(Value::Null)
+    }
+}
+
+fn forever() -> (Forever, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    (
+        Forever {
+            dropped: dropped.clone(),
+            started: started.clone(),
+        },
+        started,
+        dropped,
+    )
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[test]
+fn echo_job_goes_queued_running_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .diagnostics()
+            .start()
+            .unwrap();
+        let ctx = JobCtx {
+            user_id: Some("u1".into()),
+            ..JobCtx::default()
+        };
+        let job = engine
+            .enqueue(
+                "echo",
+                json!({"hello": "world"}),
+                ctx,
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        assert_eq!(job.status, JobStatus::Queued);
+        assert_eq!(job.attempt, 0);
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.result, Some(json!({"hello": "world"})));
+        assert_eq!(done.attempt, 1);
+        assert_eq!(done.ctx.user_id.as_deref(), Some("u1"));
+        assert!(done.error.is_none());
+        let workers: Vec<_> = engine.list_workers().into_iter().map(|w| w.name).collect();
+        assert_eq!(workers, ["echo", "sleep"]);
+        let listed = engine.list_jobs(&ListQuery::default()).await.unwrap();
+        assert_eq!(listed.jobs.len(), 1);
+        engine.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn retryable_failures_retry_with_backoff_then_fail_with_the_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, started) = recorder("flaky", u32::MAX);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let opts = EnqueueOptions::default().max_attempts(3);
+        let job = engine
+            .enqueue("flaky", json!({}), JobCtx::default(), opts)
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Failed);
+        assert_eq!(done.attempt, 3);
+        assert_eq!(done.error.as_deref(), Some("attempt 3 fails"));
+        assert_eq!(done.errors.len(), 3);
+        let times = started.lock().unwrap().clone();
+        assert_eq!(times.len(), 3);
+        // Backoff: 30 ms before the second attempt, 60 ms before the third.
+        assert!(
+            times[1] - times[0] >= Duration::from_millis(30),
+            "{:?}",
+            times[1] - times[0]
+        );
+        assert!(
+            times[2] - times[1] >= Duration::from_millis(60),
+            "{:?}",
+            times[2] - times[1]
+        );
+        engine.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_retry_that_succeeds_completes_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, _) = recorder("flaky", 1);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let job = engine
+            .enqueue(
+                "flaky",
+                json!(1),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.attempt, 2);
+        assert_eq!(done.errors.len(), 1);
+        assert_eq!(done.errors[0].message, "attempt 1 fails");
+    });
+}
+
+#[test]
+fn permanent_errors_fail_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .diagnostics()
+            .start()
+            .unwrap();
+        let opts = EnqueueOptions::default().max_attempts(5);
+        let job = engine
+            .enqueue(
+                "sleep",
+                json!({"fail": "permanent"}),
+                JobCtx::default(),
+                opts.clone(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Failed);
+        assert_eq!(done.attempt, 1);
+        // Bad args are permanent too, and name the field.
+        let job = engine
+            .enqueue("sleep", json!({"ms": "soon"}), JobCtx::default(), opts)
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Failed);
+        assert!(done.error.unwrap().contains("`ms` must be a whole number"));
+    });
+}
+
+#[test]
+fn a_timed_out_attempt_is_really_stopped_and_counts_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, started, dropped) = forever();
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let opts = EnqueueOptions::default()
+            .max_attempts(2)
+            .timeout(Duration::from_millis(40));
+        let job = engine
+            .enqueue("forever", json!({}), JobCtx::default(), opts)
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Failed);
+        assert_eq!(done.attempt, 2);
+        assert!(done.error.unwrap().contains("timed out after 40 ms"));
+        // Both attempts' futures were dropped, not left running.
+        eventually("both attempts dropped", || {
+            dropped.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn unknown_workers_are_refused_and_orphaned_jobs_fail_naming_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    run_system(async {
+        // A job for a worker that a later config no longer has.
+        let orphan = Job::new(
+            "retired",
+            json!({}),
+            JobCtx::default(),
+            &EnqueueOptions::default(),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        store.insert(orphan.clone()).await.unwrap();
+
+        let engine = WorkerEngine::builder(store.clone())
+            .diagnostics()
+            .start()
+            .unwrap();
+        let err = engine
+            .enqueue(
+                "nope",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::UnknownWorker { ref name, .. } if name == "nope"));
+        assert!(err.to_string().contains("registered: echo, sleep"), "{err}");
+
+        let failed = engine.wait_for(orphan.id).await.unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("worker `retired` is not registered")
+        );
+    });
+}
+
+#[test]
+fn delayed_jobs_do_not_start_early() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, started) = recorder("rec", 0);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .worker(worker)
+            .start()
+            .unwrap();
+        let t0 = Instant::now();
+        let opts = EnqueueOptions::default().delay(Duration::from_millis(150));
+        let job = engine
+            .enqueue("rec", json!({}), JobCtx::default(), opts)
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        let at = started.lock().unwrap()[0];
+        assert!(
+            at - t0 >= Duration::from_millis(150),
+            "started after {:?}",
+            at - t0
+        );
+    });
+}
+
+#[test]
+fn unique_keys_return_the_active_job() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .diagnostics()
+            .start()
+            .unwrap();
+        engine
+            .pause(PauseTarget::Worker("echo".into()))
+            .await
+            .unwrap();
+        let opts = EnqueueOptions::default().unique_key("report-42");
+        let first = engine
+            .enqueue("echo", json!(1), JobCtx::default(), opts.clone())
+            .await
+            .unwrap();
+        let second = engine
+            .enqueue("echo", json!(2), JobCtx::default(), opts.clone())
+            .await
+            .unwrap();
+        assert!(first.is_new());
+        assert!(!second.is_new());
+        assert_eq!(first.job().id, second.job().id);
+        engine
+            .resume(PauseTarget::Worker("echo".into()))
+            .await
+            .unwrap();
+        let done = engine.wait_for(first.job().id).await.unwrap();
+        assert_eq!(done.result, Some(json!(1)));
+        // Once ended, the key is free again.
+        let third = engine
+            .enqueue("echo", json!(3), JobCtx::default(), opts)
+            .await
+            .unwrap();
+        assert!(third.is_new());
+    });
+}
+
+#[test]
+fn pause_holds_a_worker_while_others_run_and_resume_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .diagnostics()
+            .start()
+            .unwrap();
+        engine
+            .pause(PauseTarget::Worker("echo".into()))
+            .await
+            .unwrap();
+        let held = engine
+            .enqueue(
+                "echo",
+                json!("held"),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let other = engine
+            .enqueue(
+                "sleep",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        assert_eq!(
+            engine.wait_for(other.id).await.unwrap().status,
+            JobStatus::Completed
+        );
+        assert_eq!(
+            engine.get_job(held.id).await.unwrap().status,
+            JobStatus::Queued
+        );
+        let state = engine
+            .resume(PauseTarget::Worker("echo".into()))
+            .await
+            .unwrap();
+        assert!(!state.is_paused("echo"));
+        assert_eq!(
+            engine.wait_for(held.id).await.unwrap().status,
+            JobStatus::Completed
+        );
+
+        engine.pause(PauseTarget::All).await.unwrap();
+        let held = engine
+            .enqueue(
+                "sleep",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        assert_eq!(
+            engine.get_job(held.id).await.unwrap().status,
+            JobStatus::Queued
+        );
+        engine.resume(PauseTarget::All).await.unwrap();
+        assert_eq!(
+            engine.wait_for(held.id).await.unwrap().status,
+            JobStatus::Completed
+        );
+    });
+}
+
+#[test]
+fn cancel_ends_a_queued_job_and_stops_a_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, started, dropped) = forever();
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .worker(worker)
+            .diagnostics()
+            .start()
+            .unwrap();
+        let running = engine
+            .enqueue(
+                "forever",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        eventually("running", || started.load(Ordering::SeqCst) == 1).await;
+        let out = engine.cancel_job(running.id).await.unwrap();
+        assert!(matches!(out, CancelOutcome::Requested(_)));
+        let ended = engine.wait_for(running.id).await.unwrap();
+        assert_eq!(ended.status, JobStatus::Cancelled);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "the work itself was stopped"
+        );
+
+        engine
+            .pause(PauseTarget::Worker("echo".into()))
+            .await
+            .unwrap();
+        let queued = engine
+            .enqueue(
+                "echo",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        assert!(matches!(
+            engine.cancel_job(queued.id).await.unwrap(),
+            CancelOutcome::Cancelled(_)
+        ));
+        assert_eq!(
+            engine.get_job(queued.id).await.unwrap().status,
+            JobStatus::Cancelled
+        );
+        assert!(matches!(
+            engine.cancel_job(queued.id).await.unwrap(),
+            CancelOutcome::AlreadyEnded(_)
+        ));
+
+        let missing = engine.get_job(uuid::Uuid::now_v7()).await.unwrap_err();
+        assert!(matches!(missing, EngineError::JobNotFound { .. }));
+    });
+}
+
+#[test]
+fn a_panicking_worker_fails_the_attempt_and_the_retry_runs_on_a_fresh_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let worker = Recorder {
+            name: "panicky",
+            started: started.clone(),
+            fail_first: 0,
+            panic_first: true,
+        };
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let job = engine
+            .enqueue(
+                "panicky",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.attempt, 2);
+        assert!(
+            done.errors[0].message.contains("worker `panicky` crashed"),
+            "{:?}",
+            done.errors
+        );
+    });
+}
+
+#[test]
+fn drain_lets_running_jobs_finish_and_requeues_what_overruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    run_system(async {
+        let engine = WorkerEngine::builder(store.clone())
+            .diagnostics()
+            .start()
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let job = engine
+                .enqueue(
+                    "sleep",
+                    json!({"ms": 100}),
+                    JobCtx::default(),
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap()
+                .into_job();
+            ids.push(job.id);
+        }
+        for id in &ids {
+            wait_status(&engine, *id, JobStatus::Running).await;
+        }
+        let report = engine
+            .shutdown_within(Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(report.running, 3);
+        assert_eq!(report.requeued, 0);
+        for id in &ids {
+            assert_eq!(
+                store.get(*id).await.unwrap().unwrap().status,
+                JobStatus::Completed
+            );
+        }
+    });
+    let (worker, started, dropped) = forever();
+    run_system(async {
+        let engine = WorkerEngine::builder(store.clone())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let job = engine
+            .enqueue(
+                "forever",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        eventually("running", || started.load(Ordering::SeqCst) == 1).await;
+        let report = engine
+            .shutdown_within(Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(report.requeued, 1);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        let job = store.get(job.id).await.unwrap().unwrap();
+        assert_eq!(
+            job.status,
+            JobStatus::Queued,
+            "back in the queue for the next run"
+        );
+        assert_eq!(job.attempt, 1);
+    });
+}
+
+#[test]
+fn interval_schedules_fire_and_jobs_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .diagnostics()
+            .start()
+            .unwrap();
+        let spec = ScheduleSpec::every(Duration::from_millis(100)).unwrap();
+        let schedule = Schedule::new(
+            "tick",
+            "echo",
+            json!({"tick": true}),
+            spec,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        engine.put_schedule(schedule).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = engine
+                .list_jobs(&ListQuery {
+                    status: Some(JobStatus::Completed),
+                    ..ListQuery::default()
+                })
+                .await
+                .unwrap();
+            if page.jobs.len() >= 2 {
+                assert!(page
+                    .jobs
+                    .iter()
+                    .all(|j| j.worker_name == "echo" && j.result == Some(json!({"tick": true}))));
+                break;
+            }
+            assert!(Instant::now() < deadline, "the schedule did not fire twice");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let schedules = engine.list_schedules().await.unwrap();
+        assert!(schedules[0].last_fired_at.is_some());
+        assert!(engine.delete_schedule("tick").await.unwrap());
+        let bad = Schedule::new(
+            "x",
+            "nobody",
+            json!({}),
+            ScheduleSpec::every(Duration::from_secs(1)).unwrap(),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        assert!(matches!(
+            engine.put_schedule(bad).await,
+            Err(EngineError::UnknownWorker { .. })
+        ));
+    });
+}
+
+#[test]
+fn bad_worker_registrations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let err = WorkerEngine::builder(open(dir.path()))
+            .register(Registration::new(Arc::new(troupe::engine::EchoWorker), 0))
+            .start()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("worker `echo`: invalid concurrency"),
+            "{err}"
+        );
+    });
+    run_system(async {
+        let err = WorkerEngine::builder(open(dir.path()))
+            .diagnostics()
+            .worker(troupe::engine::EchoWorker)
+            .start()
+            .unwrap_err();
+        assert!(matches!(err, EngineError::DuplicateWorker { .. }), "{err}");
+    });
+}
