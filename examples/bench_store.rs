@@ -156,6 +156,15 @@ async fn claim_complete_rate(jobs: usize) -> Result<f64, BoxError> {
     if counts.status(JobStatus::Completed) as usize != done {
         return Err("completed count does not match".into());
     }
+    drop(store);
+    let start = Instant::now();
+    let reopened = open(&dir, Durability::Process)?;
+    let reopen = start.elapsed();
+    let n = reopened.counts().await?.status(JobStatus::Completed);
+    println!(
+        "reopen (scan + index rebuild)         {:>10.1} ms for {n} jobs",
+        reopen.as_secs_f64() * 1000.0
+    );
     Ok(done as f64 / elapsed)
 }
 

@@ -1,11 +1,19 @@
 //! Troupe: LLM agents as supervised actors, with a durable job engine.
 //!
-//! This crate is the agent runtime built on `troupe-actors`. So far it holds
-//! the job model ([`job`]) and its durable storage ([`store`]); the scheduler,
-//! workers, providers, tools and memory build on these.
+//! This crate is the agent runtime built on `troupe-actors`: the job model
+//! ([`job`]) and its durable storage ([`store`]) are the base that the job
+//! engine, the providers and the CLI build on.
 
+pub mod agent;
 pub mod cli;
+pub mod config;
+pub mod conversation;
 pub mod engine;
 pub mod job;
+pub mod memory;
 pub mod provider;
+pub mod runtime;
+pub mod secrets;
 pub mod store;
+pub mod tools;
+pub mod usage;

@@ -752,3 +752,119 @@ fn bad_worker_registrations_are_refused() {
         assert!(matches!(err, EngineError::DuplicateWorker { .. }), "{err}");
     });
 }
+
+async fn completed_count(engine: &WorkerEngine) -> usize {
+    let query = ListQuery {
+        status: Some(JobStatus::Completed),
+        limit: 1000,
+        ..ListQuery::default()
+    };
+    engine.list_jobs(&query).await.unwrap().jobs.len()
+}
+
+#[test]
+fn cron_schedules_fire_each_second() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .diagnostics()
+            .start()
+            .unwrap();
+        let spec = ScheduleSpec::cron("* * * * * *").unwrap();
+        let schedule = Schedule::new(
+            "every-second",
+            "echo",
+            json!("tick"),
+            spec,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        engine.put_schedule(schedule).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while completed_count(&engine).await < 2 {
+            assert!(Instant::now() < deadline, "cron did not fire twice");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let bad = ScheduleSpec::cron("every tuesday").unwrap_err();
+        assert!(bad.to_string().contains("invalid cron expression"), "{bad}");
+    });
+}
+
+#[test]
+fn missed_firings_are_skipped_after_downtime_unless_catch_up_is_set() {
+    for (catch_up, expected) in [(false, 1), (true, 10)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        run_system(async {
+            // A schedule last due ten periods ago, as after ten minutes down.
+            let now = chrono::Utc::now();
+            let spec = ScheduleSpec::every(Duration::from_secs(60)).unwrap();
+            let mut schedule = Schedule::new("minutely", "echo", json!({}), spec, now).unwrap();
+            schedule.next_fire_at = now - chrono::Duration::seconds(60 * 9 + 30);
+            schedule.catch_up = catch_up;
+            store.put_schedule(schedule).await.unwrap();
+
+            let engine = WorkerEngine::builder(store.clone())
+                .diagnostics()
+                .start()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while completed_count(&engine).await < expected {
+                assert!(
+                    Instant::now() < deadline,
+                    "catch_up={catch_up}: fewer than {expected} firings"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let schedule = store.get_schedule("minutely").await.unwrap().unwrap();
+            assert!(schedule.next_fire_at > now, "advanced past now");
+            engine.shutdown().await.unwrap();
+            let all = store.list(&ListQuery::default()).await.unwrap().jobs;
+            assert_eq!(all.len(), expected, "catch_up={catch_up}");
+        });
+    }
+}
+
+#[test]
+fn retention_prunes_ended_jobs_beyond_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let config = EngineConfig {
+            retention: troupe::store::Retention {
+                max_age: None,
+                max_count: Some(2),
+            },
+            prune_every: Duration::from_millis(20),
+            ..quick_config()
+        };
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(config)
+            .diagnostics()
+            .start()
+            .unwrap();
+        let mut last = None;
+        for i in 0..5 {
+            let job = engine
+                .enqueue(
+                    "echo",
+                    json!(i),
+                    JobCtx::default(),
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap()
+                .into_job();
+            last = Some(engine.wait_for(job.id).await.unwrap());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let jobs = engine.list_jobs(&ListQuery::default()).await.unwrap().jobs;
+            if jobs.len() == 2 {
+                assert_eq!(jobs[0].id, last.as_ref().unwrap().id, "the newest are kept");
+                break;
+            }
+            assert!(Instant::now() < deadline, "not pruned: {} jobs", jobs.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}

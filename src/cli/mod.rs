@@ -5,10 +5,13 @@
 //! `$TROUPE_DATA_DIR`) and `--json`. Errors are one line on stderr naming the
 //! problem, with exit code 1 (2 for a malformed command line).
 
+mod agents;
 mod args;
+mod demo;
 mod jobs;
 mod output;
 mod run;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,9 +41,35 @@ pub struct Global {
         default_value = "./troupe-data"
     )]
     pub data_dir: PathBuf,
+    /// The config file (providers, agents, schedules).
+    #[arg(long, global = true, env = "TROUPE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl Global {
+    /// The config file's contents, or the empty config when none is given.
+    pub fn load_config(&self) -> Result<crate::config::TroupeConfig, CliError> {
+        match &self.config {
+            Some(path) => Ok(crate::config::TroupeConfig::load(path)?),
+            None => Ok(crate::config::TroupeConfig::default()),
+        }
+    }
+
+    /// The data directory: `--data-dir` or `$TROUPE_DATA_DIR` when given,
+    /// else the config's `store.dataDir`, else `./troupe-data`.
+    pub fn data_dir_for(&self, config: &crate::config::TroupeConfig) -> PathBuf {
+        let explicit = std::env::var_os("TROUPE_DATA_DIR").is_some()
+            || std::env::args_os()
+                .any(|a| a == "--data-dir" || a.to_string_lossy().starts_with("--data-dir="));
+        if explicit || self.config.is_none() {
+            self.data_dir.clone()
+        } else {
+            config.store.data_dir.clone()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +92,19 @@ enum Command {
     },
     /// Run the engine until SIGINT or SIGTERM, then drain and exit.
     Run(run::RunArgs),
+    /// Give an agent a task (prints its job id, or its result with --wait).
+    Task(agents::TaskArgs),
+    /// List an agent's memories.
+    Memories(agents::MemoriesArgs),
+    /// Show a conversation's messages.
+    Conversation {
+        /// The conversation id.
+        id: String,
+    },
+    /// Run the demo: agents with tools, memory and a scheduled compaction.
+    Demo(demo::DemoArgs),
+    /// Provider API keys stored encrypted in the data directory.
+    Secrets(secrets::SecretsArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -75,6 +117,11 @@ pub fn main() -> ExitCode {
         Command::Workers => jobs::workers(&cli.global),
         Command::Cancel { id } => jobs::cancel(&cli.global, &id),
         Command::Run(args) => run::run(&cli.global, args),
+        Command::Task(args) => agents::task(&cli.global, args),
+        Command::Memories(args) => agents::memories(&cli.global, args),
+        Command::Conversation { id } => agents::conversation(&cli.global, &id),
+        Command::Demo(args) => demo::run(&cli.global, args),
+        Command::Secrets(args) => secrets::run(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,6 +144,12 @@ pub enum CliError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The config file is refused.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The runtime refused.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
     /// Writing output failed.
     #[error("could not write output: {0}")]
     Io(#[from] std::io::Error),

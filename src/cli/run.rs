@@ -1,30 +1,29 @@
-//! `troupe run`: the engine in the foreground until SIGINT or SIGTERM.
+//! `troupe run`: the runtime in the foreground until SIGINT or SIGTERM.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::engine::{EngineConfig, Registration, WorkerEngine};
+use crate::engine::EngineConfig;
 use crate::job::JobStatus;
-use crate::store::{SledConfig, SledStore, Store};
+use crate::runtime::Troupe;
+use crate::store::{SledConfig, SledStore};
 
 use super::args::parse_duration;
-use super::jobs::known_workers;
 use super::{CliError, Global};
 
 /// `troupe run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// How long running jobs may take to finish at shutdown before they are
-    /// stopped and queued again.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    drain_timeout: Duration,
-    /// Jobs of one worker that may run at once.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// stopped and queued again (default: the config's, else 30s).
+    #[arg(long, value_parser = parse_duration)]
+    drain_timeout: Option<Duration>,
+    /// Jobs of one worker that may run at once (default: the config's, else 16).
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Exit (after draining) once no job is queued or running: for batch runs.
     #[arg(long)]
     exit_when_idle: bool,
@@ -32,31 +31,44 @@ pub struct RunArgs {
 
 pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
     init_logging();
-    if args.concurrency == 0 {
+    let config = global.load_config()?;
+    if args.concurrency == Some(0) {
         return Err(CliError::Usage("--concurrency must be at least 1".into()));
     }
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(SledConfig::new(&global.data_dir))?);
-    let config = EngineConfig {
-        default_concurrency: args.concurrency,
-        drain_timeout: args.drain_timeout,
+    let dir = global.data_dir_for(&config);
+    let store = SledStore::open(SledConfig::new(&dir))?;
+    let engine_config = EngineConfig {
+        default_concurrency: args.concurrency.unwrap_or(config.engine.concurrency),
+        drain_timeout: match args.drain_timeout {
+            Some(d) => d,
+            None => parse_duration(&config.engine.drain_timeout).map_err(CliError::Usage)?,
+        },
         ..EngineConfig::default()
     };
+    let exit_when_idle = args.exit_when_idle;
     troupe_actors::run_system(async move {
-        let mut builder = WorkerEngine::builder(store.clone()).config(config);
-        for worker in known_workers() {
-            builder = builder.register(Registration::new(worker, args.concurrency));
-        }
-        let engine = builder.start()?;
-        tracing::info!(data_dir = %global.data_dir.display(), "troupe engine running; SIGINT or SIGTERM stops it");
+        let troupe = Troupe::builder(config)
+            .store(store)
+            .engine_config(engine_config)
+            .start()
+            .await?;
+        let agents: Vec<_> = troupe
+            .config()
+            .agents
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        tracing::info!(data_dir = %dir.display(), agents = ?agents, "troupe engine running; SIGINT or SIGTERM stops it");
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
+        let engine = troupe.engine().clone();
         let idle = async {
-            if !args.exit_when_idle {
+            if !exit_when_idle {
                 return std::future::pending().await;
             }
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Ok(counts) = store.counts().await {
+                if let Ok(counts) = engine.counts().await {
                     if counts.status(JobStatus::Queued) == 0
                         && counts.status(JobStatus::Running) == 0
                     {
@@ -71,7 +83,7 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
             why = idle => why,
         };
         tracing::info!(reason = why, "stopping: draining running jobs");
-        let report = engine.shutdown().await?;
+        let report = troupe.shutdown().await?;
         tracing::info!(
             finished = report.running - report.requeued,
             requeued = report.requeued,

@@ -230,6 +230,18 @@ impl WorkerEngine {
         Ok(outcome)
     }
 
+    /// Enqueues a job the caller built with [`Job::new`]: for callers that
+    /// must fix the job's id before it exists (the `scheduler` and
+    /// `create_task` tools record it in the idempotency registry first, see
+    /// `crate::agent::checkpoint`). Same rules as [`enqueue`](Self::enqueue);
+    /// a job whose id is already stored is refused with an error.
+    pub async fn enqueue_job(&self, job: Job) -> Result<InsertOutcome, EngineError> {
+        self.check_worker(&job.worker_name)?;
+        let outcome = self.inner.shared.store.insert(job).await?;
+        self.wake();
+        Ok(outcome)
+    }
+
     /// Enqueues many jobs with one durable write; outcomes in input order.
     /// Nothing is stored if any job is invalid.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertOutcome>, EngineError> {

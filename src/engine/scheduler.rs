@@ -221,6 +221,7 @@ impl Scheduler {
         );
         *self.busy.entry(job.worker_name.clone()).or_default() += 1;
         let (id, attempt) = (job.id, job.attempt);
+        tracing::debug!(job = %id, worker = %job.worker_name, attempt, "job started");
         let msg = RunJob {
             job_id: job.id,
             attempt: job.attempt,

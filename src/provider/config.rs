@@ -44,8 +44,9 @@ impl ProviderKind {
         !matches!(self, ProviderKind::Anthropic)
     }
 
-    /// Whether a call without a key is a configuration error.
-    fn needs_key(self) -> bool {
+    /// Whether a call without a key is a configuration error (all but
+    /// `openai-compatible`, whose local servers often need none).
+    pub fn needs_key(self) -> bool {
         !matches!(self, ProviderKind::OpenaiCompatible)
     }
 }

@@ -47,6 +47,15 @@ pub enum ErrorKind {
     InvalidConfig,
     /// A failover list with no candidates.
     NoCandidates,
+    /// The agent has spent its daily budget (tokens or cost); the call was
+    /// not sent. Clears at the next UTC day (`retry_after` says when).
+    BudgetExceeded,
+    /// The provider's stored key is past its expiry date; the call was not
+    /// sent. Store a new key (`troupe secrets set PROVIDER`).
+    KeyExpired,
+    /// The provider's actor stopped or restarted before it answered; the
+    /// request may or may not have reached the provider.
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -66,11 +75,16 @@ impl ErrorKind {
     ///
     /// A bad request or an over-long context would fail the same way elsewhere
     /// (the job should fix its input, e.g. compact memory), so they stop the
-    /// list; everything about *this* provider's health or account moves on.
+    /// list; so does a spent budget (it is the agent's, whichever provider
+    /// answers). Everything about *this* provider's health, account or
+    /// credentials moves on.
     pub fn fails_over(self) -> bool {
         !matches!(
             self,
-            ErrorKind::BadRequest | ErrorKind::ContextTooLong | ErrorKind::NoCandidates
+            ErrorKind::BadRequest
+                | ErrorKind::ContextTooLong
+                | ErrorKind::NoCandidates
+                | ErrorKind::BudgetExceeded
         )
     }
 
@@ -104,6 +118,9 @@ impl ErrorKind {
             ErrorKind::CircuitOpen => "circuit open",
             ErrorKind::InvalidConfig => "invalid provider config",
             ErrorKind::NoCandidates => "no provider candidates",
+            ErrorKind::BudgetExceeded => "budget exceeded",
+            ErrorKind::KeyExpired => "API key expired",
+            ErrorKind::Unavailable => "provider actor unavailable",
         }
     }
 }
@@ -180,7 +197,10 @@ impl ProviderError {
             | ErrorKind::Authentication
             | ErrorKind::CircuitOpen
             | ErrorKind::InvalidConfig
-            | ErrorKind::NoCandidates => false,
+            | ErrorKind::NoCandidates
+            | ErrorKind::BudgetExceeded
+            | ErrorKind::KeyExpired
+            | ErrorKind::Unavailable => false,
             k => self
                 .should_retry
                 .unwrap_or_else(|| k.retryable_by_default()),

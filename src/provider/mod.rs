@@ -1,8 +1,11 @@
 //! LLM providers: one request model, OpenAI-compatible and Anthropic wire
 //! formats, typed errors, retries, rate limiting, circuit breaking and
-//! failover — as plain async Rust. The provider actor is a thin shell around
-//! a [`Provider`] value: it forwards each `Generate` message to
-//! [`Provider::generate`] (the future is `Send`; `Provider` is a cheap clone).
+//! failover — as plain async Rust, plus the actors around it. The provider
+//! actor ([`ProviderActor`]) is a thin shell around a [`Provider`] value: it
+//! answers each [`Generate`] message with a reply future that checks the
+//! key's expiry and the agent's budget, calls [`Provider::generate`] and
+//! records usage ([`crate::usage`]). [`ProviderSet`] builds one actor per
+//! configured provider and fails over across them by [`ModelConfig`].
 //!
 //! One call: [`RateLimiter`] (wait for a slot, or fail fast if the wait is
 //! over the in-line cap) → [`CircuitBreaker`] (refuse while open) → HTTP
@@ -32,6 +35,7 @@
 //! - Time comes from a [`Clock`]; tests use [`ManualClock`] so waits are
 //!   asserted exactly, never slept.
 
+pub mod actor;
 pub mod anthropic;
 pub mod breaker;
 pub mod classify;
@@ -46,8 +50,11 @@ pub mod model;
 pub mod openai;
 pub mod ratelimit;
 pub mod retry;
+pub mod route;
 pub mod secret;
+pub mod set;
 
+pub use actor::{Generate, Probe, ProviderActor, PROVIDER_MAILBOX};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use client::Provider;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -60,4 +67,6 @@ pub use model::{
 };
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use retry::RetryPolicy;
+pub use route::{ModelConfig, ModelRef};
 pub use secret::ApiKey;
+pub use set::{ProviderSet, ProviderSetError, ProviderStatus};

@@ -88,6 +88,15 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// No record of this kind has this id (a memory, a message …); jobs and
+    /// schedules keep their own variants for compatibility.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What was looked for (`memory`, `message` …).
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
     /// No schedule has this id.
     #[error("schedule {id:?} not found")]
     ScheduleNotFound {

@@ -16,13 +16,14 @@
 //!   [`Durability::PowerLoss`] the committer also `fdatasync`s sled's log file
 //!   (`<dir>/db`) after each group flush, before acknowledging. Measured with
 //!   `examples/bench_store.rs` on the shared 2-core development machine
-//!   (three runs, Process → PowerLoss, enqueues/s): 1 producer ~6,000-8,100
-//!   → ~2,300-3,200; 8 producers ~27,000-34,000 → ~12,000-16,000; 64
-//!   producers ~51,000-74,000 → ~47,000-81,000 (CPU-bound and noisy there:
-//!   groups grow while the fdatasync runs, 22-32 jobs per flush). Affordable
-//!   under concurrency, a 3x cost for a lone writer; hence opt-in. Log
-//!   entries larger than ~128 KiB (a job with huge args or result) go to
-//!   sled's `blobs/` files, which neither mode `fdatasync`s.
+//!   (four runs, Process → PowerLoss, enqueues/s; figures swing up to 2x
+//!   with the other load on the machine): 1 producer ~6,000-8,100 →
+//!   ~2,200-3,200; 8 producers ~19,000-34,000 → ~9,000-16,000; 64 producers
+//!   ~38,000-74,000 → ~20,000-81,000 (groups grow while the fdatasync runs:
+//!   21-35 jobs per flush). Affordable under concurrency, a 3x cost for a
+//!   lone writer; hence opt-in. Log entries larger than ~128 KiB (a job with
+//!   huge args or result) go to sled's `blobs/` files, which neither mode
+//!   `fdatasync`s.
 //! - **Group commit.** Writers do their (in-memory, microsecond) sled writes
 //!   themselves, then register with one committer thread and wait. The
 //!   committer takes every waiting writer, runs one flush (plus fdatasync
@@ -50,22 +51,52 @@
 //!   job's camelCase JSON. A transition is one compare-and-swap of that
 //!   record; nothing else is written on the hot path (one write per enqueue,
 //!   claim and completion). sled `Batch`es and transactions take a
-//!   process-wide lock that a running flush holds from the other side
-//!   (measured ~5x slower under group commit), so they stay off the hot path;
-//!   only a schedule firing (rare) uses a transaction, to advance the
-//!   schedule and insert its job together.
+//!   process-wide lock that a running flush holds from the other side (the
+//!   shared notes measured ~17,800 vs ~3,500 jobs/s), so they stay off the
+//!   hot path; only a schedule firing (rare) uses a transaction, to advance
+//!   the schedule and insert its job together.
 //! - **Indexes are derived, in memory, rebuilt from the records at open**:
 //!   ready jobs per worker ordered by (priority desc, runAt, id), earliest
 //!   runAt per worker (wake-up time), ids per status and per worker+status
 //!   (listing newest first, counts), ended jobs by end time (retention), and
 //!   unique keys of active jobs. They are changed under the same mutex as the
-//!   record's compare-and-swap, so within the process an index never
-//!   disagrees with its job, and after a crash there is nothing to repair:
-//!   they are rebuilt from what sled recovered. The price is a scan of all
-//!   records at open and roughly 100-200 bytes of memory per stored job;
-//!   retention (`prune`) bounds both.
+//!   record's compare-and-swap (JSON encoding happens before, outside it), so
+//!   within the process an index never disagrees with its job, and after a
+//!   crash there is nothing to repair: they are rebuilt from what sled
+//!   recovered. A claim still re-reads the record and checks it is queued and
+//!   due before swapping it. Why not sled index trees as hints: they would
+//!   add 2-4 writes to every transition (about 11 writes per job lifetime
+//!   instead of 3) and still need a repair scan at open; at the ~110,000-
+//!   135,000 raw inserts/s measured here that alone would cap a job's
+//!   lifetime near 10,000/s. The price of memory: a scan of all records at
+//!   open (~300 ms for 50,000 jobs here, so ~6 s per million) and roughly
+//!   100-200 bytes per stored job; retention (`prune`) bounds both.
 //! - Trees `pause` and `schedules` hold the pause state and the recurring
 //!   schedules (small, also mirrored in memory).
+//! - **Agent data** lives in the same database, on its own trees, made
+//!   durable by the same group commit (see each file's documentation for
+//!   the exact key encoding):
+//!   - memories ([`crate::memory::MemoryStore`],
+//!     `sled_store/memory.rs`): `memories` (16-byte UUID v7 → memory JSON,
+//!     the source of truth), `memory_scopes` (length-prefixed agent id and
+//!     optional user id ++ memory id → empty: one prefix scan per scope,
+//!     oldest first) and `memory_keys` (idempotency key → memory id). Every
+//!     memory write is one sled transaction over the trees it touches, so a
+//!     compaction (archive the originals, insert the summaries) is atomic
+//!     and the scope index never disagrees with the records; memory writes
+//!     are rare enough that the transactions' cost does not matter;
+//!   - conversations ([`crate::conversation::ConversationStore`],
+//!     `sled_store/conversation.rs`): `messages` (length-prefixed
+//!     conversation id ++ message UUID v7 → message JSON: the key is its own
+//!     time index) and `message_keys` (idempotency key → message key); an
+//!     append is one insert, or one transaction with an idempotency key;
+//!   - agent steps ([`crate::agent::checkpoint::CheckpointStore`],
+//!     `sled_store/checkpoint.rs`): `checkpoints` (job id ++ u32 BE step →
+//!     step JSON) and `idempotency` (key → claimed JSON, claimed by one
+//!     compare-and-swap).
+//!
+//!   Unlike jobs these have no in-memory index (nothing to scan at open):
+//!   their lookups are sled prefix scans.
 //! - Opening a directory another process holds fails with
 //!   [`StoreError::Locked`] naming it (sled takes an exclusive file lock).
 //! - `open` does not change job states: the scheduler calls

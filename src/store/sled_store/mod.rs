@@ -1,9 +1,13 @@
 //! [`SledStore`]: the embedded store on sled 0.34.7. See the module
 //! documentation of [`crate::store`] for the design and durability contract.
 
+mod checkpoint;
+mod conversation;
 mod group_commit;
 mod index;
 mod keys;
+mod memory;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -67,7 +71,9 @@ impl SledConfig {
 }
 
 /// The embedded job store. Cheap to clone (shared handle); the directory is
-/// locked while any clone lives.
+/// locked while any clone lives. Dropping the last clone flushes, stops the
+/// committer and returns once sled has released the directory (at most ~2 s),
+/// so the same process can open it again straight away.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<Inner>,
@@ -84,6 +90,40 @@ struct Inner {
     index: Mutex<Index>,
     schedules: Mutex<BTreeMap<String, Schedule>>,
     db: sled::Db,
+    // Last field, so it drops after every sled handle above.
+    _release: ReleaseWait,
+}
+
+/// Waits, when the store is dropped, until sled has really let go of its
+/// data directory. sled's background write threads keep the log file (and
+/// its lock) open for a moment after the last handle is dropped; without
+/// this, reopening the directory right away in the same process (a restart
+/// in tests, a supervisor restarting the engine) can fail as "in use".
+struct ReleaseWait {
+    db_file: PathBuf,
+}
+
+/// Longest time a drop waits for sled's threads to release the lock.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Drop for ReleaseWait {
+    fn drop(&mut self) {
+        use fs2::FileExt;
+        let Ok(file) = File::open(&self.db_file) else {
+            return;
+        };
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(100);
+        while file.try_lock_exclusive().is_err() {
+            if start.elapsed() >= RELEASE_WAIT {
+                tracing::warn!(file = %self.db_file.display(), "sled still holds its lock after the store was dropped");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
+        let _ = FileExt::unlock(&file);
+    }
 }
 
 /// What a transition closure decided about one job.
@@ -204,6 +244,9 @@ impl SledStore {
                 schedules_tree,
                 index: Mutex::new(index),
                 schedules: Mutex::new(schedules),
+                _release: ReleaseWait {
+                    db_file: dir.join("db"),
+                },
                 db,
             }),
         };

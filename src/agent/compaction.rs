@@ -1,0 +1,157 @@
+//! `memory_compaction_worker`: condenses a scope's memories into a summary.
+//!
+//! Queued by the `scheduler` tool (args `{"kind":"memory_compaction",
+//! "agentId", "userId"?, …}`). It lists the scope's live memories, asks the
+//! agent's model to summarise them, then archives the originals and stores
+//! the summary in one atomic step: originals are archived, never lost. A
+//! repeat after a crash finds only the summary left and does nothing.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::config::{AgentConfig, ModelConfig};
+use crate::engine::{JobContext, Worker, WorkerCategory, WorkerError};
+use crate::memory::actor::{Compact, ListMemories};
+use crate::memory::{MemoryScope, NewMemory};
+use crate::provider::{GenerateRequest, Message, ToolChoice};
+
+use super::gateway::CallMeta;
+use super::offline::OFFLINE_PROVIDER;
+use super::worker::RuntimeSlot;
+
+/// The worker name the `scheduler` tool enqueues for.
+pub const MEMORY_COMPACTION_WORKER: &str = "memory_compaction_worker";
+
+/// Below this many live memories there is nothing worth compacting.
+const MIN_MEMORIES: usize = 2;
+
+/// The compaction worker.
+pub struct CompactionWorker {
+    runtime: RuntimeSlot,
+    models: BTreeMap<String, ModelConfig>,
+}
+
+impl CompactionWorker {
+    /// A worker summarising with each agent's own model.
+    pub fn new(agents: &[AgentConfig], runtime: RuntimeSlot) -> Self {
+        let models = agents
+            .iter()
+            .map(|a| (a.id.clone(), a.model_config.clone()))
+            .collect();
+        Self { runtime, models }
+    }
+}
+
+#[async_trait]
+impl Worker for CompactionWorker {
+    fn name(&self) -> &str {
+        MEMORY_COMPACTION_WORKER
+    }
+
+    fn description(&self) -> &str {
+        "Summarises an agent's memories (per user) into fewer summary memories; the originals are archived."
+    }
+
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Memory
+    }
+
+    async fn run(&self, args: Value, ctx: JobContext) -> Result<Value, WorkerError> {
+        let Some(rt) = self.runtime.get() else {
+            return Err(WorkerError::retryable(
+                "the agent runtime is not started yet",
+            ));
+        };
+        let agent_id = args["agentId"]
+            .as_str()
+            .or_else(|| ctx.ctx.extra.get("agentId").and_then(Value::as_str))
+            .ok_or_else(|| {
+                WorkerError::permanent(
+                    "memory_compaction: `agentId` is missing from the job's args",
+                )
+            })?
+            .to_string();
+        let user_id = args["userId"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| ctx.ctx.user_id.clone());
+        let scope = MemoryScope {
+            agent_id: agent_id.clone(),
+            user_id,
+        };
+        let memories = rt
+            .memory
+            .send(ListMemories {
+                scope: scope.clone(),
+                include_archived: false,
+            })
+            .await
+            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?
+            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?;
+        if memories.len() < MIN_MEMORIES {
+            return Ok(json!({ "compacted": 0, "reason": "fewer than 2 live memories" }));
+        }
+        let listing: String = memories
+            .iter()
+            .map(|m| format!("- {}\n", m.content))
+            .collect();
+        let model = self.models.get(&agent_id).cloned().unwrap_or(ModelConfig {
+            provider: OFFLINE_PROVIDER.into(),
+            model: "offline".into(),
+            temperature: 0.0,
+            max_tokens: 500,
+            fallbacks: Vec::new(),
+        });
+        let request = GenerateRequest {
+            model: model.model.clone(),
+            system: Some(
+                "Summarize these memories into one short paragraph that keeps every fact, preference and lesson."
+                    .into(),
+            ),
+            messages: vec![Message::user(listing)],
+            tools: Vec::new(),
+            tool_choice: ToolChoice::None,
+            temperature: Some(0.0),
+            max_tokens: Some(model.max_tokens.min(1000)),
+        };
+        let meta = CallMeta {
+            agent_id: agent_id.clone(),
+            job_id: Some(ctx.job_id),
+        };
+        let summary = rt
+            .models
+            .generate(&meta, &model, request)
+            .await
+            .map_err(|e| {
+                let text = format!("memory_compaction for `{agent_id}`: {e}");
+                if e.retryable() {
+                    WorkerError::Retryable(text)
+                } else {
+                    WorkerError::Permanent(text)
+                }
+            })?;
+        if summary.text.trim().is_empty() {
+            return Err(WorkerError::retryable(
+                "memory_compaction: the model returned an empty summary",
+            ));
+        }
+        let importance = memories.iter().map(|m| m.importance).max().unwrap_or(5);
+        let originals: Vec<_> = memories.iter().map(|m| m.id).collect();
+        let summary_memory =
+            NewMemory::new(&scope, "summary", summary.text, importance).with_source(ctx.job_id);
+        let compacted = rt
+            .memory
+            .send(Compact {
+                scope,
+                originals: originals.clone(),
+                summaries: vec![summary_memory],
+            })
+            .await
+            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?
+            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?;
+        let summary_ids: Vec<_> = compacted.summaries.iter().map(|m| m.id).collect();
+        Ok(json!({ "archived": compacted.archived.len(), "summaryIds": summary_ids }))
+    }
+}

@@ -1,0 +1,59 @@
+//! How an agent reaches its model: a seam between the task loop and the
+//! provider actors, so the loop does not care whether the answer comes from
+//! an HTTP provider (with failover) or the offline model.
+
+use async_trait::async_trait;
+
+use crate::config::ModelConfig;
+use crate::job::JobId;
+use crate::provider::{GenerateRequest, GenerateResponse, ProviderError};
+
+use super::offline::{OfflineModel, OFFLINE_PROVIDER};
+
+/// Who a model call is for: usage and budgets are counted per agent and job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMeta {
+    /// The agent making the call.
+    pub agent_id: String,
+    /// The task (job) it serves.
+    pub job_id: Option<JobId>,
+}
+
+/// Answers model requests for agents.
+#[async_trait]
+pub trait ModelGateway: Send + Sync + 'static {
+    /// Calls the model of `model` (its provider, then its fallbacks in order)
+    /// with `request` (whose `model` field the gateway sets per candidate).
+    async fn generate(
+        &self,
+        meta: &CallMeta,
+        model: &ModelConfig,
+        request: GenerateRequest,
+    ) -> Result<GenerateResponse, ProviderError>;
+}
+
+/// A gateway with only the offline model: for tests, the demo without a key,
+/// and agents configured with `provider = "offline"`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OfflineGateway;
+
+#[async_trait]
+impl ModelGateway for OfflineGateway {
+    async fn generate(
+        &self,
+        _meta: &CallMeta,
+        model: &ModelConfig,
+        mut request: GenerateRequest,
+    ) -> Result<GenerateResponse, ProviderError> {
+        if model.provider != OFFLINE_PROVIDER {
+            return Err(ProviderError::new(
+                crate::provider::ErrorKind::InvalidConfig,
+                &model.provider,
+                &model.model,
+                "only the offline model is available in this runtime".to_string(),
+            ));
+        }
+        request.model = model.model.clone();
+        Ok(OfflineModel.generate(&request))
+    }
+}

@@ -1,0 +1,18 @@
+//! Agents: configured personas that take tasks from the job engine, think
+//! with a model, act through tools and remember what they learn.
+
+pub mod checkpoint;
+mod compaction;
+pub mod context;
+pub mod gateway;
+pub mod offline;
+pub mod processing;
+mod task;
+mod worker;
+
+pub use compaction::CompactionWorker;
+pub use gateway::{CallMeta, ModelGateway, OfflineGateway};
+pub use offline::{OfflineModel, OFFLINE_PROVIDER};
+pub use processing::{ProcessingResult, ToolCallRecord};
+pub use task::AgentRuntime;
+pub use worker::{AgentWorker, RuntimeSlot};

@@ -1,0 +1,351 @@
+//! A deterministic offline model, for tests and for the demo without a key.
+//!
+//! It reads the task and the tools it was offered and answers as a model
+//! would: first a turn of tool calls chosen by keywords of the task, then,
+//! once tool results are back, a final answer that reports them. Asked to
+//! summarise (memory compaction), it condenses the listed memories. The same
+//! request always gets the same answer, so a scripted run is reproducible.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::provider::{FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, Usage};
+
+/// The provider name an agent's `modelConfig.provider` uses for this model.
+pub const OFFLINE_PROVIDER: &str = "offline";
+
+/// The deterministic model. Stateless.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OfflineModel;
+
+fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+impl OfflineModel {
+    /// Answers one request.
+    pub fn generate(&self, request: &GenerateRequest) -> GenerateResponse {
+        let started = Instant::now();
+        let input: u64 = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
+            + request
+                .messages
+                .iter()
+                .map(|m| estimate_tokens(&message_text(m)))
+                .sum::<u64>();
+        let (text, tool_calls) = self.answer(request);
+        let output = estimate_tokens(&text)
+            + tool_calls
+                .iter()
+                .map(|c| estimate_tokens(&c.arguments.to_string()))
+                .sum::<u64>();
+        GenerateResponse {
+            finish_reason: if tool_calls.is_empty() {
+                FinishReason::Stop
+            } else {
+                FinishReason::ToolCalls
+            },
+            text,
+            tool_calls,
+            usage: Usage {
+                input_tokens: input,
+                output_tokens: output,
+                cached_input_tokens: 0,
+            },
+            provider: OFFLINE_PROVIDER.to_string(),
+            model: request.model.clone(),
+            latency: started.elapsed().max(Duration::from_micros(1)),
+        }
+    }
+
+    fn answer(&self, request: &GenerateRequest) -> (String, Vec<ToolCall>) {
+        let system = request.system.as_deref().unwrap_or("");
+        if system.contains("Summarize these memories") {
+            return (summarize(request), Vec::new());
+        }
+        let task = last_user_text(&request.messages);
+        let results: Vec<&crate::provider::ToolResult> = request
+            .messages
+            .iter()
+            .rev()
+            .take_while(|m| !matches!(m, Message::User { .. }))
+            .filter_map(|m| match m {
+                Message::Tool(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        if !results.is_empty() {
+            return (final_answer(&task, &request.messages), Vec::new());
+        }
+        let calls = plan_tool_calls(&task, request);
+        if calls.is_empty() {
+            return (
+                format!("(offline model) Here is my answer to: {task}"),
+                Vec::new(),
+            );
+        }
+        (String::new(), calls)
+    }
+}
+
+fn message_text(m: &Message) -> String {
+    match m {
+        Message::User { content } => content.clone(),
+        Message::Assistant { text, tool_calls } => {
+            let mut s = text.clone();
+            for c in tool_calls {
+                s.push_str(&c.arguments.to_string());
+            }
+            s
+        }
+        Message::Tool(r) => r.content.clone(),
+    }
+}
+
+fn last_user_text(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            Message::User { content } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The task line itself: the context builder puts memories and history
+/// before a final `Task:` section.
+fn task_line(task: &str) -> &str {
+    match task.rfind("Task:") {
+        Some(i) => task[i + 5..].trim(),
+        None => task.trim(),
+    }
+}
+
+fn offered(request: &GenerateRequest, name: &str) -> bool {
+    request.tools.iter().any(|t| t.name == name)
+}
+
+/// Picks tool calls by keywords of the task, among the tools offered.
+fn plan_tool_calls(task: &str, request: &GenerateRequest) -> Vec<ToolCall> {
+    let line = task_line(task);
+    let lower = line.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    let mut calls = Vec::new();
+    let mut push = |name: &str, args: Value| {
+        if offered(request, name) {
+            let id = format!("call{}", calls.len() + 1);
+            calls.push(ToolCall::new(id, name, args));
+        }
+    };
+    if has(&["recall", "what do you know", "previous", "remind"]) {
+        push("recall", json!({ "query": line, "limit": 5 }));
+    }
+    // Code to look at: a `snippet` in backticks, or a path to a source file.
+    let snippet = match (line.find('`'), line.rfind('`')) {
+        (Some(a), Some(b)) if b > a + 1 => Some(line[a + 1..b].to_string()),
+        _ => None,
+    };
+    let path = line
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '.' && c != '/' && c != '_'))
+        .find(|w| {
+            [".rs", ".ts", ".tsx", ".js", ".py", ".go"]
+                .iter()
+                .any(|ext| w.ends_with(ext))
+        });
+    if has(&["review", "analy", "check", "look at"]) {
+        match (snippet, path) {
+            (Some(code), _) => push("analyze_code", json!({ "code": code })),
+            (None, Some(path)) => push("analyze_code", json!({ "path": path })),
+            (None, None) => {}
+        }
+    }
+    if has(&["remember", "note that", "learn"]) {
+        push(
+            "remember",
+            json!({ "type": "learning", "content": line, "importance": 6 }),
+        );
+    }
+    if has(&["tell", "message", "notify", "send"]) {
+        push(
+            "send_message",
+            json!({ "content": format!("Update on \"{line}\"") }),
+        );
+    }
+    if has(&["follow up", "follow-up", "then ask"]) {
+        push(
+            "create_task",
+            json!({ "prompt": format!("Follow up on: {line}") }),
+        );
+    }
+    if has(&["compact", "tidy"]) {
+        push(
+            "scheduler",
+            json!({ "kind": "memory_compaction", "title": "compaction", "content": line }),
+        );
+    }
+    if has(&["workers", "job table", "queue"]) {
+        push("worker_manager", json!({ "action": "list_jobs" }));
+    }
+    calls
+}
+
+fn final_answer(task: &str, messages: &[Message]) -> String {
+    let mut names = std::collections::BTreeMap::new();
+    for m in messages {
+        if let Message::Assistant { tool_calls, .. } = m {
+            for c in tool_calls {
+                names.insert(c.id.clone(), c.name.clone());
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    for m in messages
+        .iter()
+        .rev()
+        .take_while(|m| !matches!(m, Message::User { .. }))
+    {
+        if let Message::Tool(r) = m {
+            let name = names
+                .get(&r.call_id)
+                .cloned()
+                .unwrap_or_else(|| "tool".into());
+            parts.push(describe(&name, r));
+        }
+    }
+    parts.reverse();
+    format!("Done: {}. ({})", parts.join("; "), task_line(task))
+}
+
+/// One line on what a tool call did, from its result.
+fn describe(tool: &str, result: &crate::provider::ToolResult) -> String {
+    if result.is_error {
+        let first = result.content.lines().next().unwrap_or_default();
+        return format!("{tool} failed ({first})");
+    }
+    let value: Value = serde_json::from_str(&result.content).unwrap_or(Value::Null);
+    let data = &value["data"];
+    match tool {
+        "remember" => "noted it in my memory".to_string(),
+        "recall" => {
+            let found = data.as_array().map(|a| a.len()).unwrap_or(0);
+            let first = data[0]["content"].as_str().unwrap_or_default();
+            if found == 0 {
+                "I remember nothing about that yet".to_string()
+            } else {
+                format!("I remember {found} thing(s), most useful: \"{first}\"")
+            }
+        }
+        "analyze_code" => {
+            let findings: Vec<String> = data["findings"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let lines = data["lines"].as_u64().unwrap_or(0);
+            if findings.is_empty() {
+                format!("reviewed {lines} line(s), no findings")
+            } else {
+                format!("reviewed {lines} line(s): {}", findings.join(", "))
+            }
+        }
+        "send_message" => format!(
+            "posted to `{}`",
+            data["conversationId"]
+                .as_str()
+                .unwrap_or("the conversation")
+        ),
+        "scheduler" => format!(
+            "scheduled {} (job {})",
+            data["workerName"].as_str().unwrap_or("a job"),
+            data["jobId"].as_str().unwrap_or("?")
+        ),
+        "create_task" => format!(
+            "queued a follow-up task (job {})",
+            data["jobId"].as_str().unwrap_or("?")
+        ),
+        other => {
+            let text: String = result.content.chars().take(80).collect();
+            format!("{other} returned {text}")
+        }
+    }
+}
+
+fn summarize(request: &GenerateRequest) -> String {
+    let text = last_user_text(&request.messages);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut lines = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with("- ")) {
+        let content = line.trim_start_matches("- ");
+        if seen.insert(content.to_lowercase()) {
+            lines.push(content.to_string());
+        }
+    }
+    format!("Summary of {} memories: {}", lines.len(), lines.join(" | "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ToolDefinition;
+
+    fn request(task: &str, tools: &[&str]) -> GenerateRequest {
+        GenerateRequest {
+            model: "offline-1".into(),
+            system: Some("You are Sarah.".into()),
+            messages: vec![Message::user(format!("Task: {task}"))],
+            tools: tools
+                .iter()
+                .map(|n| ToolDefinition {
+                    name: n.to_string(),
+                    description: String::new(),
+                    parameters: json!({"type": "object"}),
+                })
+                .collect(),
+            tool_choice: Default::default(),
+            temperature: None,
+            max_tokens: None,
+        }
+    }
+
+    #[test]
+    fn plans_tools_from_the_task_then_answers_from_their_results() {
+        let model = OfflineModel;
+        let req = request(
+            "Review `fn a() {}` and tell the team",
+            &["analyze_code", "send_message", "remember"],
+        );
+        let first = model.generate(&req);
+        let names: Vec<_> = first.tool_calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["analyze_code", "send_message"]);
+        assert_eq!(first.tool_calls[0].arguments["code"], "fn a() {}");
+        assert_eq!(first.finish_reason, FinishReason::ToolCalls);
+
+        let mut req2 = req.clone();
+        req2.messages.push(first.to_message());
+        req2.messages
+            .push(Message::tool_result("call1", "{\"lines\":1}", false));
+        req2.messages
+            .push(Message::tool_result("call2", "{\"id\":\"m1\"}", false));
+        let second = model.generate(&req2);
+        assert!(second.tool_calls.is_empty());
+        assert!(
+            second.text.starts_with("Done: reviewed 0 line(s)"),
+            "{}",
+            second.text
+        );
+        assert_eq!(model.generate(&req2).text, second.text, "deterministic");
+    }
+
+    #[test]
+    fn without_matching_tools_it_answers_directly() {
+        let out = OfflineModel.generate(&request("Say hello", &["recall"]));
+        assert!(out.tool_calls.is_empty());
+        assert!(out.text.contains("Say hello"));
+        assert!(out.usage.input_tokens > 0);
+    }
+}

@@ -1,0 +1,473 @@
+//! The task loop of an agent, with durable steps.
+//!
+//! One task = one job whose worker is the agent. The loop: build the context
+//! (system prompt, recalled memories, recent conversation, project context,
+//! within a token budget), call the model with the agent's tools, run the
+//! tool calls it returns (all at once when it returns several) through the
+//! ToolRouter, send the results back, and repeat until a final answer or
+//! `maxSteps`.
+//!
+//! Every step is checkpointed under the job before the loop moves on: the
+//! built context, each model reply, each round of tool results. After a
+//! crash or a retry the task resumes from its last checkpoint, so a model
+//! call already answered is not paid for again and a tool round already run
+//! is not run again. A crash between a tool's effect and its checkpoint
+//! repeats the round with the same idempotency keys (`tool:<job>:<step>:<call>`),
+//! which side-effecting tools use to do nothing twice.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use troupe_actors::ActorRef;
+
+use crate::config::{AgentConfig, MemorySection};
+use crate::conversation::{ConversationStore, NewMessage, Role};
+use crate::engine::{JobContext, WorkerError};
+use crate::job::JobId;
+use crate::memory::actor::{MemoryActor, Recall, Remember};
+use crate::memory::{MemoryScope, NewMemory};
+use crate::provider::{
+    GenerateRequest, GenerateResponse, Message, ProviderError, ToolChoice, ToolResult, Usage,
+};
+use crate::tools::{tool_result, ToolCall, ToolContext, ToolError, Tools};
+
+use super::checkpoint::CheckpointStore;
+use super::context::{self, ContextInput, ContextMemory, ContextMessage};
+use super::gateway::{CallMeta, ModelGateway};
+use super::processing::{ProcessingResult, ToolCallRecord};
+
+/// What every agent of a runtime shares.
+pub struct AgentRuntime {
+    /// Reaches the models.
+    pub models: Arc<dyn ModelGateway>,
+    /// Runs tool calls.
+    pub tools: Tools,
+    /// The Memory actor.
+    pub memory: ActorRef<MemoryActor>,
+    /// Conversations (history in, answers out).
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Durable steps.
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    /// Context sizes.
+    pub settings: MemorySection,
+}
+
+/// The args of an agent task job.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TaskArgs {
+    prompt: String,
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+/// The loop's state, rebuilt from checkpoints on resume.
+#[derive(Default)]
+struct TaskState {
+    system: String,
+    messages: Vec<Message>,
+    usage: Usage,
+    steps: u32,
+    records: u32,
+    tool_calls: Vec<ToolCallRecord>,
+    /// The last model reply, while its tool calls have not been run.
+    pending: Option<GenerateResponse>,
+    last: Option<GenerateResponse>,
+}
+
+impl TaskState {
+    fn apply(&mut self, record: &Value) -> Result<(), String> {
+        self.records += 1;
+        match record["kind"].as_str() {
+            Some("context") => {
+                self.system = record["system"].as_str().unwrap_or_default().to_string();
+                self.messages = serde_json::from_value(record["messages"].clone())
+                    .map_err(|e| e.to_string())?;
+            }
+            Some("model") => {
+                let response: GenerateResponse = serde_json::from_value(record["response"].clone())
+                    .map_err(|e| e.to_string())?;
+                self.steps += 1;
+                self.usage.input_tokens += response.usage.input_tokens;
+                self.usage.output_tokens += response.usage.output_tokens;
+                self.usage.cached_input_tokens += response.usage.cached_input_tokens;
+                self.messages.push(response.to_message());
+                self.pending = (!response.tool_calls.is_empty()).then(|| response.clone());
+                self.last = Some(response);
+            }
+            Some("tools") => {
+                let results = record["results"].as_array().cloned().unwrap_or_default();
+                for r in results {
+                    self.messages.push(Message::Tool(ToolResult {
+                        call_id: r["callId"].as_str().unwrap_or_default().to_string(),
+                        content: r["content"].as_str().unwrap_or_default().to_string(),
+                        is_error: r["isError"].as_bool().unwrap_or(false),
+                    }));
+                    self.tool_calls.push(ToolCallRecord {
+                        tool: r["tool"].as_str().unwrap_or_default().to_string(),
+                        parameters: r["parameters"].clone(),
+                        result: r["result"].clone(),
+                    });
+                }
+                self.pending = None;
+            }
+            other => return Err(format!("unknown checkpoint kind {other:?}")),
+        }
+        Ok(())
+    }
+}
+
+fn provider_error(agent: &str, e: ProviderError) -> WorkerError {
+    let text = format!("agent `{agent}`: {e}");
+    if e.retryable() {
+        WorkerError::Retryable(text)
+    } else {
+        WorkerError::Permanent(text)
+    }
+}
+
+fn store_error(agent: &str, what: &str, e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::Retryable(format!("agent `{agent}`: {what}: {e}"))
+}
+
+/// Runs (or resumes) one task of `agent`.
+pub(crate) async fn run(
+    agent: &AgentConfig,
+    allowed: &Arc<[String]>,
+    rt: &AgentRuntime,
+    args: Value,
+    job: JobContext,
+) -> Result<Value, WorkerError> {
+    let id = agent.id.as_str();
+    let task: TaskArgs = serde_json::from_value(args).map_err(|e| {
+        WorkerError::permanent(format!(
+            "agent `{id}`: task args must be {{\"prompt\": \"…\", \"conversationId\"?: \"…\"}}: {e}"
+        ))
+    })?;
+    if task.prompt.trim().is_empty() {
+        return Err(WorkerError::permanent(format!(
+            "agent `{id}`: the task's `prompt` is empty"
+        )));
+    }
+    let conversation = task
+        .conversation_id
+        .clone()
+        .or_else(|| job.ctx.conversation_id.clone());
+    let user = job.ctx.user_id.clone();
+    let job_id = job.job_id;
+
+    let mut state = TaskState::default();
+    let saved = rt
+        .checkpoints
+        .load(job_id)
+        .await
+        .map_err(|e| store_error(id, "loading checkpoints", e))?;
+    for record in &saved {
+        state.apply(record).map_err(|e| {
+            WorkerError::permanent(format!(
+                "agent `{id}`: corrupt checkpoint of job {job_id}: {e}"
+            ))
+        })?;
+    }
+    if saved.is_empty() {
+        let built = build_context(
+            agent,
+            rt,
+            &task.prompt,
+            conversation.as_deref(),
+            user.as_deref(),
+            &job,
+        )
+        .await?;
+        save(
+            rt,
+            job_id,
+            &mut state,
+            json!({"kind": "context", "system": built.0, "messages": built.1}),
+            id,
+        )
+        .await?;
+    } else {
+        tracing::info!(agent = id, job = %job_id, steps = state.steps, "resuming task from its checkpoint");
+    }
+
+    let definitions = rt.tools.registry().definitions_for(allowed);
+    let meta = CallMeta {
+        agent_id: id.to_string(),
+        job_id: Some(job_id),
+    };
+    loop {
+        if let Some(reply) = state.pending.take() {
+            let step = state.steps.saturating_sub(1);
+            let results =
+                run_tools(rt, allowed, &reply, step, id, job_id, &user, &conversation).await;
+            save(
+                rt,
+                job_id,
+                &mut state,
+                json!({"kind": "tools", "results": results}),
+                id,
+            )
+            .await?;
+            continue;
+        }
+        if let Some(last) = &state.last {
+            if last.tool_calls.is_empty() {
+                break;
+            }
+        }
+        if state.steps >= agent.max_steps {
+            return Err(WorkerError::permanent(format!(
+                "agent `{id}` reached maxSteps ({}) without a final answer",
+                agent.max_steps
+            )));
+        }
+        let request = GenerateRequest {
+            model: agent.model_config.model.clone(),
+            system: Some(state.system.clone()),
+            messages: state.messages.clone(),
+            tools: definitions.clone(),
+            tool_choice: if definitions.is_empty() {
+                ToolChoice::None
+            } else {
+                ToolChoice::Auto
+            },
+            temperature: Some(agent.model_config.temperature),
+            max_tokens: Some(agent.model_config.max_tokens),
+        };
+        let response = rt
+            .models
+            .generate(&meta, &agent.model_config, request)
+            .await
+            .map_err(|e| provider_error(id, e))?;
+        tracing::debug!(agent = id, job = %job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
+        save(
+            rt,
+            job_id,
+            &mut state,
+            json!({"kind": "model", "response": response}),
+            id,
+        )
+        .await?;
+    }
+
+    let last = state.last.clone().unwrap_or_else(|| GenerateResponse {
+        text: String::new(),
+        tool_calls: Vec::new(),
+        finish_reason: crate::provider::FinishReason::Stop,
+        usage: Usage::default(),
+        provider: String::new(),
+        model: String::new(),
+        latency: std::time::Duration::ZERO,
+    });
+    if let Some(conv) = &conversation {
+        let msg = NewMessage::new(conv.clone(), Role::Assistant, id, last.text.clone());
+        rt.conversations
+            .append(msg, Some(format!("task:{job_id}:answer")))
+            .await
+            .map_err(|e| store_error(id, "storing the answer", e))?;
+    }
+    if agent.reflect {
+        reflect(agent, rt, &meta, &state, job_id, user.as_deref()).await;
+    }
+    if let Err(e) = rt.checkpoints.clear(job_id).await {
+        tracing::warn!(agent = id, job = %job_id, error = %e, "could not clear the task's checkpoints");
+    }
+    let result = ProcessingResult {
+        success: true,
+        response: Some(last.text.clone()),
+        tool_calls: state.tool_calls,
+        error: None,
+        usage: state.usage,
+        steps: state.steps,
+        provider: Some(last.provider.clone()),
+        model: Some(last.model.clone()),
+    };
+    serde_json::to_value(result).map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))
+}
+
+async fn save(
+    rt: &AgentRuntime,
+    job: JobId,
+    state: &mut TaskState,
+    record: Value,
+    agent: &str,
+) -> Result<(), WorkerError> {
+    rt.checkpoints
+        .save_step(job, state.records, record.clone())
+        .await
+        .map_err(|e| store_error(agent, "saving a checkpoint", e))?;
+    state
+        .apply(&record)
+        .map_err(|e| WorkerError::permanent(format!("agent `{agent}`: {e}")))
+}
+
+async fn build_context(
+    agent: &AgentConfig,
+    rt: &AgentRuntime,
+    prompt: &str,
+    conversation: Option<&str>,
+    user: Option<&str>,
+    job: &JobContext,
+) -> Result<(String, Vec<Message>), WorkerError> {
+    let id = agent.id.as_str();
+    let mut history = Vec::new();
+    if let Some(conv) = conversation {
+        let recent = rt
+            .conversations
+            .recent(conv, rt.settings.history_limit)
+            .await
+            .map_err(|e| store_error(id, "reading the conversation", e))?;
+        history = recent
+            .into_iter()
+            .map(|m| ContextMessage {
+                role: m.role.to_string(),
+                author: m.author,
+                content: m.content,
+            })
+            .collect();
+        let msg = NewMessage::new(conv, Role::User, user.unwrap_or("user"), prompt);
+        rt.conversations
+            .append(msg, Some(format!("task:{}:prompt", job.job_id)))
+            .await
+            .map_err(|e| store_error(id, "storing the task in the conversation", e))?;
+    }
+    let scope = MemoryScope {
+        agent_id: id.to_string(),
+        user_id: user.map(str::to_string),
+    };
+    let recalled = rt
+        .memory
+        .send(Recall {
+            scope,
+            query: prompt.to_string(),
+            limit: rt.settings.recall_limit,
+        })
+        .await
+        .map_err(|e| store_error(id, "recalling memories", e))?
+        .map_err(|e| store_error(id, "recalling memories", e))?;
+    let memories = recalled
+        .into_iter()
+        .map(|s| ContextMemory {
+            kind: s.memory.kind.as_str().to_string(),
+            content: s.memory.content,
+            importance: s.memory.importance,
+        })
+        .collect();
+    let project = job.ctx.extra.get("project").map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let built = context::build(&ContextInput {
+        system_prompt: agent.system_prompt.clone(),
+        task: prompt.to_string(),
+        memories,
+        history,
+        project,
+        budget: rt.settings.context_tokens,
+    });
+    Ok((built.system, built.messages))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_tools(
+    rt: &AgentRuntime,
+    allowed: &Arc<[String]>,
+    reply: &GenerateResponse,
+    step: u32,
+    agent: &str,
+    job: JobId,
+    user: &Option<String>,
+    conversation: &Option<String>,
+) -> Vec<Value> {
+    let calls = reply.tool_calls.iter().map(|call| {
+        let mut ctx = ToolContext::new(agent, job, step, call.id.clone());
+        ctx.user_id = user.clone();
+        ctx.conversation_id = conversation.clone();
+        let allowed = allowed.clone();
+        async move {
+            let result = match &call.arguments_error {
+                Some(bad) => Err(ToolError::invalid_argument(
+                    "",
+                    format!(
+                        "the arguments are not valid JSON ({}): {}",
+                        bad.message, bad.raw
+                    ),
+                )),
+                None => {
+                    rt.tools
+                        .call(ToolCall::new(
+                            call.name.clone(),
+                            call.arguments.clone(),
+                            ctx,
+                            allowed,
+                        ))
+                        .await
+                }
+            };
+            let message = tool_result(&call.id, &result);
+            let value = match &result {
+                Ok(v) => v.clone(),
+                Err(e) => e.to_result_value(),
+            };
+            json!({
+                "callId": call.id,
+                "tool": call.name,
+                "parameters": call.arguments,
+                "result": value,
+                "content": message.content,
+                "isError": message.is_error,
+            })
+        }
+    });
+    join_all(calls).await
+}
+
+/// Asks the model what the task taught it and keeps the answer as a memory.
+/// Best effort: a failure here does not fail a task that has its answer.
+async fn reflect(
+    agent: &AgentConfig,
+    rt: &AgentRuntime,
+    meta: &CallMeta,
+    state: &TaskState,
+    job: JobId,
+    user: Option<&str>,
+) {
+    let mut messages = state.messages.clone();
+    messages.push(Message::user(
+        "In one sentence, what did you learn from this task that is worth remembering?",
+    ));
+    let request = GenerateRequest {
+        model: agent.model_config.model.clone(),
+        system: Some(state.system.clone()),
+        messages,
+        tools: Vec::new(),
+        tool_choice: ToolChoice::None,
+        temperature: Some(agent.model_config.temperature),
+        max_tokens: Some(200),
+    };
+    let learned = match rt.models.generate(meta, &agent.model_config, request).await {
+        Ok(r) if !r.text.trim().is_empty() => r.text,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(agent = %agent.id, job = %job, error = %e, "reflection failed");
+            return;
+        }
+    };
+    let scope = MemoryScope {
+        agent_id: agent.id.clone(),
+        user_id: user.map(str::to_string),
+    };
+    let memory = NewMemory::new(&scope, "learning", learned, 5).with_source(job);
+    let remember = Remember {
+        memory,
+        idempotency_key: Some(format!("task:{job}:reflect")),
+    };
+    match rt.memory.send(remember).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed"),
+        Err(e) => tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed"),
+    }
+}

@@ -1,0 +1,77 @@
+//! An agent as a worker of the job engine: its tasks are jobs whose
+//! `workerName` is the agent's id, run by the engine's worker actor for it
+//! (one actor per agent, concurrency from the agent's config).
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::config::AgentConfig;
+use crate::engine::{JobContext, Registration, Worker, WorkerCategory, WorkerError};
+
+use super::task::{self, AgentRuntime};
+
+/// Where agents find their runtime. Set once, right after the engine starts:
+/// the engine must exist before the tools that enqueue jobs, and the agents
+/// (its workers) need those tools; the slot breaks that cycle. It is filled
+/// before the first job can be claimed.
+pub type RuntimeSlot = Arc<OnceLock<AgentRuntime>>;
+
+/// Runs one agent's tasks.
+pub struct AgentWorker {
+    config: AgentConfig,
+    allowed: Arc<[String]>,
+    runtime: RuntimeSlot,
+    description: String,
+}
+
+impl AgentWorker {
+    /// The worker for `config`, sharing `runtime` with the other agents.
+    pub fn new(config: AgentConfig, runtime: RuntimeSlot) -> Self {
+        let allowed: Arc<[String]> = config.tools.clone().into();
+        let description = format!(
+            "{} (agent, model {}/{})",
+            config.name, config.model_config.provider, config.model_config.model
+        );
+        Self {
+            config,
+            allowed,
+            runtime,
+            description,
+        }
+    }
+
+    /// Registers it with the agent's concurrency.
+    pub fn registration(self) -> Registration {
+        let concurrency = self.config.concurrency;
+        Registration::new(Arc::new(self), concurrency)
+    }
+}
+
+#[async_trait]
+impl Worker for AgentWorker {
+    // The worker name is the agent's id (what tasks name), not its display name.
+    #[allow(clippy::misnamed_getters)]
+    fn name(&self) -> &str {
+        &self.config.id
+    }
+
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Agent
+    }
+
+    async fn run(&self, args: Value, ctx: JobContext) -> Result<Value, WorkerError> {
+        let Some(runtime) = self.runtime.get() else {
+            return Err(WorkerError::retryable(format!(
+                "agent `{}`: the agent runtime is not started yet",
+                self.config.id
+            )));
+        };
+        task::run(&self.config, &self.allowed, runtime, args, ctx).await
+    }
+}

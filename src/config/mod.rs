@@ -1,0 +1,217 @@
+//! The daemon's configuration file (TOML, camelCase keys as in the seeds).
+//!
+//! Loading checks everything a running daemon would otherwise discover late:
+//! unknown keys (typos), agents naming providers or tools that do not exist,
+//! out-of-range model settings, duplicate ids. Every error names the file,
+//! the key and the reason, so a bad config is refused at start.
+
+mod model;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub use model::{
+    AgentConfig, EngineSection, Fallback, MemorySection, ModelConfig, ScheduleConfig, StoreSection,
+    ToolsSection, TroupeConfig,
+};
+
+/// The tools every agent may be given (`tools = [...]`).
+pub const BUILTIN_TOOLS: &[&str] = &[
+    "send_message",
+    "create_task",
+    "scheduler",
+    "worker_manager",
+    "remember",
+    "recall",
+    "analyze_code",
+];
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (syntax, wrong type,
+    /// unknown key); the message names the key and line.
+    #[error("{}: {message}", file.display())]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// What the parser said, with the key and position.
+        message: String,
+    },
+    /// A value is well-formed but cannot work.
+    #[error("{}: `{key}`: {reason}", file.display())]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The key, as a path (`agents[0].modelConfig.temperature`).
+        key: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+impl TroupeConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `file` is only used in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let config: TroupeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " ").replace("  ", " "),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// The semantic checks: references, ranges, uniqueness.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            reason,
+        };
+        let mut providers = BTreeSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            if p.name.trim().is_empty() {
+                return Err(invalid(
+                    format!("providers[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if !providers.insert(p.name.as_str()) {
+                return Err(invalid(
+                    format!("providers[{i}].name"),
+                    format!("`{}` is defined twice", p.name),
+                ));
+            }
+            if p.kind == crate::provider::ProviderKind::OpenaiCompatible && p.base_url.is_none() {
+                return Err(invalid(
+                    format!("providers[{i}].baseUrl"),
+                    "is required for type openai-compatible".into(),
+                ));
+            }
+            if let Some(url) = &p.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(
+                        format!("providers[{i}].baseUrl"),
+                        format!("`{url}` must start with http:// or https://"),
+                    ));
+                }
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let at = |k: &str| format!("agents[{i}].{k}");
+            if a.id.trim().is_empty() || a.id.contains('/') || a.id.contains(char::is_whitespace) {
+                return Err(invalid(
+                    at("id"),
+                    format!("`{}` must be non-empty, without spaces or `/`", a.id),
+                ));
+            }
+            if !ids.insert(a.id.as_str()) {
+                return Err(invalid(at("id"), format!("`{}` is defined twice", a.id)));
+            }
+            let m = &a.model_config;
+            let known = |name: &str| name == "offline" || providers.contains(name);
+            if !known(&m.provider) {
+                return Err(invalid(
+                    at("modelConfig.provider"),
+                    format!(
+                        "`{}` is not a configured provider (nor `offline`)",
+                        m.provider
+                    ),
+                ));
+            }
+            if m.model.trim().is_empty() {
+                return Err(invalid(at("modelConfig.model"), "must not be empty".into()));
+            }
+            if !(0.0..=2.0).contains(&m.temperature) {
+                return Err(invalid(
+                    at("modelConfig.temperature"),
+                    format!("{} is outside 0.0–2.0", m.temperature),
+                ));
+            }
+            if m.max_tokens == 0 {
+                return Err(invalid(
+                    at("modelConfig.maxTokens"),
+                    "must be at least 1".into(),
+                ));
+            }
+            for (j, f) in m.fallbacks.iter().enumerate() {
+                if !known(&f.provider) {
+                    return Err(invalid(
+                        at(&format!("modelConfig.fallbacks[{j}].provider")),
+                        format!("`{}` is not a configured provider", f.provider),
+                    ));
+                }
+            }
+            for (j, tool) in a.tools.iter().enumerate() {
+                if !BUILTIN_TOOLS.contains(&tool.as_str()) {
+                    return Err(invalid(
+                        at(&format!("tools[{j}]")),
+                        format!(
+                            "unknown tool `{tool}` (known: {})",
+                            BUILTIN_TOOLS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if a.max_steps == 0 {
+                return Err(invalid(at("maxSteps"), "must be at least 1".into()));
+            }
+            if a.concurrency == 0 {
+                return Err(invalid(at("concurrency"), "must be at least 1".into()));
+            }
+        }
+        for (i, s) in self.schedules.iter().enumerate() {
+            let known_worker = ids.contains(s.worker.as_str())
+                || ["echo", "sleep", "memory_compaction_worker"].contains(&s.worker.as_str());
+            if !known_worker {
+                return Err(invalid(
+                    format!("schedules[{i}].worker"),
+                    format!("unknown worker `{}`", s.worker),
+                ));
+            }
+            match (&s.cron, &s.every) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(
+                        format!("schedules[{i}]"),
+                        "give exactly one of `cron` or `every`".into(),
+                    ))
+                }
+                (Some(cron), None) => {
+                    crate::job::schedule::ScheduleSpec::cron(cron.clone())
+                        .map_err(|e| invalid(format!("schedules[{i}].cron"), e.to_string()))?;
+                }
+                (None, Some(every)) => {
+                    crate::cli::parse_duration(every)
+                        .map_err(|e| invalid(format!("schedules[{i}].every"), e))?;
+                }
+            }
+        }
+        if self.engine.concurrency == 0 {
+            return Err(invalid(
+                "engine.concurrency".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        crate::cli::parse_duration(&self.engine.drain_timeout)
+            .map_err(|e| invalid("engine.drainTimeout".into(), e))?;
+        Ok(())
+    }
+}

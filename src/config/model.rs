@@ -1,0 +1,224 @@
+//! The shape of the config file.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::provider::ProviderConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TroupeConfig {
+    /// Where jobs, memories and conversations live.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// How the job engine runs.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// Model providers agents refer to by name.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// The agents.
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    /// Recurring jobs.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
+    /// Memory and context settings.
+    #[serde(default)]
+    pub memory: MemorySection,
+    /// Tool settings.
+    #[serde(default)]
+    pub tools: ToolsSection,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreSection {
+    /// The sled data directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./troupe-data")
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EngineSection {
+    /// Jobs of one worker that may run at once (agents have their own).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How long running jobs may take to finish at shutdown (e.g. `30s`).
+    #[serde(default = "default_drain")]
+    pub drain_timeout: String,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+fn default_drain() -> String {
+    "30s".into()
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            drain_timeout: default_drain(),
+        }
+    }
+}
+
+/// One `[[agents]]` entry (the seed's agent config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Unique id; also the worker name of its tasks.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The system prompt.
+    pub system_prompt: String,
+    /// Tools the agent may use.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Which model, with fallbacks.
+    pub model_config: ModelConfig,
+    /// Tasks of this agent that may run at once.
+    #[serde(default = "default_agent_concurrency")]
+    pub concurrency: usize,
+    /// Model calls per task before it fails.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+    /// After a task, ask the model what it learned and remember it.
+    #[serde(default)]
+    pub reflect: bool,
+}
+
+fn default_agent_concurrency() -> usize {
+    4
+}
+
+fn default_max_steps() -> u32 {
+    8
+}
+
+/// `[agents.modelConfig]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A configured provider's name, or `offline` (the deterministic model).
+    pub provider: String,
+    /// The model id at that provider.
+    pub model: String,
+    /// Sampling temperature, 0–2.
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+    /// Most output tokens per call.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Tried in order when the primary fails over.
+    #[serde(default)]
+    pub fallbacks: Vec<Fallback>,
+}
+
+fn default_temperature() -> f32 {
+    0.7
+}
+
+fn default_max_tokens() -> u32 {
+    2000
+}
+
+/// One fallback model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fallback {
+    /// A configured provider's name.
+    pub provider: String,
+    /// The model id at that provider.
+    pub model: String,
+}
+
+/// One `[[schedules]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique id.
+    pub id: String,
+    /// The worker (or agent id) to run.
+    pub worker: String,
+    /// A cron expression; or
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// a fixed period (`10m`).
+    #[serde(default)]
+    pub every: Option<String>,
+    /// The job's args.
+    #[serde(default)]
+    pub args: Option<Value>,
+    /// Run every missed firing after downtime instead of one.
+    #[serde(default)]
+    pub catch_up: bool,
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemorySection {
+    /// Memories put in the prompt at most.
+    #[serde(default = "default_recall")]
+    pub recall_limit: usize,
+    /// Recent conversation messages put in the prompt at most.
+    #[serde(default = "default_history")]
+    pub history_limit: usize,
+    /// Token budget of the context (system prompt, memories, history, task).
+    #[serde(default = "default_budget")]
+    pub context_tokens: usize,
+}
+
+fn default_recall() -> usize {
+    8
+}
+
+fn default_history() -> usize {
+    20
+}
+
+fn default_budget() -> usize {
+    6000
+}
+
+impl Default for MemorySection {
+    fn default() -> Self {
+        Self {
+            recall_limit: default_recall(),
+            history_limit: default_history(),
+            context_tokens: default_budget(),
+        }
+    }
+}
+
+/// `[tools]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolsSection {
+    /// `analyze_code` reads files only under this directory.
+    #[serde(default)]
+    pub project_root: Option<PathBuf>,
+}

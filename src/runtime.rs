@@ -1,0 +1,437 @@
+//! The whole runtime, for embedding in a Rust service and for the daemon.
+//!
+//! ```text
+//! troupe (one_for_one)            engine (rest_for_one)          tools (one_for_one)
+//! └── memory   MemoryActor        ├── workers                    ├── router   ToolRouter
+//!                                 │   ├── worker:echo, sleep     └── tool:<name> per tool
+//!                                 │   ├── worker:memory_compaction_worker
+//!                                 │   └── worker:<agent id>  one per agent (the task loop)
+//!                                 └── scheduler
+//! ```
+//! The three trees start in that order: the tools need the Memory actor and
+//! the engine (to enqueue jobs), and the agents need the tools; agents reach
+//! their shared runtime through a slot filled before any job is claimed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::json;
+use troupe_actors::{ActorRef, ChildSpec, SupervisorSpec, Tree};
+
+use crate::agent::{
+    AgentRuntime, AgentWorker, CompactionWorker, ModelGateway, OfflineGateway, ProcessingResult,
+    RuntimeSlot,
+};
+use crate::config::TroupeConfig;
+use crate::engine::{EngineConfig, EngineError, Registration, WorkerEngine};
+use crate::job::schedule::{Schedule, ScheduleSpec};
+use crate::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
+use crate::memory::actor::MemoryActor;
+use crate::memory::RecallWeights;
+use crate::store::{SledConfig, SledStore, Store, StoreError};
+use crate::tools::builtin::Builtins;
+use crate::tools::{Tool, ToolSetupError, Tools, ToolsBuilder};
+
+/// Why the runtime could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine refused.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The tools could not be set up.
+    #[error(transparent)]
+    Tools(#[from] ToolSetupError),
+    /// An actor tree could not be built.
+    #[error("could not start the runtime: {0}")]
+    Start(String),
+    /// No agent with this id.
+    #[error("unknown agent `{id}` (configured: {known})")]
+    UnknownAgent {
+        /// The id asked for.
+        id: String,
+        /// The configured ids.
+        known: String,
+    },
+    /// A schedule in the config cannot be created.
+    #[error("schedule `{id}`: {reason}")]
+    Schedule {
+        /// The schedule id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Collects what the runtime runs; see [`Troupe::builder`].
+pub struct TroupeBuilder {
+    config: TroupeConfig,
+    store: Option<SledStore>,
+    gateway: Option<Arc<dyn ModelGateway>>,
+    tools: Vec<Arc<dyn Tool>>,
+    workers: Vec<Registration>,
+    engine: Option<EngineConfig>,
+}
+
+impl TroupeBuilder {
+    /// Uses an open store instead of opening `config.store.dataDir`.
+    pub fn store(mut self, store: SledStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How agents reach their models (providers with failover, or the
+    /// offline model). Default: the offline model only.
+    pub fn gateway(mut self, gateway: Arc<dyn ModelGateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// Adds a tool beside the built-in ones.
+    pub fn tool(mut self, tool: impl Tool) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Adds a background worker beside the built-in ones.
+    pub fn worker(mut self, registration: Registration) -> Self {
+        self.workers.push(registration);
+        self
+    }
+
+    /// Replaces the engine settings derived from the config.
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine = Some(config);
+        self
+    }
+
+    /// Starts everything on the current actix system.
+    pub async fn start(self) -> Result<Troupe, RuntimeError> {
+        let store = match self.store {
+            Some(s) => s,
+            None => SledStore::open(SledConfig::new(&self.config.store.data_dir))?,
+        };
+        let gateway = self.gateway.unwrap_or_else(|| Arc::new(OfflineGateway));
+        let slot: RuntimeSlot = Arc::new(OnceLock::new());
+
+        // 1. The Memory actor.
+        let memory_store: Arc<dyn crate::memory::MemoryStore> = Arc::new(store.clone());
+        let weights = RecallWeights::default();
+        weights.validate()?;
+        let troupe_tree = SupervisorSpec::new("troupe")
+            .child(ChildSpec::try_new("memory", move || {
+                MemoryActor::new(memory_store.clone(), weights)
+            }))
+            .start()
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let memory: ActorRef<MemoryActor> = troupe_tree
+            .actor("memory")
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
+
+        // 2. The engine, with the agents as workers.
+        let engine_config = self.engine.unwrap_or_else(|| EngineConfig {
+            default_concurrency: self.config.engine.concurrency,
+            drain_timeout: crate::cli::parse_duration(&self.config.engine.drain_timeout)
+                .unwrap_or(Duration::from_secs(30)),
+            ..EngineConfig::default()
+        });
+        let job_store: Arc<dyn Store> = Arc::new(store.clone());
+        let mut builder = WorkerEngine::builder(job_store)
+            .config(engine_config)
+            .diagnostics()
+            .worker(CompactionWorker::new(&self.config.agents, slot.clone()));
+        for agent in &self.config.agents {
+            builder =
+                builder.register(AgentWorker::new(agent.clone(), slot.clone()).registration());
+        }
+        for registration in self.workers {
+            builder = builder.register(registration);
+        }
+        let engine = builder.start()?;
+
+        // 3. The tools.
+        let checkpoints: Arc<dyn crate::agent::checkpoint::CheckpointStore> =
+            Arc::new(store.clone());
+        let conversations: Arc<dyn crate::conversation::ConversationStore> =
+            Arc::new(store.clone());
+        let builtins = Builtins {
+            engine: engine.clone(),
+            checkpoints: Some(checkpoints.clone()),
+            conversations: conversations.clone(),
+            memory: memory.clone(),
+            project_root: self
+                .config
+                .tools
+                .project_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".")),
+        };
+        let mut tools = ToolsBuilder::new();
+        for tool in builtins.tools().into_iter().chain(self.tools) {
+            tools = tools.tool_arc(tool);
+        }
+        let (tools_tree, tools) = tools.build()?.start()?;
+
+        // 4. Hand the agents their runtime, before the first claim.
+        let runtime = AgentRuntime {
+            models: gateway,
+            tools: tools.clone(),
+            memory: memory.clone(),
+            conversations: conversations.clone(),
+            checkpoints,
+            settings: self.config.memory.clone(),
+        };
+        if slot.set(runtime).is_err() {
+            return Err(RuntimeError::Start(
+                "the agent runtime was set twice".into(),
+            ));
+        }
+
+        // 5. Schedules from the config (idempotent: replaced by id).
+        for s in &self.config.schedules {
+            let spec = match (&s.cron, &s.every) {
+                (Some(cron), _) => ScheduleSpec::cron(cron.clone()),
+                (None, Some(every)) => {
+                    let period = crate::cli::parse_duration(every).map_err(|reason| {
+                        RuntimeError::Schedule {
+                            id: s.id.clone(),
+                            reason,
+                        }
+                    })?;
+                    ScheduleSpec::every(period)
+                }
+                (None, None) => {
+                    return Err(RuntimeError::Schedule {
+                        id: s.id.clone(),
+                        reason: "give `cron` or `every`".into(),
+                    })
+                }
+            }
+            .map_err(|e| RuntimeError::Schedule {
+                id: s.id.clone(),
+                reason: e.to_string(),
+            })?;
+            let now = chrono::Utc::now();
+            let mut schedule = Schedule::new(
+                &s.id,
+                &s.worker,
+                s.args.clone().unwrap_or(json!({})),
+                spec,
+                now,
+            )
+            .map_err(|e| RuntimeError::Schedule {
+                id: s.id.clone(),
+                reason: e.to_string(),
+            })?;
+            schedule.catch_up = s.catch_up;
+            if let Some(existing) = store.get_schedule(&s.id).await? {
+                if existing.spec == schedule.spec {
+                    schedule.next_fire_at = existing.next_fire_at;
+                    schedule.last_fired_at = existing.last_fired_at;
+                }
+            }
+            engine.put_schedule(schedule).await?;
+        }
+
+        Ok(Troupe {
+            config: self.config,
+            store,
+            engine,
+            tools,
+            memory,
+            conversations,
+            trees: vec![troupe_tree, tools_tree],
+        })
+    }
+}
+
+/// A running Troupe: agents, tools, memory and the job engine.
+pub struct Troupe {
+    config: TroupeConfig,
+    store: SledStore,
+    engine: WorkerEngine,
+    tools: Tools,
+    memory: ActorRef<MemoryActor>,
+    conversations: Arc<dyn crate::conversation::ConversationStore>,
+    trees: Vec<Tree>,
+}
+
+/// Where a task belongs.
+#[derive(Debug, Clone, Default)]
+pub struct TaskOptions {
+    /// The conversation: its recent messages are context, the answer is added.
+    pub conversation_id: Option<String>,
+    /// The user the task is for (memories are kept per user).
+    pub user_id: Option<String>,
+    /// Where it came from (`cli`, `api`, …).
+    pub source: Option<String>,
+}
+
+impl Troupe {
+    /// A builder for `config`.
+    pub fn builder(config: TroupeConfig) -> TroupeBuilder {
+        TroupeBuilder {
+            config,
+            store: None,
+            gateway: None,
+            tools: Vec::new(),
+            workers: Vec::new(),
+            engine: None,
+        }
+    }
+
+    /// The job engine (enqueue, list, cancel, pause…).
+    pub fn engine(&self) -> &WorkerEngine {
+        &self.engine
+    }
+
+    /// The tools (registry and router).
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    /// The Memory actor.
+    pub fn memory(&self) -> &ActorRef<MemoryActor> {
+        &self.memory
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SledStore {
+        &self.store
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &TroupeConfig {
+        &self.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.store.dir().to_path_buf()
+    }
+
+    /// Queues a task for `agent`; returns the job (durable).
+    pub async fn task(
+        &self,
+        agent: &str,
+        prompt: &str,
+        options: TaskOptions,
+    ) -> Result<Job, RuntimeError> {
+        if !self.config.agents.iter().any(|a| a.id == agent) {
+            return Err(RuntimeError::UnknownAgent {
+                id: agent.to_string(),
+                known: self
+                    .config
+                    .agents
+                    .iter()
+                    .map(|a| a.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let mut args = json!({ "prompt": prompt });
+        if let Some(conv) = &options.conversation_id {
+            args["conversationId"] = json!(conv);
+        }
+        let ctx = JobCtx {
+            user_id: options.user_id,
+            conversation_id: options.conversation_id,
+            source: options.source,
+            ..JobCtx::default()
+        };
+        let outcome = self
+            .engine
+            .enqueue(agent, args, ctx, EnqueueOptions::default())
+            .await?;
+        Ok(outcome.into_job())
+    }
+
+    /// Waits for a task to end and returns its ProcessingResult (a failed
+    /// job gives `success: false` with the job's error).
+    pub async fn wait(&self, job: JobId) -> Result<ProcessingResult, RuntimeError> {
+        let job = self.engine.wait_for(job).await?;
+        Ok(processing_result(&job))
+    }
+
+    /// A conversation's messages, oldest first.
+    pub async fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<Vec<crate::conversation::ChatMessage>, RuntimeError> {
+        Ok(self.conversations.list(id).await?)
+    }
+
+    /// Drains the engine, then stops every actor tree.
+    pub async fn shutdown(&self) -> Result<crate::engine::DrainReport, RuntimeError> {
+        let report = self.engine.shutdown().await?;
+        for tree in self.trees.iter().rev() {
+            tree.shutdown().await;
+        }
+        Ok(report)
+    }
+}
+
+/// The ProcessingResult of an ended agent job.
+pub fn processing_result(job: &Job) -> ProcessingResult {
+    match (&job.status, &job.result) {
+        (JobStatus::Completed, Some(result)) => serde_json::from_value(result.clone())
+            .unwrap_or_else(|e| {
+                ProcessingResult::failed(format!("job {} has an unreadable result: {e}", job.id))
+            }),
+        _ => ProcessingResult::failed(
+            job.error
+                .clone()
+                .unwrap_or_else(|| format!("job {} ended {}", job.id, job.status)),
+        ),
+    }
+}
+
+/// A provider for the demo from the environment: the first of
+/// `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `DEEPSEEK_API_KEY`,
+/// `MISTRAL_API_KEY` that is set, with a small model. `None` when none is set
+/// or `offline` is asked for.
+pub fn detect_provider(offline: bool) -> Option<(crate::provider::ProviderConfig, String)> {
+    use crate::provider::{ProviderConfig, ProviderKind};
+    if offline {
+        return None;
+    }
+    let candidates = [
+        (
+            "OPENAI_API_KEY",
+            "openai",
+            ProviderKind::Openai,
+            "gpt-4o-mini",
+        ),
+        (
+            "ANTHROPIC_API_KEY",
+            "anthropic",
+            ProviderKind::Anthropic,
+            "claude-haiku-4-5",
+        ),
+        (
+            "DEEPSEEK_API_KEY",
+            "deepseek",
+            ProviderKind::Deepseek,
+            "deepseek-chat",
+        ),
+        (
+            "MISTRAL_API_KEY",
+            "mistral",
+            ProviderKind::Mistral,
+            "mistral-small-latest",
+        ),
+    ];
+    candidates.into_iter().find_map(|(var, name, kind, model)| {
+        let set = std::env::var(var)
+            .map(|v| !v.trim().is_empty())
+            .unwrap_or(false);
+        set.then(|| {
+            let mut config = ProviderConfig::new(name, kind);
+            config.api_key_env = Some(var.to_string());
+            (config, model.to_string())
+        })
+    })
+}

@@ -1,0 +1,185 @@
+//! [`CheckpointStore`] for [`SledStore`]: agent steps and idempotency keys
+//! on their own sled trees, made durable by the store's group commit.
+//!
+//! Trees:
+//! - `checkpoints`: key = the 16 bytes of the job id ++ `u32 BE` step index
+//!   (so a prefix scan is one job's steps in order); value = the step's JSON.
+//! - `idempotency`: key = the idempotency key (UTF-8); value = the JSON the
+//!   key was claimed with. A claim is one compare-and-swap from absent, so
+//!   exactly one caller wins; see [`crate::agent::checkpoint`].
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::SledStore;
+use crate::agent::checkpoint::{
+    validate_key, CheckpointStore, Claim, MAX_KEY_VALUE_BYTES, MAX_STEP_BYTES,
+};
+use crate::job::JobId;
+use crate::store::StoreError;
+
+/// Tree of step records.
+const CHECKPOINTS: &str = "checkpoints";
+/// Tree of idempotency keys.
+const IDEMPOTENCY: &str = "idempotency";
+
+fn step_key(job_id: JobId, step_index: u32) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(job_id.as_bytes());
+    key[16..].copy_from_slice(&step_index.to_be_bytes());
+    key
+}
+
+/// The step index of a `checkpoints` key, if the key is well formed.
+fn step_of(key: &[u8]) -> Option<u32> {
+    let tail: [u8; 4] = key.get(16..20)?.try_into().ok()?;
+    (key.len() == 20).then(|| u32::from_be_bytes(tail))
+}
+
+fn corrupt(what: &'static str, key: String, reason: impl ToString) -> StoreError {
+    StoreError::CorruptRecord {
+        what,
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+impl SledStore {
+    fn checkpoint_tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
+        // sled keeps opened trees in a map: a lookup after the first call.
+        self.inner
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::backend("open checkpoint tree", e))
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for SledStore {
+    async fn save_step(
+        &self,
+        job_id: JobId,
+        step_index: u32,
+        record: Value,
+    ) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec(&record).map_err(|e| StoreError::backend("encode step", e))?;
+        if bytes.len() > MAX_STEP_BYTES {
+            return Err(StoreError::InvalidInput {
+                field: "record",
+                reason: format!(
+                    "step {step_index} of job {job_id} is {} bytes of JSON, more than the limit of {MAX_STEP_BYTES}",
+                    bytes.len()
+                ),
+            });
+        }
+        let tree = self.checkpoint_tree(CHECKPOINTS)?;
+        let last = tree
+            .scan_prefix(job_id.as_bytes())
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(|e| StoreError::backend("save step", e))?;
+        let next = match last {
+            None => 0,
+            Some(key) => step_of(&key)
+                .ok_or_else(|| {
+                    corrupt(
+                        "checkpoint",
+                        format!("job {job_id}"),
+                        "key is not a job id and step index",
+                    )
+                })?
+                .saturating_add(1),
+        };
+        if step_index > next {
+            return Err(StoreError::InvalidInput {
+                field: "stepIndex",
+                reason: format!(
+                    "job {job_id} has {next} saved steps, so step {step_index} cannot be saved yet (at most {next})"
+                ),
+            });
+        }
+        tree.insert(step_key(job_id, step_index), bytes)
+            .map_err(|e| StoreError::backend("save step", e))?;
+        self.durable("save step").await
+    }
+
+    async fn load(&self, job_id: JobId) -> Result<Vec<Value>, StoreError> {
+        let tree = self.checkpoint_tree(CHECKPOINTS)?;
+        tree.scan_prefix(job_id.as_bytes())
+            .map(|entry| {
+                let (key, value) = entry.map_err(|e| StoreError::backend("load steps", e))?;
+                serde_json::from_slice(&value).map_err(|e| {
+                    let step = step_of(&key).map_or_else(|| "?".to_owned(), |s| s.to_string());
+                    corrupt("checkpoint", format!("job {job_id} step {step}"), e)
+                })
+            })
+            .collect()
+    }
+
+    async fn clear(&self, job_id: JobId) -> Result<usize, StoreError> {
+        let tree = self.checkpoint_tree(CHECKPOINTS)?;
+        let mut batch = sled::Batch::default();
+        let mut count = 0usize;
+        for key in tree.scan_prefix(job_id.as_bytes()).keys() {
+            let key = key.map_err(|e| StoreError::backend("clear steps", e))?;
+            batch.remove(key);
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        tree.apply_batch(batch)
+            .map_err(|e| StoreError::backend("clear steps", e))?;
+        self.durable("clear steps").await?;
+        Ok(count)
+    }
+
+    async fn claim_key(&self, key: &str, value: Value) -> Result<Claim, StoreError> {
+        validate_key(key)?;
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| StoreError::backend("encode idempotency value", e))?;
+        if bytes.len() > MAX_KEY_VALUE_BYTES {
+            return Err(StoreError::InvalidInput {
+                field: "value",
+                reason: format!(
+                    "is {} bytes of JSON, more than the limit of {MAX_KEY_VALUE_BYTES}",
+                    bytes.len()
+                ),
+            });
+        }
+        let tree = self.checkpoint_tree(IDEMPOTENCY)?;
+        let swapped = tree
+            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(bytes))
+            .map_err(|e| StoreError::backend("claim key", e))?;
+        // Both answers wait for durability: the winner's claim must survive
+        // before anyone acts on it, whoever asks.
+        self.durable("claim key").await?;
+        match swapped {
+            Ok(()) => Ok(Claim::Claimed),
+            Err(conflict) => {
+                let current = conflict.current.ok_or_else(|| {
+                    corrupt("idempotency", key.to_owned(), "claimed key has no value")
+                })?;
+                serde_json::from_slice(&current)
+                    .map(Claim::Existing)
+                    .map_err(|e| corrupt("idempotency", key.to_owned(), e))
+            }
+        }
+    }
+
+    async fn get_key(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        validate_key(key)?;
+        let tree = self.checkpoint_tree(IDEMPOTENCY)?;
+        match tree
+            .get(key.as_bytes())
+            .map_err(|e| StoreError::backend("get key", e))?
+        {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt("idempotency", key.to_owned(), e)),
+        }
+    }
+}

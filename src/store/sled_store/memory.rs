@@ -1,0 +1,408 @@
+//! [`MemoryStore`] for [`SledStore`]: memories on their own sled trees,
+//! made durable by the store's group commit like every other write.
+//!
+//! Trees:
+//! - `memories`: key = the 16 bytes of the memory's UUID v7 (creation
+//!   order); value = the [`Memory`] as camelCase JSON. The source of truth.
+//! - `memory_scopes`: key = scope prefix ++ the 16-byte id; value empty. The
+//!   scope prefix is `u16 BE len(agentId) ++ agentId ++ 0x00` for the
+//!   agent-wide scope and `… ++ 0x01 ++ u16 BE len(userId) ++ userId` for a
+//!   user's; the lengths make prefixes self-delimiting, so a prefix scan
+//!   returns exactly one scope's ids, oldest first.
+//! - `memory_keys`: key = an idempotency key (UTF-8); value = the 16-byte id
+//!   of the memory it stored.
+//!
+//! Every write to these trees (remember, forget, touch, compact) is one sled
+//! transaction over the trees it changes, so the index never disagrees with
+//! the records, concurrent writers are serialised, and a compaction is all
+//! or nothing after a crash. Transactions cost more than the job store's
+//! compare-and-swaps (they contend with flushes), which is fine at the rate
+//! agents remember things.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+use uuid::Uuid;
+
+use super::SledStore;
+use crate::agent::checkpoint::validate_key;
+use crate::memory::{Compacted, Memory, MemoryId, MemoryScope, MemoryStore, NewMemory, Remembered};
+use crate::store::StoreError;
+
+/// Tree of memory records.
+const MEMORIES: &str = "memories";
+/// Tree of scope → ids index entries.
+const MEMORY_SCOPES: &str = "memory_scopes";
+/// Tree of idempotency key → memory id.
+const MEMORY_KEYS: &str = "memory_keys";
+
+/// The key prefix of a scope in `memory_scopes` (see the module docs).
+fn scope_prefix(scope: &MemoryScope) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + scope.agent_id.len() + 16);
+    push_str(&mut key, &scope.agent_id);
+    match &scope.user_id {
+        None => key.push(0),
+        Some(user) => {
+            key.push(1);
+            push_str(&mut key, user);
+        }
+    }
+    key
+}
+
+fn push_str(key: &mut Vec<u8>, s: &str) {
+    // Validation caps ids at 256 bytes; saturate rather than wrap if a
+    // caller skipped it, so keys stay well formed.
+    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+}
+
+fn scope_key(scope: &MemoryScope, id: MemoryId) -> Vec<u8> {
+    let mut key = scope_prefix(scope);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn encode(memory: &Memory) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(memory).map_err(|e| StoreError::backend("encode memory", e))
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<Memory, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptRecord {
+        what: "memory",
+        key: Uuid::from_slice(key)
+            .map(|id| id.to_string())
+            .unwrap_or_else(|_| String::from_utf8_lossy(key).into_owned()),
+        reason: e.to_string(),
+    })
+}
+
+fn not_found(id: MemoryId) -> StoreError {
+    StoreError::NotFound {
+        what: "memory",
+        id: id.to_string(),
+    }
+}
+
+/// Turns a failed transaction into the store error (ours when aborted).
+fn tx_error(operation: &'static str, e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::backend(operation, e),
+    }
+}
+
+/// Reads and decodes one memory inside a transaction.
+fn tx_read(
+    tree: &TransactionalTree,
+    id: MemoryId,
+) -> Result<Option<Memory>, ConflictableTransactionError<StoreError>> {
+    match tree.get(id.as_bytes())? {
+        None => Ok(None),
+        Some(bytes) => decode(id.as_bytes(), &bytes)
+            .map(Some)
+            .map_err(ConflictableTransactionError::Abort),
+    }
+}
+
+fn abort<T>(e: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// Writes a memory and its scope entry inside a transaction.
+fn tx_insert(
+    memories: &TransactionalTree,
+    scopes: &TransactionalTree,
+    memory: &Memory,
+    bytes: &[u8],
+) -> Result<(), UnabortableTransactionError> {
+    memories.insert(memory.id.as_bytes(), bytes)?;
+    scopes.insert(scope_key(&memory.scope(), memory.id), &[] as &[u8])?;
+    Ok(())
+}
+
+impl SledStore {
+    fn memory_tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
+        // sled keeps opened trees in a map: a lookup after the first call.
+        self.inner
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::backend("open memory tree", e))
+    }
+
+    fn read_memory(
+        &self,
+        memories: &sled::Tree,
+        operation: &'static str,
+        id: MemoryId,
+    ) -> Result<Option<Memory>, StoreError> {
+        match memories
+            .get(id.as_bytes())
+            .map_err(|e| StoreError::backend(operation, e))?
+        {
+            None => Ok(None),
+            Some(bytes) => decode(id.as_bytes(), &bytes).map(Some),
+        }
+    }
+
+    /// The memory an idempotency key stored, after waiting until the key's
+    /// write is durable (a concurrent caller's flush may still be running).
+    async fn remembered_by_key(
+        &self,
+        memories: &sled::Tree,
+        id: MemoryId,
+    ) -> Result<Remembered, StoreError> {
+        self.durable("remember").await?;
+        let memory = self
+            .read_memory(memories, "remember", id)?
+            .ok_or_else(|| not_found(id))?;
+        Ok(Remembered {
+            memory,
+            created: false,
+        })
+    }
+}
+
+fn decode_key_id(key: &str, bytes: &[u8]) -> Result<MemoryId, StoreError> {
+    Uuid::from_slice(bytes).map_err(|_| StoreError::CorruptRecord {
+        what: "memory idempotency key",
+        key: key.to_owned(),
+        reason: "value is not a 16-byte memory id".into(),
+    })
+}
+
+#[async_trait]
+impl MemoryStore for SledStore {
+    async fn remember(
+        &self,
+        memory: NewMemory,
+        idempotency_key: Option<String>,
+    ) -> Result<Remembered, StoreError> {
+        memory.validate()?;
+        if let Some(key) = &idempotency_key {
+            validate_key(key)?;
+        }
+        let memories = self.memory_tree(MEMORIES)?;
+        let scopes = self.memory_tree(MEMORY_SCOPES)?;
+        let keys = self.memory_tree(MEMORY_KEYS)?;
+        if let Some(key) = &idempotency_key {
+            if let Some(bytes) = keys
+                .get(key.as_bytes())
+                .map_err(|e| StoreError::backend("remember", e))?
+            {
+                let id = decode_key_id(key, &bytes)?;
+                return self.remembered_by_key(&memories, id).await;
+            }
+        }
+        let memory = memory.into_memory(Utc::now());
+        let bytes = encode(&memory)?;
+        // Ok(None): stored; Ok(Some(id)): the key was taken meanwhile.
+        let outcome = (&memories, &scopes, &keys)
+            .transaction(|(memories, scopes, keys)| {
+                if let Some(key) = &idempotency_key {
+                    if let Some(existing) = keys.get(key.as_bytes())? {
+                        return match decode_key_id(key, &existing) {
+                            Ok(id) => Ok(Some(id)),
+                            Err(e) => abort(e),
+                        };
+                    }
+                    keys.insert(key.as_bytes(), memory.id.as_bytes())?;
+                }
+                tx_insert(memories, scopes, &memory, &bytes)?;
+                Ok(None)
+            })
+            .map_err(|e| tx_error("remember", e))?;
+        if let Some(id) = outcome {
+            return self.remembered_by_key(&memories, id).await;
+        }
+        self.durable("remember").await?;
+        Ok(Remembered {
+            memory,
+            created: true,
+        })
+    }
+
+    async fn get(&self, id: MemoryId) -> Result<Option<Memory>, StoreError> {
+        let memories = self.memory_tree(MEMORIES)?;
+        self.read_memory(&memories, "get memory", id)
+    }
+
+    async fn list(
+        &self,
+        scope: &MemoryScope,
+        include_archived: bool,
+    ) -> Result<Vec<Memory>, StoreError> {
+        scope.validate()?;
+        let memories = self.memory_tree(MEMORIES)?;
+        let scopes = self.memory_tree(MEMORY_SCOPES)?;
+        let prefix = scope_prefix(scope);
+        let mut out = Vec::new();
+        for key in scopes.scan_prefix(&prefix).keys() {
+            let key = key.map_err(|e| StoreError::backend("list memories", e))?;
+            let Ok(id) = Uuid::from_slice(&key[prefix.len()..]) else {
+                return Err(StoreError::CorruptRecord {
+                    what: "memory scope index",
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: "does not end with a 16-byte memory id".into(),
+                });
+            };
+            // A missing record can only be a forget racing this scan.
+            if let Some(memory) = self.read_memory(&memories, "list memories", id)? {
+                if include_archived || !memory.archived {
+                    out.push(memory);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn forget(&self, id: MemoryId) -> Result<bool, StoreError> {
+        let memories = self.memory_tree(MEMORIES)?;
+        let scopes = self.memory_tree(MEMORY_SCOPES)?;
+        let existed = (&memories, &scopes)
+            .transaction(|(memories, scopes)| {
+                let Some(memory) = tx_read(memories, id)? else {
+                    return Ok(false);
+                };
+                memories.remove(id.as_bytes())?;
+                scopes.remove(scope_key(&memory.scope(), id))?;
+                Ok(true)
+            })
+            .map_err(|e| tx_error("forget", e))?;
+        if existed {
+            self.durable("forget").await?;
+        }
+        Ok(existed)
+    }
+
+    async fn touch(&self, ids: &[MemoryId], at: DateTime<Utc>) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let memories = self.memory_tree(MEMORIES)?;
+        let touched = memories
+            .transaction(|memories| {
+                let mut touched = 0usize;
+                for &id in ids {
+                    let Some(mut memory) = tx_read(memories, id)? else {
+                        continue;
+                    };
+                    if memory.last_accessed_at >= at {
+                        continue;
+                    }
+                    memory.last_accessed_at = at;
+                    let bytes = match encode(&memory) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    memories.insert(id.as_bytes(), bytes)?;
+                    touched += 1;
+                }
+                Ok(touched)
+            })
+            .map_err(|e| tx_error("touch memories", e))?;
+        if touched > 0 {
+            self.durable("touch memories").await?;
+        }
+        Ok(touched)
+    }
+
+    async fn compact(
+        &self,
+        scope: &MemoryScope,
+        originals: Vec<MemoryId>,
+        summaries: Vec<NewMemory>,
+    ) -> Result<Compacted, StoreError> {
+        scope.validate()?;
+        if originals.is_empty() {
+            return Err(StoreError::InvalidInput {
+                field: "originals",
+                reason: "a compaction must archive at least one memory".into(),
+            });
+        }
+        let mut seen = HashSet::new();
+        for id in &originals {
+            if !seen.insert(*id) {
+                return Err(StoreError::InvalidInput {
+                    field: "originals",
+                    reason: format!("memory {id} is listed twice"),
+                });
+            }
+        }
+        for (i, summary) in summaries.iter().enumerate() {
+            summary.validate().map_err(|e| match e {
+                StoreError::InvalidInput { field, reason } => StoreError::InvalidInput {
+                    field: "summaries",
+                    reason: format!("summary {i}: invalid {field}: {reason}"),
+                },
+                other => other,
+            })?;
+            if summary.scope() != *scope {
+                return Err(StoreError::InvalidInput {
+                    field: "summaries",
+                    reason: format!(
+                        "summary {i} belongs to {}, not to the compacted {scope}",
+                        summary.scope()
+                    ),
+                });
+            }
+        }
+        let now = Utc::now();
+        let summaries: Vec<Memory> = summaries.into_iter().map(|s| s.into_memory(now)).collect();
+        let encoded = summaries
+            .iter()
+            .map(encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let into = summaries.first().map(|s| s.id);
+        let memories = self.memory_tree(MEMORIES)?;
+        let scopes = self.memory_tree(MEMORY_SCOPES)?;
+        let archived = (&memories, &scopes)
+            .transaction(|(memories, scopes)| {
+                let mut archived = Vec::with_capacity(originals.len());
+                for &id in &originals {
+                    let Some(mut memory) = tx_read(memories, id)? else {
+                        return abort(not_found(id));
+                    };
+                    if memory.scope() != *scope {
+                        return abort(StoreError::InvalidInput {
+                            field: "originals",
+                            reason: format!(
+                                "memory {id} belongs to {}, not to the compacted {scope}",
+                                memory.scope()
+                            ),
+                        });
+                    }
+                    if memory.archived {
+                        return abort(StoreError::InvalidInput {
+                            field: "originals",
+                            reason: format!("memory {id} is already archived"),
+                        });
+                    }
+                    memory.archived = true;
+                    memory.archived_into = into;
+                    let bytes = match encode(&memory) {
+                        Ok(b) => b,
+                        Err(e) => return abort(e),
+                    };
+                    memories.insert(id.as_bytes(), bytes)?;
+                    archived.push(memory);
+                }
+                for (summary, bytes) in summaries.iter().zip(&encoded) {
+                    tx_insert(memories, scopes, summary, bytes)?;
+                }
+                Ok(archived)
+            })
+            .map_err(|e| tx_error("compact memories", e))?;
+        self.durable("compact memories").await?;
+        Ok(Compacted {
+            archived,
+            summaries,
+        })
+    }
+}

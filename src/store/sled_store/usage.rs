@@ -1,0 +1,157 @@
+//! [`UsageStore`] for [`SledStore`]: model-call usage on its own sled tree,
+//! made durable by the store's group commit like every other write.
+//!
+//! Tree `usage` (one record write plus one or two counter updates per call;
+//! no batch or transaction, so the hot path never takes sled's batch lock):
+//! - `c/<YYYY-MM-DD>/<16-byte UUID v7>` → the [`UsageRecord`] as JSON;
+//! - `a/<YYYY-MM-DD>/<agent>` → that agent's [`UsageTotals`] that day (JSON);
+//! - `p/<YYYY-MM-DD>/<provider>` → that provider's totals that day (JSON).
+//!
+//! Counters are updated by compare-and-swap, so concurrent calls never lose
+//! an update. The counters are written before the record; a crash between
+//! the writes (before their shared flush) can leave a counter without its
+//! record, never the reverse, so budgets never under-count a stored call.
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+use super::SledStore;
+use crate::usage::{DayUsage, UsageError, UsageRecord, UsageScope, UsageStore, UsageTotals};
+
+/// The tree's name.
+const USAGE: &str = "usage";
+
+fn backend(operation: &'static str, e: impl std::fmt::Display) -> UsageError {
+    UsageError::Backend {
+        operation,
+        message: e.to_string(),
+    }
+}
+
+fn day_prefix(kind: u8, day: NaiveDate) -> Vec<u8> {
+    format!("{}/{}/", kind as char, day.format("%Y-%m-%d")).into_bytes()
+}
+
+fn scope_key(scope: &UsageScope, day: NaiveDate) -> Vec<u8> {
+    let (kind, name) = match scope {
+        UsageScope::Agent(a) => (b'a', a),
+        UsageScope::Provider(p) => (b'p', p),
+    };
+    let mut key = day_prefix(kind, day);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn decode_totals(key: &[u8], bytes: &[u8]) -> Result<UsageTotals, UsageError> {
+    serde_json::from_slice(bytes).map_err(|e| UsageError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl SledStore {
+    fn usage_tree(&self) -> Result<sled::Tree, UsageError> {
+        // sled keeps opened trees in a map: this is a lookup after the first.
+        self.inner
+            .db
+            .open_tree(USAGE)
+            .map_err(|e| backend("open usage tree", e))
+    }
+
+    fn add_to(tree: &sled::Tree, key: &[u8], record: &UsageRecord) -> Result<(), UsageError> {
+        loop {
+            let old = tree.get(key).map_err(|e| backend("record", e))?;
+            let mut totals = match &old {
+                Some(bytes) => decode_totals(key, bytes)?,
+                None => UsageTotals::default(),
+            };
+            totals.add(record);
+            let new = serde_json::to_vec(&totals).map_err(|e| backend("record", e))?;
+            let swapped = tree
+                .compare_and_swap(key, old, Some(new))
+                .map_err(|e| backend("record", e))?;
+            if swapped.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UsageStore for SledStore {
+    async fn record(&self, record: &UsageRecord) -> Result<(), UsageError> {
+        let tree = self.usage_tree()?;
+        let day = record.day();
+        if let Some(agent) = &record.agent {
+            Self::add_to(
+                &tree,
+                &scope_key(&UsageScope::Agent(agent.clone()), day),
+                record,
+            )?;
+        }
+        Self::add_to(
+            &tree,
+            &scope_key(&UsageScope::Provider(record.provider.clone()), day),
+            record,
+        )?;
+        let mut key = day_prefix(b'c', day);
+        key.extend_from_slice(record.id.as_bytes());
+        let value = serde_json::to_vec(record).map_err(|e| backend("record", e))?;
+        tree.insert(key, value).map_err(|e| backend("record", e))?;
+        // Durable before the call is answered, like every store write; the
+        // flush is shared with concurrent writers (group commit).
+        self.inner
+            .commit
+            .wait()
+            .await
+            .map_err(|m| backend("record (flush)", m))
+    }
+
+    async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, UsageError> {
+        let key = scope_key(scope, day);
+        match self
+            .usage_tree()?
+            .get(&key)
+            .map_err(|e| backend("totals", e))?
+        {
+            Some(bytes) => decode_totals(&key, &bytes),
+            None => Ok(UsageTotals::default()),
+        }
+    }
+
+    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, UsageError> {
+        let tree = self.usage_tree()?;
+        let mut out = DayUsage {
+            day: Some(day),
+            ..DayUsage::default()
+        };
+        for kind in [b'a', b'p'] {
+            let prefix = day_prefix(kind, day);
+            for entry in tree.scan_prefix(&prefix) {
+                let (key, value) = entry.map_err(|e| backend("day usage", e))?;
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let totals = decode_totals(&key, &value)?;
+                if kind == b'a' {
+                    out.by_agent.insert(name, totals);
+                } else {
+                    out.by_provider.insert(name, totals);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, UsageError> {
+        let prefix = day_prefix(b'c', day);
+        self.usage_tree()?
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(|e| backend("calls", e))?;
+                serde_json::from_slice(&value).map_err(|e| UsageError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,136 @@
+//! The `create_task` tool: a follow-up task for this agent or another one.
+//!
+//! An agent task is a job whose worker is the agent (`workerName` = agent
+//! id, args `{"prompt":…}`), so this enqueues one through the job engine.
+//! The target must be a registered worker of category `agent`. The new
+//! task inherits the user and conversation, and its ctx names the parent
+//! task (`parentJobId`) and the agent that asked (`requestedBy`). A repeated
+//! call creates no second task; see [`jobs`](super::jobs).
+//!
+//! Result: `{"ok":true,"data":{"created":true,"jobId":…,"agentId":…}}`
+//! (`created` is false when a repeat found the task already made).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::agent::checkpoint::CheckpointStore;
+use crate::engine::{WorkerCategory, WorkerEngine};
+use crate::job::{EnqueueOptions, JobCtx};
+use crate::tools::{ToolContext, ToolError, TypedTool};
+
+use super::jobs::{enqueue_once, JobRequest};
+
+/// The longest delay a model may ask for (30 days).
+pub const MAX_DELAY_SECONDS: u64 = 30 * 24 * 3600;
+
+/// Arguments of `create_task`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTaskArgs {
+    /// What the task should do, as instructions to the agent.
+    #[schemars(length(min = 1))]
+    pub prompt: String,
+    /// The agent to give it to; defaults to yourself.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Start no sooner than this many seconds from now.
+    #[serde(default)]
+    #[schemars(range(max = 2592000))]
+    pub delay_seconds: Option<u64>,
+}
+
+/// The `create_task` tool.
+pub struct CreateTaskTool {
+    engine: WorkerEngine,
+    registry: Option<Arc<dyn CheckpointStore>>,
+}
+
+impl CreateTaskTool {
+    /// Creates tasks through `engine`, once per call thanks to `registry`.
+    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn CheckpointStore>>) -> Self {
+        CreateTaskTool { engine, registry }
+    }
+
+    fn agents(&self) -> Vec<String> {
+        self.engine
+            .list_workers()
+            .into_iter()
+            .filter(|w| w.category == WorkerCategory::Agent)
+            .map(|w| w.name)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TypedTool for CreateTaskTool {
+    type Args = CreateTaskArgs;
+
+    fn name(&self) -> &str {
+        "create_task"
+    }
+
+    fn description(&self) -> &str {
+        "Create a follow-up task for yourself or another agent (agentId). The task runs \
+         later with the given prompt, in the same conversation and for the same user. \
+         Returns the new task's job id."
+    }
+
+    async fn run(&self, args: CreateTaskArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+        if args.prompt.trim().is_empty() {
+            return Err(ToolError::invalid_argument("/prompt", "must not be empty"));
+        }
+        let target = args.agent_id.unwrap_or_else(|| ctx.agent_id.clone());
+        let agents = self.agents();
+        if !agents.contains(&target) {
+            return Err(ToolError::invalid_argument(
+                "/agentId",
+                format!(
+                    "no agent `{target}`; agents: {}",
+                    if agents.is_empty() {
+                        "none".to_string()
+                    } else {
+                        agents.join(", ")
+                    }
+                ),
+            ));
+        }
+        let mut options = EnqueueOptions::default();
+        if let Some(secs) = args.delay_seconds.filter(|s| *s > 0) {
+            options = options.delay(Duration::from_secs(secs.min(MAX_DELAY_SECONDS)));
+        }
+        let mut extra = Map::new();
+        extra.insert("parentJobId".into(), json!(ctx.job_id));
+        extra.insert("requestedBy".into(), json!(ctx.agent_id));
+        let job_ctx = JobCtx {
+            user_id: ctx.user_id.clone(),
+            conversation_id: ctx.conversation_id.clone(),
+            source: Some("tool:create_task".into()),
+            extra,
+        };
+        let enqueued = enqueue_once(
+            &self.engine,
+            self.registry.as_ref(),
+            JobRequest {
+                key: format!("create_task:{}", ctx.idempotency_key()),
+                worker: target.clone(),
+                args: json!({ "prompt": args.prompt }),
+                ctx: job_ctx,
+                options,
+            },
+        )
+        .await?;
+        Ok(json!({
+            "ok": true,
+            "data": {
+                "created": enqueued.created,
+                "jobId": enqueued.job_id,
+                "agentId": target,
+            }
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! The built-in tools, one per file. Each is a [`TypedTool`](crate::tools::TypedTool)
+//! whose schema comes from its `…Args` type, and answers
+//! `{"ok":true,"data":…}` (the seed's envelope).
+//!
+//! | tool | effect | repeat of the same call |
+//! |---|---|---|
+//! | `scheduler` | enqueues a `memory_compaction_worker` job | same job, none new |
+//! | `worker_manager` | none (reads workers, jobs) | — |
+//! | `create_task` | enqueues a task for an agent | same task, none new |
+//! | `send_message` | appends a message to a conversation | same message, none new |
+//! | `remember` | stores a memory | same memory, none new |
+//! | `recall` | touches the memories it returns | — |
+//! | `analyze_code` | none (reads a file under the project root) | — |
+//!
+//! "Repeat" means the same task, step and model call id
+//! ([`ToolContext::idempotency_key`](crate::tools::ToolContext::idempotency_key)),
+//! as happens when a task resumes after a crash. [`jobs`] states the exact
+//! guarantee for the two job-creating tools.
+
+pub mod analyze_code;
+pub mod create_task;
+pub mod jobs;
+pub mod recall;
+pub mod remember;
+pub mod scheduler;
+pub mod send_message;
+pub mod worker_manager;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use troupe_actors::ActorRef;
+
+use crate::agent::checkpoint::CheckpointStore;
+use crate::conversation::ConversationStore;
+use crate::engine::WorkerEngine;
+use crate::memory::actor::MemoryActor;
+
+pub use analyze_code::{
+    analyze, guess_language, language_from_path, AnalyzeCodeArgs, AnalyzeCodeTool, Block,
+    CodeReport, LineRef, DEEP_NESTING, DEFAULT_MAX_BYTES, LONG_BLOCK, LONG_LINE,
+};
+pub use create_task::{CreateTaskArgs, CreateTaskTool, MAX_DELAY_SECONDS};
+pub use recall::{RecallArgs, RecallTool, DEFAULT_RECALL_LIMIT};
+pub use remember::{MemoryKind, RememberArgs, RememberTool, ScopeArg};
+pub use scheduler::{ScheduleKind, SchedulerArgs, SchedulerTool, MEMORY_COMPACTION_WORKER};
+pub use send_message::{SendMessageArgs, SendMessageTool};
+pub use worker_manager::{
+    StatusFilter, WorkerAction, WorkerManagerArgs, WorkerManagerTool, DEFAULT_JOB_LIMIT,
+};
+
+use super::Tool;
+
+/// What the built-in tools work on; [`Builtins::tools`] makes all seven.
+#[derive(Clone)]
+pub struct Builtins {
+    /// The job engine (`scheduler`, `create_task`, `worker_manager`).
+    pub engine: WorkerEngine,
+    /// The idempotency registry that makes job-creating calls happen once.
+    pub checkpoints: Option<Arc<dyn CheckpointStore>>,
+    /// Where `send_message` stores messages.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// The Memory actor (`remember`, `recall`).
+    pub memory: ActorRef<MemoryActor>,
+    /// The only directory tree `analyze_code` may read.
+    pub project_root: PathBuf,
+}
+
+impl Builtins {
+    /// All built-in tools, ready for [`ToolsBuilder::tool_arc`](crate::tools::ToolsBuilder::tool_arc).
+    pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        vec![
+            Arc::new(SchedulerTool::new(
+                self.engine.clone(),
+                self.checkpoints.clone(),
+            )),
+            Arc::new(WorkerManagerTool::new(self.engine.clone())),
+            Arc::new(CreateTaskTool::new(
+                self.engine.clone(),
+                self.checkpoints.clone(),
+            )),
+            Arc::new(SendMessageTool::new(self.conversations.clone())),
+            Arc::new(RememberTool::new(self.memory.recipient())),
+            Arc::new(RecallTool::new(self.memory.recipient())),
+            Arc::new(AnalyzeCodeTool::new(self.project_root.clone())),
+        ]
+    }
+}

@@ -1,0 +1,133 @@
+//! The `remember` tool: the agent stores something it learned, through the
+//! Memory actor.
+//!
+//! Args `{"type":"learning"|"fact"|"preference"|"summary","content":…,
+//! "importance":1–10,"scope"?:"user"|"agent"}`. A memory about the task's
+//! user goes to that user's scope, agent-wide knowledge to the agent's; by
+//! default the user's when the task has one. The memory is stored with the
+//! idempotency key `remember:<job>:<step>:<call>`, so a repeated call stores
+//! nothing new.
+//!
+//! Result: `{"ok":true,"data":{"memoryId":…,"created":…}}`.
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use troupe_actors::Recipient;
+
+use crate::memory::actor::Remember;
+use crate::memory::{MemoryScope, MemoryType, NewMemory};
+use crate::tools::{ToolContext, ToolError, TypedTool};
+
+use super::jobs::store_error;
+
+/// What kind of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    /// Something learned from doing a task.
+    Learning,
+    /// A fact about the world or the project.
+    Fact,
+    /// A preference of the user.
+    Preference,
+    /// A summary of several things.
+    Summary,
+}
+
+impl From<MemoryKind> for MemoryType {
+    fn from(k: MemoryKind) -> Self {
+        match k {
+            MemoryKind::Learning => MemoryType::Learning,
+            MemoryKind::Fact => MemoryType::Fact,
+            MemoryKind::Preference => MemoryType::Preference,
+            MemoryKind::Summary => MemoryType::Summary,
+        }
+    }
+}
+
+/// Whose memories a call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeArg {
+    /// The current user's (falls back to the agent's when the task has none).
+    User,
+    /// The agent's own, shared across users.
+    Agent,
+}
+
+/// The scope a memory tool works in: the user's when asked for (or by
+/// default) and the task has a user, else the agent's.
+pub(crate) fn scope_for(arg: Option<ScopeArg>, ctx: &ToolContext) -> MemoryScope {
+    match (arg, &ctx.user_id) {
+        (Some(ScopeArg::Agent), _) | (_, None) => MemoryScope::agent(&ctx.agent_id),
+        (_, Some(user)) => MemoryScope::user(&ctx.agent_id, user),
+    }
+}
+
+/// Arguments of `remember`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RememberArgs {
+    /// What kind of memory this is.
+    #[serde(rename = "type")]
+    pub kind: MemoryKind,
+    /// The memory, as a self-contained sentence.
+    #[schemars(length(min = 1))]
+    pub content: String,
+    /// How much it matters, from 1 (trivia) to 10 (essential).
+    #[schemars(range(min = 1, max = 10))]
+    pub importance: u8,
+    /// `user` (about the current user; the default) or `agent` (for all users).
+    #[serde(default)]
+    pub scope: Option<ScopeArg>,
+}
+
+/// The `remember` tool.
+pub struct RememberTool {
+    memory: Recipient<Remember>,
+}
+
+impl RememberTool {
+    /// Stores through the Memory actor (`ActorRef<MemoryActor>::recipient()`).
+    pub fn new(memory: Recipient<Remember>) -> Self {
+        RememberTool { memory }
+    }
+}
+
+#[async_trait]
+impl TypedTool for RememberTool {
+    type Args = RememberArgs;
+
+    fn name(&self) -> &str {
+        "remember"
+    }
+
+    fn description(&self) -> &str {
+        "Store a memory for later tasks: a learning, fact, preference or summary, \
+         with an importance from 1 to 10."
+    }
+
+    async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+        let scope = scope_for(args.scope, &ctx);
+        let memory = NewMemory::new(&scope, args.kind, args.content, args.importance)
+            .with_source(ctx.job_id);
+        let remembered = self
+            .memory
+            .send(Remember {
+                memory,
+                idempotency_key: Some(format!("remember:{}", ctx.idempotency_key())),
+            })
+            .await
+            .map_err(|e| ToolError::failed(format!("memory unavailable: {e}")))?
+            .map_err(store_error)?;
+        Ok(json!({
+            "ok": true,
+            "data": {
+                "memoryId": remembered.memory.id,
+                "created": remembered.created,
+            }
+        }))
+    }
+}

@@ -1,0 +1,131 @@
+//! The `scheduler` tool, as the seed defines it: schedules background work,
+//! today one kind, a memory compaction job for `memory_compaction_worker`.
+//!
+//! Args `{"kind":"memory_compaction","userId"?,"conversationId"?,"title"?,
+//! "content"?}`; result `{"ok":true,"data":{"scheduled":true,"jobId":…,
+//! "workerName":"memory_compaction_worker"}}`. A repeated call (same task,
+//! step and call id) schedules nothing new and answers with the same job;
+//! see [`jobs`](super::jobs) for the exact guarantee.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::agent::checkpoint::CheckpointStore;
+use crate::engine::WorkerEngine;
+use crate::job::{EnqueueOptions, JobCtx};
+use crate::tools::{ToolContext, ToolError, TypedTool};
+
+use super::jobs::{enqueue_once, JobRequest};
+
+/// The worker memory compaction jobs are for.
+pub const MEMORY_COMPACTION_WORKER: &str = "memory_compaction_worker";
+
+/// What can be scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// Summarise the memories of this agent (and user) into fewer summary
+    /// memories; the originals are archived.
+    MemoryCompaction,
+}
+
+/// Arguments of `scheduler`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchedulerArgs {
+    /// What to schedule.
+    pub kind: ScheduleKind,
+    /// The user whose memories to compact; defaults to the task's user.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The conversation the work relates to; defaults to the task's.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// A short title for the job.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Notes for the job (e.g. what the compaction should keep).
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+/// The `scheduler` tool.
+pub struct SchedulerTool {
+    engine: WorkerEngine,
+    registry: Option<Arc<dyn CheckpointStore>>,
+}
+
+impl SchedulerTool {
+    /// Schedules through `engine`, once per call thanks to `registry` (the
+    /// job's unique key alone guards only while the job is queued or running).
+    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn CheckpointStore>>) -> Self {
+        SchedulerTool { engine, registry }
+    }
+}
+
+#[async_trait]
+impl TypedTool for SchedulerTool {
+    type Args = SchedulerArgs;
+
+    fn name(&self) -> &str {
+        "scheduler"
+    }
+
+    fn description(&self) -> &str {
+        "Schedule background work. kind \"memory_compaction\" queues a job that \
+         summarises your memories (of the given user, by default the current one) \
+         into fewer summary memories. Returns the job id."
+    }
+
+    async fn run(&self, args: SchedulerArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+        let ScheduleKind::MemoryCompaction = args.kind;
+        let user_id = args.user_id.or_else(|| ctx.user_id.clone());
+        let conversation_id = args.conversation_id.or_else(|| ctx.conversation_id.clone());
+        let mut job_args = Map::new();
+        job_args.insert("kind".into(), json!("memory_compaction"));
+        job_args.insert("agentId".into(), json!(ctx.agent_id));
+        for (key, value) in [
+            ("userId", &user_id),
+            ("conversationId", &conversation_id),
+            ("title", &args.title),
+            ("content", &args.content),
+        ] {
+            if let Some(value) = value {
+                job_args.insert(key.into(), json!(value));
+            }
+        }
+        let mut extra = Map::new();
+        extra.insert("agentId".into(), json!(ctx.agent_id));
+        extra.insert("parentJobId".into(), json!(ctx.job_id));
+        let job_ctx = JobCtx {
+            user_id,
+            conversation_id,
+            source: Some("tool:scheduler".into()),
+            extra,
+        };
+        let enqueued = enqueue_once(
+            &self.engine,
+            self.registry.as_ref(),
+            JobRequest {
+                key: format!("scheduler:{}", ctx.idempotency_key()),
+                worker: MEMORY_COMPACTION_WORKER.into(),
+                args: Value::Object(job_args),
+                ctx: job_ctx,
+                options: EnqueueOptions::default(),
+            },
+        )
+        .await?;
+        Ok(json!({
+            "ok": true,
+            "data": {
+                "scheduled": true,
+                "jobId": enqueued.job_id,
+                "workerName": MEMORY_COMPACTION_WORKER,
+            }
+        }))
+    }
+}

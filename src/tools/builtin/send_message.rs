@@ -1,0 +1,91 @@
+//! The `send_message` tool: stores a message from the agent in a
+//! conversation (the task's, unless another is named) and returns its id.
+//!
+//! The message is appended with the idempotency key
+//! `send_message:<job>:<step>:<call>`, which the conversation store records
+//! in the same atomic step as the message: a repeated call stores nothing
+//! and answers with the first message's id.
+//!
+//! Result: `{"ok":true,"data":{"messageId":…,"conversationId":…,"created":…}}`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::conversation::{ConversationStore, NewMessage, Role};
+use crate::tools::{ToolContext, ToolError, TypedTool};
+
+use super::jobs::store_error;
+
+/// Arguments of `send_message`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessageArgs {
+    /// The message text.
+    #[schemars(length(min = 1))]
+    pub content: String,
+    /// The conversation to post in; defaults to the current task's.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+}
+
+/// The `send_message` tool.
+pub struct SendMessageTool {
+    store: Arc<dyn ConversationStore>,
+}
+
+impl SendMessageTool {
+    /// Stores messages in `store`.
+    pub fn new(store: Arc<dyn ConversationStore>) -> Self {
+        SendMessageTool { store }
+    }
+}
+
+#[async_trait]
+impl TypedTool for SendMessageTool {
+    type Args = SendMessageArgs;
+
+    fn name(&self) -> &str {
+        "send_message"
+    }
+
+    fn description(&self) -> &str {
+        "Send a message to the conversation (the current one unless conversationId \
+         is given). Returns the stored message's id."
+    }
+
+    async fn run(&self, args: SendMessageArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+        let Some(conversation_id) = args.conversation_id.or_else(|| ctx.conversation_id.clone())
+        else {
+            return Err(ToolError::invalid_argument(
+                "/conversationId",
+                "this task has no conversation; give conversationId",
+            ));
+        };
+        let message = NewMessage::new(
+            conversation_id,
+            Role::Assistant,
+            &ctx.agent_id,
+            args.content,
+        );
+        let appended = self
+            .store
+            .append(
+                message,
+                Some(format!("send_message:{}", ctx.idempotency_key())),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(json!({
+            "ok": true,
+            "data": {
+                "messageId": appended.message.id,
+                "conversationId": appended.message.conversation_id,
+                "created": appended.created,
+            }
+        }))
+    }
+}

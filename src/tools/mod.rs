@@ -1,0 +1,35 @@
+//! Tools: what agents act through, as supervised actors.
+//!
+//! ```text
+//! tools (one_for_one)
+//! ├── tool:<name>    ToolActor: hosts one Arc<dyn Tool>, runs its calls
+//! └── router         ToolRouter: checks, validates and routes ToolCall
+//! ```
+//!
+//! An agent sends each tool call the model makes as a [`ToolCall`] message
+//! to the router (through [`Tools::call`]). The router checks the tool
+//! exists and the agent may use it, validates the arguments against the
+//! tool's JSON Schema (compiled once at registration), sends the call to the
+//! tool's own actor and enforces the tool's timeout. Every failure is a
+//! [`ToolError`] value that goes back to the model as the call's result
+//! ([`tool_result`]); a panicking tool restarts only its own actor.
+//!
+//! A Rust user adds a tool by implementing [`Tool`], or [`TypedTool`] to
+//! have the schema generated from a Rust type. The built-in tools are in
+//! [`builtin`].
+
+mod actor;
+mod builder;
+pub mod builtin;
+mod error;
+mod registry;
+mod router;
+mod tool;
+
+pub use builder::{
+    ToolMount, ToolSetupError, ToolSystem, Tools, ToolsBuilder, DEFAULT_TOOL_TIMEOUT,
+};
+pub use error::{ArgumentIssue, ToolError, MAX_ISSUES};
+pub use registry::ToolRegistry;
+pub use router::{tool_result, ToolCall, ToolRouter};
+pub use tool::{parse_args, schema_for, Tool, ToolContext, ToolDefinition, TypedTool};

@@ -1,0 +1,169 @@
+//! The ToolRouter actor: the one way agents run tools.
+//!
+//! Owns: the [`ToolRegistry`] (definitions, compiled validators, the tool
+//! actors' addresses). Takes: [`ToolCall`] from agents, answered with the
+//! call's `Result<Value, ToolError>`.
+//!
+//! For each call it checks, in order: the tool exists (else
+//! [`ToolError::UnknownTool`]), the agent may use it ([`ToolError::Denied`]),
+//! the arguments match its JSON Schema ([`ToolError::InvalidArguments`] with
+//! every issue's path and message). Then it sends [`RunTool`] to that tool's
+//! actor and waits at most the tool's timeout ([`ToolError::TimedOut`]); a
+//! call error from the tool actor means it crashed ([`ToolError::Crashed`]).
+//! Calls run as reply futures, so a slow tool never holds up another call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use troupe_actors::{Actor, CallError, Context, Handler, Message, Reply};
+
+use crate::provider::model::ToolResult;
+
+use super::actor::RunTool;
+use super::error::ToolError;
+use super::registry::ToolRegistry;
+use super::tool::ToolContext;
+
+/// Routes tool calls to tool actors; see the module docs.
+pub struct ToolRouter {
+    registry: ToolRegistry,
+}
+
+impl ToolRouter {
+    pub(crate) fn new(registry: ToolRegistry) -> Self {
+        ToolRouter { registry }
+    }
+}
+
+impl Actor for ToolRouter {}
+
+/// One tool call of one agent: run tool `name` with `args`.
+///
+/// `allowed` is the agent's configured tool list (shared, so building a call
+/// does not copy it); the calling agent is `ctx.agent_id`.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    /// The tool the model asked for.
+    pub name: String,
+    /// The arguments the model gave.
+    pub args: Value,
+    /// Who calls, from which task, step and model call.
+    pub ctx: ToolContext,
+    /// The tools the calling agent may use.
+    pub allowed: Arc<[String]>,
+}
+
+impl ToolCall {
+    /// A call of `name` with `args`, by the agent and task in `ctx`, allowed
+    /// the tools in `allowed`.
+    pub fn new(
+        name: impl Into<String>,
+        args: Value,
+        ctx: ToolContext,
+        allowed: Arc<[String]>,
+    ) -> Self {
+        ToolCall {
+            name: name.into(),
+            args,
+            ctx,
+            allowed,
+        }
+    }
+}
+
+impl Message for ToolCall {
+    type Result = Result<Value, ToolError>;
+}
+
+impl Handler<ToolCall> for ToolRouter {
+    fn handle(
+        &mut self,
+        call: ToolCall,
+        _: &mut Context<'_, Self>,
+    ) -> Reply<Result<Value, ToolError>> {
+        let registry = self.registry.clone();
+        Reply::future(async move {
+            let started = Instant::now();
+            let name = call.name.clone();
+            let ctx = call.ctx.clone();
+            let result = route(&registry, call).await;
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match &result {
+                Ok(_) => tracing::debug!(
+                    tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
+                    step = ctx.step, call = %ctx.call_id, elapsed_ms, "tool call ok"
+                ),
+                Err(e) => tracing::warn!(
+                    tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
+                    step = ctx.step, call = %ctx.call_id, elapsed_ms,
+                    kind = e.kind(), error = %e, "tool call failed"
+                ),
+            }
+            result
+        })
+    }
+}
+
+async fn route(registry: &ToolRegistry, call: ToolCall) -> Result<Value, ToolError> {
+    let allowed_names = || -> Vec<String> {
+        call.allowed
+            .iter()
+            .filter(|n| registry.contains(n))
+            .cloned()
+            .collect()
+    };
+    let Some(entry) = registry.entries.get(&call.name) else {
+        return Err(ToolError::UnknownTool {
+            name: call.name.clone(),
+            available: allowed_names(),
+        });
+    };
+    if !call.allowed.iter().any(|n| n == &call.name) {
+        return Err(ToolError::Denied {
+            name: call.name.clone(),
+            agent_id: call.ctx.agent_id.clone(),
+            allowed: allowed_names(),
+        });
+    }
+    entry.validate(&call.args)?;
+    let Some(actor) = entry.actor.get() else {
+        return Err(ToolError::failed(
+            "the tool runtime is not connected (ToolMount::connect was not called)",
+        ));
+    };
+    let timeout = entry.timeout;
+    let run = actor.send(RunTool {
+        args: call.args,
+        ctx: call.ctx,
+        timeout,
+    });
+    // The tool actor drops the call's future at the same limit; this bound
+    // also covers time spent queued or waiting out a restart of the actor.
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Err(ToolError::timed_out(timeout)),
+        Ok(Err(CallError::Timeout { .. })) => Err(ToolError::timed_out(timeout)),
+        Ok(Err(e @ CallError::Dropped { .. })) => Err(ToolError::Crashed {
+            message: e.to_string(),
+        }),
+        Ok(Ok(result)) => result,
+    }
+}
+
+/// The message that carries a tool call's outcome back to the model: the
+/// result's JSON on success, [`ToolError::to_model_message`] marked as an
+/// error otherwise.
+pub fn tool_result(call_id: &str, result: &Result<Value, ToolError>) -> ToolResult {
+    match result {
+        Ok(value) => ToolResult {
+            call_id: call_id.to_string(),
+            content: value.to_string(),
+            is_error: false,
+        },
+        Err(e) => ToolResult {
+            call_id: call_id.to_string(),
+            content: e.to_model_message(),
+            is_error: true,
+        },
+    }
+}

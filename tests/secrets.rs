@@ -1,0 +1,409 @@
+//! Credentials at rest: encrypted secrets file, master key sources and their
+//! checks, expiry, the `troupe secrets` CLI, and no key in plain text in any
+//! file under the data directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use chrono::{Days, Utc};
+use troupe::provider::{
+    ApiKey, ErrorKind, Generate, GenerateRequest, Message, ModelConfig, ProviderConfig,
+    ProviderKind, ProviderSet,
+};
+use troupe::secrets::{Credentials, KeySource, MasterKey, SecretError, SecretStore};
+use troupe::store::{SledConfig, SledStore};
+use troupe::usage::UsageMeter;
+use troupe_actors::{run_system, SupervisorSpec};
+use wiremock::matchers::{header, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+const KEY: &str = "sk-proj-PLAINTEXT-canary-7f3a9c1e5b2d4680";
+const HEX_A: &str = "1f2e3d4c5b6a79880f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778";
+const HEX_B: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn master(hex: &str) -> MasterKey {
+    MasterKey::parse(hex, "test").unwrap()
+}
+
+fn today() -> chrono::NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn assert_no_plaintext(dir: &Path, secret: &str) {
+    let needle = secret.as_bytes();
+    let all = files(dir);
+    assert!(!all.is_empty());
+    for f in all {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "key found in plain text in {}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn stored_keys_round_trip_and_list_shows_no_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::new(dir.path());
+    let m = master(HEX_A);
+    let expires = today().checked_add_days(Days::new(30)).unwrap();
+    store
+        .set(&m, "openai", &ApiKey::new(KEY), Some(expires))
+        .unwrap();
+    store
+        .set(&m, "anthropic", &ApiKey::new("sk-ant-other"), None)
+        .unwrap();
+
+    let got = store.get(&m, "openai").unwrap().unwrap();
+    assert_eq!(got.key.expose(), KEY);
+    assert_eq!(got.expires, Some(expires));
+    assert!(!format!("{got:?}").contains(KEY), "Debug is redacted");
+    assert!(
+        !format!("{m:?}").contains("1f2e3d"),
+        "master key Debug is redacted"
+    );
+
+    let list = store.list(today()).unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1].provider, "openai");
+    assert_eq!(list[1].expires, Some(expires));
+    assert!(!serde_json::to_string(&list).unwrap().contains(KEY));
+
+    assert!(store.delete("anthropic").unwrap());
+    assert!(!store.delete("anthropic").unwrap());
+    assert_no_plaintext(dir.path(), KEY);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "secrets file is private to its owner");
+    }
+}
+
+#[test]
+fn a_wrong_master_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::new(dir.path());
+    store
+        .set(&master(HEX_A), "openai", &ApiKey::new(KEY), None)
+        .unwrap();
+    let err = store.get(&master(HEX_B), "openai").unwrap_err();
+    assert!(matches!(err, SecretError::WrongMasterKey { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("provider `openai`"), "{text}");
+    assert!(text.contains("wrong master key"), "{text}");
+    assert!(!text.contains(KEY));
+    // Storing another key under a different master key is refused too:
+    // one file, one master key.
+    let err = store
+        .set(&master(HEX_B), "mistral", &ApiKey::new("sk-m"), None)
+        .unwrap_err();
+    assert!(matches!(err, SecretError::WrongMasterKey { .. }), "{err:?}");
+    // And a malformed master key names its source, not its text.
+    let err = MasterKey::parse("not-a-key", "TROUPE_MASTER_KEY").unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("TROUPE_MASTER_KEY is not a valid master key"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    let generated = MasterKey::generate_file(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(MasterKey::from_file(&path).is_ok());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = MasterKey::from_file(&path).unwrap_err();
+    assert!(
+        matches!(err, SecretError::KeyFilePermissions { mode: 0o644, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("chmod 600"), "{text}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(MasterKey::from_file(&path).is_err());
+    drop(generated);
+}
+
+fn openai_config(name: &str, server: &MockServer) -> ProviderConfig {
+    ProviderConfig::new(name, ProviderKind::Openai).with_base_url(server.uri())
+}
+
+fn req() -> GenerateRequest {
+    GenerateRequest {
+        model: "gpt-4.1-nano".into(),
+        messages: vec![Message::user("hi")],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_expired_key_is_refused_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::new(dir.path());
+    let m = master(HEX_A);
+    let yesterday = today().checked_sub_days(Days::new(1)).unwrap();
+    store
+        .set(&m, "openai", &ApiKey::new(KEY), Some(yesterday))
+        .unwrap();
+    let err = store.get_valid(&m, "openai", today()).unwrap_err();
+    assert!(matches!(err, SecretError::Expired { .. }), "{err:?}");
+    assert!(store.list(today()).unwrap()[0].expired);
+
+    run_system(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                std::fs::read(format!("{FIXTURES}/openai-chat-text-usage.json")).unwrap(),
+                "application/json",
+            ))
+            .mount(&server)
+            .await;
+        let credentials = Credentials::new(store.clone(), Some(master(HEX_A)));
+        let set =
+            ProviderSet::build(&[openai_config("openai", &server)], &credentials, None).unwrap();
+        assert_eq!(set.status()[0].key_expires, Some(yesterday));
+        let tree = SupervisorSpec::new("root")
+            .children(set.child_specs())
+            .start()
+            .unwrap();
+        set.attach(&tree, "").unwrap();
+        let err = set
+            .generate(
+                &ModelConfig::new("openai", "gpt-4.1-nano"),
+                Generate::new(req()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::KeyExpired);
+        let text = err.to_string();
+        assert!(text.contains("provider `openai`"), "{text}");
+        assert!(text.contains(&format!("expired on {yesterday}")), "{text}");
+        assert!(text.contains("troupe secrets set openai"), "{text}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 0);
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn key_sources_and_their_errors_name_the_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::new(dir.path());
+    store
+        .set(&master(HEX_A), "stored", &ApiKey::new(KEY), None)
+        .unwrap();
+
+    let mut env_cfg = ProviderConfig::new("envy", ProviderKind::Openai);
+    env_cfg.api_key_env = Some("TROUPE_TEST_SURELY_UNSET_VARIABLE".into());
+    let creds = Credentials::new(store.clone(), Some(master(HEX_A)));
+    let e = creds.resolve(&env_cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("`envy`") && e.contains("TROUPE_TEST_SURELY_UNSET_VARIABLE"),
+        "{e}"
+    );
+
+    let missing = ProviderConfig::new("nokey", ProviderKind::Anthropic);
+    let e = creds.resolve(&missing).unwrap_err().to_string();
+    assert!(e.contains("troupe secrets set nokey"), "{e}");
+
+    let stored = ProviderConfig::new("stored", ProviderKind::Openai);
+    let r = creds.resolve(&stored).unwrap();
+    assert_eq!(r.source, KeySource::Stored);
+    assert_eq!(r.key.unwrap().expose(), KEY);
+
+    let no_master = Credentials::new(store, None);
+    let e = no_master.resolve(&stored).unwrap_err().to_string();
+    assert!(
+        e.contains("TROUPE_MASTER_KEY") && e.contains("`stored`"),
+        "{e}"
+    );
+
+    // A local OpenAI-compatible server may need no key at all.
+    let local = ProviderConfig::new("ollama", ProviderKind::OpenaiCompatible)
+        .with_base_url("http://127.0.0.1:11434/v1");
+    assert_eq!(creds.resolve(&local).unwrap().source, KeySource::None);
+}
+
+#[test]
+fn no_key_in_plain_text_under_the_data_dir_after_real_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretStore::new(dir.path());
+    secrets
+        .set(&master(HEX_A), "openai", &ApiKey::new(KEY), None)
+        .unwrap();
+    run_system(async {
+        let server = MockServer::start().await;
+        // Answers only when the decrypted key is sent.
+        Mock::given(method("POST"))
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                std::fs::read(format!("{FIXTURES}/openai-chat-text-usage.json")).unwrap(),
+                "application/json",
+            ))
+            .mount(&server)
+            .await;
+        let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let meter = UsageMeter::new(Arc::new(sled.clone()));
+        let credentials = Credentials::new(secrets.clone(), Some(master(HEX_A)));
+        let set = ProviderSet::build(
+            &[openai_config("openai", &server)],
+            &credentials,
+            Some(meter),
+        )
+        .unwrap();
+        assert!(!format!("{set:?} {:?}", set.status()).contains(KEY));
+        let tree = SupervisorSpec::new("root")
+            .supervisor(set.supervisor_spec("providers"))
+            .start()
+            .unwrap();
+        set.attach(&tree, "providers").unwrap();
+        for _ in 0..3 {
+            set.generate(
+                &ModelConfig::new("openai", "gpt-4.1-nano"),
+                Generate::new(req()).agent("sarah"),
+            )
+            .await
+            .unwrap();
+        }
+        tree.shutdown().await;
+        drop(set);
+        drop(sled);
+    });
+    assert!(
+        dir.path().join("db").exists(),
+        "the sled store is in the same directory"
+    );
+    assert_no_plaintext(dir.path(), KEY);
+}
+
+fn troupe(data_dir: &Path, key_file: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TROUPE_MASTER_KEY")
+        .env("TROUPE_MASTER_KEY_FILE", key_file)
+        .env("HOME", data_dir.join("no-home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may exit before reading stdin (a refused flag): ignore EPIPE.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_secrets_cli_works_while_the_store_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    // A daemon would hold the sled store; so does this test.
+    let held = SledStore::open(SledConfig::new(dir.path())).unwrap();
+
+    // No key file yet: `set` creates it (mode 600) and says where.
+    let o = troupe(
+        dir.path(),
+        &key_file,
+        &["secrets", "set", "openai", "--expires", "2099-12-31"],
+        &format!("{KEY}\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("created master key file"), "{}", text(&o));
+    assert!(!text(&o).contains(KEY));
+
+    let o = troupe(dir.path(), &key_file, &["secrets", "list", "--json"], "");
+    assert!(o.status.success(), "{}", text(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["provider"], "openai");
+    assert_eq!(list[0]["expires"], "2099-12-31");
+    assert!(!text(&o).contains(KEY));
+
+    // The stored key decrypts with the key file the CLI made.
+    let m = MasterKey::from_file(&key_file).unwrap();
+    let got = SecretStore::new(dir.path())
+        .get(&m, "openai")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.key.expose(), KEY);
+
+    // An expiry in the past is refused up front; an empty stdin too.
+    let o = troupe(
+        dir.path(),
+        &key_file,
+        &["secrets", "set", "x", "--expires", "2000-01-01"],
+        "k",
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not in the future"), "{}", text(&o));
+    let o = troupe(dir.path(), &key_file, &["secrets", "set", "x"], "");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no key on stdin"), "{}", text(&o));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = troupe(
+            dir.path(),
+            &key_file,
+            &["secrets", "set", "mistral"],
+            "sk-m\n",
+        );
+        assert!(!o.status.success());
+        assert!(text(&o).contains("chmod 600"), "{}", text(&o));
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // A different master key cannot add to this file.
+    let other = keys.path().join("other.key");
+    MasterKey::generate_file(&other).unwrap();
+    let o = troupe(dir.path(), &other, &["secrets", "set", "mistral"], "sk-m\n");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("wrong master key"), "{}", text(&o));
+
+    let o = troupe(dir.path(), &key_file, &["secrets", "delete", "openai"], "");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = troupe(dir.path(), &key_file, &["secrets", "delete", "openai"], "");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no stored key for provider `openai`"));
+    drop(held);
+    assert_no_plaintext(dir.path(), KEY);
+}

@@ -1,0 +1,1054 @@
+//! The tool runtime end to end: the ToolRouter and tool actors on a real
+//! actix system, the built-in tools on a real sled store and a real job
+//! engine.
+//!
+//! No test sleeps to wait for something or asserts on timing: jobs are
+//! awaited with `wait_for`, and the one timeout test uses a tool that never
+//! finishes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use troupe::agent::checkpoint::{CheckpointStore, Claim};
+use troupe::conversation::ConversationStore;
+use troupe::engine::{JobContext, Worker, WorkerCategory, WorkerEngine, WorkerError};
+use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
+use troupe::memory::actor::MemoryActor;
+use troupe::memory::{MemoryScope, MemoryStore, RecallWeights};
+use troupe::store::{ListQuery, PauseTarget, SledConfig, SledStore, Store};
+use troupe::tools::builtin::{
+    AnalyzeCodeTool, CreateTaskTool, RecallTool, RememberTool, SchedulerTool, SendMessageTool,
+    WorkerManagerTool,
+};
+use troupe::tools::{
+    schema_for, Tool, ToolCall, ToolContext, ToolError, ToolSetupError, Tools, ToolsBuilder,
+    TypedTool,
+};
+use troupe_actors::{run_system, ChildSpec, SupervisorSpec, Tree};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------
+// Test tools
+
+/// Arguments of the `echo` test tool.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct EchoArgs {
+    /// The text to echo.
+    text: String,
+    /// How many times.
+    #[schemars(range(min = 1, max = 5))]
+    times: u8,
+    /// Panic instead of answering.
+    #[serde(default)]
+    panic: bool,
+}
+
+struct EchoTool {
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl TypedTool for EchoTool {
+    type Args = EchoArgs;
+    fn name(&self) -> &str {
+        "echo"
+    }
+    fn description(&self) -> &str {
+        "Echoes text."
+    }
+    async fn run(&self, args: EchoArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if args.panic {
+            panic!("echo was asked to panic");
+        }
+        Ok(
+            json!({"ok": true, "data": args.text.repeat(usize::from(args.times)), "agent": ctx.agent_id}),
+        )
+    }
+}
+
+/// A hand-written (untyped) tool that never answers.
+struct Stuck;
+
+#[async_trait]
+impl Tool for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn description(&self) -> &str {
+        "Never finishes."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn timeout(&self) -> Option<Duration> {
+        Some(Duration::from_millis(50))
+    }
+    async fn call(&self, _args: Value, _ctx: ToolContext) -> Result<Value, ToolError> {
+        futures::future::pending::<()>().await;
+        Ok(Value::Null)
+    }
+}
+
+/// A tool that always fails.
+struct Failing;
+
+#[async_trait]
+impl Tool for Failing {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn description(&self) -> &str {
+        "Always fails."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    async fn call(&self, _args: Value, _ctx: ToolContext) -> Result<Value, ToolError> {
+        Err(ToolError::failed("the disk is on fire"))
+    }
+}
+
+fn ctx(step: u32, call: &str) -> ToolContext {
+    ToolContext::new("sarah", Uuid::nil(), step, call)
+        .user("u1")
+        .conversation("c1")
+}
+
+fn allowed(names: &[&str]) -> Arc<[String]> {
+    names
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn call(
+    tools: &Tools,
+    name: &str,
+    args: Value,
+    ctx: ToolContext,
+    may: &[&str],
+) -> impl std::future::Future<Output = Result<Value, ToolError>> {
+    let tools = tools.clone();
+    let call = ToolCall::new(name, args, ctx, allowed(may));
+    async move { tools.call(call).await }
+}
+
+fn test_tools(calls: Arc<AtomicUsize>) -> (Tree, Tools) {
+    ToolsBuilder::new()
+        .tool(EchoTool { calls })
+        .tool(Stuck)
+        .tool(Failing)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Schema, validation, routing
+
+#[test]
+fn the_schema_is_generated_from_the_rust_type() {
+    let schema = EchoTool {
+        calls: Default::default(),
+    }
+    .parameters();
+    assert_eq!(schema, schema_for::<EchoArgs>());
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["properties"]["text"]["type"], "string");
+    assert_eq!(
+        schema["properties"]["text"]["description"],
+        "The text to echo."
+    );
+    assert_eq!(schema["properties"]["times"]["minimum"], 1);
+    assert_eq!(schema["properties"]["times"]["maximum"], 5);
+    assert_eq!(schema["additionalProperties"], false);
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(required, ["text", "times"]);
+    assert!(schema.get("$schema").is_none());
+    assert!(schema.get("title").is_none());
+}
+
+#[test]
+fn the_registry_lists_definitions_for_model_requests() {
+    run_system(async {
+        let (tree, tools) = test_tools(Default::default());
+        let registry = tools.registry();
+        assert_eq!(registry.names(), ["echo", "failing", "stuck"]);
+        let defs = registry.definitions_for(&["stuck".into(), "nope".into(), "echo".into()]);
+        let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["stuck", "echo"]);
+        assert_eq!(defs[1].description, "Echoes text.");
+        assert_eq!(defs[1].parameters, schema_for::<EchoArgs>());
+        assert_eq!(registry.unknown(&["echo".into(), "nope".into()]), ["nope"]);
+        assert_eq!(registry.timeout("stuck"), Some(Duration::from_millis(50)));
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn a_valid_call_reaches_the_tool() {
+    run_system(async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (tree, tools) = test_tools(calls.clone());
+        let out = call(
+            &tools,
+            "echo",
+            json!({"text": "ab", "times": 2}),
+            ctx(0, "c"),
+            &["echo"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(out, json!({"ok": true, "data": "abab", "agent": "sarah"}));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn invalid_arguments_list_every_problem_and_the_tool_does_not_run() {
+    run_system(async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (tree, tools) = test_tools(calls.clone());
+        let err = call(
+            &tools,
+            "echo",
+            json!({"times": 9, "colour": "red"}),
+            ctx(0, "c"),
+            &["echo"],
+        )
+        .await
+        .unwrap_err();
+        let ToolError::InvalidArguments { issues } = &err else {
+            panic!("expected invalid arguments, got {err:?}");
+        };
+        assert_eq!(issues.len(), 3, "{issues:?}");
+        assert!(issues
+            .iter()
+            .any(|i| i.path.is_empty() && i.message.contains("\"text\"")));
+        assert!(issues
+            .iter()
+            .any(|i| i.path.is_empty() && i.message.contains("colour")));
+        assert!(issues
+            .iter()
+            .any(|i| i.path == "/times" && i.message.contains('5')));
+        let text = err.to_model_message();
+        assert!(text.starts_with("Invalid arguments:"), "{text}");
+        assert!(text.contains("/times:"), "{text}");
+        assert!(text.contains("call the tool again"), "{text}");
+        assert_eq!(err.to_result_value()["error"]["kind"], "invalid_arguments");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn unknown_and_denied_tools_are_errors_for_the_model() {
+    run_system(async {
+        let (tree, tools) = test_tools(Default::default());
+        let err = call(
+            &tools,
+            "rm_rf",
+            json!({}),
+            ctx(0, "c"),
+            &["echo", "failing"],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ToolError::UnknownTool {
+                name: "rm_rf".into(),
+                available: vec!["echo".into(), "failing".into()],
+            }
+        );
+        assert!(err
+            .to_model_message()
+            .contains("Available tools: echo, failing"));
+
+        let err = call(&tools, "stuck", json!({}), ctx(0, "c"), &["echo"])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ToolError::Denied {
+                name: "stuck".into(),
+                agent_id: "sarah".into(),
+                allowed: vec!["echo".into()],
+            }
+        );
+        assert_eq!(err.kind(), "denied");
+
+        let err = call(&tools, "failing", json!({}), ctx(0, "c"), &["failing"])
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_model_message(), "Tool error: the disk is on fire");
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn a_tool_past_its_timeout_is_stopped_and_reported() {
+    run_system(async {
+        let (tree, tools) = test_tools(Default::default());
+        let err = call(&tools, "stuck", json!({}), ctx(0, "c"), &["stuck"])
+            .await
+            .unwrap_err();
+        assert_eq!(err, ToolError::TimedOut { after_ms: 50 });
+        // The router and the other tools carry on.
+        let out = call(
+            &tools,
+            "echo",
+            json!({"text": "x", "times": 1}),
+            ctx(0, "d"),
+            &["echo"],
+        )
+        .await;
+        assert!(out.is_ok());
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn a_panicking_tool_restarts_alone_and_everything_keeps_running() {
+    run_system(async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (tree, tools) = test_tools(calls.clone());
+        let err = call(
+            &tools,
+            "echo",
+            json!({"text": "x", "times": 1, "panic": true}),
+            ctx(0, "c"),
+            &["echo"],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), "crashed");
+        assert!(err.to_model_message().contains("restarted"));
+
+        // Another tool and the router were untouched.
+        let other = call(&tools, "failing", json!({}), ctx(0, "d"), &["failing"]).await;
+        assert_eq!(other.unwrap_err().kind(), "failed");
+        // The crashed tool answers again from its restarted actor.
+        let again = call(
+            &tools,
+            "echo",
+            json!({"text": "y", "times": 1}),
+            ctx(0, "e"),
+            &["echo"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(again["data"], "y");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let children = tree.root().children().await.unwrap();
+        let restarts = |id: &str| {
+            children
+                .iter()
+                .find(|c| c.id == id)
+                .map(|c| c.restarts)
+                .unwrap()
+        };
+        assert_eq!(restarts("tool:echo"), 1);
+        assert_eq!(restarts("tool:failing"), 0);
+        assert_eq!(restarts("router"), 0);
+        tree.shutdown().await;
+    });
+}
+
+#[test]
+fn bad_tool_declarations_are_refused_at_build() {
+    struct Named(&'static str, Value);
+    #[async_trait]
+    impl Tool for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn description(&self) -> &str {
+            "x"
+        }
+        fn parameters(&self) -> Value {
+            self.1.clone()
+        }
+        async fn call(&self, _: Value, _: ToolContext) -> Result<Value, ToolError> {
+            Ok(Value::Null)
+        }
+    }
+    let err = ToolsBuilder::new()
+        .tool(Named("a", json!({})))
+        .tool(Named("a", json!({})))
+        .build()
+        .unwrap_err();
+    assert_eq!(err, ToolSetupError::Duplicate { name: "a".into() });
+    let err = ToolsBuilder::new()
+        .tool(Named("bad name", json!({})))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ToolSetupError::InvalidTool { .. }), "{err:?}");
+    let err = ToolsBuilder::new()
+        .tool(Named("s", json!({"type": 12})))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ToolSetupError::InvalidTool { .. }), "{err:?}");
+}
+
+#[test]
+fn the_tools_mount_under_a_parent_supervisor() {
+    run_system(async {
+        let (spec, mount) = ToolsBuilder::new()
+            .tool(Failing)
+            .build()
+            .unwrap()
+            .into_parts();
+        let tree = SupervisorSpec::new("root")
+            .supervisor(spec)
+            .start()
+            .unwrap();
+        let tools = mount.connect(&tree, "tools").unwrap();
+        let err = call(&tools, "failing", json!({}), ctx(0, "c"), &["failing"])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "failed");
+        tree.shutdown().await;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Built-in tools on a real store and engine
+
+struct Noop {
+    name: &'static str,
+    category: WorkerCategory,
+}
+
+#[async_trait]
+impl Worker for Noop {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        "does nothing"
+    }
+    fn category(&self) -> WorkerCategory {
+        self.category.clone()
+    }
+    async fn run(&self, _args: Value, _ctx: JobContext) -> Result<Value, WorkerError> {
+        Ok(json!({"done": true}))
+    }
+}
+
+struct Env {
+    _dir: TempDir,
+    store: SledStore,
+    engine: WorkerEngine,
+    trees: Vec<Tree>,
+    tools: Tools,
+}
+
+const ALL: &[&str] = &[
+    "scheduler",
+    "worker_manager",
+    "create_task",
+    "send_message",
+    "remember",
+    "recall",
+    "analyze_code",
+];
+
+impl Env {
+    fn start(registry: bool) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap();
+        let engine = WorkerEngine::builder(Arc::new(store.clone()) as Arc<dyn Store>)
+            .worker(Noop {
+                name: "memory_compaction_worker",
+                category: WorkerCategory::Memory,
+            })
+            .worker(Noop {
+                name: "sarah",
+                category: WorkerCategory::Agent,
+            })
+            .worker(Noop {
+                name: "bob",
+                category: WorkerCategory::Agent,
+            })
+            .diagnostics()
+            .start()
+            .unwrap();
+        let memory_store: Arc<dyn MemoryStore> = Arc::new(store.clone());
+        let memory_tree = SupervisorSpec::new("troupe")
+            .child(ChildSpec::try_new("memory", move || {
+                MemoryActor::new(memory_store.clone(), RecallWeights::default())
+            }))
+            .start()
+            .unwrap();
+        let memory = memory_tree.actor::<MemoryActor>("memory").unwrap();
+        let checkpoints: Option<Arc<dyn CheckpointStore>> = if registry {
+            Some(Arc::new(store.clone()))
+        } else {
+            None
+        };
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join("src")).unwrap();
+        let (tools_tree, tools) = ToolsBuilder::new()
+            .tool(SchedulerTool::new(engine.clone(), checkpoints.clone()))
+            .tool(WorkerManagerTool::new(engine.clone()))
+            .tool(CreateTaskTool::new(engine.clone(), checkpoints))
+            .tool(SendMessageTool::new(Arc::new(store.clone())))
+            .tool(RememberTool::new(memory.recipient()))
+            .tool(RecallTool::new(memory.recipient()))
+            .tool(AnalyzeCodeTool::new(&project))
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        Env {
+            _dir: dir,
+            store,
+            engine,
+            trees: vec![memory_tree, tools_tree],
+            tools,
+        }
+    }
+
+    fn project(&self) -> std::path::PathBuf {
+        self._dir.path().join("project")
+    }
+
+    async fn call(&self, name: &str, args: Value, ctx: ToolContext) -> Result<Value, ToolError> {
+        call(&self.tools, name, args, ctx, ALL).await
+    }
+
+    async fn jobs_of(&self, worker: &str) -> Vec<troupe::job::Job> {
+        self.engine
+            .list_jobs(&ListQuery {
+                worker: Some(worker.into()),
+                limit: 1000,
+                ..ListQuery::default()
+            })
+            .await
+            .unwrap()
+            .jobs
+    }
+
+    async fn stop(self) {
+        for tree in &self.trees {
+            tree.shutdown().await;
+        }
+        self.engine.shutdown().await.unwrap();
+    }
+}
+
+fn job_id_of(out: &Value) -> Uuid {
+    out["data"]["jobId"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn scheduler_enqueues_once_per_call_and_answers_in_the_seed_shape() {
+    run_system(async {
+        let env = Env::start(true);
+        let args = json!({"kind": "memory_compaction", "title": "weekly", "content": "keep names"});
+        let first = env
+            .call("scheduler", args.clone(), ctx(1, "call_a"))
+            .await
+            .unwrap();
+        let id = job_id_of(&first);
+        assert_eq!(
+            first,
+            json!({"ok": true, "data": {
+                "scheduled": true,
+                "jobId": id.to_string(),
+                "workerName": "memory_compaction_worker",
+            }})
+        );
+        let job = env.engine.wait_for(id).await.unwrap();
+        assert_eq!(job.status, JobStatus::Completed);
+        assert_eq!(job.args["kind"], "memory_compaction");
+        assert_eq!(job.args["agentId"], "sarah");
+        assert_eq!(job.args["userId"], "u1");
+        assert_eq!(job.args["title"], "weekly");
+        assert_eq!(job.ctx.source.as_deref(), Some("tool:scheduler"));
+        assert_eq!(job.ctx.conversation_id.as_deref(), Some("c1"));
+
+        // The same step replayed after the job ended: nothing new.
+        for _ in 0..3 {
+            let again = env
+                .call("scheduler", args.clone(), ctx(1, "call_a"))
+                .await
+                .unwrap();
+            assert_eq!(again, first);
+        }
+        assert_eq!(env.jobs_of("memory_compaction_worker").await.len(), 1);
+
+        // Another call is another job.
+        let other = env.call("scheduler", args, ctx(1, "call_b")).await.unwrap();
+        assert_ne!(job_id_of(&other), id);
+        assert_eq!(env.jobs_of("memory_compaction_worker").await.len(), 2);
+        env.stop().await;
+    });
+}
+
+#[test]
+fn scheduler_finishes_a_call_that_crashed_between_claim_and_enqueue() {
+    run_system(async {
+        let env = Env::start(true);
+        // A previous run claimed the key with this job id, then died.
+        let recorded = Uuid::now_v7();
+        let key = format!("scheduler:{}", ctx(4, "call_z").idempotency_key());
+        let claim = env
+            .store
+            .claim_key(&key, json!({"jobId": recorded}))
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Claimed);
+        assert!(env.jobs_of("memory_compaction_worker").await.is_empty());
+
+        let out = env
+            .call(
+                "scheduler",
+                json!({"kind": "memory_compaction"}),
+                ctx(4, "call_z"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(job_id_of(&out), recorded);
+        env.engine.wait_for(recorded).await.unwrap();
+        let again = env
+            .call(
+                "scheduler",
+                json!({"kind": "memory_compaction"}),
+                ctx(4, "call_z"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, out);
+        assert_eq!(env.jobs_of("memory_compaction_worker").await.len(), 1);
+        env.stop().await;
+    });
+}
+
+#[test]
+fn without_the_registry_the_unique_key_guards_an_active_job() {
+    run_system(async {
+        let env = Env::start(false);
+        env.engine
+            .pause(PauseTarget::Worker("memory_compaction_worker".into()))
+            .await
+            .unwrap();
+        let args = json!({"kind": "memory_compaction"});
+        let first = env
+            .call("scheduler", args.clone(), ctx(0, "k"))
+            .await
+            .unwrap();
+        let again = env.call("scheduler", args, ctx(0, "k")).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(env.jobs_of("memory_compaction_worker").await.len(), 1);
+        env.stop().await;
+    });
+}
+
+#[test]
+fn scheduler_refuses_unknown_kinds() {
+    run_system(async {
+        let env = Env::start(true);
+        let err = env
+            .call("scheduler", json!({"kind": "defrag"}), ctx(0, "k"))
+            .await
+            .unwrap_err();
+        let ToolError::InvalidArguments { issues } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(issues[0].path, "/kind");
+        assert!(
+            issues[0].message.contains("memory_compaction"),
+            "{issues:?}"
+        );
+        assert!(env.jobs_of("memory_compaction_worker").await.is_empty());
+        env.stop().await;
+    });
+}
+
+#[test]
+fn worker_manager_lists_workers_and_jobs() {
+    run_system(async {
+        let env = Env::start(true);
+        let out = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_workers"}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["ok"], true);
+        let workers = out["data"].as_array().unwrap();
+        let names: Vec<&str> = workers
+            .iter()
+            .map(|w| w["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"memory_compaction_worker"), "{names:?}");
+        assert!(names.contains(&"echo"), "{names:?}");
+        let sarah = workers.iter().find(|w| w["name"] == "sarah").unwrap();
+        assert_eq!(sarah["category"], "agent");
+        assert!(sarah["description"].is_string());
+        assert!(sarah["concurrency"].is_u64());
+
+        for i in 0..3 {
+            let job = env
+                .engine
+                .enqueue(
+                    "echo",
+                    json!({"i": i}),
+                    JobCtx::default(),
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap();
+            env.engine.wait_for(job.job().id).await.unwrap();
+        }
+        let out = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_jobs", "status": "completed", "worker": "echo", "limit": 2}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap();
+        let jobs = out["data"].as_array().unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0]["workerName"], "echo");
+        assert_eq!(jobs[0]["status"], "completed");
+        assert_eq!(jobs[0]["args"], json!({"i": 2}), "newest first");
+        for key in ["id", "createdAt", "updatedAt", "ctx", "error"] {
+            assert!(jobs[0].get(key).is_some(), "missing {key}");
+        }
+
+        let err = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_jobs", "limit": 0}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "invalid_arguments");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn create_task_enqueues_a_task_for_an_agent_once() {
+    run_system(async {
+        let env = Env::start(true);
+        let args = json!({"prompt": "review the login page", "agentId": "bob"});
+        let out = env
+            .call("create_task", args.clone(), ctx(2, "t1"))
+            .await
+            .unwrap();
+        assert_eq!(out["data"]["created"], true);
+        assert_eq!(out["data"]["agentId"], "bob");
+        let id = job_id_of(&out);
+        let job = env.engine.wait_for(id).await.unwrap();
+        assert_eq!(job.worker_name, "bob");
+        assert_eq!(job.args, json!({"prompt": "review the login page"}));
+        assert_eq!(job.ctx.user_id.as_deref(), Some("u1"));
+        assert_eq!(job.ctx.extra["requestedBy"], "sarah");
+        assert_eq!(job.ctx.extra["parentJobId"], Uuid::nil().to_string());
+
+        let again = env.call("create_task", args, ctx(2, "t1")).await.unwrap();
+        assert_eq!(job_id_of(&again), id);
+        assert_eq!(again["data"]["created"], false);
+        assert_eq!(env.jobs_of("bob").await.len(), 1);
+
+        // Defaults to the calling agent.
+        let own = env
+            .call("create_task", json!({"prompt": "follow up"}), ctx(2, "t2"))
+            .await
+            .unwrap();
+        assert_eq!(own["data"]["agentId"], "sarah");
+
+        // Only agents can be given tasks.
+        for target in ["echo", "nobody"] {
+            let err = env
+                .call(
+                    "create_task",
+                    json!({"prompt": "x", "agentId": target}),
+                    ctx(2, "t3"),
+                )
+                .await
+                .unwrap_err();
+            let ToolError::InvalidArguments { issues } = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(issues[0].path, "/agentId");
+            assert!(issues[0].message.contains("bob, sarah"), "{issues:?}");
+        }
+        assert!(env.jobs_of("echo").await.is_empty());
+        env.stop().await;
+    });
+}
+
+#[test]
+fn send_message_stores_one_message_per_call() {
+    run_system(async {
+        let env = Env::start(true);
+        let out = env
+            .call("send_message", json!({"content": "Hello!"}), ctx(0, "m1"))
+            .await
+            .unwrap();
+        assert_eq!(out["data"]["conversationId"], "c1");
+        assert_eq!(out["data"]["created"], true);
+        let again = env
+            .call("send_message", json!({"content": "Hello!"}), ctx(0, "m1"))
+            .await
+            .unwrap();
+        assert_eq!(again["data"]["messageId"], out["data"]["messageId"]);
+        assert_eq!(again["data"]["created"], false);
+
+        let messages = ConversationStore::list(&env.store, "c1").await.unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].content, "Hello!");
+        assert_eq!(messages[0].author, "sarah");
+        assert_eq!(messages[0].id.to_string(), out["data"]["messageId"]);
+
+        env.call(
+            "send_message",
+            json!({"content": "elsewhere", "conversationId": "c2"}),
+            ctx(0, "m2"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            ConversationStore::list(&env.store, "c2")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let no_conversation = ToolContext::new("sarah", Uuid::nil(), 0, "m3");
+        let err = env
+            .call("send_message", json!({"content": "hi"}), no_conversation)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "invalid_arguments");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn remember_and_recall_go_through_the_memory_actor() {
+    run_system(async {
+        let env = Env::start(true);
+        let args =
+            json!({"type": "preference", "content": "The user prefers dark mode", "importance": 8});
+        let first = env
+            .call("remember", args.clone(), ctx(0, "r1"))
+            .await
+            .unwrap();
+        let again = env.call("remember", args, ctx(0, "r1")).await.unwrap();
+        assert_eq!(again["data"]["memoryId"], first["data"]["memoryId"]);
+        assert_eq!(again["data"]["created"], false);
+        env.call(
+            "remember",
+            json!({"type": "fact", "content": "The app is written in React", "importance": 5, "scope": "agent"}),
+            ctx(0, "r2"),
+        )
+        .await
+        .unwrap();
+        let user_scope = MemoryScope::user("sarah", "u1");
+        assert_eq!(
+            MemoryStore::list(&env.store, &user_scope, false)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let found = env
+            .call("recall", json!({"query": "dark mode"}), ctx(1, "q"))
+            .await
+            .unwrap();
+        let data = found["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1);
+        assert_eq!(data[0]["content"], "The user prefers dark mode");
+        assert_eq!(data[0]["type"], "preference");
+        let agent_wide = env
+            .call(
+                "recall",
+                json!({"query": "react", "scope": "agent"}),
+                ctx(1, "q2"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            agent_wide["data"][0]["content"],
+            "The app is written in React"
+        );
+
+        let err = env
+            .call(
+                "remember",
+                json!({"type": "fact", "content": "x", "importance": 11}),
+                ctx(0, "r3"),
+            )
+            .await
+            .unwrap_err();
+        let ToolError::InvalidArguments { issues } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(issues[0].path, "/importance");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn analyze_code_reports_metrics_for_snippets_and_project_files() {
+    run_system(async {
+        let env = Env::start(true);
+        let code = "fn main() {\n    // TODO: greet properly\n    if true {\n        println!(\"hi\");\n    }\n}\n";
+        let out = env
+            .call("analyze_code", json!({"code": code}), ctx(0, "a"))
+            .await
+            .unwrap();
+        let d = &out["data"];
+        assert_eq!(d["language"], "rust");
+        assert_eq!(d["lines"], 6);
+        assert_eq!(d["commentLines"], 1);
+        assert_eq!(d["todoCount"], 1);
+        assert_eq!(d["maxNesting"], 2);
+        assert_eq!(
+            d["longestBlock"],
+            json!({"name": "main", "startLine": 1, "lines": 6})
+        );
+
+        std::fs::write(
+            env.project().join("src/app.py"),
+            "def f(x):\n    return x\n",
+        )
+        .unwrap();
+        let out = env
+            .call("analyze_code", json!({"path": "src/app.py"}), ctx(0, "b"))
+            .await
+            .unwrap();
+        assert_eq!(out["data"]["language"], "python");
+        assert_eq!(out["data"]["path"], "src/app.py");
+        assert_eq!(out["data"]["functions"], 1);
+
+        // Same input, same report.
+        let again = env
+            .call("analyze_code", json!({"path": "src/app.py"}), ctx(0, "c"))
+            .await
+            .unwrap();
+        assert_eq!(again, out);
+
+        let err = env
+            .call(
+                "analyze_code",
+                json!({"code": "x", "path": "src/app.py"}),
+                ctx(0, "d"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "invalid_arguments");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn analyze_code_refuses_paths_outside_the_project_root() {
+    run_system(async {
+        let env = Env::start(true);
+        let secret = env._dir.path().join("secret.txt");
+        std::fs::write(&secret, "password").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&secret, env.project().join("src/link.txt")).unwrap();
+            std::os::unix::fs::symlink(env._dir.path(), env.project().join("up")).unwrap();
+        }
+        let mut refused = vec![
+            "../secret.txt".to_string(),
+            "src/../../secret.txt".to_string(),
+            secret.display().to_string(),
+            "/etc/passwd".to_string(),
+        ];
+        if cfg!(unix) {
+            refused.push("src/link.txt".into());
+            refused.push("up/secret.txt".into());
+        }
+        for path in refused {
+            let err = env
+                .call("analyze_code", json!({"path": path}), ctx(0, "p"))
+                .await
+                .unwrap_err();
+            let ToolError::InvalidArguments { issues } = &err else {
+                panic!("{path}: {err:?}");
+            };
+            assert_eq!(issues[0].path, "/path", "{path}");
+            let text = err.to_model_message();
+            assert!(!text.contains("password"), "{text}");
+            assert!(
+                issues[0].message.contains("outside the project root")
+                    || issues[0].message.contains("without `..`"),
+                "{path}: {issues:?}"
+            );
+        }
+        let err = env
+            .call(
+                "analyze_code",
+                json!({"path": "src/missing.rs"}),
+                ctx(0, "p"),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_model_message().contains("no file"), "{err:?}");
+        let err = env
+            .call("analyze_code", json!({"path": "src"}), ctx(0, "p"))
+            .await
+            .unwrap_err();
+        assert!(err.to_model_message().contains("not a file"), "{err:?}");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn builtin_schemas_are_self_contained_and_plain() {
+    run_system(async {
+        let env = Env::start(true);
+        for def in env.tools.registry().definitions() {
+            let text = def.parameters.to_string();
+            println!("{}: {}", def.name, text);
+            for word in ["$ref", "$defs", "oneOf", "$schema"] {
+                assert!(!text.contains(word), "{}: {word} in {text}", def.name);
+            }
+            assert_eq!(def.parameters["type"], "object", "{}", def.name);
+            assert_eq!(
+                def.parameters["additionalProperties"], false,
+                "{}",
+                def.name
+            );
+        }
+        let scheduler = env.tools.registry().get("scheduler").unwrap();
+        assert_eq!(
+            scheduler.parameters["properties"]["kind"]["enum"],
+            json!(["memory_compaction"])
+        );
+        assert_eq!(scheduler.parameters["required"], json!(["kind"]));
+        env.stop().await;
+    });
+}
