@@ -21,7 +21,7 @@ use troupe_actors::{ActorRef, ChildSpec, SupervisorSpec, Tree};
 
 use crate::agent::{
     AgentRuntime, AgentWorker, CompactionWorker, ModelGateway, OfflineGateway, ProcessingResult,
-    RuntimeSlot,
+    ProviderGateway, RuntimeSlot,
 };
 use crate::config::TroupeConfig;
 use crate::engine::{EngineConfig, EngineError, Registration, WorkerEngine};
@@ -29,9 +29,12 @@ use crate::job::schedule::{Schedule, ScheduleSpec};
 use crate::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
 use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
+use crate::provider::set::ProviderSet;
+use crate::secrets::Credentials;
 use crate::store::{SledConfig, SledStore, Store, StoreError};
 use crate::tools::builtin::Builtins;
 use crate::tools::{Tool, ToolSetupError, Tools, ToolsBuilder};
+use crate::usage::{PriceTable, UsageMeter, UsageStore};
 
 /// Why the runtime could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -114,22 +117,51 @@ impl TroupeBuilder {
             Some(s) => s,
             None => SledStore::open(SledConfig::new(&self.config.store.data_dir))?,
         };
-        let gateway = self.gateway.unwrap_or_else(|| Arc::new(OfflineGateway));
         let slot: RuntimeSlot = Arc::new(OnceLock::new());
 
-        // 1. The Memory actor.
+        // 1. The Memory actor and the provider actors.
+        let providers = if self.config.providers.is_empty() {
+            None
+        } else {
+            let credentials = Credentials::from_env(store.dir())
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
+            let mut meter =
+                UsageMeter::new(usage).with_prices(PriceTable::from_config(&self.config.pricing));
+            for agent in &self.config.agents {
+                if let Some(budget) = agent.budget {
+                    meter = meter.with_budget(agent.id.clone(), budget);
+                }
+            }
+            let set = ProviderSet::build(&self.config.providers, &credentials, Some(meter))
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            Some(set)
+        };
         let memory_store: Arc<dyn crate::memory::MemoryStore> = Arc::new(store.clone());
         let weights = RecallWeights::default();
         weights.validate()?;
-        let troupe_tree = SupervisorSpec::new("troupe")
+        let mut troupe_spec = SupervisorSpec::new("troupe")
             .child(ChildSpec::try_new("memory", move || {
                 MemoryActor::new(memory_store.clone(), weights)
-            }))
+            }));
+        if let Some(set) = &providers {
+            troupe_spec = troupe_spec.supervisor(set.supervisor_spec("providers"));
+        }
+        let troupe_tree = troupe_spec
             .start()
             .map_err(|e| RuntimeError::Start(e.to_string()))?;
         let memory: ActorRef<MemoryActor> = troupe_tree
             .actor("memory")
             .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        if let Some(set) = &providers {
+            set.attach(&troupe_tree, "providers")
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        }
+        let gateway: Arc<dyn ModelGateway> = match (self.gateway, &providers) {
+            (Some(g), _) => g,
+            (None, Some(set)) => Arc::new(ProviderGateway::new(set.clone())),
+            (None, None) => Arc::new(OfflineGateway),
+        };
 
         // 2. The engine, with the agents as workers.
         let engine_config = self.engine.unwrap_or_else(|| EngineConfig {
@@ -174,6 +206,16 @@ impl TroupeBuilder {
             tools = tools.tool_arc(tool);
         }
         let (tools_tree, tools) = tools.build()?.start()?;
+        for agent in &self.config.agents {
+            let unknown = tools.registry().unknown(&agent.tools);
+            if !unknown.is_empty() {
+                return Err(RuntimeError::Start(format!(
+                    "agent `{}` names tools that are not registered: {}",
+                    agent.id,
+                    unknown.join(", ")
+                )));
+            }
+        }
 
         // 4. Hand the agents their runtime, before the first claim.
         let runtime = AgentRuntime {
@@ -237,6 +279,7 @@ impl TroupeBuilder {
         }
 
         Ok(Troupe {
+            providers,
             config: self.config,
             store,
             engine,
@@ -250,6 +293,7 @@ impl TroupeBuilder {
 
 /// A running Troupe: agents, tools, memory and the job engine.
 pub struct Troupe {
+    providers: Option<ProviderSet>,
     config: TroupeConfig,
     store: SledStore,
     engine: WorkerEngine,
@@ -291,6 +335,11 @@ impl Troupe {
     /// The tools (registry and router).
     pub fn tools(&self) -> &Tools {
         &self.tools
+    }
+
+    /// The provider actors, when providers are configured (status, breakers).
+    pub fn providers(&self) -> Option<&ProviderSet> {
+        self.providers.as_ref()
     }
 
     /// The Memory actor.

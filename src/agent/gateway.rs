@@ -57,3 +57,50 @@ impl ModelGateway for OfflineGateway {
         Ok(OfflineModel.generate(&request))
     }
 }
+
+/// The gateway of a runtime with configured providers: each model call goes
+/// to the provider actors through the [`ProviderSet`](crate::provider::set::ProviderSet),
+/// which fails over along `modelConfig.fallbacks`; `provider = "offline"`
+/// still reaches the offline model.
+#[derive(Clone)]
+pub struct ProviderGateway {
+    set: crate::provider::set::ProviderSet,
+}
+
+impl ProviderGateway {
+    /// A gateway over an attached provider set.
+    pub fn new(set: crate::provider::set::ProviderSet) -> Self {
+        Self { set }
+    }
+
+    /// The provider set (status, breakers).
+    pub fn set(&self) -> &crate::provider::set::ProviderSet {
+        &self.set
+    }
+}
+
+#[async_trait]
+impl ModelGateway for ProviderGateway {
+    async fn generate(
+        &self,
+        meta: &CallMeta,
+        model: &ModelConfig,
+        request: GenerateRequest,
+    ) -> Result<GenerateResponse, ProviderError> {
+        if model.provider == OFFLINE_PROVIDER {
+            return OfflineGateway.generate(meta, model, request).await;
+        }
+        let route = crate::provider::route::ModelConfig {
+            provider: model.provider.clone(),
+            model: model.model.clone(),
+            temperature: Some(model.temperature),
+            max_tokens: Some(model.max_tokens),
+            fallbacks: model.fallbacks.clone(),
+        };
+        let mut msg = crate::provider::actor::Generate::new(request).agent(meta.agent_id.clone());
+        if let Some(job) = meta.job_id {
+            msg = msg.job(job);
+        }
+        self.set.generate(&route, msg).await
+    }
+}

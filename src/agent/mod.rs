@@ -11,7 +11,7 @@ mod task;
 mod worker;
 
 pub use compaction::CompactionWorker;
-pub use gateway::{CallMeta, ModelGateway, OfflineGateway};
+pub use gateway::{CallMeta, ModelGateway, OfflineGateway, ProviderGateway};
 pub use offline::{OfflineModel, OFFLINE_PROVIDER};
 pub use processing::{ProcessingResult, ToolCallRecord};
 pub use task::AgentRuntime;

@@ -188,7 +188,43 @@ fn plan_tool_calls(task: &str, request: &GenerateRequest) -> Vec<ToolCall> {
     if has(&["workers", "job table", "queue"]) {
         push("worker_manager", json!({ "action": "list_jobs" }));
     }
+    // Any other offered tool named in the task is called with its required
+    // arguments filled in from the task text.
+    for tool in &request.tools {
+        if BUILTIN.contains(&tool.name.as_str()) || !lower.contains(&tool.name.to_lowercase()) {
+            continue;
+        }
+        push(&tool.name, fill_required(&tool.parameters, line));
+    }
     calls
+}
+
+const BUILTIN: &[&str] = &[
+    "recall",
+    "analyze_code",
+    "remember",
+    "send_message",
+    "create_task",
+    "scheduler",
+    "worker_manager",
+];
+
+/// Arguments for a schema: each required string gets `text`, each required
+/// number 1, each required boolean `true`.
+fn fill_required(schema: &Value, text: &str) -> Value {
+    let mut args = serde_json::Map::new();
+    let required = schema["required"].as_array().cloned().unwrap_or_default();
+    for name in required.iter().filter_map(Value::as_str) {
+        let value = match schema["properties"][name]["type"].as_str() {
+            Some("integer") | Some("number") => json!(1),
+            Some("boolean") => json!(true),
+            Some("array") => json!([]),
+            Some("object") => json!({}),
+            _ => json!(text),
+        };
+        args.insert(name.to_string(), value);
+    }
+    Value::Object(args)
 }
 
 fn final_answer(task: &str, messages: &[Message]) -> String {

@@ -88,6 +88,7 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         concurrency: 1,
         max_steps: 6,
         reflect: false,
+        budget: None,
     });
     (config, note)
 }

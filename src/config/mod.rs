@@ -215,3 +215,106 @@ impl TroupeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TroupeConfig, ConfigError> {
+        TroupeConfig::parse(text, Path::new("troupe.toml"))
+    }
+
+    const AGENT: &str = r#"
+[[agents]]
+id = "sarah"
+name = "Sarah"
+systemPrompt = "You are Sarah."
+tools = ["send_message"]
+[agents.modelConfig]
+provider = "offline"
+model = "m"
+"#;
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/troupe.toml"));
+        let config = TroupeConfig::load(path).unwrap();
+        assert_eq!(config.agents[0].id, "sarah");
+        assert_eq!(
+            config.agents[0].model_config.fallbacks[0].provider,
+            "anthropic"
+        );
+        assert_eq!(config.providers.len(), 2);
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let config = parse(AGENT).unwrap();
+        let a = &config.agents[0];
+        assert_eq!((a.concurrency, a.max_steps), (4, 8));
+        assert_eq!(a.model_config.max_tokens, 2000);
+        assert_eq!(config.store.data_dir, PathBuf::from("./troupe-data"));
+    }
+
+    #[test]
+    fn bad_configs_name_file_key_and_reason() {
+        let cases = [
+            (AGENT.replace("systemPrompt", "sytemPrompt"), "sytemPrompt"),
+            (
+                AGENT.replace("\"send_message\"", "\"teleport\""),
+                "agents[0].tools[0]",
+            ),
+            (
+                AGENT.replace("provider = \"offline\"", "provider = \"nope\""),
+                "agents[0].modelConfig.provider",
+            ),
+            (
+                AGENT.replace("model = \"m\"", "model = \"m\"\ntemperature = 7.0"),
+                "agents[0].modelConfig.temperature",
+            ),
+            (format!("{AGENT}{AGENT}"), "defined twice"),
+            (
+                AGENT.replace("id = \"sarah\"", "id = \"sa rah\""),
+                "agents[0].id",
+            ),
+            (
+                "[engine]\nconcurrency = 0".to_string(),
+                "engine.concurrency",
+            ),
+            (
+                "[engine]\ndrainTimeout = \"soon\"".to_string(),
+                "engine.drainTimeout",
+            ),
+            (
+                "[[schedules]]\nid = \"s\"\nworker = \"echo\"\ncron = \"bad cron\"".to_string(),
+                "schedules[0].cron",
+            ),
+            (
+                "[[schedules]]\nid = \"s\"\nworker = \"ghost\"\nevery = \"1m\"".to_string(),
+                "unknown worker `ghost`",
+            ),
+            (
+                "[[providers]]\nname = \"x\"\ntype = \"openai-compatible\"".to_string(),
+                "providers[0].baseUrl",
+            ),
+            (
+                "[[providers]]\nname = \"x\"\ntype = \"skynet\"".to_string(),
+                "skynet",
+            ),
+            ("this is = = not toml".to_string(), "troupe.toml"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).expect_err(expected).to_string();
+            assert!(err.starts_with("troupe.toml"), "names the file: {err}");
+            assert!(err.contains(expected), "expected `{expected}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = TroupeConfig::load(Path::new("/nonexistent/troupe.toml")).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("/nonexistent/troupe.toml: cannot read"));
+    }
+}

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::provider::route::ModelRef;
 use crate::provider::ProviderConfig;
+use crate::usage::{Budget, PricingConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -32,6 +34,9 @@ pub struct TroupeConfig {
     /// Tool settings.
     #[serde(default)]
     pub tools: ToolsSection,
+    /// Model prices (defaults for common models, dated; override here).
+    #[serde(default)]
+    pub pricing: PricingConfig,
 }
 
 /// `[store]`.
@@ -108,6 +113,9 @@ pub struct AgentConfig {
     /// After a task, ask the model what it learned and remember it.
     #[serde(default)]
     pub reflect: bool,
+    /// Daily token and/or cost limit; calls past it are refused.
+    #[serde(default)]
+    pub budget: Option<Budget>,
 }
 
 fn default_agent_concurrency() -> usize {
@@ -145,15 +153,8 @@ fn default_max_tokens() -> u32 {
     2000
 }
 
-/// One fallback model.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Fallback {
-    /// A configured provider's name.
-    pub provider: String,
-    /// The model id at that provider.
-    pub model: String,
-}
+/// One fallback model: a configured provider and a model id there.
+pub type Fallback = ModelRef;
 
 /// One `[[schedules]]` entry.
 #[derive(Debug, Clone, Deserialize)]

@@ -95,8 +95,20 @@ pub fn tokenize(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(|t| t.to_lowercase())
+        .filter(|t| !STOPWORDS.contains(&t.as_str()))
         .collect()
 }
+
+/// Words too common to say anything about relevance: without this, "the" in
+/// a question matches every memory that says "the" as strongly as the word
+/// the question is about.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
+    "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its",
+    "me", "my", "of", "on", "or", "our", "should", "so", "that", "the", "their", "them", "then",
+    "there", "these", "they", "this", "to", "us", "was", "we", "were", "what", "when", "where",
+    "which", "who", "why", "will", "with", "would", "you", "your",
+];
 
 /// Raw recency of a memory at `now`: `0.995 ^ hours since last access`, in
 /// `(0, 1]`.
@@ -152,6 +164,15 @@ pub fn bm25(query: &str, documents: &[&str]) -> Vec<f64> {
         .collect()
 }
 
+/// About one minute of decay (0.995^(1/60) ≈ 1 − 8.4e-5).
+const RECENCY_RESOLUTION: f64 = 8e-5;
+
+fn spread(values: &[f64]) -> f64 {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    max - min
+}
+
 /// Min-max normalisation to `[0, 1]`; all zeros when the values do not
 /// differ (or are not finite).
 fn normalise(values: &[f64]) -> Vec<f64> {
@@ -194,7 +215,13 @@ pub fn rank(
     let importance_raw: Vec<f64> = memories.iter().map(|m| f64::from(m.importance)).collect();
     let documents: Vec<&str> = memories.iter().map(|m| m.content.as_str()).collect();
     let relevance_raw = bm25(query, &documents);
-    let rec = normalise(&recency_raw);
+    // Min-max normalisation would stretch a gap of milliseconds into the
+    // whole 0–1 range; recencies closer than a minute's decay count as equal.
+    let rec = if spread(&recency_raw) < RECENCY_RESOLUTION {
+        vec![0.0; recency_raw.len()]
+    } else {
+        normalise(&recency_raw)
+    };
     let imp = normalise(&importance_raw);
     let rel = normalise(&relevance_raw);
     let mut scored: Vec<ScoredMemory> = memories
@@ -370,7 +397,9 @@ mod tests {
             let ordered = ranked.windows(2).all(|w| {
                 recency(w[0].memory.last_accessed_at, now) >= recency(w[1].memory.last_accessed_at, now)
             });
-            prop_assert!(ordered);
+            // Recencies all within a minute's decay of each other are ties.
+            let raw: Vec<f64> = ranked.iter().map(|s| recency(s.memory.last_accessed_at, now)).collect();
+            prop_assert!(ordered || spread(&raw) < RECENCY_RESOLUTION);
         }
 
         #[test]

@@ -159,11 +159,18 @@ impl TypedTool for AnalyzeCodeTool {
                 ))
             }
         };
-        let report = analyze(
-            &source,
-            args.language.as_deref(),
-            path.as_deref().map(Path::new),
-        );
+        // Up to a megabyte of text: off the actor's thread.
+        let language = args.language;
+        let for_analysis = path.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            analyze(
+                &source,
+                language.as_deref(),
+                for_analysis.as_deref().map(Path::new),
+            )
+        })
+        .await
+        .map_err(|e| ToolError::failed(format!("the analysis failed: {e}")))?;
         let mut data = json!(report);
         if let Some(path) = path {
             data["path"] = json!(path);

@@ -1,0 +1,87 @@
+//! Embedding Troupe in a Rust service: a custom tool, an agent, a task.
+//!
+//! Run: `cargo run --example embedded`
+//!
+//! The agent uses the deterministic offline model, so this runs without a
+//! key; put a provider in `config.providers` and name it in the agent's
+//! `modelConfig` to use a real model.
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::runtime::{TaskOptions, Troupe};
+use troupe::tools::{ToolContext, ToolError, TypedTool};
+
+/// A tool of our own: one trait, with the argument schema generated from
+/// the Rust type.
+struct WordCount;
+
+/// Arguments of `word_count`.
+#[derive(Deserialize, JsonSchema)]
+struct WordCountArgs {
+    /// The text to count words in.
+    text: String,
+}
+
+#[async_trait]
+impl TypedTool for WordCount {
+    type Args = WordCountArgs;
+
+    fn name(&self) -> &str {
+        "word_count"
+    }
+
+    fn description(&self) -> &str {
+        "Counts the words in a text."
+    }
+
+    async fn run(&self, args: WordCountArgs, _ctx: ToolContext) -> Result<Value, ToolError> {
+        Ok(json!({ "ok": true, "data": { "words": args.text.split_whitespace().count() } }))
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("troupe-embedded-{}", std::process::id()));
+    let mut config = TroupeConfig::default();
+    config.store.data_dir = dir.clone();
+    config.agents.push(AgentConfig {
+        id: "editor".into(),
+        name: "Eddie the Editor".into(),
+        system_prompt: "You are an editor. Use your tools.".into(),
+        tools: vec!["word_count".into(), "remember".into()],
+        model_config: ModelConfig {
+            provider: "offline".into(),
+            model: "offline".into(),
+            temperature: 0.2,
+            max_tokens: 500,
+            fallbacks: Vec::new(),
+        },
+        concurrency: 2,
+        max_steps: 4,
+        reflect: false,
+        budget: None,
+    });
+    // `tools` names in the config are checked against the built-ins; a
+    // custom tool is registered on the builder instead.
+    troupe_actors::run_system(async move {
+        let troupe = Troupe::builder(config).tool(WordCount).start().await?;
+        let job = troupe
+            .task(
+                "editor",
+                "Use word_count on this sentence and remember the result",
+                TaskOptions::default(),
+            )
+            .await?;
+        let result = troupe.wait(job.id).await?;
+        println!("success: {}", result.success);
+        for call in &result.tool_calls {
+            println!("  {} {} -> {}", call.tool, call.parameters, call.result);
+        }
+        println!("answer: {}", result.response.unwrap_or_default());
+        troupe.shutdown().await?;
+        println!("data in {}", dir.display());
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
