@@ -7,8 +7,10 @@
 //! ToolRouter, send the results back, and repeat until a final answer or
 //! `maxSteps`.
 //!
-//! Every step is checkpointed under the job before the loop moves on: the
-//! built context, each model reply, each round of tool results. After a
+//! Every step is checkpointed under the job before the loop moves on: each
+//! model reply (the first together with the context it was asked with) and
+//! each round of tool results. Checkpoints stay with the job and are removed
+//! when retention prunes it. After a
 //! crash or a retry the task resumes from its last checkpoint, so a model
 //! call already answered is not paid for again and a tool round already run
 //! is not run again. A crash between a tool's effect and its checkpoint
@@ -78,6 +80,13 @@ struct TaskState {
 }
 
 impl TaskState {
+    fn apply_context(&mut self, context: &Value) -> Result<(), String> {
+        self.system = context["system"].as_str().unwrap_or_default().to_string();
+        self.messages =
+            serde_json::from_value(context["messages"].clone()).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     fn apply(&mut self, record: &Value) -> Result<(), String> {
         self.records += 1;
         match record["kind"].as_str() {
@@ -87,6 +96,9 @@ impl TaskState {
                     .map_err(|e| e.to_string())?;
             }
             Some("model") => {
+                if let Some(context) = record.get("context") {
+                    self.apply_context(context)?;
+                }
                 let response: GenerateResponse = serde_json::from_value(record["response"].clone())
                     .map_err(|e| e.to_string())?;
                 self.steps += 1;
@@ -159,6 +171,7 @@ pub(crate) async fn run(
     let job_id = job.job_id;
 
     let mut state = TaskState::default();
+    let mut pending_context: Option<Value> = None;
     let saved = rt
         .checkpoints
         .load(job_id)
@@ -181,14 +194,13 @@ pub(crate) async fn run(
             &job,
         )
         .await?;
-        save(
-            rt,
-            job_id,
-            &mut state,
-            json!({"kind": "context", "system": built.0, "messages": built.1}),
-            id,
-        )
-        .await?;
+        // The context is checkpointed with the first model reply: until that
+        // reply exists, building it again (recall, history) is as good.
+        let context = json!({"system": built.0, "messages": built.1});
+        state
+            .apply_context(&context)
+            .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))?;
+        pending_context = Some(context);
     } else {
         tracing::info!(agent = id, job = %job_id, steps = state.steps, "resuming task from its checkpoint");
     }
@@ -243,14 +255,11 @@ pub(crate) async fn run(
             .await
             .map_err(|e| provider_error(id, e))?;
         tracing::debug!(agent = id, job = %job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
-        save(
-            rt,
-            job_id,
-            &mut state,
-            json!({"kind": "model", "response": response}),
-            id,
-        )
-        .await?;
+        let mut record = json!({"kind": "model", "response": response});
+        if let Some(context) = pending_context.take() {
+            record["context"] = context;
+        }
+        save(rt, job_id, &mut state, record, id).await?;
     }
 
     let last = state.last.clone().unwrap_or_else(|| GenerateResponse {
@@ -272,9 +281,6 @@ pub(crate) async fn run(
     if agent.reflect {
         reflect(agent, rt, &meta, &state, job_id, user.as_deref()).await;
     }
-    if let Err(e) = rt.checkpoints.clear(job_id).await {
-        tracing::warn!(agent = id, job = %job_id, error = %e, "could not clear the task's checkpoints");
-    }
     let result = ProcessingResult {
         success: true,
         response: Some(last.text.clone()),
@@ -295,13 +301,14 @@ async fn save(
     record: Value,
     agent: &str,
 ) -> Result<(), WorkerError> {
-    rt.checkpoints
-        .save_step(job, state.records, record.clone())
-        .await
-        .map_err(|e| store_error(agent, "saving a checkpoint", e))?;
+    let index = state.records;
     state
         .apply(&record)
-        .map_err(|e| WorkerError::permanent(format!("agent `{agent}`: {e}")))
+        .map_err(|e| WorkerError::permanent(format!("agent `{agent}`: {e}")))?;
+    rt.checkpoints
+        .save_step(job, index, record)
+        .await
+        .map_err(|e| store_error(agent, "saving a checkpoint", e))
 }
 
 async fn build_context(

@@ -42,6 +42,11 @@ use super::worker::WorkerError;
 /// How long a drain waits for aborted jobs to report back.
 const ABORT_GRACE: Duration = Duration::from_secs(5);
 
+/// While a backlog waits, a claim pass waits at most this long for a quarter
+/// of the capacity to come free, so that one durable claim takes many jobs
+/// instead of one per finished job.
+const CLAIM_COALESCE: Duration = Duration::from_millis(1);
+
 /// After a store error, try again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -60,6 +65,10 @@ pub(crate) struct Scheduler {
     recording: usize,
     claiming: bool,
     wake_again: bool,
+    /// The last claim pass filled its limit: more jobs are ready.
+    backlog: bool,
+    /// Since when a claim pass is being held back to batch it.
+    deferred_since: Option<Instant>,
     ready: bool,
     draining: bool,
     /// Jobs that were running when the drain began or were claimed by a pass
@@ -81,6 +90,8 @@ impl Scheduler {
             recording: 0,
             claiming: false,
             wake_again: false,
+            backlog: false,
+            deferred_since: None,
             ready: false,
             draining: false,
             drained: 0,
@@ -121,6 +132,18 @@ impl Scheduler {
         if free.is_empty() && !fire_schedules {
             return;
         }
+        if self.backlog && !fire_schedules {
+            let free_total: usize = free.values().sum();
+            let threshold = (self.capacity() / 4).clamp(1, self.shared.config.claim_batch);
+            if free_total < threshold {
+                let since = *self.deferred_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < CLAIM_COALESCE {
+                    self.timer.at(since + CLAIM_COALESCE);
+                    return;
+                }
+            }
+        }
+        self.deferred_since = None;
         self.claiming = true;
         let limit = free
             .values()
@@ -165,6 +188,16 @@ impl Scheduler {
                 })
                 .await;
         });
+    }
+
+    /// The concurrency of all workers together.
+    fn capacity(&self) -> usize {
+        let workers = self
+            .shared
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers.values().map(|e| e.registration.concurrency).sum()
     }
 
     /// Free slots per registered worker (only those with room) and the
@@ -445,7 +478,8 @@ impl Handler<Claimed> for Scheduler {
         }
         match msg.jobs {
             Ok(jobs) => {
-                if msg.limit > 0 && jobs.len() >= msg.limit {
+                self.backlog = msg.limit > 0 && jobs.len() >= msg.limit;
+                if self.backlog {
                     self.wake_again = true;
                 }
                 if self.draining {

@@ -45,6 +45,21 @@ fn corrupt(what: &'static str, key: String, reason: impl ToString) -> StoreError
 }
 
 impl SledStore {
+    /// Removes a job's steps without a flush of their own: retention calls it
+    /// for each job it prunes, and its own flush covers these removals. Plain
+    /// removes, not a batch: a batch contends with running flushes.
+    pub(super) fn drop_steps(&self, job_id: JobId) -> Result<usize, StoreError> {
+        let tree = self.checkpoint_tree(CHECKPOINTS)?;
+        let mut count = 0;
+        for key in tree.scan_prefix(job_id.as_bytes()).keys() {
+            let key = key.map_err(|e| StoreError::backend("drop steps", e))?;
+            tree.remove(key)
+                .map_err(|e| StoreError::backend("drop steps", e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn checkpoint_tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
         // sled keeps opened trees in a map: a lookup after the first call.
         self.inner

@@ -715,6 +715,7 @@ impl Store for SledStore {
                     .map_err(|e| StoreError::backend("prune", e))?;
                 if swapped.is_ok() {
                     index.remove(&job);
+                    self.drop_steps(*id)?;
                     removed += 1;
                 }
             }

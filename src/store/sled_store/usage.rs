@@ -1,5 +1,11 @@
-//! [`UsageStore`] for [`SledStore`]: model-call usage on its own sled tree,
-//! made durable by the store's group commit like every other write.
+//! [`UsageStore`] for [`SledStore`]: model-call usage on its own sled tree.
+//!
+//! Unlike job transitions, a usage record does not wait for its own flush:
+//! it is accounting, written beside a model call that already took hundreds
+//! of milliseconds, and it reaches the disk with the next group commit of any
+//! writer or sled's own flush (every 500 ms). A killed process can lose the
+//! usage of the calls of its last moments; budgets may then under-count by
+//! those calls, which the budget check's in-flight overshoot allows anyway.
 //!
 //! Tree `usage` (one record write plus one or two counter updates per call;
 //! no batch or transaction, so the hot path never takes sled's batch lock):
@@ -98,13 +104,7 @@ impl UsageStore for SledStore {
         key.extend_from_slice(record.id.as_bytes());
         let value = serde_json::to_vec(record).map_err(|e| backend("record", e))?;
         tree.insert(key, value).map_err(|e| backend("record", e))?;
-        // Durable before the call is answered, like every store write; the
-        // flush is shared with concurrent writers (group commit).
-        self.inner
-            .commit
-            .wait()
-            .await
-            .map_err(|m| backend("record (flush)", m))
+        Ok(())
     }
 
     async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, UsageError> {

@@ -1,0 +1,346 @@
+//! Agents under load, against a model server on loopback (in a child
+//! process, so its CPU is not counted).
+//!
+//! Run: `cargo run --release --example bench_agents [-- --quick]`
+//!
+//! 1. CPU per agent task (two model calls, two tool calls, job records and
+//!    step checkpoints durable) against a zero-latency server, versus a
+//!    hand-written tokio + reqwest loop making the same two calls, in one run.
+//! 2. 1,000 tasks in flight against a server answering in 200 ms: the ideal
+//!    is 1,000 tasks per 0.4 s (two calls each); prints throughput as a share
+//!    of the ideal, and the peak RSS.
+
+use std::error::Error;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::engine::EngineConfig;
+use troupe::job::{JobCtx, JobStatus};
+use troupe::provider::{ProviderConfig, ProviderKind};
+use troupe::runtime::Troupe;
+use troupe::tools::{ToolContext, ToolError, TypedTool};
+
+type BoxError = Box<dyn Error>;
+
+fn tool_calls_body() -> Value {
+    let calls = json!([
+        {"id": "call_1", "type": "function", "function": {"name": "noop", "arguments": "{\"n\":1}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "noop", "arguments": "{\"n\":2}"}}
+    ]);
+    json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 20, "total_tokens": 80}
+    })
+}
+
+fn answer_body() -> Value {
+    json!({
+        "id": "c2", "object": "chat.completion", "created": 1, "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 90, "completion_tokens": 5, "total_tokens": 95}
+    })
+}
+
+struct HasToolResult;
+
+impl wiremock::Match for HasToolResult {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        String::from_utf8_lossy(&request.body).contains(r#""role":"tool""#)
+    }
+}
+
+fn serve(delay_ms: u64) -> Result<(), BoxError> {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server = MockServer::builder()
+            .disable_request_recording()
+            .start()
+            .await;
+        let delay = Duration::from_millis(delay_ms);
+        Mock::given(method("POST"))
+            .and(HasToolResult)
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(answer_body())
+                    .set_delay(delay),
+            )
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(tool_calls_body())
+                    .set_delay(delay),
+            )
+            .mount(&server)
+            .await;
+        println!("{}", server.uri());
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+struct Server {
+    child: std::process::Child,
+    uri: String,
+}
+
+impl Server {
+    fn start(delay_ms: u64) -> Result<Self, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve", &delay_ms.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no child stdout")?).read_line(&mut line)?;
+        Ok(Server {
+            child,
+            uri: line.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A tool that does nothing, so the figures measure the runtime.
+struct Noop;
+
+#[derive(Deserialize, JsonSchema)]
+struct NoopArgs {
+    /// Any number.
+    #[allow(dead_code)]
+    n: u32,
+}
+
+#[async_trait]
+impl TypedTool for Noop {
+    type Args = NoopArgs;
+    fn name(&self) -> &str {
+        "noop"
+    }
+    fn description(&self) -> &str {
+        "Does nothing."
+    }
+    async fn run(&self, _: NoopArgs, _: ToolContext) -> Result<Value, ToolError> {
+        Ok(json!({"ok": true}))
+    }
+}
+
+fn cpu_time() -> Duration {
+    let mut ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn config(uri: &str, concurrency: usize) -> TroupeConfig {
+    let mut provider =
+        ProviderConfig::new("llm", ProviderKind::OpenaiCompatible).with_base_url(uri);
+    provider.retry.max_attempts = 1;
+    TroupeConfig {
+        providers: vec![provider],
+        agents: vec![AgentConfig {
+            id: "bench".into(),
+            name: "Bench".into(),
+            system_prompt: "You are a benchmark.".into(),
+            tools: vec!["noop".into()],
+            model_config: ModelConfig {
+                provider: "llm".into(),
+                model: "bench".into(),
+                temperature: 0.0,
+                max_tokens: 100,
+                fallbacks: Vec::new(),
+            },
+            concurrency,
+            max_steps: 4,
+            reflect: false,
+            budget: None,
+        }],
+        ..TroupeConfig::default()
+    }
+}
+
+/// Runs `n` tasks with at most `concurrency` in flight through Troupe;
+/// returns (CPU per task, wall time).
+async fn troupe_tasks(
+    uri: &str,
+    n: usize,
+    concurrency: usize,
+) -> Result<(Duration, Duration), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(uri, concurrency);
+    cfg.store.data_dir = dir.path().to_path_buf();
+    let engine = EngineConfig {
+        claim_batch: 1024,
+        ..EngineConfig::default()
+    };
+    let troupe = Troupe::builder(cfg)
+        .tool(Noop)
+        .engine_config(engine)
+        .start()
+        .await?;
+    let jobs: Vec<troupe::engine::NewJob> = (0..n)
+        .map(|i| troupe::engine::NewJob {
+            worker_name: "bench".into(),
+            args: json!({ "prompt": format!("task {i}") }),
+            ctx: JobCtx::default(),
+            options: Default::default(),
+        })
+        .collect();
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    troupe.engine().enqueue_many(jobs).await?;
+    loop {
+        let counts = troupe.engine().counts().await?;
+        if counts.status(JobStatus::Completed) as usize >= n {
+            break;
+        }
+        if counts.status(JobStatus::Failed) > 0 {
+            return Err("a benchmark task failed".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let wall = t0.elapsed();
+    let cpu = (cpu_time() - cpu0) / n as u32;
+    troupe.shutdown().await?;
+    Ok((cpu, wall))
+}
+
+/// The same two calls per task, written by hand with tokio + reqwest.
+async fn hand_written(uri: &str, n: usize, concurrency: usize) -> Result<Duration, BoxError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let url = format!("{uri}/chat/completions");
+    let cpu0 = cpu_time();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let client = client.clone();
+        let url = url.clone();
+        let permit = semaphore.clone().acquire_owned().await?;
+        handles.push(tokio::task::spawn_local(async move {
+            let _permit = permit;
+            let mut messages = vec![
+                json!({"role": "system", "content": "You are a benchmark."}),
+                json!({"role": "user", "content": format!("Task: task {i}")}),
+            ];
+            let tools = json!([{"type": "function", "function": {"name": "noop", "description": "Does nothing.",
+                "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]);
+            let first: Value = client
+                .post(&url)
+                .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let message = first["choices"][0]["message"].clone();
+            let calls = message["tool_calls"].as_array().cloned().unwrap_or_default();
+            messages.push(message);
+            for call in calls {
+                let _args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))?;
+                messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"ok\":true}"}));
+            }
+            let second: Value = client
+                .post(&url)
+                .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let _ = second["choices"][0]["message"]["content"].as_str();
+            Ok::<(), BoxError>(())
+        }));
+    }
+    for h in handles {
+        h.await.map_err(|e| e.to_string())??;
+    }
+    Ok((cpu_time() - cpu0) / n as u32)
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve") {
+        let delay = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        return serve(delay);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let (n_cpu, n_load) = if quick { (200, 200) } else { (2_000, 1_000) };
+    troupe_actors::run_system(async move {
+        tokio::task::LocalSet::new()
+            .run_until(async move {
+                let fast = Server::start(0)?;
+                let (cpu_troupe, wall) = troupe_tasks(&fast.uri, n_cpu, 32).await?;
+                let cpu_hand = hand_written(&fast.uri, n_cpu, 32).await?;
+                println!("CPU per task, {n_cpu} tasks, 32 in flight, zero-latency model server:");
+                println!(
+                    "  troupe (durable jobs and checkpoints)  {:>8.1} us ({wall:?} wall)",
+                    cpu_troupe.as_secs_f64() * 1e6
+                );
+                println!(
+                    "  hand-written tokio + reqwest loop      {:>8.1} us",
+                    cpu_hand.as_secs_f64() * 1e6
+                );
+                println!(
+                    "  ratio                                  {:>8.2}x",
+                    cpu_troupe.as_secs_f64() / cpu_hand.as_secs_f64()
+                );
+                drop(fast);
+
+                let slow = Server::start(200)?;
+                let (_, wall) = troupe_tasks(&slow.uri, n_load, n_load).await?;
+                let ideal = Duration::from_millis(400);
+                println!("{n_load} tasks in flight, model answering in 200 ms (ideal {ideal:?}):");
+                println!(
+                    "  all done in {wall:?}: {:.0} tasks/s, {:.0}% of ideal; peak RSS {:.0} MiB",
+                    n_load as f64 / wall.as_secs_f64(),
+                    100.0 * ideal.as_secs_f64() / wall.as_secs_f64(),
+                    peak_rss_mib()
+                );
+                Ok::<(), BoxError>(())
+            })
+            .await
+    })
+}
