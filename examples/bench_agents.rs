@@ -11,8 +11,6 @@
 //!    of the ideal, and the peak RSS.
 
 use std::error::Error;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,6 +23,10 @@ use troupe::job::{JobCtx, JobStatus};
 use troupe::provider::{ProviderConfig, ProviderKind};
 use troupe::runtime::Troupe;
 use troupe::tools::{ToolContext, ToolError, TypedTool};
+
+mod support;
+
+use support::{cpu_time, peak_rss_mib, ChildServer};
 
 type BoxError = Box<dyn Error>;
 
@@ -87,41 +89,9 @@ fn serve(delay_ms: u64) -> Result<(), BoxError> {
             .mount(&server)
             .await;
         println!("{}", server.uri());
-        tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut sink);
-        })
-        .await?;
+        support::until_stdin_closes().await;
         Ok(())
     })
-}
-
-struct Server {
-    child: std::process::Child,
-    uri: String,
-}
-
-impl Server {
-    fn start(delay_ms: u64) -> Result<Self, BoxError> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--serve", &delay_ms.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().ok_or("no child stdout")?).read_line(&mut line)?;
-        Ok(Server {
-            child,
-            uri: line.trim().to_string(),
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
 }
 
 /// A tool that does nothing, so the figures measure the runtime.
@@ -146,33 +116,6 @@ impl TypedTool for Noop {
     async fn run(&self, _: NoopArgs, _: ToolContext) -> Result<Value, ToolError> {
         Ok(json!({"ok": true}))
     }
-}
-
-fn cpu_time() -> Duration {
-    let mut ns = 0u64;
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for t in dir.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(ns)
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 fn config(uri: &str, concurrency: usize) -> TroupeConfig {
@@ -311,7 +254,7 @@ fn main() -> Result<(), BoxError> {
     troupe_actors::run_system(async move {
         tokio::task::LocalSet::new()
             .run_until(async move {
-                let fast = Server::start(0)?;
+                let fast = ChildServer::start(&["--serve", "0"])?;
                 let (cpu_troupe, wall) = troupe_tasks(&fast.uri, n_cpu, 32).await?;
                 let cpu_hand = hand_written(&fast.uri, n_cpu, 32).await?;
                 println!("CPU per task, {n_cpu} tasks, 32 in flight, zero-latency model server:");
@@ -329,7 +272,7 @@ fn main() -> Result<(), BoxError> {
                 );
                 drop(fast);
 
-                let slow = Server::start(200)?;
+                let slow = ChildServer::start(&["--serve", "200"])?;
                 let (_, wall) = troupe_tasks(&slow.uri, n_load, n_load).await?;
                 let ideal = Duration::from_millis(400);
                 println!("{n_load} tasks in flight, model answering in 200 ms (ideal {ideal:?}):");

@@ -10,8 +10,6 @@
 
 use std::error::Error;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use troupe::provider::{ApiKey, GenerateRequest, Message, Provider, ProviderConfig, ProviderKind};
@@ -21,6 +19,10 @@ const BODY: &str = concat!(
     "/../shared/fixtures/openai-chat-text-usage.json"
 );
 
+mod support;
+
+use support::cpu_time;
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--serve") {
@@ -29,21 +31,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     let calls: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5000);
     let rounds: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
 
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg("--serve")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no child stdout")?).read_line(&mut line)?;
-    let uri = line.trim().to_string();
+    let server = support::ChildServer::start(&["--serve"])?;
+    let uri = server.uri.clone();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = rt.block_on(bench(&uri, calls, rounds));
-    drop(child.stdin.take()); // EOF tells the server to exit
-    child.wait()?;
+    drop(server); // closing its stdin tells the server to exit
     result
 }
 
@@ -62,30 +57,9 @@ fn serve() -> Result<(), Box<dyn Error>> {
             .await;
         println!("{}", server.uri());
         // Serve until the parent closes our stdin.
-        tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut sink);
-        })
-        .await?;
+        support::until_stdin_closes().await;
         Ok::<_, Box<dyn Error>>(())
     })
-}
-
-/// On-CPU time of all threads of this process.
-fn cpu_time() -> Duration {
-    let mut ns = 0u64;
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for t in dir.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(ns)
 }
 
 async fn bench(uri: &str, calls: u32, rounds: u32) -> Result<(), Box<dyn Error>> {

@@ -22,8 +22,6 @@
 
 use std::error::Error;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +48,10 @@ const ARMS: [&str; 6] = [
     "set + sled meter",
 ];
 
+mod support;
+
+use support::cpu_time;
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--serve") {
@@ -58,18 +60,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let calls: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3000);
     let rounds: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
 
-    let mut child = Command::new(std::env::current_exe()?)
-        .arg("--serve")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no child stdout")?).read_line(&mut line)?;
-    let uri = line.trim().to_string();
+    let server = support::ChildServer::start(&["--serve"])?;
+    let uri = server.uri.clone();
     let data = tempfile::tempdir()?;
     let result = run_system(bench(&uri, data.path(), calls, rounds));
-    drop(child.stdin.take()); // EOF tells the server to exit
-    child.wait()?;
+    drop(server); // closing its stdin tells the server to exit
     result
 }
 
@@ -87,30 +82,9 @@ fn serve() -> Result<(), Box<dyn Error>> {
             .mount(&server)
             .await;
         println!("{}", server.uri());
-        tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut sink);
-        })
-        .await?;
+        support::until_stdin_closes().await;
         Ok::<_, Box<dyn Error>>(())
     })
-}
-
-/// On-CPU time of all threads of this process.
-fn cpu_time() -> Duration {
-    let mut ns = 0u64;
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for t in dir.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    Duration::from_nanos(ns)
 }
 
 fn config(name: &str, uri: &str) -> ProviderConfig {

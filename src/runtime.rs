@@ -347,6 +347,14 @@ impl Troupe {
         &self.memory
     }
 
+    /// Every supervision tree of the runtime (`troupe`, `engine`, `tools`),
+    /// for health checks and per-actor restart and mailbox metrics.
+    pub fn trees(&self) -> Vec<&Tree> {
+        let mut trees: Vec<&Tree> = self.trees.iter().collect();
+        trees.insert(1.min(trees.len()), self.engine.tree());
+        trees
+    }
+
     /// The store.
     pub fn store(&self) -> &SledStore {
         &self.store

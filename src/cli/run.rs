@@ -6,7 +6,10 @@ use std::time::Duration;
 use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::sync::Arc;
+
 use crate::engine::EngineConfig;
+use crate::http::{ControlServer, HttpConfig, HttpError, HttpToken, DEFAULT_ADDR};
 use crate::job::JobStatus;
 use crate::runtime::Troupe;
 use crate::store::{SledConfig, SledStore};
@@ -27,6 +30,18 @@ pub struct RunArgs {
     /// Exit (after draining) once no job is queued or running: for batch runs.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Serve the control API and metrics on this address (default: the
+    /// config's `[http] addr`, else 127.0.0.1:7700). Beyond loopback a token
+    /// is required.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
+    http: Option<String>,
+    /// Do not serve the control API.
+    #[arg(long)]
+    no_http: bool,
+    /// Bearer token for the control API (overrides `[http] token`). Read
+    /// from the environment only, so it does not show in process listings.
+    #[arg(skip = std::env::var("TROUPE_HTTP_TOKEN").ok())]
+    http_token: Option<String>,
 }
 
 pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
@@ -46,12 +61,32 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         ..EngineConfig::default()
     };
     let exit_when_idle = args.exit_when_idle;
+    let http = http_config(&config, &args)?;
     troupe_actors::run_system(async move {
-        let troupe = Troupe::builder(config)
-            .store(store)
-            .engine_config(engine_config)
-            .start()
-            .await?;
+        let troupe = Arc::new(
+            Troupe::builder(config)
+                .store(store)
+                .engine_config(engine_config)
+                .start()
+                .await?,
+        );
+        // Handlers first: once the API answers, a SIGTERM must drain, not kill.
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let server = match http {
+            None => None,
+            Some((http, explicit)) => match ControlServer::start(troupe.clone(), http) {
+                Ok(server) => Some(server),
+                Err(HttpError::Bind { addr, source }) if !explicit => {
+                    tracing::warn!(%addr, error = %source, "the default control API port is taken; running without the control API (give --http ADDR to choose one)");
+                    None
+                }
+                Err(e) => {
+                    troupe.shutdown().await?;
+                    return Err(CliError::Usage(e.to_string()));
+                }
+            },
+        };
         let agents: Vec<_> = troupe
             .config()
             .agents
@@ -59,8 +94,6 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
             .map(|a| a.id.clone())
             .collect();
         tracing::info!(data_dir = %dir.display(), agents = ?agents, "troupe engine running; SIGINT or SIGTERM stops it");
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
         let engine = troupe.engine().clone();
         let idle = async {
             if !exit_when_idle {
@@ -83,6 +116,9 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
             why = idle => why,
         };
         tracing::info!(reason = why, "stopping: draining running jobs");
+        if let Some(server) = &server {
+            server.stop().await;
+        }
         let report = troupe.shutdown().await?;
         tracing::info!(
             finished = report.running - report.requeued,
@@ -91,6 +127,37 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         );
         Ok(())
     })
+}
+
+/// The control API settings from the flags, the environment and the config,
+/// and whether the address was given (not the default); `None` with
+/// `--no-http`. Refuses an empty token.
+fn http_config(
+    config: &crate::config::TroupeConfig,
+    args: &RunArgs,
+) -> Result<Option<(HttpConfig, bool)>, CliError> {
+    if args.no_http {
+        return Ok(None);
+    }
+    let given = args.http.clone().or_else(|| config.http.addr.clone());
+    let explicit = given.is_some();
+    let addr = given.unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    let token = match args.http_token.as_ref().or(config.http.token.as_ref()) {
+        None => None,
+        Some(t) => Some(HttpToken::new(t.as_str()).ok_or_else(|| {
+            CliError::Usage(
+                "the control API token (`[http] token` or TROUPE_HTTP_TOKEN) is empty".into(),
+            )
+        })?),
+    };
+    Ok(Some((
+        HttpConfig {
+            addr,
+            token,
+            ..HttpConfig::default()
+        },
+        explicit,
+    )))
 }
 
 fn init_logging() {

@@ -37,6 +37,34 @@ pub struct TroupeConfig {
     /// Model prices (defaults for common models, dated; override here).
     #[serde(default)]
     pub pricing: PricingConfig,
+    /// The control API of `troupe run`.
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]`: where `troupe run` serves the control API and metrics.
+#[derive(Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSection {
+    /// `host:port`; unset: `127.0.0.1:7700` (loopback only), and a daemon
+    /// whose default port is taken runs without the API rather than not at
+    /// all. A given address that cannot be bound stops `troupe run`.
+    #[serde(default)]
+    pub addr: Option<String>,
+    /// Bearer token required on `/v1` and `/metrics`; required to bind
+    /// beyond loopback. A secret: prefer `TROUPE_HTTP_TOKEN` to the file.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for HttpSection {
+    // The token is a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSection")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `[store]`.

@@ -95,6 +95,7 @@ impl EngineBuilder {
             workers: RwLock::new(entries),
             waiters: Default::default(),
             config: self.config,
+            stats: Default::default(),
         });
         let for_scheduler = shared.clone();
         let tree = SupervisorSpec::new("engine")
@@ -211,6 +212,19 @@ impl WorkerEngine {
     /// The store the engine runs on.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.shared.store
+    }
+
+    /// Job waits, run times, retries and outcomes by worker, as the
+    /// scheduler records them: the figures `/metrics` cannot read back from
+    /// the store.
+    pub fn stats(&self) -> &Arc<crate::metrics::EngineStats> {
+        &self.inner.shared.stats
+    }
+
+    /// The engine's supervision tree (`engine` → `workers`, `scheduler`),
+    /// for restart counts and mailbox depths.
+    pub fn tree(&self) -> &Tree {
+        &self.inner.tree
     }
 
     /// Enqueues one job; returns once it is durable. With a unique key held

@@ -55,6 +55,8 @@ struct RunningJob {
     abort: AbortHandle,
     /// Aborted by a shutdown, not a cancel: leave it for recovery.
     shutdown: bool,
+    /// When the attempt was sent to the worker (run-time metric).
+    started: std::time::Instant,
 }
 
 pub(crate) struct Scheduler {
@@ -250,8 +252,12 @@ impl Scheduler {
                 worker: job.worker_name.clone(),
                 abort,
                 shutdown: false,
+                started: std::time::Instant::now(),
             },
         );
+        self.shared
+            .stats
+            .attempt_started(&job.worker_name, job.run_at, Utc::now());
         *self.busy.entry(job.worker_name.clone()).or_default() += 1;
         let (id, attempt) = (job.id, job.attempt);
         tracing::debug!(job = %id, worker = %job.worker_name, attempt, "job started");
@@ -290,9 +296,13 @@ impl Scheduler {
             match write.await {
                 Ok(Outcome::Applied(job)) if job.status.is_terminal() => {
                     tracing::debug!(job = %job.id, worker = %job.worker_name, status = %job.status, attempt = job.attempt, "job ended");
+                    shared.stats.ended(&job.worker_name, job.status);
                     shared.waiters.notify(&job);
                 }
-                Ok(Outcome::Applied(job)) => requeued_at = Some(job.run_at),
+                Ok(Outcome::Applied(job)) => {
+                    shared.stats.retried(&job.worker_name);
+                    requeued_at = Some(job.run_at);
+                }
                 Ok(Outcome::Stale { status, attempt }) => {
                     tracing::debug!(job = %id, %status, attempt, "outcome not recorded: the job has moved on");
                 }
@@ -524,6 +534,9 @@ impl Handler<Finished> for Scheduler {
         let Some(run) = self.running.remove(&msg.id) else {
             return Reply::Ready(());
         };
+        self.shared
+            .stats
+            .attempt_finished(&run.worker, run.started.elapsed());
         if let Some(busy) = self.busy.get_mut(&run.worker) {
             *busy = busy.saturating_sub(1);
         }

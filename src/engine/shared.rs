@@ -23,6 +23,8 @@ pub(crate) struct EngineShared {
     pub(crate) workers: RwLock<BTreeMap<String, WorkerEntry>>,
     pub(crate) waiters: Waiters,
     pub(crate) config: EngineConfig,
+    /// Waits, run times, retries and outcomes, for the metrics endpoint.
+    pub(crate) stats: Arc<crate::metrics::EngineStats>,
 }
 
 impl EngineShared {

@@ -80,6 +80,8 @@ struct Entry {
     actor: ProviderActor,
     key_source: KeySource,
     addr: OnceLock<ActorRef<ProviderActor>>,
+    /// Calls sent through [`ProviderSet::generate`] and their errors.
+    calls: crate::metrics::CallStats,
 }
 
 struct Inner {
@@ -137,6 +139,7 @@ impl ProviderSet {
                 actor,
                 key_source,
                 addr: OnceLock::new(),
+                calls: Default::default(),
             });
         }
         Ok(ProviderSet {
@@ -213,6 +216,12 @@ impl ProviderSet {
             }
         }
         Ok(())
+    }
+
+    /// Calls sent to provider `name` through the set and their errors by
+    /// class, since the process started (for `/metrics`).
+    pub fn call_stats(&self, name: &str) -> Option<&crate::metrics::CallStats> {
+        self.entry(name).map(|e| &e.calls)
     }
 
     /// A circuit breaker's state, read without messaging the actor.
@@ -334,13 +343,18 @@ impl ProviderSet {
                 "provider actor not started (ProviderSet::attach was not called)".into(),
             ));
         };
-        addr.send(call).await.unwrap_or_else(|e| {
+        let result = addr.send(call).await.unwrap_or_else(|e| {
             Err(ProviderError::new(
                 ErrorKind::Unavailable,
                 provider,
                 model,
                 e.to_string(),
             ))
-        })
+        });
+        match &result {
+            Ok(_) => entry.calls.record_ok(),
+            Err(e) => entry.calls.record_error(e.kind),
+        }
+        result
     }
 }

@@ -1,0 +1,65 @@
+//! What the job engine reports as jobs move: the figures that cannot be read
+//! back from the store afterwards (waits, run times, retries, outcomes).
+//!
+//! The Scheduler actor calls these from its handlers; each call is a few
+//! atomic adds plus one short mutex to find the worker's series.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::registry::{CounterVec, HistogramVec, SECONDS_BUCKETS};
+use crate::job::JobStatus;
+
+/// Job figures of one engine, by worker. Shared by the engine and the
+/// metrics endpoint ([`crate::engine::WorkerEngine::stats`]).
+#[derive(Debug)]
+pub struct EngineStats {
+    /// From when a job was ready (enqueued, or its delay or retry backoff
+    /// ended) to when an attempt started.
+    pub queue_wait: HistogramVec,
+    /// How long each attempt ran, whatever its outcome.
+    pub run_time: HistogramVec,
+    /// Attempts started.
+    pub started: CounterVec<String>,
+    /// Failed attempts put back in the queue for another try.
+    pub retries: CounterVec<String>,
+    /// Jobs that ended, by worker and final status.
+    pub ended: CounterVec<(String, JobStatus)>,
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        EngineStats {
+            queue_wait: HistogramVec::new(SECONDS_BUCKETS),
+            run_time: HistogramVec::new(SECONDS_BUCKETS),
+            started: CounterVec::default(),
+            retries: CounterVec::default(),
+            ended: CounterVec::default(),
+        }
+    }
+}
+
+impl EngineStats {
+    /// An attempt of a job of `worker`, ready since `ready_at`, starts `now`.
+    pub fn attempt_started(&self, worker: &str, ready_at: DateTime<Utc>, now: DateTime<Utc>) {
+        let wait = (now - ready_at).to_std().unwrap_or(Duration::ZERO);
+        self.queue_wait.observe(worker, wait);
+        self.started.inc(worker.to_string());
+    }
+
+    /// An attempt of `worker` answered after `ran`.
+    pub fn attempt_finished(&self, worker: &str, ran: Duration) {
+        self.run_time.observe(worker, ran);
+    }
+
+    /// A failed attempt of `worker` was queued again.
+    pub fn retried(&self, worker: &str) {
+        self.retries.inc(worker.to_string());
+    }
+
+    /// A job of `worker` ended with `status`.
+    pub fn ended(&self, worker: &str, status: JobStatus) {
+        self.ended.inc((worker.to_string(), status));
+    }
+}
