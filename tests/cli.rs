@@ -140,7 +140,7 @@ fn a_data_dir_held_by_a_running_engine_is_named_and_sigterm_drains() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
         .arg("--data-dir")
         .arg(dir.path())
-        .arg("run")
+        .args(["run", "--no-http"])
         .env("RUST_LOG", "troupe=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -190,4 +190,34 @@ fn a_data_dir_held_by_a_running_engine_is_named_and_sigterm_drains() {
         ["completed", "completed", "completed"],
         "drained, not dropped"
     );
+}
+
+#[test]
+fn run_logs_json_lines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = troupe(
+        dir.path(),
+        &[
+            "run",
+            "--no-http",
+            "--exit-when-idle",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    let out = troupe(dir.path(), &["run", "--log-format", "xml"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("xml"));
 }

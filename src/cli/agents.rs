@@ -8,8 +8,10 @@ use crate::conversation::ConversationStore;
 use crate::job::{EnqueueOptions, Job, JobCtx};
 use crate::memory::{MemoryScope, MemoryStore};
 use crate::runtime::{processing_result, TaskOptions, Troupe};
-use crate::store::{SledConfig, SledStore, Store};
+use crate::store::Store;
 
+use super::jobs::encode;
+use super::remote::{open_target, Remote, Target};
 use super::{output, CliError, Global};
 
 /// `troupe task`.
@@ -72,6 +74,10 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("the prompt is empty".into()));
     }
     let dir = global.data_dir_for(&config);
+    let store = match open_target(global, &dir)? {
+        Target::Local(store) => store,
+        Target::Remote(remote) => return remote_task(global, &remote, args),
+    };
     if !args.wait {
         let mut task_args = json!({ "prompt": args.prompt });
         if let Some(c) = &args.conversation {
@@ -91,7 +97,6 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
             chrono::Utc::now(),
         )
         .map_err(|e| CliError::Usage(e.to_string()))?;
-        let store = SledStore::open(SledConfig::new(&dir))?;
         let outcome = runtime()?.block_on(store.insert(job))?;
         return if global.json {
             output::json(outcome.job())
@@ -100,7 +105,6 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
             Ok(())
         };
     }
-    let store = SledStore::open(SledConfig::new(&dir))?;
     let json_out = global.json;
     troupe_actors::run_system(async move {
         let troupe = Troupe::builder(config).store(store).start().await?;
@@ -163,12 +167,27 @@ pub(super) fn print_result(result: &crate::agent::ProcessingResult) {
 pub(super) fn memories(global: &Global, args: MemoriesArgs) -> Result<(), CliError> {
     let config = global.load_config()?;
     let dir = global.data_dir_for(&config);
-    let store = SledStore::open(SledConfig::new(&dir))?;
-    let scope = MemoryScope {
-        agent_id: args.agent,
-        user_id: args.user,
+    let memories: Vec<crate::memory::Memory> = match open_target(global, &dir)? {
+        Target::Local(store) => {
+            let scope = MemoryScope {
+                agent_id: args.agent,
+                user_id: args.user,
+            };
+            runtime()?.block_on(MemoryStore::list(&store, &scope, args.archived))?
+        }
+        Target::Remote(remote) => {
+            let mut path = format!(
+                "/v1/agents/{}/memories?archived={}",
+                encode(&args.agent),
+                args.archived
+            );
+            if let Some(user) = &args.user {
+                path.push_str(&format!("&userId={}", encode(user)));
+            }
+            serde_json::from_value(remote.get(&path)?["memories"].clone())
+                .map_err(|e| CliError::Usage(format!("unexpected answer from the daemon: {e}")))?
+        }
     };
-    let memories = runtime()?.block_on(MemoryStore::list(&store, &scope, args.archived))?;
     if global.json {
         return output::json(&memories);
     }
@@ -193,8 +212,17 @@ pub(super) fn memories(global: &Global, args: MemoriesArgs) -> Result<(), CliErr
 pub(super) fn conversation(global: &Global, id: &str) -> Result<(), CliError> {
     let config = global.load_config()?;
     let dir = global.data_dir_for(&config);
-    let store = SledStore::open(SledConfig::new(&dir))?;
-    let messages = runtime()?.block_on(ConversationStore::list(&store, id))?;
+    let messages: Vec<crate::conversation::ChatMessage> = match open_target(global, &dir)? {
+        Target::Local(store) => runtime()?.block_on(ConversationStore::list(&store, id))?,
+        Target::Remote(remote) => {
+            match remote.get(&format!("/v1/conversations/{}/messages", encode(id))) {
+                Ok(value) => serde_json::from_value(value["messages"].clone()).map_err(|e| {
+                    CliError::Usage(format!("unexpected answer from the daemon: {e}"))
+                })?,
+                Err(_) => Vec::new(),
+            }
+        }
+    };
     if global.json {
         return output::json(&messages);
     }
@@ -213,4 +241,48 @@ pub(super) fn conversation(global: &Global, id: &str) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// `troupe task` against a running daemon.
+fn remote_task(global: &Global, remote: &Remote, args: TaskArgs) -> Result<(), CliError> {
+    let mut body = json!({ "prompt": args.prompt, "wait": args.wait });
+    if let Some(c) = &args.conversation {
+        body["conversationId"] = json!(c);
+    }
+    if let Some(u) = &args.user {
+        body["userId"] = json!(u);
+    }
+    if args.wait && !global.json {
+        eprintln!(
+            "task for `{}` sent to the daemon at {}; waiting…",
+            args.agent,
+            remote.url()
+        );
+    }
+    let value = remote.post(&format!("/v1/agents/{}/tasks", encode(&args.agent)), body)?;
+    if !args.wait {
+        let job = value.get("job").cloned().unwrap_or(value);
+        return if global.json {
+            output::json(&job)
+        } else {
+            println!("{}", job["id"].as_str().unwrap_or_default());
+            Ok(())
+        };
+    }
+    let result: crate::agent::ProcessingResult =
+        serde_json::from_value(value.get("result").cloned().unwrap_or(value))
+            .map_err(|e| CliError::Usage(format!("unexpected answer from the daemon: {e}")))?;
+    if global.json {
+        output::json(&result)?;
+    } else {
+        print_result(&result);
+    }
+    if result.success {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "task failed: {}",
+            result.error.unwrap_or_default()
+        )))
+    }
 }

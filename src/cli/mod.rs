@@ -10,8 +10,10 @@ mod args;
 mod demo;
 mod jobs;
 mod output;
+mod remote;
 mod run;
 mod secrets;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,13 @@ pub struct Global {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A running daemon's control API (e.g. http://127.0.0.1:7700). Without
+    /// it, a daemon holding the data directory is found by itself.
+    #[arg(long, global = true, env = "TROUPE_SERVER")]
+    pub server: Option<String>,
+    /// The control API's bearer token.
+    #[arg(long, global = true, env = "TROUPE_HTTP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl Global {
@@ -103,6 +112,12 @@ enum Command {
     },
     /// Run the demo: agents with tools, memory and a scheduled compaction.
     Demo(demo::DemoArgs),
+    /// Stop claiming jobs (all, or one worker or agent); durable.
+    Pause(status::PauseArgs),
+    /// Claim jobs again (all, or one worker or agent).
+    Resume(status::PauseArgs),
+    /// One screen: workers, agents, queue, running jobs, providers, spend.
+    Status,
     /// Provider API keys stored encrypted in the data directory.
     Secrets(secrets::SecretsArgs),
 }
@@ -121,6 +136,9 @@ pub fn main() -> ExitCode {
         Command::Memories(args) => agents::memories(&cli.global, args),
         Command::Conversation { id } => agents::conversation(&cli.global, &id),
         Command::Demo(args) => demo::run(&cli.global, args),
+        Command::Pause(args) => status::pause(&cli.global, args, true),
+        Command::Resume(args) => status::pause(&cli.global, args, false),
+        Command::Status => status::status(&cli.global),
         Command::Secrets(args) => secrets::run(&cli.global, args),
     };
     match result {

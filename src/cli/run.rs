@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Exit (after draining) once no job is queued or running: for batch runs.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Log lines for people (`text`, the default) or one JSON object per line
+    /// (`json`); `RUST_LOG` chooses what is logged.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Serve the control API and metrics on this address (default: the
     /// config's `[http] addr`, else 127.0.0.1:7700). Beyond loopback a token
     /// is required.
@@ -45,7 +49,7 @@ pub struct RunArgs {
 }
 
 pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
-    init_logging();
+    init_logging(args.log_format);
     let config = global.load_config()?;
     if args.concurrency == Some(0) {
         return Err(CliError::Usage("--concurrency must be at least 1".into()));
@@ -87,6 +91,9 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
                 }
             },
         };
+        if let Some(server) = &server {
+            super::remote::write_daemon_file(&dir, &format!("http://{}", server.local_addr()));
+        }
         let agents: Vec<_> = troupe
             .config()
             .agents
@@ -119,6 +126,7 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         if let Some(server) = &server {
             server.stop().await;
         }
+        super::remote::remove_daemon_file(&dir);
         let report = troupe.shutdown().await?;
         tracing::info!(
             finished = report.running - report.requeued,
@@ -160,12 +168,25 @@ fn http_config(
     )))
 }
 
-fn init_logging() {
+/// How `troupe run` writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with span fields (job id, agent, provider).
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }

@@ -1,0 +1,208 @@
+//! The CLI against a live daemon on 127.0.0.1: it finds the daemon holding
+//! the data directory by itself, or takes `--server`; job, task, memory and
+//! pause commands work while `troupe run` runs; pause survives a restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn troupe(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("TROUPE_DATA_DIR")
+        .env_remove("TROUPE_SERVER")
+        .env_remove("TROUPE_HTTP_TOKEN")
+        .output()
+        .expect("run troupe")
+}
+
+fn ok_json(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let config = dir.join("troupe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+dataDir = "{}"
+
+[[agents]]
+id = "sarah"
+name = "Sarah"
+systemPrompt = "You are Sarah."
+tools = ["remember", "send_message"]
+[agents.modelConfig]
+provider = "offline"
+model = "offline"
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    (data, config)
+}
+
+fn start_daemon(config: &Path, data: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["run", "--http", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env_remove("TROUPE_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("daemon.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never announced its address"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+fn stop(mut child: Child) {
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+}
+
+fn wait_status(config: &Path, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = ok_json(troupe(config, &["job", id, "--json"]));
+        if job["status"] == status {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never became {status}: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_cli_drives_a_running_daemon_and_pause_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = setup(dir.path());
+    let daemon = start_daemon(&config, &data);
+
+    // Jobs: enqueue, list, show, cancel, all through the daemon.
+    let out = ok_json(troupe(
+        &config,
+        &["enqueue", "echo", "--args", r#"{"hi":1}"#, "--json"],
+    ));
+    let id = out["job"]["id"].as_str().unwrap().to_string();
+    let done = wait_status(&config, &id, "completed");
+    assert_eq!(done["result"]["hi"], 1);
+    let jobs = ok_json(troupe(&config, &["jobs", "--json", "--worker", "echo"]));
+    assert_eq!(jobs[0]["id"], id.as_str());
+    let unknown = troupe(&config, &["enqueue", "ghost"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("ghost"));
+
+    // A task, waited for, through the daemon.
+    let result = ok_json(troupe(
+        &config,
+        &[
+            "task",
+            "sarah",
+            "Remember that the daemon answers",
+            "--user",
+            "ana",
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(result["success"], true, "{result}");
+    let memories = ok_json(troupe(
+        &config,
+        &["memories", "sarah", "--user", "ana", "--json"],
+    ));
+    assert_eq!(memories.as_array().unwrap().len(), 1);
+
+    // Pause one worker; its jobs wait while others run.
+    ok_json(troupe(&config, &["pause", "--worker", "echo", "--json"]));
+    let held = ok_json(troupe(&config, &["enqueue", "echo", "--json"]))["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = ok_json(troupe(&config, &["enqueue", "sleep", "--json"]))["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&config, &other, "completed");
+    assert_eq!(
+        ok_json(troupe(&config, &["job", &held, "--json"]))["status"],
+        "queued"
+    );
+
+    let status = ok_json(troupe(&config, &["status", "--json"]));
+    assert!(status["daemon"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
+    let echo = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "echo")
+        .unwrap()
+        .clone();
+    assert_eq!(echo["paused"], true);
+
+    // The pause is durable: it holds across a restart.
+    stop(daemon);
+    assert!(!data.join("daemon.json").exists(), "removed at shutdown");
+    let daemon = start_daemon(&config, &data);
+    let other = ok_json(troupe(&config, &["enqueue", "sleep", "--json"]))["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&config, &other, "completed");
+    assert_eq!(
+        ok_json(troupe(&config, &["job", &held, "--json"]))["status"],
+        "queued"
+    );
+    ok_json(troupe(&config, &["resume", "--worker", "echo", "--json"]));
+    wait_status(&config, &held, "completed");
+    stop(daemon);
+
+    // Offline, the same commands read the store directly again.
+    let jobs = ok_json(troupe(&config, &["jobs", "--json"]));
+    assert!(jobs.as_array().unwrap().len() >= 4);
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = setup(dir.path());
+    let out = troupe(&config, &["jobs", "--server", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the daemon at http://127.0.0.1:9"),
+        "{err}"
+    );
+    let out = troupe(&config, &["jobs", "--server", "localhost:7700"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with http://"));
+}
