@@ -140,6 +140,7 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
             max_steps: 4,
             reflect: false,
             budget: None,
+            restart_after_tasks: None,
         }],
         ..TroupeConfig::default()
     }

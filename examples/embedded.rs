@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_steps: 4,
         reflect: false,
         budget: None,
+        restart_after_tasks: None,
     });
     // `tools` names in the config are checked against the built-ins; a
     // custom tool is registered on the builder instead.

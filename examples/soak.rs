@@ -154,6 +154,7 @@ fn main() -> Result<(), BoxError> {
         max_steps: 4,
         reflect: false,
         budget: None,
+        restart_after_tasks: None,
     });
     let engine = EngineConfig {
         retention: Retention {

@@ -103,6 +103,7 @@ fn agent(id: &str, provider: &str, tools: &[&str]) -> AgentConfig {
         max_steps: 6,
         reflect: false,
         budget: None,
+        restart_after_tasks: None,
     }
 }
 

@@ -868,3 +868,124 @@ fn retention_prunes_ended_jobs_beyond_the_limit() {
         }
     });
 }
+
+async fn worker_restarts(engine: &WorkerEngine, worker: &str) -> u64 {
+    let workers = engine.tree().supervisor("workers").unwrap();
+    let children = workers.children().await.unwrap();
+    children
+        .iter()
+        .find(|c| c.id == format!("worker:{worker}"))
+        .map(|c| c.restarts)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_worker_can_be_recycled_between_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let registration =
+            Registration::new(Arc::new(troupe::engine::EchoWorker), 4).recycle_after(2);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .register(registration)
+            .start()
+            .unwrap();
+        for i in 0..5 {
+            let job = engine
+                .enqueue(
+                    "echo",
+                    json!(i),
+                    JobCtx::default(),
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap()
+                .into_job();
+            assert_eq!(
+                engine.wait_for(job.id).await.unwrap().status,
+                JobStatus::Completed
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while worker_restarts(&engine, "echo").await < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the worker was not recycled after every 2 jobs"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        engine.shutdown().await.unwrap();
+    });
+}
+
+/// Blocks its thread: no timeout inside the actor can fire.
+struct Blocker;
+
+#[async_trait]
+impl Worker for Blocker {
+    fn name(&self) -> &str {
+        "blocker"
+    }
+    fn description(&self) -> &str {
+        "blocks its thread"
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Diagnostic
+    }
+    async fn run(&self, _: Value, _: JobContext) -> Result<Value, WorkerError> {
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Value::Null)
+    }
+}
+
+#[test]
+fn the_watchdog_fails_a_job_whose_worker_stops_answering_and_restarts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let registration = Registration::new(Arc::new(Blocker), 1).on_own_thread();
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .register(registration)
+            .diagnostics()
+            .start()
+            .unwrap();
+        let opts = EnqueueOptions::default()
+            .max_attempts(1)
+            .timeout(Duration::from_millis(50));
+        let job = engine
+            .enqueue("blocker", json!({}), JobCtx::default(), opts)
+            .await
+            .unwrap()
+            .into_job();
+        // Other workers keep going meanwhile: the blocker has its own thread.
+        let echo = engine
+            .enqueue(
+                "echo",
+                json!(1),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        assert_eq!(
+            engine.wait_for(echo.id).await.unwrap().status,
+            JobStatus::Completed
+        );
+        let failed = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        let error = failed.error.unwrap();
+        assert!(
+            error.contains("worker `blocker` stopped answering"),
+            "{error}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while worker_restarts(&engine, "blocker").await < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the blocked worker was not restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        engine.shutdown().await.unwrap();
+    });
+}

@@ -16,7 +16,7 @@ use crate::spec::{check_id, invalid, ChildSpec, Registry, Restart, StartChild, D
 use crate::status::{ChildInfo, ChildKind, ChildState, Shared};
 use crate::strategy::{Intensity, Strategy};
 use crate::supervisor::{
-    AddChild, Control, GetChildren, ParentLink, Slot, SupCommand, SupervisorActor,
+    AddChild, Control, GetChildren, ParentLink, RestartChild, Slot, SupCommand, SupervisorActor,
 };
 
 /// A supervisor and its children, declared before anything starts.
@@ -357,6 +357,26 @@ impl SupervisorRef {
         any.downcast::<ActorRef<A>>()
             .map(|r| *r)
             .map_err(|_| StartChildError::Build(BuildError::InvalidId { id: path }))
+    }
+
+    /// Restarts the child `id` as if it had failed, e.g. when a watchdog finds
+    /// it stopped answering: its instance is stopped (hard, after its
+    /// shutdown timeout) and the supervisor applies its restart rules.
+    /// `Ok(false)` when there is no such child.
+    pub async fn restart_child(
+        &self,
+        id: &str,
+        reason: impl Into<String>,
+    ) -> Result<bool, CallError> {
+        self.addr
+            .send(RestartChild {
+                id: id.to_string(),
+                reason: reason.into(),
+            })
+            .await
+            .map_err(|_| CallError::Dropped {
+                actor: self.shared.name.to_string(),
+            })
     }
 
     /// Stops all children in reverse start order; see [`Tree::shutdown`].

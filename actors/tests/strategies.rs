@@ -110,3 +110,32 @@ async fn children_report_state_restarts_and_last_exit() {
     );
     tree.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_child_can_be_restarted_from_outside_like_a_failure() {
+    let log = Log::default();
+    let tree = tree(Strategy::OneForOne, &log);
+    let (a, b, _) = refs(&tree);
+    assert_eq!(a.send(Inc).await, Ok(1));
+    assert_eq!(b.send(Inc).await, Ok(1));
+    assert_eq!(
+        tree.root()
+            .restart_child("a", "watchdog: stopped answering")
+            .await,
+        Ok(true)
+    );
+    eventually("a restarted", || {
+        a.restarts() == 1 && a.state() == troupe_actors::ChildState::Running
+    })
+    .await;
+    assert_eq!(a.send(Inc).await, Ok(1), "fresh instance");
+    assert_eq!(b.send(Inc).await, Ok(2), "sibling untouched");
+    let info = tree.root().children().await.unwrap();
+    assert!(
+        info[0].last_exit.as_deref().unwrap().contains("watchdog"),
+        "{:?}",
+        info[0].last_exit
+    );
+    assert_eq!(tree.root().restart_child("nobody", "x").await, Ok(false));
+    tree.shutdown().await;
+}

@@ -45,7 +45,12 @@ impl AgentWorker {
     /// Registers it with the agent's concurrency.
     pub fn registration(self) -> Registration {
         let concurrency = self.config.concurrency;
-        Registration::new(Arc::new(self), concurrency)
+        let recycle = self.config.restart_after_tasks;
+        let registration = Registration::new(Arc::new(self), concurrency);
+        match recycle {
+            Some(n) => registration.recycle_after(n),
+            None => registration,
+        }
     }
 }
 

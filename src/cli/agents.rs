@@ -114,10 +114,12 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
             source: Some("cli".into()),
         };
         let job = troupe.task(&args.agent, &args.prompt, options).await?;
-        if !json_out {
-            eprintln!("task {} queued for `{}`; running…", job.id, args.agent);
-        }
+        let spinner = output::Waiting::start(
+            format!("task {} for `{}`: running…", job.id, args.agent),
+            json_out,
+        );
         let ended = troupe.engine().wait_for(job.id).await?;
+        drop(spinner);
         troupe.shutdown().await?;
         let result = processing_result(&ended);
         if json_out {
@@ -252,14 +254,12 @@ fn remote_task(global: &Global, remote: &Remote, args: TaskArgs) -> Result<(), C
     if let Some(u) = &args.user {
         body["userId"] = json!(u);
     }
-    if args.wait && !global.json {
-        eprintln!(
-            "task for `{}` sent to the daemon at {}; waiting…",
-            args.agent,
-            remote.url()
-        );
-    }
+    let spinner = args.wait.then(|| {
+        let message = format!("task for `{}` at {}: running…", args.agent, remote.url());
+        output::Waiting::start(message, global.json)
+    });
     let value = remote.post(&format!("/v1/agents/{}/tasks", encode(&args.agent)), body)?;
+    drop(spinner);
     if !args.wait {
         let job = value.get("job").cloned().unwrap_or(value);
         return if global.json {

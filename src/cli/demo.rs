@@ -89,6 +89,7 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         max_steps: 6,
         reflect: false,
         budget: None,
+        restart_after_tasks: None,
     });
     (config, note)
 }

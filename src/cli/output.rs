@@ -109,3 +109,29 @@ pub fn worker_table(workers: &[WorkerInfo]) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// A spinner on stderr while the CLI waits (only on a terminal, and never
+/// with `--json`, so scripts see clean output). Cleared when dropped.
+pub struct Waiting(Option<indicatif::ProgressBar>);
+
+impl Waiting {
+    /// Starts spinning with `message`.
+    pub fn start(message: impl Into<String>, json: bool) -> Self {
+        use std::io::IsTerminal;
+        if json || !std::io::stderr().is_terminal() {
+            return Waiting(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message.into());
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Waiting(Some(bar))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

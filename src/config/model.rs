@@ -144,6 +144,9 @@ pub struct AgentConfig {
     /// Daily token and/or cost limit; calls past it are refused.
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// Restart the agent's actor after this many tasks, between tasks.
+    #[serde(default)]
+    pub restart_after_tasks: Option<u64>,
 }
 
 fn default_agent_concurrency() -> usize {

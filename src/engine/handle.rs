@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use troupe_actors::{
-    ActorRef, ChildSpec, Intensity, Strategy, SupervisorRef, SupervisorSpec, Tree,
+    ActorRef, Arbiter, ChildSpec, Intensity, Strategy, SupervisorRef, SupervisorSpec, Tree,
 };
 
 use crate::job::schedule::Schedule;
@@ -87,8 +87,9 @@ impl EngineBuilder {
         let mut workers_sup = SupervisorSpec::new("workers")
             .strategy(Strategy::OneForOne)
             .intensity(Intensity::new(100, Duration::from_secs(10)));
-        for (name, entry) in &entries {
-            workers_sup = workers_sup.child(worker_spec(name, entry.registration.worker.clone()));
+        let mut arbiters = Vec::new();
+        for entry in entries.values() {
+            workers_sup = workers_sup.child(worker_spec(&entry.registration, &mut arbiters));
         }
         let shared = Arc::new(EngineShared {
             store: self.store,
@@ -96,6 +97,7 @@ impl EngineBuilder {
             waiters: Default::default(),
             config: self.config,
             stats: Default::default(),
+            workers_sup: Default::default(),
         });
         let for_scheduler = shared.clone();
         let tree = SupervisorSpec::new("engine")
@@ -128,12 +130,14 @@ impl EngineBuilder {
         let workers_sup = tree
             .supervisor("workers")
             .map_err(|e| EngineError::Start(e.to_string()))?;
+        let _ = shared.workers_sup.set(workers_sup.clone());
         Ok(WorkerEngine {
             inner: Arc::new(Inner {
                 shared,
                 tree,
                 scheduler,
                 workers_sup,
+                arbiters: std::sync::Mutex::new(arbiters),
             }),
         })
     }
@@ -143,11 +147,22 @@ fn child_id(worker: &str) -> String {
     format!("worker:{worker}")
 }
 
-fn worker_spec(name: &str, worker: Arc<dyn Worker>) -> ChildSpec<WorkerActor> {
-    ChildSpec::new(child_id(name), move || WorkerActor {
-        worker: worker.clone(),
+fn worker_spec(registration: &Registration, arbiters: &mut Vec<Arbiter>) -> ChildSpec<WorkerActor> {
+    let worker = registration.worker.clone();
+    let recycle_after = registration.recycle_after;
+    let name = worker.name().to_string();
+    let spec = ChildSpec::new(child_id(&name), move || {
+        WorkerActor::new(worker.clone(), recycle_after)
     })
-    .mailbox(1024)
+    .mailbox(1024);
+    if registration.own_thread {
+        let arbiter = Arbiter::new();
+        let spec = spec.on_arbiter(&arbiter);
+        arbiters.push(arbiter);
+        spec
+    } else {
+        spec
+    }
 }
 
 fn validate(
@@ -182,6 +197,8 @@ struct Inner {
     tree: Tree,
     scheduler: ActorRef<Scheduler>,
     workers_sup: SupervisorRef,
+    /// Threads of the workers registered `on_own_thread`.
+    arbiters: std::sync::Mutex<Vec<Arbiter>>,
 }
 
 /// The job engine: enqueue, inspect, cancel, wait, pause, shut down.
@@ -317,11 +334,8 @@ impl WorkerEngine {
                 },
             );
         }
-        let actor = self
-            .inner
-            .workers_sup
-            .start_child(worker_spec(&name, registration.worker.clone()))
-            .await;
+        let spec = worker_spec(&registration, &mut self.lock_arbiters());
+        let actor = self.inner.workers_sup.start_child(spec).await;
         let mut workers = self
             .inner
             .shared
@@ -446,7 +460,17 @@ impl WorkerEngine {
             .await
             .map_err(|e| EngineError::Stopped(e.to_string()))?;
         self.inner.tree.shutdown().await;
+        for arbiter in self.lock_arbiters().drain(..) {
+            arbiter.stop();
+        }
         Ok(report)
+    }
+
+    fn lock_arbiters(&self) -> std::sync::MutexGuard<'_, Vec<Arbiter>> {
+        self.inner
+            .arbiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

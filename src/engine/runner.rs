@@ -22,9 +22,42 @@ use super::worker::{JobContext, Worker, WorkerError};
 /// Hosts one worker.
 pub(crate) struct WorkerActor {
     pub(crate) worker: Arc<dyn Worker>,
+    /// Stop (and so be restarted fresh) after this many jobs, between jobs.
+    pub(crate) recycle_after: Option<u64>,
+    pub(crate) started: u64,
+    pub(crate) in_flight: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl WorkerActor {
+    pub(crate) fn new(worker: Arc<dyn Worker>, recycle_after: Option<u64>) -> Self {
+        Self {
+            worker,
+            recycle_after,
+            started: 0,
+            in_flight: Default::default(),
+        }
+    }
 }
 
 impl Actor for WorkerActor {}
+
+/// A job of this actor ended: time to recycle it?
+pub(crate) struct JobEnded;
+
+impl Message for JobEnded {
+    type Result = ();
+}
+
+impl Handler<JobEnded> for WorkerActor {
+    fn handle(&mut self, _: JobEnded, ctx: &mut Context<'_, Self>) -> Reply<()> {
+        let due = self.recycle_after.is_some_and(|n| self.started >= n);
+        if due && self.in_flight.get() == 0 {
+            tracing::info!(worker = %self.worker.name(), jobs = self.started, "recycling the worker's actor between jobs");
+            ctx.stop();
+        }
+        Reply::Ready(())
+    }
+}
 
 /// Run one attempt of a job.
 pub(crate) struct RunJob {
@@ -53,28 +86,45 @@ impl Message for RunJob {
 }
 
 impl Handler<RunJob> for WorkerActor {
-    fn handle(&mut self, msg: RunJob, _: &mut Context<'_, Self>) -> Reply<RunOutcome> {
+    fn handle(&mut self, msg: RunJob, ctx: &mut Context<'_, Self>) -> Reply<RunOutcome> {
         let worker = self.worker.clone();
-        Reply::future(async move {
-            let ctx = JobContext {
-                job_id: msg.job_id,
-                attempt: msg.attempt,
-                max_attempts: msg.max_attempts,
-                ctx: msg.ctx,
-            };
-            let run = Abortable::new(worker.run(msg.args, ctx), msg.abort);
-            let finished = match msg.timeout {
-                Some(limit) => match tokio::time::timeout(limit, run).await {
-                    Ok(finished) => finished,
-                    Err(_) => return RunOutcome::TimedOut(limit),
-                },
-                None => run.await,
-            };
-            match finished {
-                Ok(Ok(value)) => RunOutcome::Done(value),
-                Ok(Err(e)) => RunOutcome::Failed(e),
-                Err(_aborted) => RunOutcome::Aborted,
+        self.started += 1;
+        let in_flight = self.in_flight.clone();
+        in_flight.set(in_flight.get() + 1);
+        let me = self.recycle_after.map(|_| ctx.address());
+        let ended = move || {
+            in_flight.set(in_flight.get().saturating_sub(1));
+            if let Some(me) = &me {
+                let _ = me.try_send(JobEnded);
             }
+        };
+        Reply::future(async move {
+            let outcome = run_one(worker, msg).await;
+            ended();
+            outcome
         })
+    }
+}
+
+/// Runs one attempt under its timeout and abort handle.
+async fn run_one(worker: Arc<dyn Worker>, msg: RunJob) -> RunOutcome {
+    let ctx = JobContext {
+        job_id: msg.job_id,
+        attempt: msg.attempt,
+        max_attempts: msg.max_attempts,
+        ctx: msg.ctx,
+    };
+    let run = Abortable::new(worker.run(msg.args, ctx), msg.abort);
+    let finished = match msg.timeout {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(finished) => finished,
+            Err(_) => return RunOutcome::TimedOut(limit),
+        },
+        None => run.await,
+    };
+    match finished {
+        Ok(Ok(value)) => RunOutcome::Done(value),
+        Ok(Err(e)) => RunOutcome::Failed(e),
+        Err(_aborted) => RunOutcome::Aborted,
     }
 }

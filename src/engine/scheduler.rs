@@ -47,6 +47,10 @@ const ABORT_GRACE: Duration = Duration::from_secs(5);
 /// instead of one per finished job.
 const CLAIM_COALESCE: Duration = Duration::from_millis(1);
 
+/// How much past a job's timeout the scheduler waits for the worker's
+/// answer before its watchdog gives up on it.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+
 /// After a store error, try again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -271,15 +275,31 @@ impl Scheduler {
             abort: registration,
         };
         let me = ctx.address();
+        // The watchdog: the worker's actor enforces the job's timeout itself;
+        // if it does not even answer by then (its thread is blocked), the
+        // attempt fails and the actor is restarted.
+        let watch = msg.timeout.map(|t| t + WATCHDOG_GRACE);
+        let shared = self.shared.clone();
+        let worker_name = job.worker_name.clone();
         ctx.spawn(async move {
-            let outcome = actor.send(msg).await;
-            let _ = me
-                .send(Finished {
-                    id,
-                    attempt,
-                    outcome,
-                })
-                .await;
+            let outcome = match watch {
+                None => actor.send(msg).await,
+                Some(limit) => match tokio::time::timeout(limit, actor.send(msg)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::error!(job = %id, worker = %worker_name, ?limit, "worker stopped answering; restarting its actor");
+                        if let Some(sup) = shared.workers_sup.get() {
+                            let reason = format!("watchdog: no answer within {limit:?}");
+                            let _ = sup.restart_child(&format!("worker:{worker_name}"), reason).await;
+                        }
+                        Err(CallError::Timeout {
+                            actor: format!("worker:{worker_name}"),
+                            timeout: limit,
+                        })
+                    }
+                },
+            };
+            let _ = me.send(Finished { id, attempt, outcome }).await;
         });
     }
 
@@ -571,6 +591,16 @@ impl Handler<Finished> for Scheduler {
                 self.record(ctx, id, async move {
                     shared.store.ack_cancel(id, attempt).await
                 });
+            }
+            Err(CallError::Timeout { timeout, .. }) => {
+                let error = format!(
+                    "worker `{}` stopped answering: no reply within {} ms (the job's timeout plus {} s); its actor was restarted",
+                    run.worker,
+                    timeout.as_millis(),
+                    WATCHDOG_GRACE.as_secs()
+                );
+                let write = async_fail(&shared, id, attempt, error, retry_at());
+                self.record(ctx, id, write);
             }
             Err(call) => {
                 let error = format!(

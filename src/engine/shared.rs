@@ -25,6 +25,8 @@ pub(crate) struct EngineShared {
     pub(crate) config: EngineConfig,
     /// Waits, run times, retries and outcomes, for the metrics endpoint.
     pub(crate) stats: Arc<crate::metrics::EngineStats>,
+    /// The `workers` supervisor, for the watchdog's restarts (set at start).
+    pub(crate) workers_sup: std::sync::OnceLock<troupe_actors::SupervisorRef>,
 }
 
 impl EngineShared {

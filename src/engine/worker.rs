@@ -122,6 +122,8 @@ pub struct WorkerInfo {
 pub struct Registration {
     pub(crate) worker: Arc<dyn Worker>,
     pub(crate) concurrency: usize,
+    pub(crate) own_thread: bool,
+    pub(crate) recycle_after: Option<u64>,
 }
 
 impl Registration {
@@ -130,7 +132,25 @@ impl Registration {
         Self {
             worker,
             concurrency,
+            own_thread: false,
+            recycle_after: None,
         }
+    }
+
+    /// Runs the worker's actor on a thread of its own, for work that blocks
+    /// or burns CPU: it then cannot stall the scheduler or other workers,
+    /// and the scheduler's watchdog can fail its jobs and restart it when it
+    /// stops answering.
+    pub fn on_own_thread(mut self) -> Self {
+        self.own_thread = true;
+        self
+    }
+
+    /// Restarts the worker's actor after this many jobs, between jobs (when
+    /// none is running), so that whatever it accumulates is let go.
+    pub fn recycle_after(mut self, jobs: u64) -> Self {
+        self.recycle_after = Some(jobs.max(1));
+        self
     }
 
     pub(crate) fn info(&self) -> WorkerInfo {

@@ -356,6 +356,48 @@ impl Handler<GetChildren> for SupervisorActor {
     }
 }
 
+/// Restart a child from outside, as if it had failed (a watchdog's verdict
+/// that it stopped answering); answers whether the child exists.
+pub(crate) struct RestartChild {
+    pub(crate) id: String,
+    pub(crate) reason: String,
+}
+
+impl actix::Message for RestartChild {
+    type Result = bool;
+}
+
+impl Handler<RestartChild> for SupervisorActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: RestartChild, ctx: &mut Self::Context) -> bool {
+        let Some(index) = self.children.iter().position(|slot| *slot.id == *msg.id) else {
+            return false;
+        };
+        let slot = &self.children[index];
+        if slot.control.state() == ChildState::Stopped {
+            return true;
+        }
+        // Stop the instance (it may be stuck: the stop is out of band and
+        // bounded by the child's shutdown timeout), then handle it like any
+        // abnormal exit: restart type, intensity, strategy, backoff.
+        let generation = slot.generation;
+        let control = slot.control.clone();
+        let timeout = slot.shutdown;
+        let reason = ExitReason::Failed(msg.reason);
+        let me = ctx.address();
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(async move {
+            control.stop(AfterStop::Pause, timeout).await;
+            me.do_send(ChildExited {
+                index,
+                generation,
+                reason,
+            });
+        }));
+        true
+    }
+}
+
 impl Handler<AddChild> for SupervisorActor {
     type Result = Result<Box<dyn Any + Send + Sync>, BuildError>;
 

@@ -16,5 +16,5 @@
 mod actor;
 mod slot;
 
-pub(crate) use actor::{AddChild, GetChildren, SupCommand, SupervisorActor};
+pub(crate) use actor::{AddChild, GetChildren, RestartChild, SupCommand, SupervisorActor};
 pub(crate) use slot::{Control, ParentLink, Slot};
