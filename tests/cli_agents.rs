@@ -168,3 +168,49 @@ fn the_demo_runs_offline_end_to_end() {
         "the compaction job is in the table"
     );
 }
+
+#[test]
+fn json_logs_carry_job_and_tool_call_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = troupe(&[
+        "task",
+        "sarah",
+        "Remember that spans work",
+        "--config",
+        &config,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args([
+            "run",
+            "--no-http",
+            "--exit-when-idle",
+            "--log-format",
+            "json",
+            "--config",
+            &config,
+        ])
+        .env("RUST_LOG", "troupe=debug")
+        .env_remove("TROUPE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let tool_call = lines
+        .iter()
+        .find(|l| l["span"]["name"] == "tool_call")
+        .unwrap_or_else(|| panic!("no event in a tool_call span: {lines:?}"));
+    assert_eq!(tool_call["span"]["tool"], "remember");
+    assert_eq!(tool_call["span"]["agent"], "sarah");
+    assert!(tool_call["span"]["job"].is_string());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["name"] == "job" || l["spans"].to_string().contains("\"job\"")),
+        "a job span"
+    );
+}

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 use troupe_actors::ActorRef;
 
 use crate::config::{AgentConfig, MemorySection};
@@ -249,9 +250,18 @@ pub(crate) async fn run(
             temperature: Some(agent.model_config.temperature),
             max_tokens: Some(agent.model_config.max_tokens),
         };
+        let span = tracing::info_span!(
+            "model_call",
+            agent = id,
+            job = %job_id,
+            step = state.steps,
+            provider = %agent.model_config.provider,
+            model = %agent.model_config.model,
+        );
         let response = rt
             .models
             .generate(&meta, &agent.model_config, request)
+            .instrument(span)
             .await
             .map_err(|e| provider_error(id, e))?;
         tracing::debug!(agent = id, job = %job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");

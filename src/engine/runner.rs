@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::future::{AbortRegistration, Abortable};
 use serde_json::Value;
+use tracing::Instrument;
 use troupe_actors::{Actor, Context, Handler, Message, Reply};
 
 use crate::job::{JobCtx, JobId};
@@ -98,11 +99,17 @@ impl Handler<RunJob> for WorkerActor {
                 let _ = me.try_send(JobEnded);
             }
         };
-        Reply::future(async move {
-            let outcome = run_one(worker, msg).await;
-            ended();
-            outcome
-        })
+        // One span per job attempt: every event of the worker (an agent's
+        // model and tool calls among them) carries the job id and worker.
+        let span = tracing::info_span!("job", job = %msg.job_id, worker = %worker.name(), attempt = msg.attempt);
+        Reply::future(
+            async move {
+                let outcome = run_one(worker, msg).await;
+                ended();
+                outcome
+            }
+            .instrument(span),
+        )
     }
 }
 

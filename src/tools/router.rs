@@ -83,25 +83,35 @@ impl Handler<ToolCall> for ToolRouter {
         _: &mut Context<'_, Self>,
     ) -> Reply<Result<Value, ToolError>> {
         let registry = self.registry.clone();
-        Reply::future(async move {
-            let started = Instant::now();
-            let name = call.name.clone();
-            let ctx = call.ctx.clone();
-            let result = route(&registry, call).await;
-            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            match &result {
-                Ok(_) => tracing::debug!(
-                    tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
-                    step = ctx.step, call = %ctx.call_id, elapsed_ms, "tool call ok"
-                ),
-                Err(e) => tracing::warn!(
-                    tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
-                    step = ctx.step, call = %ctx.call_id, elapsed_ms,
-                    kind = e.kind(), error = %e, "tool call failed"
-                ),
-            }
-            result
-        })
+        let span = tracing::info_span!(
+            "tool_call",
+            tool = %call.name,
+            agent = %call.ctx.agent_id,
+            job = %call.ctx.job_id,
+            step = call.ctx.step,
+        );
+        Reply::future(tracing::Instrument::instrument(
+            async move {
+                let started = Instant::now();
+                let name = call.name.clone();
+                let ctx = call.ctx.clone();
+                let result = route(&registry, call).await;
+                let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                match &result {
+                    Ok(_) => tracing::debug!(
+                        tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
+                        step = ctx.step, call = %ctx.call_id, elapsed_ms, "tool call ok"
+                    ),
+                    Err(e) => tracing::warn!(
+                        tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
+                        step = ctx.step, call = %ctx.call_id, elapsed_ms,
+                        kind = e.kind(), error = %e, "tool call failed"
+                    ),
+                }
+                result
+            },
+            span,
+        ))
     }
 }
 
