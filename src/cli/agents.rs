@@ -121,22 +121,25 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
         let ended = troupe.engine().wait_for(job.id).await?;
         drop(spinner);
         troupe.shutdown().await?;
-        let result = processing_result(&ended);
-        if json_out {
-            output::json(&result)?;
-        } else {
-            print_result(&result);
-        }
-        if result.success {
-            Ok(())
-        } else {
-            Err(CliError::Usage(format!(
-                "task {} failed: {}",
-                ended.id,
-                result.error.unwrap_or_default()
-            )))
-        }
+        report(processing_result(&ended), json_out)
     })
+}
+
+/// Prints a task's result; a failed task is the command's failure too.
+fn report(result: crate::agent::ProcessingResult, json: bool) -> Result<(), CliError> {
+    if json {
+        output::json(&result)?;
+    } else {
+        print_result(&result);
+    }
+    if result.success {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "task failed: {}",
+            result.error.unwrap_or_default()
+        )))
+    }
 }
 
 /// A ProcessingResult for people.
@@ -272,17 +275,5 @@ fn remote_task(global: &Global, remote: &Remote, args: TaskArgs) -> Result<(), C
     let result: crate::agent::ProcessingResult =
         serde_json::from_value(value.get("result").cloned().unwrap_or(value))
             .map_err(|e| CliError::Usage(format!("unexpected answer from the daemon: {e}")))?;
-    if global.json {
-        output::json(&result)?;
-    } else {
-        print_result(&result);
-    }
-    if result.success {
-        Ok(())
-    } else {
-        Err(CliError::Usage(format!(
-            "task failed: {}",
-            result.error.unwrap_or_default()
-        )))
-    }
+    report(result, global.json)
 }
