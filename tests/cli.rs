@@ -117,6 +117,12 @@ fn bad_input_fails_with_one_line_naming_the_problem() {
             &["run", "--concurrency", "0"],
             "--concurrency must be at least 1",
         ),
+        (
+            &["pause", "--worker", "a", "--agent", "b"],
+            "cannot be used with",
+        ),
+        (&["run", "--http", "0.0.0.0:0"], "token"),
+        (&["jobs", "--server", "ftp://x"], "must start with http://"),
     ];
     for (args, expected) in cases {
         let out = troupe(dir.path(), args);

@@ -217,16 +217,7 @@ fn finish_reason(raw: Option<&str>, has_calls: bool) -> FinishReason {
 /// Parses a 2xx Messages body. Anything unparsable is a malformed-response
 /// error naming provider and model.
 pub fn decode(body: &[u8], provider: &str, model: &str) -> Result<GenerateResponse, ProviderError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ProviderError::malformed(
-            provider,
-            model,
-            "empty response body",
-        ));
-    }
-    let m: WireMessage = serde_json::from_slice(body).map_err(|e| {
-        ProviderError::malformed(provider, model, format!("not a Messages response: {e}"))
-    })?;
+    let m: WireMessage = ProviderError::parse_body(body, provider, model, "a Messages response")?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for block in m.content {

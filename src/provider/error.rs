@@ -189,6 +189,22 @@ impl ProviderError {
         )
     }
 
+    /// Parses a 2xx body into a provider's wire type; an empty or
+    /// unparsable body is a malformed-response error that says what was
+    /// expected (`what`), never a panic.
+    pub fn parse_body<T: serde::de::DeserializeOwned>(
+        body: &[u8],
+        provider: &str,
+        model: &str,
+        what: &str,
+    ) -> Result<T, Self> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(Self::malformed(provider, model, "empty response body"));
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| Self::malformed(provider, model, format!("not {what}: {e}")))
+    }
+
     /// Whether retrying the same call may succeed: the provider's hint if it
     /// gave one, else the kind's default. Quota and auth errors never retry.
     pub fn retryable(&self) -> bool {

@@ -336,16 +336,7 @@ fn finish_reason(raw: Option<&str>, has_calls: bool) -> FinishReason {
 /// Parses a 2xx chat-completions body. Anything unparsable, or without a
 /// choice, is a malformed-response error naming provider and model.
 pub fn decode(body: &[u8], provider: &str, model: &str) -> Result<GenerateResponse, ProviderError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ProviderError::malformed(
-            provider,
-            model,
-            "empty response body",
-        ));
-    }
-    let c: Completion = serde_json::from_slice(body).map_err(|e| {
-        ProviderError::malformed(provider, model, format!("not a chat completion: {e}"))
-    })?;
+    let c: Completion = ProviderError::parse_body(body, provider, model, "a chat completion")?;
     let Some(choice) = c.choices.into_iter().next() else {
         return Err(ProviderError::malformed(
             provider,
