@@ -141,6 +141,7 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
             reflect: false,
             budget: None,
             restart_after_tasks: None,
+            restart_above_memory_mib: None,
         }],
         ..TroupeConfig::default()
     }

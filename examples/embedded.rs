@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reflect: false,
         budget: None,
         restart_after_tasks: None,
+        restart_above_memory_mib: None,
     });
     // `tools` names in the config are checked against the built-ins; a
     // custom tool is registered on the builder instead.

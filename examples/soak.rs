@@ -155,6 +155,7 @@ fn main() -> Result<(), BoxError> {
         reflect: false,
         budget: None,
         restart_after_tasks: None,
+        restart_above_memory_mib: None,
     });
     let engine = EngineConfig {
         retention: Retention {

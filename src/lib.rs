@@ -5,6 +5,7 @@
 //! engine, the providers and the CLI build on.
 
 pub mod agent;
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod conversation;

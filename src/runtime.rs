@@ -59,6 +59,17 @@ pub enum RuntimeError {
         /// The configured ids.
         known: String,
     },
+    /// An agent sets `restartAboveMemoryMib`, but the program's global
+    /// allocator is not [`crate::alloc::AccountingAllocator`], so its memory
+    /// cannot be measured.
+    #[error(
+        "agent `{agent}` sets `restartAboveMemoryMib`, but the accounting allocator is not installed, so its memory cannot be measured: {hint}",
+        hint = crate::alloc::INSTALL_HINT
+    )]
+    AllocatorNotInstalled {
+        /// The first agent that sets it.
+        agent: String,
+    },
     /// A schedule in the config cannot be created.
     #[error("schedule `{id}`: {reason}")]
     Schedule {
@@ -113,6 +124,19 @@ impl TroupeBuilder {
 
     /// Starts everything on the current actix system.
     pub async fn start(self) -> Result<Troupe, RuntimeError> {
+        // Before anything is opened or started: a setting that cannot work.
+        let measured = self
+            .config
+            .agents
+            .iter()
+            .find(|a| a.restart_above_memory_mib.is_some());
+        if let Some(agent) = measured {
+            if !crate::alloc::installed() {
+                return Err(RuntimeError::AllocatorNotInstalled {
+                    agent: agent.id.clone(),
+                });
+            }
+        }
         let store = match self.store {
             Some(s) => s,
             None => SledStore::open(SledConfig::new(&self.config.store.data_dir))?,

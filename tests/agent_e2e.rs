@@ -104,6 +104,7 @@ fn agent(id: &str, provider: &str, tools: &[&str]) -> AgentConfig {
         reflect: false,
         budget: None,
         restart_after_tasks: None,
+        restart_above_memory_mib: None,
     }
 }
 

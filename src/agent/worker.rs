@@ -42,15 +42,26 @@ impl AgentWorker {
         }
     }
 
-    /// Registers it with the agent's concurrency.
+    /// Registers it with the agent's concurrency, and recycling per its
+    /// `restartAfterTasks` and `restartAboveMemoryMib`. Registered with a
+    /// factory: every restart of the agent's actor builds a new
+    /// `AgentWorker`, so whatever the old one accumulated is let go.
     pub fn registration(self) -> Registration {
         let concurrency = self.config.concurrency;
         let recycle = self.config.restart_after_tasks;
-        let registration = Registration::new(Arc::new(self), concurrency);
-        match recycle {
-            Some(n) => registration.recycle_after(n),
-            None => registration,
+        let memory = self.config.restart_above_memory_mib;
+        let (config, runtime) = (self.config, self.runtime);
+        let mut registration = Registration::with_factory(
+            move || Arc::new(AgentWorker::new(config.clone(), runtime.clone())),
+            concurrency,
+        );
+        if let Some(n) = recycle {
+            registration = registration.recycle_after(n);
         }
+        if let Some(mib) = memory {
+            registration = registration.recycle_above_memory(mib.saturating_mul(1024 * 1024));
+        }
+        registration
     }
 }
 

@@ -90,6 +90,7 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         reflect: false,
         budget: None,
         restart_after_tasks: None,
+        restart_above_memory_mib: None,
     });
     (config, note)
 }

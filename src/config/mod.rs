@@ -177,6 +177,12 @@ impl TroupeConfig {
             if a.concurrency == 0 {
                 return Err(invalid(at("concurrency"), "must be at least 1".into()));
             }
+            if a.restart_above_memory_mib == Some(0) {
+                return Err(invalid(
+                    at("restartAboveMemoryMib"),
+                    "must be at least 1 (MiB); leave it out to never restart for memory".into(),
+                ));
+            }
         }
         for (i, s) in self.schedules.iter().enumerate() {
             let known_worker = ids.contains(s.worker.as_str())
@@ -274,6 +280,13 @@ model = "m"
             ),
             (format!("{AGENT}{AGENT}"), "defined twice"),
             (
+                AGENT.replace(
+                    "tools = [\"send_message\"]",
+                    "tools = [\"send_message\"]\nrestartAboveMemoryMib = 0",
+                ),
+                "agents[0].restartAboveMemoryMib",
+            ),
+            (
                 AGENT.replace("id = \"sarah\"", "id = \"sa rah\""),
                 "agents[0].id",
             ),
@@ -308,6 +321,28 @@ model = "m"
             assert!(err.starts_with("troupe.toml"), "names the file: {err}");
             assert!(err.contains(expected), "expected `{expected}` in: {err}");
         }
+    }
+
+    #[test]
+    fn memory_recycling_reads_its_key() {
+        let text = AGENT.replace(
+            "tools = [\"send_message\"]",
+            "tools = [\"send_message\"]\nrestartAfterTasks = 100\nrestartAboveMemoryMib = 512",
+        );
+        let a = &parse(&text).unwrap().agents[0];
+        assert_eq!(a.restart_above_memory_mib, Some(512));
+        assert_eq!(a.restart_after_tasks, Some(100));
+        assert_eq!(
+            parse(AGENT).unwrap().agents[0].restart_above_memory_mib,
+            None
+        );
+        let err = parse(&text.replace("= 512", "= 0"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "troupe.toml: `agents[0].restartAboveMemoryMib`: must be at least 1 (MiB); leave it out to never restart for memory"
+        );
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub struct AgentConfig {
     /// Restart the agent's actor after this many tasks, between tasks.
     #[serde(default)]
     pub restart_after_tasks: Option<u64>,
+    /// Restart the agent's actor, between tasks, once the heap it gained
+    /// since it started is past this many MiB. Needs the accounting
+    /// allocator ([`crate::alloc::AccountingAllocator`], installed in the
+    /// `troupe` binary); the runtime refuses to start without it.
+    #[serde(default)]
+    pub restart_above_memory_mib: Option<u64>,
 }
 
 fn default_agent_concurrency() -> usize {

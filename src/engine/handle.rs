@@ -77,7 +77,7 @@ impl EngineBuilder {
         for registration in self.workers {
             validate(&registration, &entries)?;
             entries.insert(
-                registration.worker.name().to_string(),
+                registration.name.clone(),
                 WorkerEntry {
                     registration,
                     actor: None,
@@ -147,12 +147,13 @@ fn child_id(worker: &str) -> String {
     format!("worker:{worker}")
 }
 
+/// The worker's actor spec: each start (the first and every restart) builds
+/// its worker from the registration, so a worker registered with a factory
+/// starts fresh.
 fn worker_spec(registration: &Registration, arbiters: &mut Vec<Arbiter>) -> ChildSpec<WorkerActor> {
-    let worker = registration.worker.clone();
-    let recycle_after = registration.recycle_after;
-    let name = worker.name().to_string();
-    let spec = ChildSpec::new(child_id(&name), move || {
-        WorkerActor::new(worker.clone(), recycle_after)
+    let for_actor = registration.clone();
+    let spec = ChildSpec::new(child_id(&registration.name), move || {
+        WorkerActor::new(&for_actor)
     })
     .mailbox(1024);
     if registration.own_thread {
@@ -169,7 +170,7 @@ fn validate(
     registration: &Registration,
     existing: &BTreeMap<String, WorkerEntry>,
 ) -> Result<(), EngineError> {
-    let name = registration.worker.name();
+    let name = registration.name.as_str();
     if name.trim().is_empty() || name.contains('/') {
         return Err(EngineError::InvalidWorker {
             name: name.to_string(),
@@ -182,6 +183,16 @@ fn validate(
             name: name.to_string(),
             field: "concurrency",
             reason: "must be at least 1".into(),
+        });
+    }
+    if registration.recycle_above_memory.is_some() && !crate::alloc::installed() {
+        return Err(EngineError::InvalidWorker {
+            name: name.to_string(),
+            field: "recycle_above_memory",
+            reason: format!(
+                "the accounting allocator is not installed, so the worker's memory cannot be measured: {}",
+                crate::alloc::INSTALL_HINT
+            ),
         });
     }
     if existing.contains_key(name) {
@@ -317,7 +328,7 @@ impl WorkerEngine {
 
     /// Registers a worker on the running engine.
     pub async fn register_worker(&self, registration: Registration) -> Result<(), EngineError> {
-        let name = registration.worker.name().to_string();
+        let name = registration.name.clone();
         {
             let mut workers = self
                 .inner
@@ -356,6 +367,22 @@ impl WorkerEngine {
                 Err(EngineError::Start(e.to_string()))
             }
         }
+    }
+
+    /// Each registered worker's heap: the bytes charged to its account and
+    /// not yet freed (see [`crate::alloc`]), by name. All 0 unless the
+    /// accounting allocator is installed ([`crate::alloc::installed`]).
+    pub fn worker_heap_bytes(&self) -> Vec<(String, u64)> {
+        let workers = self
+            .inner
+            .shared
+            .workers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        workers
+            .iter()
+            .map(|(name, e)| (name.clone(), e.registration.account.live_bytes()))
+            .collect()
     }
 
     /// The registered workers, by name.

@@ -30,4 +30,6 @@ pub use diagnostic::{EchoWorker, SleepWorker};
 pub use error::EngineError;
 pub use handle::{EngineBuilder, NewJob, WorkerEngine};
 pub use scheduler::DrainReport;
-pub use worker::{JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerInfo};
+pub use worker::{
+    JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory, WorkerInfo,
+};

@@ -1,7 +1,12 @@
 //! The worker actor: runs one registered [`Worker`]'s jobs.
 //!
-//! Owns: the `Arc<dyn Worker>`. Takes: [`RunJob`], answered with a
-//! [`RunOutcome`] once the job's future ends, times out or is aborted.
+//! Owns: the `Arc<dyn Worker>` (a fresh one per start when the worker was
+//! registered with a factory) and a clone of the worker's heap account.
+//! Takes: [`RunJob`], answered with a [`RunOutcome`] once the job's future
+//! ends, times out or is aborted; [`JobEnded`], its own note that a job
+//! ended, on which it stops itself (to be restarted fresh) when recycling is
+//! due: after `recycle_after` jobs, or once its heap grew past
+//! `recycle_above_memory` (see [`crate::alloc`]).
 //!
 //! Jobs run as reply futures, so several run at once and the mailbox keeps
 //! flowing. A panic in `Worker::run` restarts this actor (troupe-actors
@@ -16,27 +21,62 @@ use serde_json::Value;
 use tracing::Instrument;
 use troupe_actors::{Actor, Context, Handler, Message, Reply};
 
+use crate::alloc::Account;
 use crate::job::{JobCtx, JobId};
 
-use super::worker::{JobContext, Worker, WorkerError};
+use super::worker::{JobContext, Registration, Worker, WorkerError};
 
 /// Hosts one worker.
 pub(crate) struct WorkerActor {
     pub(crate) worker: Arc<dyn Worker>,
+    /// The registered name (what logs and metrics show).
+    name: String,
     /// Stop (and so be restarted fresh) after this many jobs, between jobs.
     pub(crate) recycle_after: Option<u64>,
+    /// Stop, between jobs, once the account grew more than this many bytes
+    /// since this instance started.
+    recycle_above_memory: Option<u64>,
+    /// The worker's heap account, current while its jobs are polled.
+    account: Account,
+    /// The least the account held since this instance started: growth is
+    /// measured from here, so memory an earlier instance left behind (and
+    /// that is freed late, or never) neither counts against this one nor
+    /// makes it restart after every job.
+    baseline: u64,
     pub(crate) started: u64,
     pub(crate) in_flight: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl WorkerActor {
-    pub(crate) fn new(worker: Arc<dyn Worker>, recycle_after: Option<u64>) -> Self {
+    /// An actor for one start of `registration`'s worker: a fresh worker
+    /// when it was registered with a factory.
+    pub(crate) fn new(registration: &Registration) -> Self {
+        let account = registration.account.clone();
+        // Taken before the worker is built, so its own size counts.
+        let baseline = account.live_bytes();
+        let worker = registration.instance();
+        if worker.name() != registration.name {
+            tracing::warn!(
+                worker = %registration.name,
+                built = %worker.name(),
+                "the worker's factory built a worker of another name; it runs as the registered one"
+            );
+        }
         Self {
             worker,
-            recycle_after,
+            name: registration.name.clone(),
+            recycle_after: registration.recycle_after,
+            recycle_above_memory: registration.recycle_above_memory,
+            account,
+            baseline,
             started: 0,
             in_flight: Default::default(),
         }
+    }
+
+    /// Whether this actor should stop after its jobs end.
+    fn recycles(&self) -> bool {
+        self.recycle_after.is_some() || self.recycle_above_memory.is_some()
     }
 }
 
@@ -51,10 +91,29 @@ impl Message for JobEnded {
 
 impl Handler<JobEnded> for WorkerActor {
     fn handle(&mut self, _: JobEnded, ctx: &mut Context<'_, Self>) -> Reply<()> {
-        let due = self.recycle_after.is_some_and(|n| self.started >= n);
-        if due && self.in_flight.get() == 0 {
-            tracing::info!(worker = %self.worker.name(), jobs = self.started, "recycling the worker's actor between jobs");
+        let live = self.account.live_bytes();
+        self.baseline = self.baseline.min(live);
+        if self.in_flight.get() != 0 {
+            return Reply::Ready(());
+        }
+        if self.recycle_after.is_some_and(|n| self.started >= n) {
+            tracing::info!(worker = %self.name, jobs = self.started, "recycling the worker's actor between jobs");
             ctx.stop();
+            return Reply::Ready(());
+        }
+        if let Some(limit) = self.recycle_above_memory {
+            let grown = live - self.baseline;
+            if grown > limit {
+                tracing::info!(
+                    worker = %self.name,
+                    live_bytes = live,
+                    grown_bytes = grown,
+                    limit_bytes = limit,
+                    jobs = self.started,
+                    "recycling the worker's actor between jobs: its heap grew past the limit"
+                );
+                ctx.stop();
+            }
         }
         Reply::Ready(())
     }
@@ -88,11 +147,12 @@ impl Message for RunJob {
 
 impl Handler<RunJob> for WorkerActor {
     fn handle(&mut self, msg: RunJob, ctx: &mut Context<'_, Self>) -> Reply<RunOutcome> {
+        let _in = self.account.enter();
         let worker = self.worker.clone();
         self.started += 1;
         let in_flight = self.in_flight.clone();
         in_flight.set(in_flight.get() + 1);
-        let me = self.recycle_after.map(|_| ctx.address());
+        let me = self.recycles().then(|| ctx.address());
         let ended = move || {
             in_flight.set(in_flight.get().saturating_sub(1));
             if let Some(me) = &me {
@@ -101,14 +161,17 @@ impl Handler<RunJob> for WorkerActor {
         };
         // One span per job attempt: every event of the worker (an agent's
         // model and tool calls among them) carries the job id and worker.
-        let span = tracing::info_span!("job", job = %msg.job_id, worker = %worker.name(), attempt = msg.attempt);
+        let span = tracing::info_span!("job", job = %msg.job_id, worker = %self.name, attempt = msg.attempt);
+        // Polled with the worker's account current: what the job allocates
+        // is charged to the worker until it is freed.
         Reply::future(
-            async move {
-                let outcome = run_one(worker, msg).await;
-                ended();
-                outcome
-            }
-            .instrument(span),
+            self.account
+                .scope(async move {
+                    let outcome = run_one(worker, msg).await;
+                    ended();
+                    outcome
+                })
+                .instrument(span),
         )
     }
 }

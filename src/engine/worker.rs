@@ -1,12 +1,13 @@
 //! The `Worker` trait: what the engine runs for each job.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::alloc::Account;
 use crate::job::{JobCtx, JobId};
 
 /// What a worker is for, shown by `list_workers` and used to group them.
@@ -117,23 +118,90 @@ pub struct WorkerInfo {
     pub concurrency: usize,
 }
 
+/// Builds a fresh instance of a worker, at each start of its actor.
+pub type WorkerFactory = Arc<dyn Fn() -> Arc<dyn Worker> + Send + Sync>;
+
+/// Where a worker's actor gets its worker from at each (re)start.
+#[derive(Clone)]
+enum Source {
+    /// The same instance every time ([`Registration::new`]).
+    Shared(Arc<dyn Worker>),
+    /// A fresh one every time ([`Registration::with_factory`]); `first` is
+    /// the instance built at registration to learn the worker's name, handed
+    /// to the first start so that it is not built for nothing.
+    Factory {
+        factory: WorkerFactory,
+        first: Arc<Mutex<Option<Arc<dyn Worker>>>>,
+    },
+}
+
 /// A worker with the settings it was registered with.
 #[derive(Clone)]
 pub struct Registration {
-    pub(crate) worker: Arc<dyn Worker>,
+    pub(crate) name: String,
+    description: String,
+    category: WorkerCategory,
+    source: Source,
     pub(crate) concurrency: usize,
     pub(crate) own_thread: bool,
     pub(crate) recycle_after: Option<u64>,
+    pub(crate) recycle_above_memory: Option<u64>,
+    /// What the worker's jobs (and its construction) allocate is charged
+    /// here; the same account across restarts of its actor.
+    pub(crate) account: Account,
 }
 
 impl Registration {
-    /// Registers `worker` to run at most `concurrency` jobs at once.
+    /// Registers `worker` to run at most `concurrency` jobs at once. Every
+    /// start of its actor runs this same instance, so a restart (recycling
+    /// included) lets go of what the actor and its jobs hold but not of what
+    /// the worker itself holds; see [`with_factory`](Self::with_factory).
     pub fn new(worker: Arc<dyn Worker>, concurrency: usize) -> Self {
+        Self::build(
+            Source::Shared(worker.clone()),
+            &*worker,
+            concurrency,
+            Account::new(),
+        )
+    }
+
+    /// Registers a worker built by `factory`, at most `concurrency` jobs at
+    /// once. The factory is called once now (for the worker's name,
+    /// description and category; that instance serves the first start) and
+    /// again at every restart of the worker's actor, so a restart (after a
+    /// panic, or recycling) drops the old instance and everything it
+    /// accumulated. Every instance must have the same name.
+    pub fn with_factory<F>(factory: F, concurrency: usize) -> Self
+    where
+        F: Fn() -> Arc<dyn Worker> + Send + Sync + 'static,
+    {
+        let account = Account::new();
+        let first = {
+            let _in = account.enter();
+            factory()
+        };
+        Self::build(
+            Source::Factory {
+                factory: Arc::new(factory),
+                first: Arc::new(Mutex::new(Some(first.clone()))),
+            },
+            &*first,
+            concurrency,
+            account,
+        )
+    }
+
+    fn build(source: Source, worker: &dyn Worker, concurrency: usize, account: Account) -> Self {
         Self {
-            worker,
+            name: worker.name().to_string(),
+            description: worker.description().to_string(),
+            category: worker.category(),
+            source,
             concurrency,
             own_thread: false,
             recycle_after: None,
+            recycle_above_memory: None,
+            account,
         }
     }
 
@@ -153,11 +221,55 @@ impl Registration {
         self
     }
 
+    /// Restarts the worker's actor between jobs (when none is running) once
+    /// the heap its actor has gained since it started is more than `bytes`:
+    /// what is charged to the worker's [`account`](Self::account) now, less
+    /// the least it held since that start (so memory an earlier instance
+    /// left behind, in a cache or another actor, cannot make it restart
+    /// after every job). Needs the [`crate::alloc::AccountingAllocator`] as
+    /// the global allocator: the engine refuses to start the worker without
+    /// it. Use [`with_factory`](Self::with_factory) so that a restart also
+    /// drops the worker's own state.
+    pub fn recycle_above_memory(mut self, bytes: u64) -> Self {
+        self.recycle_above_memory = Some(bytes.max(1));
+        self
+    }
+
+    /// The heap account of the worker: what its jobs and its construction
+    /// allocated and is not yet freed ([`Account::live_bytes`]), across
+    /// restarts of its actor.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The worker instance for a start of its actor: the shared one, or a
+    /// fresh one from the factory (built under the worker's account).
+    pub(crate) fn instance(&self) -> Arc<dyn Worker> {
+        match &self.source {
+            Source::Shared(worker) => worker.clone(),
+            Source::Factory { factory, first } => {
+                let first = first
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                first.unwrap_or_else(|| {
+                    let _in = self.account.enter();
+                    factory()
+                })
+            }
+        }
+    }
+
     pub(crate) fn info(&self) -> WorkerInfo {
         WorkerInfo {
-            name: self.worker.name().to_string(),
-            description: self.worker.description().to_string(),
-            category: self.worker.category(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            category: self.category.clone(),
             concurrency: self.concurrency,
         }
     }
@@ -166,8 +278,11 @@ impl Registration {
 impl fmt::Debug for Registration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registration")
-            .field("worker", &self.worker.name())
+            .field("worker", &self.name)
             .field("concurrency", &self.concurrency)
+            .field("factory", &matches!(self.source, Source::Factory { .. }))
+            .field("recycle_after", &self.recycle_after)
+            .field("recycle_above_memory", &self.recycle_above_memory)
             .finish()
     }
 }

@@ -29,6 +29,7 @@ pub async fn render(troupe: &Troupe) -> String {
 
     jobs(troupe, &mut e, &mut errors).await;
     engine_stats(troupe, &mut e);
+    heap(troupe, &mut e);
     actors(troupe, &mut e, &mut errors).await;
     providers(troupe, &mut e);
     usage(troupe, &mut e, &mut errors).await;
@@ -172,6 +173,26 @@ fn engine_stats(troupe: &Troupe, e: &mut Exposition) {
             "troupe_jobs_finished_total",
             &[("worker", &worker), ("status", &status)],
             n as f64,
+        );
+    }
+}
+
+/// Each worker's accounted heap; only when the accounting allocator is
+/// installed (otherwise every account reads 0, which would mislead).
+fn heap(troupe: &Troupe, e: &mut Exposition) {
+    if !crate::alloc::installed() {
+        return;
+    }
+    e.family(
+        "troupe_worker_heap_bytes",
+        Kind::Gauge,
+        "Heap allocated by the worker's jobs (and its construction) and not yet freed, across restarts.",
+    );
+    for (worker, bytes) in troupe.engine().worker_heap_bytes() {
+        e.sample(
+            "troupe_worker_heap_bytes",
+            &[("worker", &worker)],
+            bytes as f64,
         );
     }
 }
