@@ -847,6 +847,62 @@ async fn group_commit_shares_flushes_between_concurrent_writers() {
     assert_eq!(store.counts().await.unwrap().status(JobStatus::Queued), 320);
 }
 
+/// Under concurrent load the commit window gathers writers into shared
+/// flushes: 8 writers each waiting for its own write, with a long window,
+/// share nearly every flush among all 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_commit_window_gathers_concurrent_writers_into_one_flush() {
+    let dir = TempDir::new().unwrap();
+    let mut config = SledConfig::new(dir.path());
+    config.commit_window = std::time::Duration::from_millis(30);
+    let store = Arc::new(SledStore::open(config).unwrap());
+    let before = store.commit_stats();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                enqueue(&*store, "w", EnqueueOptions::default()).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = store.commit_stats();
+    let (writers, flushes) = (
+        after.writers - before.writers,
+        after.flushes - before.flushes,
+    );
+    assert_eq!(writers, 80);
+    // Without the window each flush would start as soon as one writer
+    // waits; with it, a flush serves about all 8.
+    assert!(
+        flushes <= 20,
+        "{flushes} flushes for {writers} writers: the window did not gather them"
+    );
+}
+
+/// A lone writer does not wait for the window: sequential writes with an
+/// hour-long window still finish (each flush served one writer, so the next
+/// one starts at once).
+#[tokio::test]
+async fn a_lone_writer_is_flushed_at_once_whatever_the_window() {
+    let dir = TempDir::new().unwrap();
+    let mut config = SledConfig::new(dir.path());
+    config.commit_window = std::time::Duration::from_secs(3600);
+    let store = SledStore::open(config).unwrap();
+    let writes = async {
+        for _ in 0..20 {
+            enqueue(&store, "w", EnqueueOptions::default()).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), writes)
+        .await
+        .expect("sequential writes were held by the commit window");
+    assert_eq!(store.counts().await.unwrap().status(JobStatus::Queued), 20);
+}
+
 fn schedule(id: &str, spec: ScheduleSpec, next: DateTime<Utc>) -> Schedule {
     let mut s = Schedule::new(id, "digest", json!({"k": id}), spec, next - secs(1)).unwrap();
     s.next_fire_at = next;

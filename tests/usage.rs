@@ -232,3 +232,85 @@ fn config_prices_override_the_dated_defaults() {
         troupe::usage::DEFAULT_PRICES_AS_OF
     );
 }
+
+/// A call made at `at`, with a v7 id of that time (as the meter makes them).
+fn call_at(at: chrono::DateTime<chrono::Utc>) -> troupe::usage::UsageRecord {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp() as u64,
+        at.timestamp_subsec_nanos(),
+    );
+    troupe::usage::UsageRecord {
+        id: uuid::Uuid::new_v7(ts),
+        at,
+        provider: "openai".into(),
+        model: "gpt-4.1-nano".into(),
+        agent: Some("sarah".into()),
+        job: None,
+        input_tokens: 10,
+        output_tokens: 5,
+        cached_input_tokens: 0,
+        latency_ms: 3,
+        cost_nanos: 7,
+        priced: true,
+    }
+}
+
+/// Retention prunes the per-call log with the jobs' max age (so a daemon's
+/// usage log does not grow without end) and keeps the day totals.
+#[test]
+fn retention_prunes_old_call_records_and_keeps_day_totals() {
+    use troupe::store::{Retention, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    run_system(async move {
+        let now = chrono::Utc::now();
+        let old = now - chrono::Duration::hours(2);
+        let young = now - chrono::Duration::minutes(10);
+        for at in [old, old, young] {
+            sled.record(&call_at(at)).await.unwrap();
+        }
+        let retention = Retention {
+            max_age: Some(Duration::from_secs(3600)),
+            max_count: None,
+        };
+        Store::prune(&sled, &retention, now).await.unwrap();
+        let mut left = Vec::new();
+        for day in [old.date_naive(), young.date_naive()] {
+            for call in sled.calls(day).await.unwrap() {
+                if !left.contains(&call.id) {
+                    left.push(call.id);
+                }
+            }
+        }
+        assert_eq!(left.len(), 1, "only the young call is left");
+        let totals = sled
+            .totals(&UsageScope::Agent("sarah".into()), young.date_naive())
+            .await
+            .unwrap();
+        assert!(totals.calls >= 1, "day totals are kept: {totals:?}");
+        let total_calls: u64 = {
+            let mut n = 0;
+            let mut days = vec![old.date_naive(), young.date_naive()];
+            days.dedup();
+            for day in days {
+                n += sled
+                    .totals(&UsageScope::Agent("sarah".into()), day)
+                    .await
+                    .unwrap()
+                    .calls;
+            }
+            n
+        };
+        assert_eq!(total_calls, 3, "the totals still count the pruned calls");
+        // Without a max age nothing of the log is pruned.
+        let keep_all = Retention {
+            max_age: None,
+            max_count: Some(10),
+        };
+        Store::prune(&sled, &keep_all, now + chrono::Duration::days(2))
+            .await
+            .unwrap();
+        assert_eq!(sled.calls(young.date_naive()).await.unwrap().len(), 1);
+    });
+}

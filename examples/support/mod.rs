@@ -24,6 +24,54 @@ pub fn cpu_time() -> Duration {
     Duration::from_nanos(ns)
 }
 
+/// On-CPU time per thread name (threads of one name summed), for seeing
+/// where a benchmark's CPU goes.
+pub fn cpu_by_thread() -> std::collections::BTreeMap<String, Duration> {
+    let mut by_name = std::collections::BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let ns: u64 = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+                .unwrap_or(0);
+            *by_name
+                .entry(name.trim().to_string())
+                .or_insert(Duration::ZERO) += Duration::from_nanos(ns);
+        }
+    }
+    by_name
+}
+
+/// What each thread name spent between two [`cpu_by_thread`] readings,
+/// divided by `n`, largest first.
+pub fn cpu_split(
+    before: &std::collections::BTreeMap<String, Duration>,
+    after: &std::collections::BTreeMap<String, Duration>,
+    n: u32,
+) -> Vec<(String, Duration)> {
+    let mut split: Vec<(String, Duration)> = after
+        .iter()
+        .map(|(name, t)| {
+            let b = before.get(name).copied().unwrap_or(Duration::ZERO);
+            (name.clone(), t.saturating_sub(b) / n.max(1))
+        })
+        .filter(|(_, d)| !d.is_zero())
+        .collect();
+    split.sort_by(|a, b| b.1.cmp(&a.1));
+    split
+}
+
+/// Bytes this process has handed to `write`-like calls so far (`wchar`).
+pub fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

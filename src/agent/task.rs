@@ -8,8 +8,10 @@
 //! `maxSteps`.
 //!
 //! Every step is checkpointed under the job before the loop moves on: each
-//! model reply (the first together with the context it was asked with) and
-//! each round of tool results. Checkpoints stay with the job and are removed
+//! model reply that asks for tools (the first together with the context it
+//! was asked with) and each round of tool results. The final answer needs no
+//! checkpoint of its own: the job's completion, written durably with the
+//! result, is that step's checkpoint (unless a reflection step follows). Checkpoints stay with the job and are removed
 //! when retention prunes it. After a
 //! crash or a retry the task resumes from its last checkpoint, so a model
 //! call already answered is not paid for again and a tool round already run
@@ -88,6 +90,17 @@ impl TaskState {
         Ok(())
     }
 
+    /// Takes in one model reply (a step).
+    fn push_reply(&mut self, response: GenerateResponse) {
+        self.steps += 1;
+        self.usage.input_tokens += response.usage.input_tokens;
+        self.usage.output_tokens += response.usage.output_tokens;
+        self.usage.cached_input_tokens += response.usage.cached_input_tokens;
+        self.messages.push(response.to_message());
+        self.pending = (!response.tool_calls.is_empty()).then(|| response.clone());
+        self.last = Some(response);
+    }
+
     fn apply(&mut self, record: &Value) -> Result<(), String> {
         self.records += 1;
         match record["kind"].as_str() {
@@ -100,15 +113,9 @@ impl TaskState {
                 if let Some(context) = record.get("context") {
                     self.apply_context(context)?;
                 }
-                let response: GenerateResponse = serde_json::from_value(record["response"].clone())
+                let response = GenerateResponse::deserialize(&record["response"])
                     .map_err(|e| e.to_string())?;
-                self.steps += 1;
-                self.usage.input_tokens += response.usage.input_tokens;
-                self.usage.output_tokens += response.usage.output_tokens;
-                self.usage.cached_input_tokens += response.usage.cached_input_tokens;
-                self.messages.push(response.to_message());
-                self.pending = (!response.tool_calls.is_empty()).then(|| response.clone());
-                self.last = Some(response);
+                self.push_reply(response);
             }
             Some("tools") => {
                 let results = record["results"].as_array().cloned().unwrap_or_default();
@@ -265,6 +272,14 @@ pub(crate) async fn run(
             .await
             .map_err(|e| provider_error(id, e))?;
         tracing::debug!(agent = id, job = %job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
+        if response.tool_calls.is_empty() && !agent.reflect {
+            // The final answer: nothing follows but completing the job, and
+            // the job's completion (durable, with the result) is its
+            // checkpoint. A crash before it repeats this call exactly as a
+            // crash before a checkpoint's flush would.
+            state.push_reply(response);
+            break;
+        }
         let mut record = json!({"kind": "model", "response": response});
         if let Some(context) = pending_context.take() {
             record["context"] = context;

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
@@ -49,7 +50,11 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Starts the committer thread. `sync_file` is sled's log file when
     /// power-loss durability is asked for.
-    pub(crate) fn start(db: sled::Db, sync_file: Option<File>) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        db: sled::Db,
+        sync_file: Option<File>,
+        window: Duration,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -57,7 +62,7 @@ impl GroupCommit {
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("troupe-store-commit".into())
-            .spawn(move || run(&thread_shared, &db, sync_file.as_ref()))?;
+            .spawn(move || run(&thread_shared, &db, sync_file.as_ref(), window))?;
         Ok(GroupCommit {
             shared,
             thread: Some(thread),
@@ -98,7 +103,16 @@ impl Drop for GroupCommit {
     }
 }
 
-fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>) {
+/// The committer's loop. Under concurrent load (the previous flush served
+/// more than one writer) a flush starts at most once per `window`, and the
+/// writers that arrive meanwhile share it: each flush costs sled a buffer
+/// write and a `sync_file_range` whatever it carries, so back-to-back
+/// flushes of a few records each would spend a core on I/O. A lone writer
+/// (the previous flush served one, or it was longer than `window` ago) is
+/// flushed at once, so light-load latency does not pay for the window.
+fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>, window: Duration) {
+    // When the previous flush started, if it served several writers.
+    let mut last_start: Option<Instant> = None;
     loop {
         let batch = {
             let mut state = shared.lock();
@@ -108,8 +122,22 @@ fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>) {
             if state.waiting.is_empty() {
                 return;
             }
+            if let Some(due) = last_start.map(|t| t + window) {
+                while !state.stop {
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    state = shared
+                        .wake
+                        .wait_timeout(state, due - now)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            }
             std::mem::take(&mut state.waiting)
         };
+        last_start = (batch.len() > 1).then(Instant::now);
         let result = db
             .flush()
             .map(|_| ())

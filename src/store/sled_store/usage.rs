@@ -19,7 +19,7 @@
 //! record, never the reverse, so budgets never under-count a stored call.
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SledStore;
 use crate::usage::{DayUsage, UsageError, UsageRecord, UsageScope, UsageStore, UsageTotals};
@@ -62,6 +62,40 @@ impl SledStore {
             .db
             .open_tree(USAGE)
             .map_err(|e| backend("open usage tree", e))
+    }
+
+    /// Removes the per-call records made before `cutoff`; the day totals
+    /// stay. Retention calls it with the jobs' `max_age`: a call's record
+    /// lives as long as the job it served (whose result carries its usage),
+    /// so a daemon's usage log does not grow without end. Call keys sort by
+    /// day and then by their time-ordered (v7) id, so the scan stops at the
+    /// first record young enough to keep.
+    pub(super) fn prune_usage_calls(&self, cutoff: DateTime<Utc>) -> Result<usize, UsageError> {
+        let tree = self.usage_tree()?;
+        let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or(0);
+        let mut removed = 0;
+        for key in tree.scan_prefix(b"c/").keys() {
+            let key = key.map_err(|e| backend("prune calls", e))?;
+            let made_ms = key
+                .len()
+                .checked_sub(16)
+                .and_then(|start| uuid::Uuid::from_slice(&key[start..]).ok())
+                .and_then(|id| id.get_timestamp())
+                .map(|ts| {
+                    let (secs, nanos) = ts.to_unix();
+                    secs * 1000 + u64::from(nanos) / 1_000_000
+                });
+            match made_ms {
+                Some(ms) if ms >= cutoff_ms => break,
+                // Older, or a key whose time cannot be read (not ours to
+                // keep either: no reader could decode it as a call).
+                _ => {
+                    tree.remove(&key).map_err(|e| backend("prune calls", e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn add_to(tree: &sled::Tree, key: &[u8], record: &UsageRecord) -> Result<(), UsageError> {
