@@ -181,6 +181,8 @@ fn main() -> Result<(), BoxError> {
         let run_for = Duration::from_secs(minutes * 60);
         let warm_up = run_for / 5;
         let mut samples: Vec<(Duration, f64, usize)> = Vec::new();
+        // Anonymous RSS at each sample (heap: what a leak would grow).
+        let mut anon: Vec<f64> = Vec::new();
         let mut next_sample = Instant::now();
         let mut next_task = Instant::now();
         let mut n = 0usize;
@@ -228,10 +230,13 @@ fn main() -> Result<(), BoxError> {
                 next_sample += Duration::from_secs(30);
                 let sample = (started.elapsed(), rss_mib(), open_files());
                 let counts = troupe.engine().counts().await?;
+                anon.push(support::rss_anon_mib());
                 println!(
-                    "{:>5.0} s  RSS {:>6.1} MiB  open files {:>4}  queued {:>5}  running {:>3}  jobs {:>7}  agent tasks {}/{}",
+                    "{:>5.0} s  RSS {:>6.1} MiB (anon {:>5.1}, file {:>5.1})  open files {:>4}  queued {:>5}  running {:>3}  jobs {:>7}  agent tasks {}/{}",
                     sample.0.as_secs_f64(),
                     sample.1,
+                    support::rss_anon_mib(),
+                    support::rss_file_mib(),
                     sample.2,
                     counts.status(JobStatus::Queued),
                     counts.status(JobStatus::Running),
@@ -267,6 +272,17 @@ fn main() -> Result<(), BoxError> {
             .copied()
             .unwrap_or(samples[0]);
         let last = samples.last().copied().unwrap_or(base);
+        let base_at = samples.iter().position(|s| s.0 >= warm_up).unwrap_or(0);
+        let anon_base = anon.get(base_at).copied().unwrap_or(0.0);
+        let anon_last = anon.last().copied().unwrap_or(anon_base);
+        // The mean of the last fifth against the fifth after warm-up: one
+        // sample is noisy (the allocator returns memory in steps).
+        let fifth = (samples.len() / 5).max(1);
+        let mean = |xs: &[(Duration, f64, usize)]| {
+            xs.iter().map(|s| s.1).sum::<f64>() / xs.len().max(1) as f64
+        };
+        let early = mean(&samples[base_at..(base_at + fifth).min(samples.len())]);
+        let late = mean(&samples[samples.len().saturating_sub(fifth)..]);
         println!("\nsoak: {minutes} min at {rate} jobs/s + 1 agent task/s");
         println!("  counting jobs enqueued {n}, never run {lost}");
         println!(
@@ -279,6 +295,14 @@ fn main() -> Result<(), BoxError> {
             base.1,
             last.1,
             (last.1 / base.1 - 1.0) * 100.0
+        );
+        println!(
+            "  RSS mean of the {fifth} samples after warm-up {early:.1} MiB -> of the last {fifth} {late:.1} MiB ({:+.1}%)",
+            (late / early - 1.0) * 100.0
+        );
+        println!(
+            "  anonymous RSS after warm-up {anon_base:.1} MiB -> end {anon_last:.1} MiB ({:+.1}%)",
+            (anon_last / anon_base - 1.0) * 100.0
         );
         println!(
             "  open files after warm-up {} -> end {} ({:+.1}%)",

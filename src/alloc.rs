@@ -268,12 +268,19 @@ unsafe impl GlobalAlloc for AccountingAllocator {
 /// nothing else uses and seeing whether its counter moved: direct calls on
 /// an `AccountingAllocator` value (as in tests) do not fool it.
 pub fn installed() -> bool {
-    // 0: not known yet; 1: installed; 2: not installed.
+    // 0: not known yet; 1: installed. Only a yes is cached: a no is cheap
+    // to find again, and caching one seen on a thread whose thread-local
+    // is already gone would be wrong for good.
     static STATE: AtomicU8 = AtomicU8::new(0);
-    match STATE.load(Ordering::Relaxed) {
-        1 => return true,
-        2 => return false,
-        _ => {}
+    // Probes run one at a time: two at once would see each other's box in
+    // the probe account's counter and could conclude "no".
+    static PROBING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if STATE.load(Ordering::Relaxed) == 1 {
+        return true;
+    }
+    let _one_at_a_time = PROBING.lock().unwrap_or_else(|e| e.into_inner());
+    if STATE.load(Ordering::Relaxed) == 1 {
+        return true;
     }
     let before = live_of(PROBE);
     let previous = set_current(PROBE);
@@ -282,7 +289,9 @@ pub fn installed() -> bool {
     drop(probe);
     set_current(previous);
     let yes = during > before;
-    STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+    if yes {
+        STATE.store(1, Ordering::Relaxed);
+    }
     yes
 }
 
@@ -456,6 +465,42 @@ impl<F> fmt::Debug for Accounted<F> {
         f.debug_struct("Accounted")
             .field("account", &self.account)
             .finish_non_exhaustive()
+    }
+}
+
+/// Wraps `future` so that no account is current while it is polled: for
+/// work a worker does on behalf of something shared and long-lived (the
+/// store's page cache above all), which would otherwise be charged to the
+/// worker and make it look like it grew, though restarting it frees none of
+/// it.
+pub fn unaccounted<F: Future>(future: F) -> Unaccounted<F> {
+    Unaccounted { inner: future }
+}
+
+/// A future polled with no account current; see [`unaccounted`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Unaccounted<F> {
+    inner: F,
+}
+
+impl<F: Future> Future for Unaccounted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is pinned structurally, as in `Accounted`.
+        let this = unsafe { self.get_unchecked_mut() };
+        // Restores the account of the caller, also when `inner` panics.
+        struct Restore(u32);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                set_current(self.0);
+            }
+        }
+        let _restore = Restore(set_current(UNACCOUNTED));
+        // SAFETY: see above.
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        inner.poll(cx)
     }
 }
 

@@ -164,3 +164,72 @@ async fn bad_keys_are_refused_naming_the_field() {
     let err = store.get_key("").await.unwrap_err();
     assert_eq!(field_of(&err), "key");
 }
+
+/// Retention drops a pruned job's idempotency keys (and its steps) with it,
+/// so the registry of a long-running daemon does not grow without end; keys
+/// of jobs still kept, and keys that name no job, stay.
+#[tokio::test]
+async fn pruning_a_job_drops_its_idempotency_keys() {
+    use chrono::Utc;
+    use troupe::job::{EnqueueOptions, Job, JobCtx};
+    use troupe::store::{ClaimRequest, Retention, Store};
+
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let new_job = || {
+        Job::new(
+            "w",
+            json!({}),
+            JobCtx::default(),
+            &EnqueueOptions::default(),
+            Utc::now(),
+        )
+        .unwrap()
+    };
+    let ended = Store::insert(&store, new_job()).await.unwrap().into_job();
+    let kept = Store::insert(&store, new_job()).await.unwrap().into_job();
+    let claimed = Store::claim(&store, &ClaimRequest::any(Utc::now(), 1))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, ended.id);
+    Store::complete(&store, ended.id, 1, json!("done"))
+        .await
+        .unwrap();
+    let ended_key = format!("create_task:tool:{}:0:call_1", ended.id);
+    let ended_done = format!("{ended_key}#done");
+    let kept_key = format!("scheduler:tool:{}:0:call_1", kept.id);
+    for key in [
+        &ended_key,
+        &ended_done,
+        &kept_key,
+        &"no job here".to_string(),
+    ] {
+        assert_eq!(
+            store.claim_key(key, json!({"k": key})).await.unwrap(),
+            Claim::Claimed
+        );
+    }
+    store
+        .save_step(ended.id, 0, json!({"kind": "tools"}))
+        .await
+        .unwrap();
+
+    let retention = Retention {
+        max_age: None,
+        max_count: Some(0),
+    };
+    assert_eq!(
+        Store::prune(&store, &retention, Utc::now()).await.unwrap(),
+        1
+    );
+    assert_eq!(store.get_key(&ended_key).await.unwrap(), None);
+    assert_eq!(store.get_key(&ended_done).await.unwrap(), None);
+    assert!(store.load(ended.id).await.unwrap().is_empty());
+    assert!(store.get_key(&kept_key).await.unwrap().is_some());
+    assert!(store.get_key("no job here").await.unwrap().is_some());
+    // Durable: the same after reopening.
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.get_key(&ended_key).await.unwrap(), None);
+    assert!(store.get_key(&kept_key).await.unwrap().is_some());
+}

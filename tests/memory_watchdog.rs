@@ -117,7 +117,7 @@ fn a_worker_past_its_memory_limit_is_rebuilt_between_jobs_and_its_heap_falls_bac
     run_system(async {
         let (factory, built) = hoarders("hoarder");
         let registration =
-            Registration::with_factory(factory, 1).recycle_above_memory(2 * MIB as u64);
+            Registration::with_factory(factory, 1).recycle_above_memory(3 * MIB as u64 / 2);
         let account = registration.account().clone();
         assert_eq!(built.load(Ordering::SeqCst), 1, "built once to be named");
         let engine = WorkerEngine::builder(open(dir.path()))
@@ -136,7 +136,7 @@ fn a_worker_past_its_memory_limit_is_rebuilt_between_jobs_and_its_heap_falls_bac
             account.live_bytes()
         );
         results.push(run_job(&engine, "hoarder", 5).await);
-        // Each instance grew past 2 MiB at its second job and was replaced
+        // Each instance grew past 1.5 MiB at its second job and was replaced
         // by a fresh one, which starts with nothing kept.
         assert_eq!(results, [1, 2, 1, 2, 1, 2].map(|n| json!(n)));
         eventually("the fourth instance after the third recycling", || {

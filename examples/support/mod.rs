@@ -58,7 +58,7 @@ pub fn cpu_split(
         })
         .filter(|(_, d)| !d.is_zero())
         .collect();
-    split.sort_by(|a, b| b.1.cmp(&a.1));
+    split.sort_by_key(|s| std::cmp::Reverse(s.1));
     split
 }
 
@@ -86,6 +86,18 @@ fn status_mib(field: &str) -> f64 {
 /// Resident memory now, in MiB.
 pub fn rss_mib() -> f64 {
     status_mib("VmRSS:")
+}
+
+/// Resident anonymous memory (heap and stacks) now, in MiB: what a leak
+/// would grow, without the executable's pages (`RssFile`), which only grow
+/// as code runs for the first time.
+pub fn rss_anon_mib() -> f64 {
+    status_mib("RssAnon:")
+}
+
+/// Resident file-backed memory (mostly the executable's code) now, in MiB.
+pub fn rss_file_mib() -> f64 {
+    status_mib("RssFile:")
 }
 
 /// Peak resident memory, in MiB.

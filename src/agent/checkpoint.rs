@@ -29,7 +29,13 @@
 //!   store twice). Claim-then-effect-with-recorded-id makes the effect
 //!   happen at most once per key and, with the check, at least once.
 //!
-//! Keys never expire; they are small (key plus a short JSON value).
+//! A key that names its job the way [`ToolContext::idempotency_key`]
+//! does (`tool:<job id>:…`, whatever comes before it) lives as long as that
+//! job: when retention prunes the ended job, which can never run again,
+//! its keys go with it, so a daemon's registry does not grow without end.
+//! Other keys never expire; they are small (key plus a short JSON value).
+//!
+//! [`ToolContext::idempotency_key`]: crate::tools::ToolContext::idempotency_key
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -88,6 +94,16 @@ pub trait CheckpointStore: Send + Sync {
     async fn get_key(&self, key: &str) -> Result<Option<Value>, StoreError>;
 }
 
+/// The job an idempotency key belongs to: the first UUID that follows a
+/// `tool:` in it (the form [`crate::tools::ToolContext::idempotency_key`]
+/// makes, whatever a tool puts in front, even a name ending in `tool`).
+pub fn job_of_key(key: &str) -> Option<JobId> {
+    key.match_indices("tool:").find_map(|(at, found)| {
+        let start = at + found.len();
+        key.get(start..start + 36)?.parse().ok()
+    })
+}
+
 /// Checks an idempotency key (shared by every backend and by the memory and
 /// conversation stores, whose idempotency keys follow the same rules).
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
@@ -107,4 +123,25 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_of_key;
+
+    #[test]
+    fn the_job_of_a_key_is_found_after_any_prefix() {
+        let job = uuid::Uuid::now_v7();
+        let key = |prefix: &str| format!("{prefix}tool:{job}:2:call_1");
+        assert_eq!(job_of_key(&key("")), Some(job));
+        assert_eq!(job_of_key(&key("create_task:")), Some(job));
+        assert_eq!(job_of_key(&key("http_tool:")), Some(job));
+        assert_eq!(
+            job_of_key(&format!("{}#done", key("scheduler:"))),
+            Some(job)
+        );
+        assert_eq!(job_of_key("race"), None);
+        assert_eq!(job_of_key("tool:not-a-uuid:1:2"), None);
+        assert_eq!(job_of_key("tool:"), None);
+    }
 }

@@ -10,8 +10,14 @@
 //! Every step is checkpointed under the job before the loop moves on: each
 //! model reply that asks for tools (the first together with the context it
 //! was asked with) and each round of tool results. The final answer needs no
-//! checkpoint of its own: the job's completion, written durably with the
-//! result, is that step's checkpoint (unless a reflection step follows). Checkpoints stay with the job and are removed
+//! checkpoint of its own when only the job's completion follows: that
+//! completion, written durably with the result, is the step's checkpoint
+//! (when the answer also goes into a conversation, or a reflection step
+//! follows, it is checkpointed like any reply).
+//!
+//! Store calls run [`unaccounted`]: what they allocate lands in the store's
+//! page cache, shared and long-lived, and must not count as the agent's own
+//! heap (which `restartAboveMemoryMib` watches). Checkpoints stay with the job and are removed
 //! when retention prunes it. After a
 //! crash or a retry the task resumes from its last checkpoint, so a model
 //! call already answered is not paid for again and a tool round already run
@@ -27,6 +33,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 use troupe_actors::ActorRef;
 
+use crate::alloc::unaccounted;
 use crate::config::{AgentConfig, MemorySection};
 use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
@@ -180,9 +187,7 @@ pub(crate) async fn run(
 
     let mut state = TaskState::default();
     let mut pending_context: Option<Value> = None;
-    let saved = rt
-        .checkpoints
-        .load(job_id)
+    let saved = unaccounted(rt.checkpoints.load(job_id))
         .await
         .map_err(|e| store_error(id, "loading checkpoints", e))?;
     for record in &saved {
@@ -272,11 +277,13 @@ pub(crate) async fn run(
             .await
             .map_err(|e| provider_error(id, e))?;
         tracing::debug!(agent = id, job = %job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
-        if response.tool_calls.is_empty() && !agent.reflect {
-            // The final answer: nothing follows but completing the job, and
-            // the job's completion (durable, with the result) is its
-            // checkpoint. A crash before it repeats this call exactly as a
-            // crash before a checkpoint's flush would.
+        if response.tool_calls.is_empty() && !agent.reflect && conversation.is_none() {
+            // The final answer, with nothing after it but completing the
+            // job: the job's completion (durable, with the result) is its
+            // checkpoint. A crash before it repeats this call, as a crash
+            // before a checkpoint's flush would. Not so when the answer also
+            // goes into a conversation (a retry must not store a different
+            // answer than the one already appended) or a reflection follows.
             state.push_reply(response);
             break;
         }
@@ -298,10 +305,12 @@ pub(crate) async fn run(
     });
     if let Some(conv) = &conversation {
         let msg = NewMessage::new(conv.clone(), Role::Assistant, id, last.text.clone());
-        rt.conversations
-            .append(msg, Some(format!("task:{job_id}:answer")))
-            .await
-            .map_err(|e| store_error(id, "storing the answer", e))?;
+        unaccounted(
+            rt.conversations
+                .append(msg, Some(format!("task:{job_id}:answer"))),
+        )
+        .await
+        .map_err(|e| store_error(id, "storing the answer", e))?;
     }
     if agent.reflect {
         reflect(agent, rt, &meta, &state, job_id, user.as_deref()).await;
@@ -330,8 +339,7 @@ async fn save(
     state
         .apply(&record)
         .map_err(|e| WorkerError::permanent(format!("agent `{agent}`: {e}")))?;
-    rt.checkpoints
-        .save_step(job, index, record)
+    unaccounted(rt.checkpoints.save_step(job, index, record))
         .await
         .map_err(|e| store_error(agent, "saving a checkpoint", e))
 }
@@ -347,9 +355,7 @@ async fn build_context(
     let id = agent.id.as_str();
     let mut history = Vec::new();
     if let Some(conv) = conversation {
-        let recent = rt
-            .conversations
-            .recent(conv, rt.settings.history_limit)
+        let recent = unaccounted(rt.conversations.recent(conv, rt.settings.history_limit))
             .await
             .map_err(|e| store_error(id, "reading the conversation", e))?;
         history = recent
@@ -361,10 +367,12 @@ async fn build_context(
             })
             .collect();
         let msg = NewMessage::new(conv, Role::User, user.unwrap_or("user"), prompt);
-        rt.conversations
-            .append(msg, Some(format!("task:{}:prompt", job.job_id)))
-            .await
-            .map_err(|e| store_error(id, "storing the task in the conversation", e))?;
+        unaccounted(
+            rt.conversations
+                .append(msg, Some(format!("task:{}:prompt", job.job_id))),
+        )
+        .await
+        .map_err(|e| store_error(id, "storing the task in the conversation", e))?;
     }
     let scope = MemoryScope {
         agent_id: id.to_string(),

@@ -177,6 +177,12 @@ impl TroupeConfig {
             if a.concurrency == 0 {
                 return Err(invalid(at("concurrency"), "must be at least 1".into()));
             }
+            if a.restart_after_tasks == Some(0) {
+                return Err(invalid(
+                    at("restartAfterTasks"),
+                    "must be at least 1; leave it out to never restart for a task count".into(),
+                ));
+            }
             if a.restart_above_memory_mib == Some(0) {
                 return Err(invalid(
                     at("restartAboveMemoryMib"),
@@ -285,6 +291,13 @@ model = "m"
                     "tools = [\"send_message\"]\nrestartAboveMemoryMib = 0",
                 ),
                 "agents[0].restartAboveMemoryMib",
+            ),
+            (
+                AGENT.replace(
+                    "tools = [\"send_message\"]",
+                    "tools = [\"send_message\"]\nrestartAfterTasks = 0",
+                ),
+                "agents[0].restartAfterTasks",
             ),
             (
                 AGENT.replace("id = \"sarah\"", "id = \"sa rah\""),

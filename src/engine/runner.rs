@@ -52,7 +52,8 @@ impl WorkerActor {
     /// when it was registered with a factory.
     pub(crate) fn new(registration: &Registration) -> Self {
         let account = registration.account.clone();
-        // Taken before the worker is built, so its own size counts.
+        // Taken before a restart builds its worker, so that worker's own
+        // size counts (the first instance is built at registration).
         let baseline = account.live_bytes();
         let worker = registration.instance();
         if worker.name() != registration.name {

@@ -114,7 +114,7 @@ use crate::job::schedule::Schedule;
 use crate::job::{Job, JobId};
 
 pub use error::{BackendError, StoreError};
-pub use sled_store::{CommitStats, SledConfig, SledStore};
+pub use sled_store::{CommitStats, SledConfig, SledStore, DEFAULT_COMMIT_WINDOW};
 pub use types::{
     CancelOutcome, ClaimRequest, Durability, FailAction, FiredSchedule, InsertOutcome, JobCounts,
     JobPage, ListQuery, Outcome, PauseState, PauseTarget, Recovered, Retention,

@@ -179,9 +179,18 @@ impl UsageMeter {
     /// Prices and stores one answered call.
     pub async fn record(&self, call: CallRecord<'_>) -> Result<UsageRecord, UsageError> {
         let price = self.prices.lookup(call.model);
+        let at = DateTime::<Utc>::from(self.clock.wall());
+        // The id's time is the record's own (not the process's clock), so
+        // the call log stays in time order under any clock, which pruning
+        // relies on.
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            u64::try_from(at.timestamp()).unwrap_or(0),
+            at.timestamp_subsec_nanos(),
+        );
         let record = UsageRecord {
-            id: uuid::Uuid::now_v7(),
-            at: DateTime::<Utc>::from(self.clock.wall()),
+            id: uuid::Uuid::new_v7(ts),
+            at,
             provider: call.provider.to_string(),
             model: call.model.to_string(),
             agent: call.agent.map(str::to_string),

@@ -7,13 +7,15 @@
 //! - `idempotency`: key = the idempotency key (UTF-8); value = the JSON the
 //!   key was claimed with. A claim is one compare-and-swap from absent, so
 //!   exactly one caller wins; see [`crate::agent::checkpoint`].
+//! - `idempotency_jobs`: key = the 16 bytes of a job id ++ a key of that job
+//!   ([`job_of_key`]); empty. Retention removes a pruned job's keys by it.
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::SledStore;
 use crate::agent::checkpoint::{
-    validate_key, CheckpointStore, Claim, MAX_KEY_VALUE_BYTES, MAX_STEP_BYTES,
+    job_of_key, validate_key, CheckpointStore, Claim, MAX_KEY_VALUE_BYTES, MAX_STEP_BYTES,
 };
 use crate::job::JobId;
 use crate::store::StoreError;
@@ -22,6 +24,9 @@ use crate::store::StoreError;
 const CHECKPOINTS: &str = "checkpoints";
 /// Tree of idempotency keys.
 const IDEMPOTENCY: &str = "idempotency";
+/// Which keys belong to which job: the 16 bytes of the job id ++ the key;
+/// empty values. Retention drops a pruned job's keys through it.
+const IDEMPOTENCY_JOBS: &str = "idempotency_jobs";
 
 fn step_key(job_id: JobId, step_index: u32) -> [u8; 20] {
     let mut key = [0u8; 20];
@@ -45,9 +50,10 @@ fn corrupt(what: &'static str, key: String, reason: impl ToString) -> StoreError
 }
 
 impl SledStore {
-    /// Removes a job's steps without a flush of their own: retention calls it
-    /// for each job it prunes, and its own flush covers these removals. Plain
-    /// removes, not a batch: a batch contends with running flushes.
+    /// Removes a job's steps and idempotency keys without a flush of their
+    /// own: retention calls it for each job it prunes, and its own flush
+    /// covers these removals. Plain removes, not a batch: a batch contends
+    /// with running flushes.
     pub(super) fn drop_steps(&self, job_id: JobId) -> Result<usize, StoreError> {
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         let mut count = 0;
@@ -56,6 +62,18 @@ impl SledStore {
             tree.remove(key)
                 .map_err(|e| StoreError::backend("drop steps", e))?;
             count += 1;
+        }
+        let keys = self.checkpoint_tree(IDEMPOTENCY)?;
+        let by_job = self.checkpoint_tree(IDEMPOTENCY_JOBS)?;
+        for entry in by_job.scan_prefix(job_id.as_bytes()).keys() {
+            let entry = entry.map_err(|e| StoreError::backend("drop keys", e))?;
+            if let Some(key) = entry.get(16..) {
+                keys.remove(key)
+                    .map_err(|e| StoreError::backend("drop keys", e))?;
+            }
+            by_job
+                .remove(&entry)
+                .map_err(|e| StoreError::backend("drop keys", e))?;
         }
         Ok(count)
     }
@@ -165,6 +183,16 @@ impl CheckpointStore for SledStore {
             });
         }
         let tree = self.checkpoint_tree(IDEMPOTENCY)?;
+        // The job's index entry goes first (idempotent, on every claim): a
+        // crash can then leave an entry without its key, never a key that
+        // retention would not find.
+        if let Some(job) = job_of_key(key) {
+            let mut entry = job.as_bytes().to_vec();
+            entry.extend_from_slice(key.as_bytes());
+            self.checkpoint_tree(IDEMPOTENCY_JOBS)?
+                .insert(entry, &[])
+                .map_err(|e| StoreError::backend("claim key", e))?;
+        }
         let swapped = tree
             .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(bytes))
             .map_err(|e| StoreError::backend("claim key", e))?;

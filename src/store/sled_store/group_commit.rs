@@ -122,7 +122,8 @@ fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>, window: Duratio
             if state.waiting.is_empty() {
                 return;
             }
-            if let Some(due) = last_start.map(|t| t + window) {
+            // A window too long to add to an instant means no window.
+            if let Some(due) = last_start.and_then(|t| t.checked_add(window)) {
                 while !state.stop {
                     let now = Instant::now();
                     if now >= due {

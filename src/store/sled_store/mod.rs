@@ -55,6 +55,7 @@ pub struct SledConfig {
     /// flushed at most once per window and share that flush (a write after
     /// a quiet spell is flushed at once). Longer saves CPU and disk work per
     /// write and adds up to this much to each durable write's latency.
+    /// Default [`DEFAULT_COMMIT_WINDOW`] (500 µs); zero turns it off.
     pub commit_window: Duration,
 }
 
@@ -721,6 +722,10 @@ impl Store for SledStore {
                 if !job.status.is_terminal() {
                     continue;
                 }
+                // Steps and keys first: an ended job never runs again, and a
+                // crash in between must not leave them with no job to find
+                // them by.
+                self.drop_steps(*id)?;
                 let swapped = self
                     .inner
                     .jobs
@@ -728,7 +733,6 @@ impl Store for SledStore {
                     .map_err(|e| StoreError::backend("prune", e))?;
                 if swapped.is_ok() {
                     index.remove(&job);
-                    self.drop_steps(*id)?;
                     removed += 1;
                 }
             }

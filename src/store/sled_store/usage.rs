@@ -26,6 +26,8 @@ use crate::usage::{DayUsage, UsageError, UsageRecord, UsageScope, UsageStore, Us
 
 /// The tree's name.
 const USAGE: &str = "usage";
+/// Call records removed per retention pass at most.
+const PRUNE_CALLS_PER_PASS: usize = 10_000;
 
 fn backend(operation: &'static str, e: impl std::fmt::Display) -> UsageError {
     UsageError::Backend {
@@ -70,11 +72,13 @@ impl SledStore {
     /// so a daemon's usage log does not grow without end. Call keys sort by
     /// day and then by their time-ordered (v7) id, so the scan stops at the
     /// first record young enough to keep.
+    /// At most [`PRUNE_CALLS_PER_PASS`] go per call, so a first pass over a
+    /// large backlog does not hold up the scheduler; the next pass goes on.
     pub(super) fn prune_usage_calls(&self, cutoff: DateTime<Utc>) -> Result<usize, UsageError> {
         let tree = self.usage_tree()?;
         let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or(0);
         let mut removed = 0;
-        for key in tree.scan_prefix(b"c/").keys() {
+        for key in tree.scan_prefix(b"c/").keys().take(PRUNE_CALLS_PER_PASS) {
             let key = key.map_err(|e| backend("prune calls", e))?;
             let made_ms = key
                 .len()
