@@ -665,6 +665,23 @@ mod tests {
     }
 
     #[test]
+    fn an_unaccounted_future_inside_a_scope_charges_nobody_and_restores_the_scope() {
+        let a = Account::new();
+        let id = a.id();
+        let seen = futures::executor::block_on(a.scope(async move {
+            let inner = unaccounted(async {
+                let first = current();
+                futures::future::ready(()).await;
+                (first, current())
+            })
+            .await;
+            (inner, current())
+        }));
+        assert_eq!(seen, ((UNACCOUNTED, UNACCOUNTED), id));
+        assert_eq!(current(), UNACCOUNTED);
+    }
+
+    #[test]
     fn accounts_get_their_own_slots_and_free_them_when_dropped() {
         let a = Account::new();
         let b = a.clone();

@@ -287,11 +287,17 @@ pub(crate) async fn run(
             state.push_reply(response);
             break;
         }
-        let mut record = json!({"kind": "model", "response": response});
+        let mut record = json!({"kind": "model", "response": &response});
         if let Some(context) = pending_context.take() {
             record["context"] = context;
         }
-        save(rt, job_id, &mut state, record, id).await?;
+        // The state takes the reply as it is (its context is in already):
+        // what `apply` would read back from the record, without the round
+        // trip through JSON.
+        let index = state.records;
+        state.records += 1;
+        state.push_reply(response);
+        store_step(rt, job_id, index, record, id).await?;
     }
 
     let last = state.last.clone().unwrap_or_else(|| GenerateResponse {
@@ -339,6 +345,17 @@ async fn save(
     state
         .apply(&record)
         .map_err(|e| WorkerError::permanent(format!("agent `{agent}`: {e}")))?;
+    store_step(rt, job, index, record, agent).await
+}
+
+/// Stores step `index` of `job` durably.
+async fn store_step(
+    rt: &AgentRuntime,
+    job: JobId,
+    index: u32,
+    record: Value,
+    agent: &str,
+) -> Result<(), WorkerError> {
     unaccounted(rt.checkpoints.save_step(job, index, record))
         .await
         .map_err(|e| store_error(agent, "saving a checkpoint", e))

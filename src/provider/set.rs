@@ -288,8 +288,18 @@ impl ProviderSet {
         }
         let mut soonest: Option<ProviderError> = None;
         let mut last: Option<ProviderError> = None;
-        for (provider, model) in route.candidates() {
-            let mut r = request.clone();
+        let candidates: Vec<(&str, &str)> = route.candidates().collect();
+        let count = candidates.len();
+        // The last candidate takes the request itself: with no fallbacks,
+        // nothing is copied.
+        let mut pending = Some(request);
+        for (i, (provider, model)) in candidates.into_iter().enumerate() {
+            let next = if i + 1 == count {
+                pending.take()
+            } else {
+                pending.clone()
+            };
+            let Some(mut r) = next else { break };
             r.model = model.to_string();
             let call = Generate {
                 request: r,
