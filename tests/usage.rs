@@ -314,3 +314,30 @@ fn retention_prunes_old_call_records_and_keeps_day_totals() {
         assert_eq!(sled.calls(young.date_naive()).await.unwrap().len(), 1);
     });
 }
+
+/// Recording only buffers the call; the store's committer writes it. With
+/// no read and no durable write after it, the record still reaches the
+/// disk: the store's last flush (on drop) writes what is buffered.
+#[test]
+fn a_recorded_call_reaches_the_disk_without_a_read_or_a_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    {
+        let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        run_system(async {
+            sled.record(&call_at(now)).await.unwrap();
+            sled.record(&call_at(now)).await.unwrap();
+        });
+    }
+    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    run_system(async move {
+        let day = now.date_naive();
+        let totals = sled
+            .totals(&UsageScope::Agent("sarah".into()), day)
+            .await
+            .unwrap();
+        assert_eq!(totals.calls, 2);
+        assert_eq!(totals.input_tokens, 20);
+        assert_eq!(sled.calls(day).await.unwrap().len(), 2);
+    });
+}

@@ -93,6 +93,14 @@ impl UsageTotals {
         self.cost_nanos += r.cost_nanos;
     }
 
+    /// Adds other totals (a batch of calls).
+    pub fn merge(&mut self, other: &UsageTotals) {
+        self.calls += other.calls;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost_nanos += other.cost_nanos;
+    }
+
     /// Input plus output tokens: what a token budget counts.
     pub fn tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens

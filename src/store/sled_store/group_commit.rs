@@ -19,6 +19,15 @@ pub struct CommitStats {
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// Writes the store buffers (usage records) before each flush, on the
+/// committer thread; says whether it wrote anything. Also run about every
+/// [`IDLE_TICK`] when nobody waits, so buffered writes reach sled (and
+/// then the disk) without a durable write to carry them.
+pub(crate) type BeforeFlush = Box<dyn Fn() -> bool + Send>;
+
+/// How often an idle committer runs [`BeforeFlush`].
+const IDLE_TICK: Duration = Duration::from_millis(500);
+
 #[derive(Default)]
 struct State {
     waiting: Vec<Waiter>,
@@ -54,6 +63,7 @@ impl GroupCommit {
         db: sled::Db,
         sync_file: Option<File>,
         window: Duration,
+        before_flush: BeforeFlush,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -62,7 +72,15 @@ impl GroupCommit {
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("troupe-store-commit".into())
-            .spawn(move || run(&thread_shared, &db, sync_file.as_ref(), window))?;
+            .spawn(move || {
+                run(
+                    &thread_shared,
+                    &db,
+                    sync_file.as_ref(),
+                    window,
+                    before_flush.as_ref(),
+                )
+            })?;
         Ok(GroupCommit {
             shared,
             thread: Some(thread),
@@ -110,16 +128,51 @@ impl Drop for GroupCommit {
 /// flushes of a few records each would spend a core on I/O. A lone writer
 /// (the previous flush served one, or it was longer than `window` ago) is
 /// flushed at once, so light-load latency does not pay for the window.
-fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>, window: Duration) {
+fn run(
+    shared: &Shared,
+    db: &sled::Db,
+    sync_file: Option<&File>,
+    window: Duration,
+    before_flush: &(dyn Fn() -> bool + Send),
+) {
     // When the previous flush started, if it served several writers.
     let mut last_start: Option<Instant> = None;
+    let flush = || {
+        db.flush()
+            .map(|_| ())
+            .map_err(|e| format!("sled flush: {e}"))
+            .and_then(|()| match sync_file {
+                Some(file) => file.sync_data().map_err(|e| format!("fdatasync: {e}")),
+                None => Ok(()),
+            })
+    };
     loop {
         let batch = {
             let mut state = shared.lock();
             while state.waiting.is_empty() && !state.stop {
-                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                let (guard, waited) = shared
+                    .wake
+                    .wait_timeout(state, IDLE_TICK)
+                    .unwrap_or_else(|e| e.into_inner());
+                state = guard;
+                if waited.timed_out() && state.waiting.is_empty() && !state.stop {
+                    drop(state);
+                    if before_flush() {
+                        if let Err(e) = flush() {
+                            tracing::error!(error = %e, "background flush of buffered writes failed");
+                        }
+                    }
+                    state = shared.lock();
+                }
             }
             if state.waiting.is_empty() {
+                // Stopping: what is buffered goes out with a last flush.
+                drop(state);
+                if before_flush() {
+                    if let Err(e) = flush() {
+                        tracing::error!(error = %e, "last flush of buffered writes failed");
+                    }
+                }
                 return;
             }
             // A window too long to add to an instant means no window.
@@ -139,14 +192,8 @@ fn run(shared: &Shared, db: &sled::Db, sync_file: Option<&File>, window: Duratio
             std::mem::take(&mut state.waiting)
         };
         last_start = (batch.len() > 1).then(Instant::now);
-        let result = db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| format!("sled flush: {e}"))
-            .and_then(|()| match sync_file {
-                Some(file) => file.sync_data().map_err(|e| format!("fdatasync: {e}")),
-                None => Ok(()),
-            });
+        before_flush();
+        let result = flush();
         {
             let mut state = shared.lock();
             state.stats.flushes += 1;

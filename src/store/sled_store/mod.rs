@@ -95,6 +95,8 @@ struct Inner {
     // Field order matters for drop: the committer joins its thread (which
     // holds a handle on the database) before the trees and `db` go.
     commit: GroupCommit,
+    /// Usage records waiting for the committer (see [`usage::UsageBuffer`]).
+    usage: Arc<usage::UsageBuffer>,
     jobs: sled::Tree,
     pause: sled::Tree,
     schedules_tree: sled::Tree,
@@ -242,17 +244,23 @@ impl SledStore {
                 Some(File::open(dir.join("db")).map_err(io_err)?)
             }
         };
-        let commit =
-            GroupCommit::start(db.clone(), sync_file, config.commit_window).map_err(|e| {
-                StoreError::Open {
-                    dir: dir.clone(),
-                    source: Box::new(e),
-                }
-            })?;
+        let usage = Arc::new(usage::UsageBuffer::open(&db).map_err(open_err)?);
+        let buffered = Arc::clone(&usage);
+        let commit = GroupCommit::start(
+            db.clone(),
+            sync_file,
+            config.commit_window,
+            Box::new(move || buffered.apply_logged()),
+        )
+        .map_err(|e| StoreError::Open {
+            dir: dir.clone(),
+            source: Box::new(e),
+        })?;
         let store = SledStore {
             inner: Arc::new(Inner {
                 dir: dir.clone(),
                 commit,
+                usage,
                 jobs,
                 pause,
                 schedules_tree,

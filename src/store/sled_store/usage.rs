@@ -57,13 +57,109 @@ fn decode_totals(key: &[u8], bytes: &[u8]) -> Result<UsageTotals, UsageError> {
     })
 }
 
+/// Usage records not yet written to the `usage` tree. Recording a call only
+/// appends here; the store's committer thread writes what is pending just
+/// before each group-commit flush (and about every half second when idle),
+/// folding the day totals of the whole batch into one update per key. So the
+/// call's own path pays for a push, not for three sled writes with JSON
+/// decoding, and the writes leave the thread that runs the actors. Reads
+/// write what is pending first, so they see every recorded call.
+pub(super) struct UsageBuffer {
+    pending: std::sync::Mutex<Vec<UsageRecord>>,
+    tree: sled::Tree,
+}
+
+impl UsageBuffer {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(UsageBuffer {
+            pending: std::sync::Mutex::new(Vec::new()),
+            tree: db.open_tree(USAGE)?,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<UsageRecord>> {
+        // Nothing panics while holding it; a list of records stays whole.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, record: UsageRecord) {
+        self.lock().push(record);
+    }
+
+    /// Writes what is pending; whether there was anything.
+    pub(super) fn apply(&self) -> Result<bool, UsageError> {
+        let batch = std::mem::take(&mut *self.lock());
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let mut totals: std::collections::BTreeMap<Vec<u8>, UsageTotals> = Default::default();
+        for record in &batch {
+            let day = record.day();
+            if let Some(agent) = &record.agent {
+                totals
+                    .entry(scope_key(&UsageScope::Agent(agent.clone()), day))
+                    .or_default()
+                    .add(record);
+            }
+            totals
+                .entry(scope_key(
+                    &UsageScope::Provider(record.provider.clone()),
+                    day,
+                ))
+                .or_default()
+                .add(record);
+            let mut key = day_prefix(b'c', day);
+            key.extend_from_slice(record.id.as_bytes());
+            let value = serde_json::to_vec(record).map_err(|e| backend("record", e))?;
+            self.tree
+                .insert(key, value)
+                .map_err(|e| backend("record", e))?;
+        }
+        for (key, delta) in &totals {
+            add_to(&self.tree, key, delta)?;
+        }
+        Ok(true)
+    }
+
+    /// [`apply`](Self::apply) for the committer thread: an error is logged,
+    /// there being no caller to give it to (the records are accounting; the
+    /// calls they describe have been answered).
+    pub(super) fn apply_logged(&self) -> bool {
+        match self.apply() {
+            Ok(wrote) => wrote,
+            Err(e) => {
+                tracing::error!(error = %e, "could not write usage records");
+                false
+            }
+        }
+    }
+}
+
+/// Adds `delta` to the totals under `key` (a compare-and-swap loop: a read
+/// elsewhere may be applying another batch at the same time).
+fn add_to(tree: &sled::Tree, key: &[u8], delta: &UsageTotals) -> Result<(), UsageError> {
+    loop {
+        let old = tree.get(key).map_err(|e| backend("record", e))?;
+        let mut totals = match &old {
+            Some(bytes) => decode_totals(key, bytes)?,
+            None => UsageTotals::default(),
+        };
+        totals.merge(delta);
+        let new = serde_json::to_vec(&totals).map_err(|e| backend("record", e))?;
+        let swapped = tree
+            .compare_and_swap(key, old, Some(new))
+            .map_err(|e| backend("record", e))?;
+        if swapped.is_ok() {
+            return Ok(());
+        }
+    }
+}
+
 impl SledStore {
-    fn usage_tree(&self) -> Result<sled::Tree, UsageError> {
-        // sled keeps opened trees in a map: this is a lookup after the first.
-        self.inner
-            .db
-            .open_tree(USAGE)
-            .map_err(|e| backend("open usage tree", e))
+    /// The `usage` tree, with every pending record written to it.
+    fn usage_tree(&self) -> Result<&sled::Tree, UsageError> {
+        self.inner.usage.apply()?;
+        Ok(&self.inner.usage.tree)
     }
 
     /// Removes the per-call records made before `cutoff`; the day totals
@@ -101,47 +197,12 @@ impl SledStore {
         }
         Ok(removed)
     }
-
-    fn add_to(tree: &sled::Tree, key: &[u8], record: &UsageRecord) -> Result<(), UsageError> {
-        loop {
-            let old = tree.get(key).map_err(|e| backend("record", e))?;
-            let mut totals = match &old {
-                Some(bytes) => decode_totals(key, bytes)?,
-                None => UsageTotals::default(),
-            };
-            totals.add(record);
-            let new = serde_json::to_vec(&totals).map_err(|e| backend("record", e))?;
-            let swapped = tree
-                .compare_and_swap(key, old, Some(new))
-                .map_err(|e| backend("record", e))?;
-            if swapped.is_ok() {
-                return Ok(());
-            }
-        }
-    }
 }
 
 #[async_trait]
 impl UsageStore for SledStore {
     async fn record(&self, record: &UsageRecord) -> Result<(), UsageError> {
-        let tree = self.usage_tree()?;
-        let day = record.day();
-        if let Some(agent) = &record.agent {
-            Self::add_to(
-                &tree,
-                &scope_key(&UsageScope::Agent(agent.clone()), day),
-                record,
-            )?;
-        }
-        Self::add_to(
-            &tree,
-            &scope_key(&UsageScope::Provider(record.provider.clone()), day),
-            record,
-        )?;
-        let mut key = day_prefix(b'c', day);
-        key.extend_from_slice(record.id.as_bytes());
-        let value = serde_json::to_vec(record).map_err(|e| backend("record", e))?;
-        tree.insert(key, value).map_err(|e| backend("record", e))?;
+        self.inner.usage.push(record.clone());
         Ok(())
     }
 
