@@ -183,6 +183,8 @@ fn main() -> Result<(), BoxError> {
         let mut samples: Vec<(Duration, f64, usize)> = Vec::new();
         // Anonymous RSS at each sample (heap: what a leak would grow).
         let mut anon: Vec<f64> = Vec::new();
+        // Heap in use per glibc at each sample (what the program holds).
+        let mut heap: Vec<f64> = Vec::new();
         let mut next_sample = Instant::now();
         let mut next_task = Instant::now();
         let mut n = 0usize;
@@ -231,12 +233,14 @@ fn main() -> Result<(), BoxError> {
                 let sample = (started.elapsed(), rss_mib(), open_files());
                 let counts = troupe.engine().counts().await?;
                 anon.push(support::rss_anon_mib());
+                heap.push(support::heap_in_use_mib());
                 println!(
-                    "{:>5.0} s  RSS {:>6.1} MiB (anon {:>5.1}, file {:>5.1})  open files {:>4}  queued {:>5}  running {:>3}  jobs {:>7}  agent tasks {}/{}",
+                    "{:>5.0} s  RSS {:>6.1} MiB (anon {:>5.1}, file {:>5.1}; heap in use {:>5.1})  open files {:>4}  queued {:>5}  running {:>3}  jobs {:>7}  agent tasks {}/{}",
                     sample.0.as_secs_f64(),
                     sample.1,
                     support::rss_anon_mib(),
                     support::rss_file_mib(),
+                    support::heap_in_use_mib(),
                     sample.2,
                     counts.status(JobStatus::Queued),
                     counts.status(JobStatus::Running),
@@ -303,6 +307,13 @@ fn main() -> Result<(), BoxError> {
         println!(
             "  anonymous RSS after warm-up {anon_base:.1} MiB -> end {anon_last:.1} MiB ({:+.1}%)",
             (anon_last / anon_base - 1.0) * 100.0
+        );
+        let heap_mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        let heap_early = heap_mean(&heap[base_at..(base_at + fifth).min(heap.len())]);
+        let heap_late = heap_mean(&heap[heap.len().saturating_sub(fifth)..]);
+        println!(
+            "  heap in use (glibc), mean after warm-up {heap_early:.1} MiB -> of the last fifth {heap_late:.1} MiB ({:+.1}%)",
+            (heap_late / heap_early - 1.0) * 100.0
         );
         println!(
             "  open files after warm-up {} -> end {} ({:+.1}%)",

@@ -100,6 +100,40 @@ pub fn rss_file_mib() -> f64 {
     status_mib("RssFile:")
 }
 
+/// Heap bytes in use as glibc's allocator counts them (`mallinfo2`:
+/// `uordblks + hblkhd`), in MiB: what the program holds, apart from what
+/// the allocator keeps for reuse. RSS can creep while this stays flat
+/// (fragmentation, arenas kept per thread); a leak grows both.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_in_use_mib() -> f64 {
+    #[repr(C)]
+    struct Mallinfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    extern "C" {
+        fn mallinfo2() -> Mallinfo2;
+    }
+    // SAFETY: glibc's `mallinfo2` takes nothing and returns a plain struct
+    // of this layout (glibc ≥ 2.33).
+    let info = unsafe { mallinfo2() };
+    (info.uordblks + info.hblkhd) as f64 / (1024.0 * 1024.0)
+}
+
+/// Not measured off glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_in_use_mib() -> f64 {
+    0.0
+}
+
 /// Peak resident memory, in MiB.
 pub fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
