@@ -135,6 +135,30 @@ fn run(
     window: Duration,
     before_flush: &(dyn Fn() -> bool + Send),
 ) {
+    // Should the committer ever panic (sled, the buffer writer), fail every
+    // waiting writer and refuse new ones, rather than leave them waiting
+    // for a flush that will never come.
+    struct FailOnPanic<'a>(&'a Shared);
+    impl Drop for FailOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut state = self.0.lock();
+                state.stop = true;
+                for waiter in state.waiting.drain(..) {
+                    let _ = waiter.send(Err("the store's committer thread panicked".into()));
+                }
+            }
+        }
+    }
+    let _fail_on_panic = FailOnPanic(shared);
+    // A panic while writing buffered records loses that batch, not the
+    // committer.
+    let before_flush = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(before_flush)).unwrap_or_else(|_| {
+            tracing::error!("writing buffered records panicked; that batch is lost");
+            false
+        })
+    };
     // When the previous flush started, if it served several writers.
     let mut last_start: Option<Instant> = None;
     let flush = || {
@@ -203,5 +227,35 @@ fn run(
             // A writer that stopped waiting (future dropped) needs no answer.
             let _ = waiter.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_buffer_writer_loses_its_batch_not_the_committer() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let commit = GroupCommit::start(
+            db,
+            None,
+            Duration::ZERO,
+            Box::new(move || {
+                if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    panic!("a buffer writer bug");
+                }
+                false
+            }),
+        )
+        .unwrap();
+        futures::executor::block_on(async {
+            assert_eq!(commit.wait().await, Ok(()));
+            assert_eq!(commit.wait().await, Ok(()));
+        });
+        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+        assert_eq!(commit.stats().flushes, 2);
     }
 }
