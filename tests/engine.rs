@@ -917,6 +917,97 @@ fn a_worker_can_be_recycled_between_jobs() {
     });
 }
 
+/// Each instance numbers its jobs; a job sleeps `args.ms` (the work it
+/// stands for), so a long one keeps the worker busy while short ones pass.
+struct Numbering {
+    instance: usize,
+    ran: AtomicUsize,
+}
+
+#[async_trait]
+impl Worker for Numbering {
+    fn name(&self) -> &str {
+        "numbering"
+    }
+    fn description(&self) -> &str {
+        "numbers its jobs per instance"
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Diagnostic
+    }
+    async fn run(&self, args: Value, _: JobContext) -> Result<Value, WorkerError> {
+        let nth = self.ran.fetch_add(1, Ordering::SeqCst) + 1;
+        let ms = args["ms"].as_u64().unwrap_or(5);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(json!({"instance": self.instance, "nth": nth}))
+    }
+}
+
+/// A worker that is never idle (a long job in one slot, a stream of short
+/// ones in the other) is still recycled: once recycling is due it takes no new jobs, lets the running
+/// ones finish, and restarts. So every instance runs exactly its 2 jobs.
+#[test]
+fn a_busy_worker_is_recycled_by_taking_no_new_jobs_until_its_jobs_end() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let built = Arc::new(AtomicUsize::new(0));
+        let counter = built.clone();
+        let registration = Registration::with_factory(
+            move || {
+                let instance = counter.fetch_add(1, Ordering::SeqCst);
+                Arc::new(Numbering {
+                    instance,
+                    ran: AtomicUsize::new(0),
+                }) as Arc<dyn Worker>
+            },
+            2,
+        )
+        .recycle_after(2);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .register(registration)
+            .start()
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..12 {
+            // The first job is long: while it runs, the short ones would
+            // keep the other slot busy, so the worker is never idle.
+            let ms = if i == 0 { 200 } else { 5 };
+            let job = engine
+                .enqueue(
+                    "numbering",
+                    json!({ "ms": ms }),
+                    JobCtx::default(),
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap()
+                .into_job();
+            ids.push(job.id);
+        }
+        let mut per_instance: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for id in ids {
+            let job = engine.wait_for(id).await.unwrap();
+            assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+            let result = job.result.unwrap();
+            per_instance
+                .entry(result["instance"].as_u64().unwrap())
+                .or_default()
+                .push(result["nth"].as_u64().unwrap());
+        }
+        for (instance, nths) in &per_instance {
+            assert!(
+                nths.iter().all(|n| *n <= 2),
+                "instance {instance} ran more than 2 jobs: {nths:?}"
+            );
+        }
+        assert!(
+            per_instance.len() >= 6,
+            "12 jobs, 2 per instance, need 6 instances: {per_instance:?}"
+        );
+        engine.shutdown().await.unwrap();
+    });
+}
+
 /// Blocks its thread: no timeout inside the actor can fire.
 struct Blocker;
 

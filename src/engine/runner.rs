@@ -13,6 +13,7 @@
 //! catches it); every job it was running then answers the scheduler with a
 //! call error, which the scheduler records as a failed, retryable attempt.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub(crate) struct WorkerActor {
     /// that is freed late, or never) neither counts against this one nor
     /// makes it restart after every job.
     baseline: u64,
+    /// Shared with the scheduler: recycling is due, give no new jobs.
+    recycling: Arc<AtomicBool>,
     pub(crate) started: u64,
     pub(crate) in_flight: std::rc::Rc<std::cell::Cell<usize>>,
 }
@@ -70,6 +73,11 @@ impl WorkerActor {
             recycle_above_memory: registration.recycle_above_memory,
             account,
             baseline,
+            recycling: {
+                // A fresh start takes jobs again.
+                registration.recycling.store(false, Ordering::Relaxed);
+                registration.recycling.clone()
+            },
             started: 0,
             in_flight: Default::default(),
         }
@@ -94,27 +102,32 @@ impl Handler<JobEnded> for WorkerActor {
     fn handle(&mut self, _: JobEnded, ctx: &mut Context<'_, Self>) -> Reply<()> {
         let live = self.account.live_bytes();
         self.baseline = self.baseline.min(live);
-        if self.in_flight.get() != 0 {
+        let by_count = self.recycle_after.is_some_and(|n| self.started >= n);
+        let grown = live - self.baseline;
+        let by_memory = self.recycle_above_memory.is_some_and(|limit| grown > limit);
+        let idle = self.in_flight.get() == 0;
+        // Due while jobs still run: take no new ones (the scheduler reads
+        // this), so that a worker that is never idle is recycled too.
+        self.recycling
+            .store((by_count || by_memory) && !idle, Ordering::Relaxed);
+        if !idle {
             return Reply::Ready(());
         }
-        if self.recycle_after.is_some_and(|n| self.started >= n) {
+        if by_count {
             tracing::info!(worker = %self.name, jobs = self.started, "recycling the worker's actor between jobs");
+            self.recycling.store(true, Ordering::Relaxed);
             ctx.stop();
-            return Reply::Ready(());
-        }
-        if let Some(limit) = self.recycle_above_memory {
-            let grown = live - self.baseline;
-            if grown > limit {
-                tracing::info!(
-                    worker = %self.name,
-                    live_bytes = live,
-                    grown_bytes = grown,
-                    limit_bytes = limit,
-                    jobs = self.started,
-                    "recycling the worker's actor between jobs: its heap grew past the limit"
-                );
-                ctx.stop();
-            }
+        } else if by_memory {
+            tracing::info!(
+                worker = %self.name,
+                live_bytes = live,
+                grown_bytes = grown,
+                limit_bytes = self.recycle_above_memory.unwrap_or_default(),
+                jobs = self.started,
+                "recycling the worker's actor between jobs: its heap grew past the limit"
+            );
+            self.recycling.store(true, Ordering::Relaxed);
+            ctx.stop();
         }
         Reply::Ready(())
     }

@@ -47,6 +47,10 @@ const ABORT_GRACE: Duration = Duration::from_secs(5);
 /// instead of one per finished job.
 const CLAIM_COALESCE: Duration = Duration::from_millis(1);
 
+/// How soon the scheduler looks again at a worker whose actor is being
+/// recycled (its restart takes microseconds; nothing tells the scheduler).
+const RECYCLE_RECHECK: Duration = Duration::from_millis(2);
+
 /// How much past a job's timeout the scheduler waits for the worker's
 /// answer before its watchdog gives up on it.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
@@ -222,6 +226,18 @@ impl Scheduler {
                 continue;
             }
             let busy = self.busy.get(name).copied().unwrap_or(0);
+            if entry
+                .registration
+                .recycling
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                // Its actor is letting its jobs finish before a restart, or
+                // restarting: look again shortly (the restart clears it).
+                if busy == 0 {
+                    self.timer.at(Instant::now() + RECYCLE_RECHECK);
+                }
+                continue;
+            }
             let room = entry.registration.concurrency.saturating_sub(busy);
             if room > 0 {
                 free.insert(name.clone(), room);

@@ -149,6 +149,10 @@ pub struct Registration {
     /// What the worker's jobs (and its construction) allocate is charged
     /// here; the same account across restarts of its actor.
     pub(crate) account: Account,
+    /// Set by the worker's actor when recycling is due while jobs still run:
+    /// the scheduler then gives it no new jobs, so a busy worker also gets
+    /// to the idle moment its restart waits for. Cleared by the next start.
+    pub(crate) recycling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Registration {
@@ -202,6 +206,7 @@ impl Registration {
             recycle_after: None,
             recycle_above_memory: None,
             account,
+            recycling: Default::default(),
         }
     }
 
@@ -215,13 +220,16 @@ impl Registration {
     }
 
     /// Restarts the worker's actor after this many jobs, between jobs (when
-    /// none is running), so that whatever it accumulates is let go.
+    /// none is running), so that whatever it accumulates is let go. Once it
+    /// is due the worker takes no new jobs, so a busy worker gets there too.
+    /// 0 counts as 1.
     pub fn recycle_after(mut self, jobs: u64) -> Self {
         self.recycle_after = Some(jobs.max(1));
         self
     }
 
-    /// Restarts the worker's actor between jobs (when none is running) once
+    /// Restarts the worker's actor between jobs (when none is running; once
+    /// due it takes no new jobs) once
     /// the heap its actor has gained since it started is more than `bytes`:
     /// what is charged to the worker's [`account`](Self::account) now, less
     /// the least it held since that start (so memory an earlier instance
@@ -229,7 +237,7 @@ impl Registration {
     /// after every job). Needs the [`crate::alloc::AccountingAllocator`] as
     /// the global allocator: the engine refuses to start the worker without
     /// it. Use [`with_factory`](Self::with_factory) so that a restart also
-    /// drops the worker's own state.
+    /// drops the worker's own state. 0 counts as 1.
     pub fn recycle_above_memory(mut self, bytes: u64) -> Self {
         self.recycle_above_memory = Some(bytes.max(1));
         self
