@@ -295,6 +295,53 @@ async fn troupe_tasks(
     Ok((cpu, wall))
 }
 
+/// A task's opening messages in the hand-written loops.
+fn first_messages(i: usize) -> Vec<Value> {
+    vec![
+        json!({"role": "system", "content": "You are a benchmark."}),
+        json!({"role": "user", "content": format!("Task: task {i}")}),
+    ]
+}
+
+/// The `noop` tool as the hand-written loops declare it.
+fn noop_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "noop", "description": "Does nothing.",
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}])
+}
+
+/// One chat completion call of the hand-written loops.
+async fn chat(
+    client: &reqwest::Client,
+    url: &str,
+    messages: &[Value],
+    tools: &Value,
+) -> Result<Value, BoxError> {
+    Ok(client
+        .post(url)
+        .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Runs (parses the arguments of) each tool call in `message` and returns
+/// the tool messages answering them.
+fn tool_results(message: &Value) -> Result<Vec<Value>, BoxError> {
+    let calls = message["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    calls
+        .iter()
+        .map(|call| {
+            let _args: Value =
+                serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))?;
+            Ok(json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"ok\":true}"}))
+        })
+        .collect()
+}
+
 /// The same two calls per task, written by hand with tokio + reqwest.
 async fn hand_written(uri: &str, n: usize, concurrency: usize) -> Result<Duration, BoxError> {
     let client = reqwest::Client::builder()
@@ -310,33 +357,14 @@ async fn hand_written(uri: &str, n: usize, concurrency: usize) -> Result<Duratio
         let permit = semaphore.clone().acquire_owned().await?;
         handles.push(tokio::task::spawn_local(async move {
             let _permit = permit;
-            let mut messages = vec![
-                json!({"role": "system", "content": "You are a benchmark."}),
-                json!({"role": "user", "content": format!("Task: task {i}")}),
-            ];
-            let tools = json!([{"type": "function", "function": {"name": "noop", "description": "Does nothing.",
-                "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]);
-            let first: Value = client
-                .post(&url)
-                .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let mut messages = first_messages(i);
+            let tools = noop_tools();
+            let first = chat(&client, &url, &messages, &tools).await?;
             let message = first["choices"][0]["message"].clone();
-            let calls = message["tool_calls"].as_array().cloned().unwrap_or_default();
+            let results = tool_results(&message)?;
             messages.push(message);
-            for call in calls {
-                let _args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))?;
-                messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"ok\":true}"}));
-            }
-            let second: Value = client
-                .post(&url)
-                .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
-                .send()
-                .await?
-                .json()
-                .await?;
+            messages.extend(results);
+            let second = chat(&client, &url, &messages, &tools).await?;
             let _ = second["choices"][0]["message"]["content"].as_str();
             Ok::<(), BoxError>(())
         }));
@@ -401,43 +429,21 @@ async fn hand_written_durable(
             job["startedAt"] = json!(chrono::Utc::now());
             jobs.insert(id.as_bytes(), serde_json::to_vec(&job)?)?;
             flush(&db).await?;
-            let mut messages = vec![
-                json!({"role": "system", "content": "You are a benchmark."}),
-                json!({"role": "user", "content": format!("Task: task {i}")}),
-            ];
-            let tools = json!([{"type": "function", "function": {"name": "noop", "description": "Does nothing.",
-                "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]);
-            let first: Value = client
-                .post(&url)
-                .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let mut messages = first_messages(i);
+            let tools = noop_tools();
+            let first = chat(&client, &url, &messages, &tools).await?;
             let message = first["choices"][0]["message"].clone();
             steps.insert(
                 step_key(0),
                 serde_json::to_vec(&json!({"kind": "model", "messages": messages, "response": message}))?,
             )?;
             flush(&db).await?;
-            let calls = message["tool_calls"].as_array().cloned().unwrap_or_default();
+            let results = tool_results(&message)?;
             messages.push(message);
-            let mut results = Vec::new();
-            for call in calls {
-                let _args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or("{}"))?;
-                let result = json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"ok\":true}"});
-                results.push(result.clone());
-                messages.push(result);
-            }
+            messages.extend(results.iter().cloned());
             steps.insert(step_key(1), serde_json::to_vec(&json!({"kind": "tools", "results": results}))?)?;
             flush(&db).await?;
-            let second: Value = client
-                .post(&url)
-                .json(&json!({"model": "bench", "messages": messages, "tools": tools}))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let second = chat(&client, &url, &messages, &tools).await?;
             job["status"] = json!("completed");
             job["result"] = json!({"success": true, "response": second["choices"][0]["message"]["content"], "usage": second["usage"]});
             job["completedAt"] = json!(chrono::Utc::now());
