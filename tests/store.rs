@@ -883,6 +883,34 @@ async fn the_commit_window_gathers_concurrent_writers_into_one_flush() {
     );
 }
 
+/// A window too long to add to a clock reading (a bad setting) does not
+/// hang concurrent writers: it means no window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unrepresentable_commit_window_does_not_hang_writers() {
+    let dir = TempDir::new().unwrap();
+    let mut config = SledConfig::new(dir.path());
+    config.commit_window = std::time::Duration::MAX;
+    let store = Arc::new(SledStore::open(config).unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                enqueue(&*store, "w", EnqueueOptions::default()).await;
+            }
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("writers hung on an unrepresentable commit window");
+    assert_eq!(store.counts().await.unwrap().status(JobStatus::Queued), 40);
+}
+
 /// A lone writer does not wait for the window: sequential writes with an
 /// hour-long window still finish (each flush served one writer, so the next
 /// one starts at once).
