@@ -168,8 +168,13 @@ impl TroupeBuilder {
             .child(ChildSpec::try_new("memory", move || {
                 MemoryActor::new(memory_store.clone(), weights)
             }));
-        if let Some(set) = &providers {
-            troupe_spec = troupe_spec.supervisor(set.supervisor_spec("providers"));
+        // The provider actors get a thread of their own (see
+        // `ProviderSet::supervisor_spec_on`); it is stopped with the runtime.
+        let provider_thread = providers
+            .as_ref()
+            .map(|_| OwnThread(troupe_actors::Arbiter::new()));
+        if let (Some(set), Some(thread)) = (&providers, &provider_thread) {
+            troupe_spec = troupe_spec.supervisor(set.supervisor_spec_on("providers", &thread.0));
         }
         let troupe_tree = troupe_spec
             .start()
@@ -304,6 +309,7 @@ impl TroupeBuilder {
 
         Ok(Troupe {
             providers,
+            provider_thread,
             config: self.config,
             store,
             engine,
@@ -318,6 +324,8 @@ impl TroupeBuilder {
 /// A running Troupe: agents, tools, memory and the job engine.
 pub struct Troupe {
     providers: Option<ProviderSet>,
+    /// The provider actors' thread.
+    provider_thread: Option<OwnThread>,
     config: TroupeConfig,
     store: SledStore,
     engine: WorkerEngine,
@@ -451,7 +459,20 @@ impl Troupe {
         for tree in self.trees.iter().rev() {
             tree.shutdown().await;
         }
+        if let Some(thread) = &self.provider_thread {
+            thread.0.stop();
+        }
         Ok(report)
+    }
+}
+
+/// A thread for some of the runtime's actors, stopped when the runtime is
+/// dropped (also when its start fails half way), so none is left behind.
+struct OwnThread(troupe_actors::Arbiter);
+
+impl Drop for OwnThread {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 

@@ -191,7 +191,8 @@ fn openai_uses_max_completion_tokens_and_others_max_tokens() {
             name: "t".into(),
             description: "d".into(),
             parameters: serde_json::json!({"type":"object"}),
-        }],
+        }]
+        .into(),
         tool_choice: ToolChoice::Required,
         ..Default::default()
     };

@@ -492,7 +492,8 @@ async fn failover_mid_task_rewrites_the_conversation() {
             name: "get_current_weather".into(),
             description: "Current weather".into(),
             parameters: json!({"type": "object", "properties": {"location": {"type": "string"}}}),
-        }],
+        }]
+        .into(),
         max_tokens: Some(200),
         ..Default::default()
     };

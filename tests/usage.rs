@@ -341,3 +341,53 @@ fn a_recorded_call_reaches_the_disk_without_a_read_or_a_durable_write() {
         assert_eq!(sled.calls(day).await.unwrap().len(), 2);
     });
 }
+
+/// Calls are written a batch per record; a call stored alone, as earlier
+/// versions did, is still read and pruned beside the batches.
+#[test]
+fn calls_stored_one_per_record_by_earlier_versions_are_read_and_pruned() {
+    use troupe::store::{Retention, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let old = now - chrono::Duration::hours(2);
+    let legacy = call_at(old);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("usage").unwrap();
+        let mut key = format!("c/{}/", old.format("%Y-%m-%d")).into_bytes();
+        key.extend_from_slice(legacy.id.as_bytes());
+        tree.insert(key, serde_json::to_vec(&legacy).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    run_system(async move {
+        let young = call_at(now);
+        sled.record(&young).await.unwrap();
+        sled.record(&call_at(now)).await.unwrap();
+        let mut ids = Vec::new();
+        for day in [old.date_naive(), now.date_naive()] {
+            for call in sled.calls(day).await.unwrap() {
+                if !ids.contains(&call.id) {
+                    ids.push(call.id);
+                }
+            }
+        }
+        assert_eq!(ids.len(), 3, "the old single record and the new batch");
+        assert!(ids.contains(&legacy.id));
+        let retention = Retention {
+            max_age: Some(Duration::from_secs(3600)),
+            max_count: None,
+        };
+        Store::prune(&sled, &retention, now).await.unwrap();
+        let left = sled.calls(now.date_naive()).await.unwrap();
+        assert_eq!(left.len(), 2, "the young batch stays whole: {left:?}");
+        assert!(!left.iter().any(|c| c.id == legacy.id));
+        assert!(sled
+            .calls(old.date_naive())
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.id != legacy.id));
+    });
+}

@@ -81,6 +81,9 @@ pub(crate) struct Cell<A: Actor> {
     shutdown_timeout: Duration,
     pending_exit: Option<ExitReason>,
     pending_start: Option<PendingStart>,
+    /// Moves on when an instance ends, which ends that instance's tasks
+    /// (see [`spawn_task`]).
+    epoch: Epoch,
 }
 
 impl<A: Actor> Cell<A> {
@@ -106,6 +109,7 @@ impl<A: Actor> Cell<A> {
                 shutdown_timeout,
                 pending_exit: None,
                 pending_start: None,
+                epoch: tokio::sync::watch::channel(0).0,
             }
         };
         let addr = match config.arbiter {
@@ -128,6 +132,7 @@ impl<A: Actor> Cell<A> {
             inner: ctx,
             shared: &self.shared,
             exit: &mut self.pending_exit,
+            epoch: &self.epoch,
         };
         match catch_unwind(AssertUnwindSafe(|| f(instance, &mut c))) {
             Ok(value) => {
@@ -158,6 +163,8 @@ impl<A: Actor> Cell<A> {
     }
 
     fn drop_instance(&mut self) {
+        // The instance's tasks (reply futures, spawned futures) end with it.
+        self.epoch.send_modify(|e| *e += 1);
         if let Some(instance) = self.instance.take() {
             // A panicking `Drop` must not take the cell down with it.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(instance)));
@@ -292,6 +299,7 @@ impl<A: Actor> Cell<A> {
                     inner: ctx,
                     shared: &self.shared,
                     exit: &mut ignored_exit,
+                    epoch: &self.epoch,
                 };
                 catch_unwind(AssertUnwindSafe(|| instance.stopping(&mut c))).ok()
             }
@@ -364,6 +372,11 @@ impl<A: Actor> actix::Actor for Cell<A> {
     fn stopping(&mut self, _: &mut Self::Context) -> actix::Running {
         actix::Running::Stop
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // However the context ended, no task of it outlives it.
+        self.epoch.send_modify(|e| *e += 1);
+    }
 }
 
 impl<A: Actor> actix::Supervised for Cell<A> {}
@@ -401,10 +414,72 @@ impl<A: Actor> ActorFuture<Cell<A>> for Listener {
     }
 }
 
+/// Ends the tasks of one instance: see [`spawn_task`].
+pub(crate) type Epoch = tokio::sync::watch::Sender<u64>;
+
+/// Runs `fut` as a task of its own on the cell's thread, then `done` with its
+/// output. Why not actix's own `ctx.spawn`: actix polls every future spawned
+/// in a context each time any one of them is woken, so an actor with 1,000
+/// replies in flight (a worker running 1,000 jobs, a provider with 1,000
+/// calls out) did 1,000 polls per wake-up, and that cost more than the work.
+/// As tasks, each is polled only when it is woken.
+///
+/// The instance semantics stay: the task ends (dropped, so a waiting caller
+/// gets an error) when the instance it was spawned by ends (`ended` moves
+/// on), and a panic in it ends that instance like a panic in a handler (the
+/// cell is told by a [`TaskPanicked`] message).
+pub(crate) fn spawn_task<A: Actor, T: 'static>(
+    mut ended: tokio::sync::watch::Receiver<u64>,
+    cell: actix::Addr<Cell<A>>,
+    fut: impl Future<Output = T> + 'static,
+    done: impl FnOnce(T) + 'static,
+) {
+    let spawned_in = *ended.borrow_and_update();
+    actix::spawn(async move {
+        let guarded = AssertUnwindSafe(fut).catch_unwind();
+        let outcome = tokio::select! {
+            biased;
+            outcome = guarded => outcome,
+            // Moved on, or the cell is gone.
+            _ = ended.changed() => return,
+        };
+        match outcome {
+            Ok(value) => done(value),
+            Err(payload) => cell.do_send(TaskPanicked {
+                reason: ExitReason::from_panic(payload),
+                epoch: spawned_in,
+            }),
+        }
+    });
+}
+
+/// A task of the instance of `epoch` panicked.
+pub(crate) struct TaskPanicked {
+    reason: ExitReason,
+    epoch: u64,
+}
+
+impl actix::Message for TaskPanicked {
+    type Result = ();
+}
+
+impl<A: Actor> actix::Handler<TaskPanicked> for Cell<A> {
+    type Result = ();
+
+    fn handle(&mut self, msg: TaskPanicked, ctx: &mut Self::Context) {
+        // A task of an instance that has ended since is no reason to end
+        // its successor.
+        if *self.epoch.borrow() == msg.epoch {
+            self.exit(msg.reason, ctx);
+        }
+    }
+}
+
 /// The cell's answer to one message, handed to actix.
 pub(crate) enum CellReply<R> {
     Ready(R),
-    Future(LocalBoxFuture<R>),
+    /// Answered by a task of the instance (see [`spawn_task`]).
+    Future(LocalBoxFuture<R>, tokio::sync::watch::Receiver<u64>),
     /// No answer: the sender gets an error.
     Dropped,
 }
@@ -422,18 +497,12 @@ where
                 }
             }
             CellReply::Dropped => drop(tx),
-            CellReply::Future(fut) => {
-                let fut =
-                    actix::fut::wrap_future::<_, Cell<A>>(AssertUnwindSafe(fut).catch_unwind())
-                        .map(move |res, cell: &mut Cell<A>, ctx| match res {
-                            Ok(value) => {
-                                if let Some(tx) = tx {
-                                    let _ = tx.send(value);
-                                }
-                            }
-                            Err(payload) => cell.exit(ExitReason::from_panic(payload), ctx),
-                        });
-                ctx.spawn(fut);
+            CellReply::Future(fut, ended) => {
+                spawn_task(ended, ctx.address(), fut, move |value| {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(value);
+                    }
+                });
             }
         }
     }
@@ -455,7 +524,7 @@ where
         self.shared.handled();
         match self.with_instance(ctx, |actor, c| actor.handle(msg, c)) {
             Some(Reply::Ready(value)) => CellReply::Ready(value),
-            Some(Reply::Future(fut)) => CellReply::Future(fut),
+            Some(Reply::Future(fut)) => CellReply::Future(fut, self.epoch.subscribe()),
             None => CellReply::Dropped,
         }
     }

@@ -3,13 +3,10 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::fut::ActorFutureExt;
 use actix::AsyncContext;
-use futures::FutureExt;
 
 use crate::actor::Actor;
 use crate::address::ActorRef;
@@ -22,6 +19,7 @@ pub struct Context<'a, A: Actor> {
     pub(crate) inner: &'a mut actix::Context<Cell<A>>,
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) exit: &'a mut Option<ExitReason>,
+    pub(crate) epoch: &'a crate::cell::Epoch,
 }
 
 impl<A: Actor> Context<'_, A> {
@@ -58,17 +56,11 @@ impl<A: Actor> Context<'_, A> {
     where
         F: Future<Output = ()> + 'static,
     {
-        let fut = actix::fut::wrap_future::<_, Cell<A>>(AssertUnwindSafe(fut).catch_unwind()).map(
-            |res, cell: &mut Cell<A>, ctx| {
-                if let Err(payload) = res {
-                    cell.exit(ExitReason::from_panic(payload), ctx);
-                }
-            },
-        );
-        self.inner.spawn(fut);
+        // A task of its own, polled only when woken (see `cell::spawn_task`).
+        crate::cell::spawn_task(self.epoch.subscribe(), self.inner.address(), fut, |()| {});
     }
 
-    /// Calls `f` with the actor every `every`, until the instance ends.
+    /// Calls `f` with the actor every `every` while the instance lives.
     pub fn run_interval<F>(&mut self, every: Duration, mut f: F)
     where
         F: FnMut(&mut A, &mut Context<'_, A>) + 'static,

@@ -76,6 +76,23 @@ pub trait CheckpointStore: Send + Sync {
         job_id: JobId,
         step_index: u32,
         record: Value,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(&record).map_err(|e| StoreError::InvalidInput {
+            field: "record",
+            reason: format!("step {step_index} of job {job_id} cannot be written as JSON: {e}"),
+        })?;
+        self.save_step_json(job_id, step_index, json).await
+    }
+
+    /// [`save_step`](Self::save_step) for a record the caller has written as
+    /// JSON already (one JSON value; it is stored as given, not parsed
+    /// again). The agent loop serializes its replies straight from their
+    /// types this way, without building a [`Value`] tree first.
+    async fn save_step_json(
+        &self,
+        job_id: JobId,
+        step_index: u32,
+        json: Vec<u8>,
     ) -> Result<(), StoreError>;
 
     /// The saved steps of `job_id`, in step order (empty if none).

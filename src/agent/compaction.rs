@@ -111,7 +111,7 @@ impl Worker for CompactionWorker {
                     .into(),
             ),
             messages: vec![Message::user(listing)],
-            tools: Vec::new(),
+            tools: Default::default(),
             tool_choice: ToolChoice::None,
             temperature: Some(0.0),
             max_tokens: Some(model.max_tokens.min(1000)),

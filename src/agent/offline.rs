@@ -190,7 +190,7 @@ fn plan_tool_calls(task: &str, request: &GenerateRequest) -> Vec<ToolCall> {
     }
     // Any other offered tool named in the task is called with its required
     // arguments filled in from the task text.
-    for tool in &request.tools {
+    for tool in request.tools.iter() {
         if BUILTIN.contains(&tool.name.as_str()) || !lower.contains(&tool.name.to_lowercase()) {
             continue;
         }

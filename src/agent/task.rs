@@ -186,7 +186,8 @@ pub(crate) async fn run(
     let job_id = job.job_id;
 
     let mut state = TaskState::default();
-    let mut pending_context: Option<Value> = None;
+    // Whether the context in `state` is not checkpointed yet.
+    let mut context_pending = false;
     let saved = unaccounted(rt.checkpoints.load(job_id))
         .await
         .map_err(|e| store_error(id, "loading checkpoints", e))?;
@@ -209,11 +210,8 @@ pub(crate) async fn run(
         .await?;
         // The context is checkpointed with the first model reply: until that
         // reply exists, building it again (recall, history) is as good.
-        let context = json!({"system": built.0, "messages": built.1});
-        state
-            .apply_context(&context)
-            .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))?;
-        pending_context = Some(context);
+        (state.system, state.messages) = built;
+        context_pending = true;
     } else {
         tracing::info!(agent = id, job = %job_id, steps = state.steps, "resuming task from its checkpoint");
     }
@@ -287,17 +285,26 @@ pub(crate) async fn run(
             state.push_reply(response);
             break;
         }
-        let mut record = json!({"kind": "model", "response": &response});
-        if let Some(context) = pending_context.take() {
-            record["context"] = context;
-        }
+        // Written straight from the reply's type, with no `Value` tree in
+        // between; `apply` reads it back after a restart.
+        let record = serde_json::to_vec(&ModelStep {
+            kind: "model",
+            response: &response,
+            // Before the reply joins them, the state's messages are still
+            // the context's.
+            context: std::mem::take(&mut context_pending).then_some(ContextRecord {
+                system: &state.system,
+                messages: &state.messages,
+            }),
+        })
+        .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))?;
         // The state takes the reply as it is (its context is in already):
         // what `apply` would read back from the record, without the round
         // trip through JSON.
         let index = state.records;
         state.records += 1;
         state.push_reply(response);
-        store_step(rt, job_id, index, record, id).await?;
+        store_step_json(rt, job_id, index, record, id).await?;
     }
 
     let last = state.last.clone().unwrap_or_else(|| GenerateResponse {
@@ -357,6 +364,36 @@ async fn store_step(
     agent: &str,
 ) -> Result<(), WorkerError> {
     unaccounted(rt.checkpoints.save_step(job, index, record))
+        .await
+        .map_err(|e| store_error(agent, "saving a checkpoint", e))
+}
+
+/// A model step's checkpoint record, as [`TaskState::apply`] reads it.
+#[derive(serde::Serialize)]
+struct ModelStep<'a> {
+    kind: &'static str,
+    response: &'a GenerateResponse,
+    /// The context the first call was built from (first step only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<ContextRecord<'a>>,
+}
+
+/// The context part of the first model step's record.
+#[derive(serde::Serialize)]
+struct ContextRecord<'a> {
+    system: &'a str,
+    messages: &'a [Message],
+}
+
+/// Stores step `index` of `job`, already written as JSON, durably.
+async fn store_step_json(
+    rt: &AgentRuntime,
+    job: JobId,
+    index: u32,
+    record: Vec<u8>,
+    agent: &str,
+) -> Result<(), WorkerError> {
+    unaccounted(rt.checkpoints.save_step_json(job, index, record))
         .await
         .map_err(|e| store_error(agent, "saving a checkpoint", e))
 }
@@ -500,7 +537,7 @@ async fn reflect(
         model: agent.model_config.model.clone(),
         system: Some(state.system.clone()),
         messages,
-        tools: Vec::new(),
+        tools: Default::default(),
         tool_choice: ToolChoice::None,
         temperature: Some(agent.model_config.temperature),
         max_tokens: Some(200),

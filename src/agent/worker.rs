@@ -43,7 +43,8 @@ impl AgentWorker {
     }
 
     /// Registers it with the agent's concurrency, and recycling per its
-    /// `restartAfterTasks` and `restartAboveMemoryMib`. Registered with a
+    /// `restartAfterTasks` and `restartAboveMemoryMib`, on a thread of its
+    /// own. Registered with a
     /// factory: every restart of the agent's actor builds a new
     /// `AgentWorker`, so whatever the old one accumulated is let go.
     pub fn registration(self) -> Registration {
@@ -61,7 +62,10 @@ impl AgentWorker {
         if let Some(mib) = memory {
             registration = registration.recycle_above_memory(mib.saturating_mul(1024 * 1024));
         }
-        registration
+        // Its own thread: the task loop (context, checkpoints, tool calls)
+        // of 1,000 tasks in flight is more than one thread can carry beside
+        // the scheduler and the providers' HTTP work.
+        registration.on_own_thread()
     }
 }
 

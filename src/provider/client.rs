@@ -121,7 +121,12 @@ impl Provider {
     /// Sends `req` (with retries) and returns the model's answer.
     pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, ProviderError> {
         let ctx = self.ctx(&req.model);
-        let body = serde_json::to_vec(&self.encode(&req)).map_err(|e| {
+        let encoded = if self.inner.kind.is_openai_protocol() {
+            openai::encode_body(&req, self.inner.kind)
+        } else {
+            anthropic::encode_body(&req)
+        };
+        let body = encoded.map_err(|e| {
             ctx.error(
                 ErrorKind::BadRequest,
                 &format!("cannot encode request: {e}"),

@@ -6,6 +6,7 @@
 //! neutral form, a task that began on one provider can fail over to another
 //! in the middle of a tool-calling loop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,9 +27,10 @@ pub struct GenerateRequest {
     /// The conversation so far, oldest first.
     #[serde(default)]
     pub messages: Vec<Message>,
-    /// Tools the model may call.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<ToolDefinition>,
+    /// Tools the model may call. Shared, since every step of a task sends
+    /// the same definitions (JSON Schemas) again.
+    #[serde(default, skip_serializing_if = "no_tools")]
+    pub tools: Arc<[ToolDefinition]>,
     /// Whether and which tool the model must call; ignored when `tools` is empty.
     #[serde(default)]
     pub tool_choice: ToolChoice,
@@ -38,6 +40,10 @@ pub struct GenerateRequest {
     /// Upper bound on output tokens; required by Anthropic (a default is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+}
+
+fn no_tools(tools: &Arc<[ToolDefinition]>) -> bool {
+    tools.is_empty()
 }
 
 /// One turn of the conversation, in provider-neutral form.

@@ -16,7 +16,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use serde::Serialize;
 use troupe_actors::{
-    ActorRef, ChildSpec, ChildState, Intensity, LookupError, Strategy, SupervisorSpec, Tree,
+    ActorRef, Arbiter, ChildSpec, ChildState, Intensity, LookupError, Strategy, SupervisorSpec,
+    Tree,
 };
 
 use super::actor::{Generate, ProviderActor};
@@ -181,6 +182,21 @@ impl ProviderSet {
             .strategy(Strategy::OneForOne)
             .intensity(Intensity::new(10, Duration::from_secs(60)))
             .children(self.child_specs())
+    }
+
+    /// [`supervisor_spec`](Self::supervisor_spec) with the provider actors
+    /// on `arbiter`'s thread: the runtime gives them one of their own, so
+    /// encoding requests and decoding replies (and the HTTP work the
+    /// client's connections do there) leave the thread of the scheduler.
+    pub fn supervisor_spec_on(&self, id: &str, arbiter: &Arbiter) -> SupervisorSpec {
+        SupervisorSpec::new(id)
+            .strategy(Strategy::OneForOne)
+            .intensity(Intensity::new(10, Duration::from_secs(60)))
+            .children(
+                self.child_specs()
+                    .into_iter()
+                    .map(|spec| spec.on_arbiter(arbiter)),
+            )
     }
 
     /// Looks up each provider's actor in a started `tree`, under the

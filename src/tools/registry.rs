@@ -122,7 +122,7 @@ impl ToolRegistry {
 
     /// The definitions of the tools in `allowed` that exist, in `allowed`'s
     /// order: what an agent's model request offers.
-    pub fn definitions_for(&self, allowed: &[String]) -> Vec<ToolDefinition> {
+    pub fn definitions_for(&self, allowed: &[String]) -> std::sync::Arc<[ToolDefinition]> {
         allowed
             .iter()
             .filter_map(|name| self.get(name).cloned())

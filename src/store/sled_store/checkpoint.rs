@@ -89,14 +89,12 @@ impl SledStore {
 
 #[async_trait]
 impl CheckpointStore for SledStore {
-    async fn save_step(
+    async fn save_step_json(
         &self,
         job_id: JobId,
         step_index: u32,
-        record: Value,
+        bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec(&record).map_err(|e| StoreError::backend("encode step", e))?;
         if bytes.len() > MAX_STEP_BYTES {
             return Err(StoreError::InvalidInput {
                 field: "record",

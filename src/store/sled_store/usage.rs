@@ -7,9 +7,13 @@
 //! usage of the calls of its last moments; budgets may then under-count by
 //! those calls, which the budget check's in-flight overshoot allows anyway.
 //!
-//! Tree `usage` (one record write plus one or two counter updates per call;
-//! no batch or transaction, so the hot path never takes sled's batch lock):
-//! - `c/<YYYY-MM-DD>/<16-byte UUID v7>` → the [`UsageRecord`] as JSON;
+//! Tree `usage` (written by the store's committer thread, one record write
+//! plus one counter update per agent and provider for each batch of calls;
+//! no sled batch or transaction, so nothing takes sled's batch lock):
+//! - `c/<YYYY-MM-DD>/<16-byte UUID v7>` → the [`UsageRecord`]s of one
+//!   written batch that day, as a JSON array, keyed by the oldest call's id
+//!   (a single record as a JSON object is read too, as earlier versions
+//!   wrote them);
 //! - `a/<YYYY-MM-DD>/<agent>` → that agent's [`UsageTotals`] that day (JSON);
 //! - `p/<YYYY-MM-DD>/<provider>` → that provider's totals that day (JSON).
 //!
@@ -93,6 +97,10 @@ impl UsageBuffer {
             return Ok(false);
         }
         let mut totals: std::collections::BTreeMap<Vec<u8>, UsageTotals> = Default::default();
+        // The batch's calls of each day, in one record: one sled write per
+        // flush instead of one per call.
+        let mut by_day: std::collections::BTreeMap<NaiveDate, Vec<&UsageRecord>> =
+            Default::default();
         for record in &batch {
             let day = record.day();
             if let Some(agent) = &record.agent {
@@ -108,15 +116,14 @@ impl UsageBuffer {
                 ))
                 .or_default()
                 .add(record);
-            let mut key = day_prefix(b'c', day);
-            key.extend_from_slice(record.id.as_bytes());
-            let value = serde_json::to_vec(record).map_err(|e| backend("record", e))?;
-            self.tree
-                .insert(key, value)
-                .map_err(|e| backend("record", e))?;
+            by_day.entry(day).or_default().push(record);
         }
+        // Counters before the calls (see the module docs).
         for (key, delta) in &totals {
             add_to(&self.tree, key, delta)?;
+        }
+        for (day, records) in by_day {
+            write_calls(&self.tree, day, &records)?;
         }
         Ok(true)
     }
@@ -133,6 +140,46 @@ impl UsageBuffer {
             }
         }
     }
+}
+
+/// Writes `records` (calls of `day`) as one batch record, keyed by the
+/// oldest call's (time-ordered) id, so retention reaches the batch as soon
+/// as any call in it is old enough.
+fn write_calls(
+    tree: &sled::Tree,
+    day: NaiveDate,
+    records: &[&UsageRecord],
+) -> Result<(), UsageError> {
+    let Some(oldest) = records.iter().map(|r| r.id).min() else {
+        return Ok(());
+    };
+    let mut key = day_prefix(b'c', day);
+    key.extend_from_slice(oldest.as_bytes());
+    let value = serde_json::to_vec(records).map_err(|e| backend("record", e))?;
+    tree.insert(key, value).map_err(|e| backend("record", e))?;
+    Ok(())
+}
+
+/// The calls of one `c/` record: a batch (an array), or one call as earlier
+/// versions wrote them.
+fn decode_calls(key: &[u8], value: &[u8]) -> Result<Vec<UsageRecord>, UsageError> {
+    let corrupt = |e: serde_json::Error| UsageError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    };
+    if value.first() == Some(&b'[') {
+        serde_json::from_slice(value).map_err(corrupt)
+    } else {
+        Ok(vec![serde_json::from_slice(value).map_err(corrupt)?])
+    }
+}
+
+/// When the call with time-ordered id `id` was made, in Unix milliseconds.
+fn made_ms(id: &uuid::Uuid) -> Option<u64> {
+    id.get_timestamp().map(|ts| {
+        let (secs, nanos) = ts.to_unix();
+        secs * 1000 + u64::from(nanos) / 1_000_000
+    })
 }
 
 /// Adds `delta` to the totals under `key` (a compare-and-swap loop: a read
@@ -165,34 +212,35 @@ impl SledStore {
     /// Removes the per-call records made before `cutoff`; the day totals
     /// stay. Retention calls it with the jobs' `max_age`: a call's record
     /// lives as long as the job it served (whose result carries its usage),
-    /// so a daemon's usage log does not grow without end. Call keys sort by
-    /// day and then by their time-ordered (v7) id, so the scan stops at the
-    /// first record young enough to keep.
-    /// At most [`PRUNE_CALLS_PER_PASS`] go per call, so a first pass over a
-    /// large backlog does not hold up the scheduler; the next pass goes on.
+    /// so a daemon's usage log does not grow without end. Batch keys sort by
+    /// day and then by their oldest call's time-ordered (v7) id, so the scan
+    /// stops at the first batch young enough to keep whole; a batch that is
+    /// only partly old is written again with its young calls.
+    /// At most [`PRUNE_CALLS_PER_PASS`] batches go per call, so a first pass
+    /// over a large backlog does not hold up the scheduler; the next pass
+    /// goes on.
     pub(super) fn prune_usage_calls(&self, cutoff: DateTime<Utc>) -> Result<usize, UsageError> {
         let tree = self.usage_tree()?;
         let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or(0);
+        let is_young = |id: &uuid::Uuid| made_ms(id).is_some_and(|ms| ms >= cutoff_ms);
         let mut removed = 0;
-        for key in tree.scan_prefix(b"c/").keys().take(PRUNE_CALLS_PER_PASS) {
-            let key = key.map_err(|e| backend("prune calls", e))?;
-            let made_ms = key
+        for entry in tree.scan_prefix(b"c/").take(PRUNE_CALLS_PER_PASS) {
+            let (key, value) = entry.map_err(|e| backend("prune calls", e))?;
+            let oldest = key
                 .len()
                 .checked_sub(16)
-                .and_then(|start| uuid::Uuid::from_slice(&key[start..]).ok())
-                .and_then(|id| id.get_timestamp())
-                .map(|ts| {
-                    let (secs, nanos) = ts.to_unix();
-                    secs * 1000 + u64::from(nanos) / 1_000_000
-                });
-            match made_ms {
-                Some(ms) if ms >= cutoff_ms => break,
-                // Older, or a key whose time cannot be read (not ours to
-                // keep either: no reader could decode it as a call).
-                _ => {
-                    tree.remove(&key).map_err(|e| backend("prune calls", e))?;
-                    removed += 1;
-                }
+                .and_then(|start| uuid::Uuid::from_slice(&key[start..]).ok());
+            if oldest.as_ref().is_some_and(is_young) {
+                break;
+            }
+            // Older, or a key whose time cannot be read (not ours to keep
+            // either: no reader could decode it as calls).
+            let calls = decode_calls(&key, &value).unwrap_or_default();
+            let young: Vec<&UsageRecord> = calls.iter().filter(|c| is_young(&c.id)).collect();
+            tree.remove(&key).map_err(|e| backend("prune calls", e))?;
+            removed += calls.len() - young.len();
+            if let Some(first) = young.first() {
+                write_calls(tree, first.day(), &young)?;
             }
         }
         Ok(removed)
@@ -242,15 +290,12 @@ impl UsageStore for SledStore {
 
     async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, UsageError> {
         let prefix = day_prefix(b'c', day);
-        self.usage_tree()?
-            .scan_prefix(&prefix)
-            .map(|entry| {
-                let (key, value) = entry.map_err(|e| backend("calls", e))?;
-                serde_json::from_slice(&value).map_err(|e| UsageError::Corrupt {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        let mut calls = Vec::new();
+        for entry in self.usage_tree()?.scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(|e| backend("calls", e))?;
+            calls.extend(decode_calls(&key, &value)?);
+        }
+        calls.sort_by_key(|r| r.id);
+        Ok(calls)
     }
 }
