@@ -262,6 +262,21 @@ async fn troupe_tasks(
             flushes as f64 / n as f64,
             writers as f64 / n as f64
         );
+        // Mean time an attempt ran, and waited from ready to started: how
+        // much of a task's time is the task itself, how much the refill.
+        let mean = |snapshot: Vec<(String, troupe::metrics::HistogramSnapshot)>| {
+            snapshot
+                .into_iter()
+                .find(|(worker, _)| worker == "bench")
+                .map(|(_, h)| 1e3 * h.sum / h.count.max(1) as f64)
+                .unwrap_or(0.0)
+        };
+        let stats = troupe.engine().stats();
+        println!(
+            "    mean attempt {:.1} ms, mean wait from ready to started {:.1} ms",
+            mean(stats.run_time.snapshot()),
+            mean(stats.queue_wait.snapshot())
+        );
         println!(
             "    written {:.1} KiB per task",
             (support::written_bytes() - written0) as f64 / n as f64 / 1024.0

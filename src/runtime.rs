@@ -170,9 +170,12 @@ impl TroupeBuilder {
             }));
         // The provider actors get a thread of their own (see
         // `ProviderSet::supervisor_spec_on`); it is stopped with the runtime.
-        let provider_thread = providers
-            .as_ref()
-            .map(|_| OwnThread(troupe_actors::Arbiter::new()));
+        let provider_thread = match &providers {
+            None => None,
+            Some(_) => Some(OwnThread(troupe_actors::Arbiter::try_new().map_err(
+                |e| RuntimeError::Start(format!("the provider actors' thread: {e}")),
+            )?)),
+        };
         if let (Some(set), Some(thread)) = (&providers, &provider_thread) {
             troupe_spec = troupe_spec.supervisor(set.supervisor_spec_on("providers", &thread.0));
         }

@@ -15,7 +15,11 @@
 //! supervisor and holds the mailbox until the supervisor says what next.
 //! Every transition that must cancel the instance's futures goes through an
 //! actix context restart (`ctx.stop()` under `actix::Supervisor`), which
-//! drops them all while keeping the mailbox.
+//! drops its timers while keeping the mailbox. Reply futures and spawned
+//! futures are tasks of their own ([`spawn_task`]); they end when the
+//! cell's `epoch` moves on, which it does when the instance is dropped, when
+//! a graceful stop begins and when the context stops: a task is not polled
+//! again after that (it is dropped at its next wake-up).
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -292,6 +296,11 @@ impl<A: Actor> Cell<A> {
         ctx: &mut actix::Context<Self>,
     ) {
         self.phase = Phase::Stopping;
+        // The instance's tasks end here, before its `stopping` hook: as
+        // before they were tasks (actix holds its items while a `wait`
+        // future runs, and dropped them at the stop), none of them runs
+        // on, or panics unseen, once the instance is stopping.
+        self.epoch.send_modify(|e| *e += 1);
         let hook = match self.instance.as_mut() {
             Some(instance) => {
                 let mut ignored_exit = None;
@@ -438,10 +447,12 @@ pub(crate) fn spawn_task<A: Actor, T: 'static>(
     actix::spawn(async move {
         let guarded = AssertUnwindSafe(fut).catch_unwind();
         let outcome = tokio::select! {
+            // Checked first: once the instance has ended, the future is not
+            // polled again, not even when it could finish on that poll.
             biased;
-            outcome = guarded => outcome,
             // Moved on, or the cell is gone.
             _ = ended.changed() => return,
+            outcome = guarded => outcome,
         };
         match outcome {
             Ok(value) => done(value),
@@ -522,9 +533,12 @@ where
             return CellReply::Dropped;
         }
         self.shared.handled();
+        // Subscribed before the handler runs: if the handler ends the
+        // instance (`stop`, `fail`), its reply future is ended with it.
+        let ended = self.epoch.subscribe();
         match self.with_instance(ctx, |actor, c| actor.handle(msg, c)) {
             Some(Reply::Ready(value)) => CellReply::Ready(value),
-            Some(Reply::Future(fut)) => CellReply::Future(fut, self.epoch.subscribe()),
+            Some(Reply::Future(fut)) => CellReply::Future(fut, ended),
             None => CellReply::Dropped,
         }
     }

@@ -45,11 +45,21 @@ pub struct Arbiter {
 impl Arbiter {
     /// Starts a new thread. It runs until [`Arbiter::stop`]: dropping this
     /// value leaves it running, since actors on it may still be addressed.
+    /// Panics outside an actix system; see [`Arbiter::try_new`].
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self {
             inner: actix::Arbiter::new(),
         }
+    }
+
+    /// [`Arbiter::new`], or [`BuildError::NoRuntime`] outside an actix
+    /// system (where `new` panics).
+    pub fn try_new() -> Result<Self, crate::BuildError> {
+        if actix::System::try_current().is_none() {
+            return Err(crate::BuildError::NoRuntime);
+        }
+        Ok(Self::new())
     }
 
     /// Stops the thread once its current work is done.

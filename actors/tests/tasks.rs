@@ -120,3 +120,51 @@ async fn a_reply_in_flight_ends_with_its_instance() {
     assert_eq!(a.send(Inc).await, Ok(1));
     assert_eq!(a.restarts(), 1);
 }
+
+/// Stops itself and answers with a future: the future must never run.
+struct Quitter {
+    log: Log,
+}
+impl Actor for Quitter {}
+
+struct QuitWithReply;
+impl Message for QuitWithReply {
+    type Result = u32;
+}
+impl Handler<QuitWithReply> for Quitter {
+    fn handle(&mut self, _: QuitWithReply, ctx: &mut Context<'_, Self>) -> Reply<u32> {
+        ctx.stop();
+        let log = self.log.clone();
+        Reply::future(async move {
+            log.push("reply ran");
+            1
+        })
+    }
+}
+
+/// A handler that ends its own instance and answers with a future: the
+/// future ends with the instance before it is ever polled (as actix dropped
+/// it unpolled when its items were context items), and the caller gets an
+/// error.
+#[actix_rt::test]
+async fn a_reply_of_a_handler_that_ends_its_instance_never_runs() {
+    let log = Log::default();
+    let l = log.clone();
+    let tree = SupervisorSpec::new("root")
+        .child(
+            ChildSpec::new("q", move || Quitter { log: l.clone() })
+                .backoff(troupe_actors::BackoffPolicy::none()),
+        )
+        .start()
+        .unwrap();
+    let q = tree.actor::<Quitter>("q").unwrap();
+    assert_eq!(
+        q.send(QuitWithReply).await,
+        Err(CallError::Dropped { actor: "q".into() })
+    );
+    eventually("the actor was restarted", || q.restarts() == 1).await;
+    // One more round trip through the new instance's mailbox: any task of
+    // the old one that was going to run has had its turn.
+    assert!(q.send(QuitWithReply).await.is_err());
+    assert_eq!(log.count("reply ran"), 0, "{:?}", log.events());
+}

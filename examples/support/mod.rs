@@ -32,14 +32,19 @@ pub fn cpu_by_thread() -> std::collections::BTreeMap<String, Duration> {
     let mut by_name = std::collections::BTreeMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
         for t in dir.flatten() {
-            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let mut name = std::fs::read_to_string(t.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            // actix names every arbiter thread alike; tell them apart.
+            if name.starts_with("actix-rt") {
+                name = format!("actix-rt/{}", t.file_name().to_string_lossy());
+            }
             let ns: u64 = std::fs::read_to_string(t.path().join("schedstat"))
                 .ok()
                 .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
                 .unwrap_or(0);
-            *by_name
-                .entry(name.trim().to_string())
-                .or_insert(Duration::ZERO) += Duration::from_nanos(ns);
+            *by_name.entry(name).or_insert(Duration::ZERO) += Duration::from_nanos(ns);
         }
     }
     by_name

@@ -87,9 +87,10 @@ impl EngineBuilder {
         let mut workers_sup = SupervisorSpec::new("workers")
             .strategy(Strategy::OneForOne)
             .intensity(Intensity::new(100, Duration::from_secs(10)));
-        let mut arbiters = Vec::new();
+        // Stopped when dropped: a start that fails below leaves no thread.
+        let arbiters = OwnThreads::default();
         for entry in entries.values() {
-            workers_sup = workers_sup.child(worker_spec(&entry.registration, &mut arbiters));
+            workers_sup = workers_sup.child(worker_spec(&entry.registration, &arbiters)?);
         }
         let shared = Arc::new(EngineShared {
             store: self.store,
@@ -137,7 +138,7 @@ impl EngineBuilder {
                 tree,
                 scheduler,
                 workers_sup,
-                arbiters: std::sync::Mutex::new(arbiters),
+                arbiters,
             }),
         })
     }
@@ -150,19 +151,53 @@ fn child_id(worker: &str) -> String {
 /// The worker's actor spec: each start (the first and every restart) builds
 /// its worker from the registration, so a worker registered with a factory
 /// starts fresh.
-fn worker_spec(registration: &Registration, arbiters: &mut Vec<Arbiter>) -> ChildSpec<WorkerActor> {
+fn worker_spec(
+    registration: &Registration,
+    threads: &OwnThreads,
+) -> Result<ChildSpec<WorkerActor>, EngineError> {
     let for_actor = registration.clone();
     let spec = ChildSpec::new(child_id(&registration.name), move || {
         WorkerActor::new(&for_actor)
     })
     .mailbox(1024);
-    if registration.own_thread {
-        let arbiter = Arbiter::new();
-        let spec = spec.on_arbiter(&arbiter);
-        arbiters.push(arbiter);
-        spec
-    } else {
-        spec
+    if !registration.own_thread {
+        return Ok(spec);
+    }
+    let arbiter = Arbiter::try_new().map_err(|e| {
+        EngineError::Start(format!(
+            "worker `{}` runs on a thread of its own: {e}",
+            registration.name
+        ))
+    })?;
+    let spec = spec.on_arbiter(&arbiter);
+    threads.lock().push(arbiter);
+    Ok(spec)
+}
+
+/// Threads of the workers registered `on_own_thread`. They are stopped when
+/// the engine shuts down, and when this is dropped (the engine is dropped
+/// without a shutdown, or its start failed half way), so none is left
+/// running with nobody to stop it.
+#[derive(Default)]
+struct OwnThreads(std::sync::Mutex<Vec<Arbiter>>);
+
+impl OwnThreads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arbiter>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn stop_all(&self) {
+        for arbiter in self.lock().drain(..) {
+            arbiter.stop();
+        }
+    }
+}
+
+impl Drop for OwnThreads {
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 
@@ -209,7 +244,7 @@ struct Inner {
     scheduler: ActorRef<Scheduler>,
     workers_sup: SupervisorRef,
     /// Threads of the workers registered `on_own_thread`.
-    arbiters: std::sync::Mutex<Vec<Arbiter>>,
+    arbiters: OwnThreads,
 }
 
 /// The job engine: enqueue, inspect, cancel, wait, pause, shut down.
@@ -345,7 +380,18 @@ impl WorkerEngine {
                 },
             );
         }
-        let spec = worker_spec(&registration, &mut self.lock_arbiters());
+        let spec = match worker_spec(&registration, &self.inner.arbiters) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.inner
+                    .shared
+                    .workers
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&name);
+                return Err(e);
+            }
+        };
         let actor = self.inner.workers_sup.start_child(spec).await;
         let mut workers = self
             .inner
@@ -487,17 +533,8 @@ impl WorkerEngine {
             .await
             .map_err(|e| EngineError::Stopped(e.to_string()))?;
         self.inner.tree.shutdown().await;
-        for arbiter in self.lock_arbiters().drain(..) {
-            arbiter.stop();
-        }
+        self.inner.arbiters.stop_all();
         Ok(report)
-    }
-
-    fn lock_arbiters(&self) -> std::sync::MutexGuard<'_, Vec<Arbiter>> {
-        self.inner
-            .arbiters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -216,15 +216,20 @@ impl SledStore {
     /// day and then by their oldest call's time-ordered (v7) id, so the scan
     /// stops at the first batch young enough to keep whole; a batch that is
     /// only partly old is written again with its young calls.
-    /// At most [`PRUNE_CALLS_PER_PASS`] batches go per call, so a first pass
-    /// over a large backlog does not hold up the scheduler; the next pass
-    /// goes on.
+    /// A pass looks at about [`PRUNE_CALLS_PER_PASS`] calls at most (it
+    /// ends after the batch that reaches it), so a first pass over a large
+    /// backlog does not hold up the scheduler; the next pass goes on.
     pub(super) fn prune_usage_calls(&self, cutoff: DateTime<Utc>) -> Result<usize, UsageError> {
         let tree = self.usage_tree()?;
         let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or(0);
         let is_young = |id: &uuid::Uuid| made_ms(id).is_some_and(|ms| ms >= cutoff_ms);
         let mut removed = 0;
-        for entry in tree.scan_prefix(b"c/").take(PRUNE_CALLS_PER_PASS) {
+        // Calls looked at (kept or removed): the bound on a pass's work.
+        let mut seen = 0;
+        for entry in tree.scan_prefix(b"c/") {
+            if seen >= PRUNE_CALLS_PER_PASS {
+                break;
+            }
             let (key, value) = entry.map_err(|e| backend("prune calls", e))?;
             let oldest = key
                 .len()
@@ -234,14 +239,19 @@ impl SledStore {
                 break;
             }
             // Older, or a key whose time cannot be read (not ours to keep
-            // either: no reader could decode it as calls).
+            // either: no reader could decode it as calls); a record that
+            // cannot be decoded counts as one call removed.
             let calls = decode_calls(&key, &value).unwrap_or_default();
+            seen += calls.len().max(1);
             let young: Vec<&UsageRecord> = calls.iter().filter(|c| is_young(&c.id)).collect();
-            tree.remove(&key).map_err(|e| backend("prune calls", e))?;
-            removed += calls.len() - young.len();
+            // The young calls first, under their own (younger) key: a crash
+            // between the two writes leaves them twice, which the next pass
+            // repairs, never not at all.
             if let Some(first) = young.first() {
                 write_calls(tree, first.day(), &young)?;
             }
+            tree.remove(&key).map_err(|e| backend("prune calls", e))?;
+            removed += calls.len().max(1) - young.len();
         }
         Ok(removed)
     }
