@@ -146,6 +146,13 @@ pub fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
 }
 
+/// Starts a new peak for [`peak_rss_mib`] from the current RSS (Linux:
+/// `5` to `/proc/self/clear_refs`), so one part of a benchmark can report
+/// its own peak. Whether it worked.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Open file descriptors of this process.
 pub fn open_files() -> usize {
     std::fs::read_dir("/proc/self/fd")
