@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::Instrument;
 use troupe_actors::ActorRef;
 
@@ -108,6 +108,24 @@ impl TaskState {
         self.last = Some(response);
     }
 
+    /// Takes in a tools step as it was just run: what `apply` would read
+    /// back from its record, without the round trip through JSON.
+    fn push_tool_results(&mut self, results: Vec<ToolOutcome>) {
+        for r in results {
+            self.messages.push(Message::Tool(ToolResult {
+                call_id: r.call_id,
+                content: r.content,
+                is_error: r.is_error,
+            }));
+            self.tool_calls.push(ToolCallRecord {
+                tool: r.tool,
+                parameters: r.parameters,
+                result: r.result,
+            });
+        }
+        self.pending = None;
+    }
+
     fn apply(&mut self, record: &Value) -> Result<(), String> {
         self.records += 1;
         match record["kind"].as_str() {
@@ -125,7 +143,10 @@ impl TaskState {
                 self.push_reply(response);
             }
             Some("tools") => {
-                let results = record["results"].as_array().cloned().unwrap_or_default();
+                let results = record["results"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 for r in results {
                     self.messages.push(Message::Tool(ToolResult {
                         call_id: r["callId"].as_str().unwrap_or_default().to_string(),
@@ -226,14 +247,16 @@ pub(crate) async fn run(
             let step = state.steps.saturating_sub(1);
             let results =
                 run_tools(rt, allowed, &reply, step, id, job_id, &user, &conversation).await;
-            save(
-                rt,
-                job_id,
-                &mut state,
-                json!({"kind": "tools", "results": results}),
-                id,
-            )
-            .await?;
+            // Written straight from the results' type, as `apply` reads it.
+            let record = serde_json::to_vec(&ToolsStep {
+                kind: "tools",
+                results: &results,
+            })
+            .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))?;
+            let index = state.records;
+            state.records += 1;
+            state.push_tool_results(results);
+            store_step_json(rt, job_id, index, record, id).await?;
             continue;
         }
         if let Some(last) = &state.last {
@@ -341,31 +364,24 @@ pub(crate) async fn run(
     serde_json::to_value(result).map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))
 }
 
-async fn save(
-    rt: &AgentRuntime,
-    job: JobId,
-    state: &mut TaskState,
-    record: Value,
-    agent: &str,
-) -> Result<(), WorkerError> {
-    let index = state.records;
-    state
-        .apply(&record)
-        .map_err(|e| WorkerError::permanent(format!("agent `{agent}`: {e}")))?;
-    store_step(rt, job, index, record, agent).await
+/// One tool call's outcome, as a tools step's checkpoint holds it (and
+/// [`TaskState::apply`] reads it back).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolOutcome {
+    call_id: String,
+    tool: String,
+    parameters: Value,
+    result: Value,
+    content: String,
+    is_error: bool,
 }
 
-/// Stores step `index` of `job` durably.
-async fn store_step(
-    rt: &AgentRuntime,
-    job: JobId,
-    index: u32,
-    record: Value,
-    agent: &str,
-) -> Result<(), WorkerError> {
-    unaccounted(rt.checkpoints.save_step(job, index, record))
-        .await
-        .map_err(|e| store_error(agent, "saving a checkpoint", e))
+/// A tools step's checkpoint record.
+#[derive(serde::Serialize)]
+struct ToolsStep<'a> {
+    kind: &'static str,
+    results: &'a [ToolOutcome],
 }
 
 /// A model step's checkpoint record, as [`TaskState::apply`] reads it.
@@ -475,7 +491,7 @@ async fn run_tools(
     job: JobId,
     user: &Option<String>,
     conversation: &Option<String>,
-) -> Vec<Value> {
+) -> Vec<ToolOutcome> {
     let calls = reply.tool_calls.iter().map(|call| {
         let mut ctx = ToolContext::new(agent, job, step, call.id.clone());
         ctx.user_id = user.clone();
@@ -502,18 +518,18 @@ async fn run_tools(
                 }
             };
             let message = tool_result(&call.id, &result);
-            let value = match &result {
-                Ok(v) => v.clone(),
+            let value = match result {
+                Ok(v) => v,
                 Err(e) => e.to_result_value(),
             };
-            json!({
-                "callId": call.id,
-                "tool": call.name,
-                "parameters": call.arguments,
-                "result": value,
-                "content": message.content,
-                "isError": message.is_error,
-            })
+            ToolOutcome {
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                parameters: call.arguments.clone(),
+                result: value,
+                content: message.content,
+                is_error: message.is_error,
+            }
         }
     });
     join_all(calls).await
