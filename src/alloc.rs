@@ -216,6 +216,27 @@ unsafe impl GlobalAlloc for AccountingAllocator {
     }
 }
 
+/// A block for `layout` from `allocate` (given the outer layout: header plus
+/// payload), charged to the current account and tagged with it; the
+/// payload pointer, or null.
+///
+/// # Safety
+/// `allocate` returns null or a fresh block of the layout it is given.
+unsafe fn charged(layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
+    let Some((outer, header)) = outer_layout(layout) else {
+        return std::ptr::null_mut();
+    };
+    let base = allocate(outer);
+    if base.is_null() {
+        return base;
+    }
+    let owner = current();
+    charge(owner, layout.size() as isize);
+    // SAFETY: fresh block of `outer.size() >= header` bytes, aligned to 16
+    // (the caller's promise about `allocate`).
+    unsafe { tag(base, header, owner) }
+}
+
 // SAFETY: every block comes from the inner allocator with a layout that holds the
 // header and the payload and whose alignment is at least the one asked for;
 // the payload pointer handed out is `base + header`, with `header` a
@@ -225,33 +246,13 @@ unsafe impl GlobalAlloc for AccountingAllocator {
 // the inner allocator does).
 unsafe impl<A: GlobalAlloc> GlobalAlloc for AccountingAllocatorOver<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some((outer, header)) = outer_layout(layout) else {
-            return std::ptr::null_mut();
-        };
         // SAFETY: `outer` has a non-zero size (it holds the header).
-        let base = unsafe { self.0.alloc(outer) };
-        if base.is_null() {
-            return base;
-        }
-        let owner = current();
-        charge(owner, layout.size() as isize);
-        // SAFETY: fresh block of `outer.size() >= header` bytes, aligned to 16.
-        unsafe { tag(base, header, owner) }
+        unsafe { charged(layout, |outer| self.0.alloc(outer)) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let Some((outer, header)) = outer_layout(layout) else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: as in `alloc`.
-        let base = unsafe { self.0.alloc_zeroed(outer) };
-        if base.is_null() {
-            return base;
-        }
-        let owner = current();
-        charge(owner, layout.size() as isize);
         // SAFETY: as in `alloc`; the tag lies in the header, not the payload.
-        unsafe { tag(base, header, owner) }
+        unsafe { charged(layout, |outer| self.0.alloc_zeroed(outer)) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

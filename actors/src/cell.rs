@@ -166,9 +166,14 @@ impl<A: Actor> Cell<A> {
         actix::ActorContext::stop(ctx);
     }
 
+    /// Ends the tasks of the current instance (see [`spawn_task`]).
+    fn end_tasks(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
     fn drop_instance(&mut self) {
         // The instance's tasks (reply futures, spawned futures) end with it.
-        self.epoch.send_modify(|e| *e += 1);
+        self.end_tasks();
         if let Some(instance) = self.instance.take() {
             // A panicking `Drop` must not take the cell down with it.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(instance)));
@@ -300,7 +305,7 @@ impl<A: Actor> Cell<A> {
         // before they were tasks (actix holds its items while a `wait`
         // future runs, and dropped them at the stop), none of them runs
         // on, or panics unseen, once the instance is stopping.
-        self.epoch.send_modify(|e| *e += 1);
+        self.end_tasks();
         let hook = match self.instance.as_mut() {
             Some(instance) => {
                 let mut ignored_exit = None;
@@ -384,7 +389,7 @@ impl<A: Actor> actix::Actor for Cell<A> {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // However the context ended, no task of it outlives it.
-        self.epoch.send_modify(|e| *e += 1);
+        self.end_tasks();
     }
 }
 

@@ -114,10 +114,7 @@ impl EngineBuilder {
         // Fill in the actors before yielding: the scheduler runs only once
         // this task awaits, and by then every worker has its actor.
         {
-            let mut workers = shared
-                .workers
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut workers = shared.write_workers();
             for (name, entry) in workers.iter_mut() {
                 let actor = tree
                     .actor::<WorkerActor>(&format!("workers/{}", child_id(name)))
@@ -340,12 +337,7 @@ impl WorkerEngine {
     }
 
     fn check_worker(&self, name: &str) -> Result<(), EngineError> {
-        let workers = self
-            .inner
-            .shared
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workers = self.inner.shared.read_workers();
         if workers.contains_key(name) {
             return Ok(());
         }
@@ -365,12 +357,7 @@ impl WorkerEngine {
     pub async fn register_worker(&self, registration: Registration) -> Result<(), EngineError> {
         let name = registration.name.clone();
         {
-            let mut workers = self
-                .inner
-                .shared
-                .workers
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut workers = self.inner.shared.write_workers();
             validate(&registration, &workers)?;
             workers.insert(
                 name.clone(),
@@ -380,25 +367,16 @@ impl WorkerEngine {
                 },
             );
         }
-        let spec = match worker_spec(&registration, &self.inner.arbiters) {
-            Ok(spec) => spec,
-            Err(e) => {
-                self.inner
-                    .shared
-                    .workers
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&name);
-                return Err(e);
-            }
+        let actor = match worker_spec(&registration, &self.inner.arbiters) {
+            Ok(spec) => self
+                .inner
+                .workers_sup
+                .start_child(spec)
+                .await
+                .map_err(|e| EngineError::Start(e.to_string())),
+            Err(e) => Err(e),
         };
-        let actor = self.inner.workers_sup.start_child(spec).await;
-        let mut workers = self
-            .inner
-            .shared
-            .workers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut workers = self.inner.shared.write_workers();
         match actor {
             Ok(actor) => {
                 if let Some(entry) = workers.get_mut(&name) {
@@ -410,7 +388,7 @@ impl WorkerEngine {
             }
             Err(e) => {
                 workers.remove(&name);
-                Err(EngineError::Start(e.to_string()))
+                Err(e)
             }
         }
     }
@@ -419,12 +397,7 @@ impl WorkerEngine {
     /// not yet freed (see [`crate::alloc`]), by name. All 0 unless the
     /// accounting allocator is installed ([`crate::alloc::installed`]).
     pub fn worker_heap_bytes(&self) -> Vec<(String, u64)> {
-        let workers = self
-            .inner
-            .shared
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workers = self.inner.shared.read_workers();
         workers
             .iter()
             .map(|(name, e)| (name.clone(), e.registration.account.live_bytes()))
@@ -433,12 +406,7 @@ impl WorkerEngine {
 
     /// The registered workers, by name.
     pub fn list_workers(&self) -> Vec<WorkerInfo> {
-        let workers = self
-            .inner
-            .shared
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workers = self.inner.shared.read_workers();
         workers.values().map(|e| e.registration.info()).collect()
     }
 

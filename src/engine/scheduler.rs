@@ -202,22 +202,14 @@ impl Scheduler {
 
     /// The concurrency of all workers together.
     fn capacity(&self) -> usize {
-        let workers = self
-            .shared
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workers = self.shared.read_workers();
         workers.values().map(|e| e.registration.concurrency).sum()
     }
 
     /// Free slots per registered worker (only those with room) and the
     /// names of all registered workers.
     fn free_capacity(&self) -> (BTreeMap<String, usize>, Vec<String>) {
-        let workers = self
-            .shared
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workers = self.shared.read_workers();
         let mut free = BTreeMap::new();
         let mut names = Vec::with_capacity(workers.len());
         for (name, entry) in workers.iter() {
@@ -248,11 +240,7 @@ impl Scheduler {
 
     fn dispatch(&mut self, job: Job, ctx: &mut Context<'_, Self>) {
         let actor = {
-            let workers = self
-                .shared
-                .workers
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let workers = self.shared.read_workers();
             workers.get(&job.worker_name).and_then(|e| e.actor.clone())
         };
         let Some(actor) = actor else {
@@ -372,10 +360,7 @@ fn async_fail(
 /// no job waits forever for a worker that a config change removed.
 pub(crate) async fn discard_orphans(shared: &Arc<EngineShared>) {
     let registered: BTreeSet<String> = {
-        let workers = shared
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let workers = shared.read_workers();
         workers.keys().cloned().collect()
     };
     let counts = match shared.store.counts().await {

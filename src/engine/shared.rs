@@ -1,7 +1,7 @@
 //! State shared by the engine handle and its actors.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use troupe_actors::ActorRef;
 
@@ -20,7 +20,7 @@ pub(crate) struct WorkerEntry {
 
 pub(crate) struct EngineShared {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) workers: RwLock<BTreeMap<String, WorkerEntry>>,
+    pub(crate) workers: RwLock<Workers>,
     pub(crate) waiters: Waiters,
     pub(crate) config: EngineConfig,
     /// Waits, run times, retries and outcomes, for the metrics endpoint.
@@ -29,12 +29,22 @@ pub(crate) struct EngineShared {
     pub(crate) workers_sup: std::sync::OnceLock<troupe_actors::SupervisorRef>,
 }
 
+/// The registered workers by name.
+type Workers = BTreeMap<String, WorkerEntry>;
+
 impl EngineShared {
+    /// The workers, to read. Nothing panics while holding the lock, so a
+    /// poisoned one still holds a whole map.
+    pub(crate) fn read_workers(&self) -> RwLockReadGuard<'_, Workers> {
+        self.workers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The workers, to change (see [`read_workers`](Self::read_workers)).
+    pub(crate) fn write_workers(&self) -> RwLockWriteGuard<'_, Workers> {
+        self.workers.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn worker_names(&self) -> Vec<String> {
-        let workers = self
-            .workers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        workers.keys().cloned().collect()
+        self.read_workers().keys().cloned().collect()
     }
 }
