@@ -83,6 +83,23 @@ async fn bad_steps_are_refused_naming_the_field() {
     let err = store.save_step(job, 1, huge).await.unwrap_err();
     assert_eq!(field_of(&err), "record");
     assert_eq!(store.load(job).await.unwrap(), vec![json!({})]);
+    // Bytes that are not one JSON value are refused, naming the step.
+    for bad in [&b"{\"kind\":"[..], b"not json", b"{} {}", b""] {
+        let err = store
+            .save_step_json(job, 1, bad.to_vec())
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "record");
+        assert!(err.to_string().contains("not one JSON value"), "{err}");
+    }
+    store
+        .save_step_json(job, 1, br#"{"kind":"tools"}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(job).await.unwrap(),
+        vec![json!({}), json!({"kind": "tools"})]
+    );
 }
 
 #[tokio::test]

@@ -85,8 +85,8 @@ pub trait CheckpointStore: Send + Sync {
     }
 
     /// [`save_step`](Self::save_step) for a record the caller has written as
-    /// JSON already (one JSON value; it is stored as given, not parsed
-    /// again). The agent loop serializes its replies straight from their
+    /// JSON already: it is stored as given (checked to be one JSON value,
+    /// else refused with [`StoreError::InvalidInput`] `record`). The agent loop serializes its replies straight from their
     /// types this way, without building a [`Value`] tree first.
     async fn save_step_json(
         &self,

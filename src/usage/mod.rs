@@ -171,6 +171,7 @@ pub trait UsageStore: Send + Sync {
     /// Every agent's and provider's totals on `day`.
     async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, UsageError>;
 
-    /// The calls recorded on `day`, oldest first.
+    /// The calls recorded on `day`, in the order they were recorded (by
+    /// time: calls made in the same millisecond keep their recording order).
     async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, UsageError>;
 }

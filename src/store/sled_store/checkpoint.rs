@@ -104,6 +104,14 @@ impl CheckpointStore for SledStore {
                 ),
             });
         }
+        // Checked, not decoded (no tree is built): bytes that are not one
+        // JSON value would only fail later, at the resume that needs them.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            return Err(StoreError::InvalidInput {
+                field: "record",
+                reason: format!("step {step_index} of job {job_id} is not one JSON value: {e}"),
+            });
+        }
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         let last = tree
             .scan_prefix(job_id.as_bytes())

@@ -305,7 +305,6 @@ impl UsageStore for SledStore {
             let (key, value) = entry.map_err(|e| backend("calls", e))?;
             calls.extend(decode_calls(&key, &value)?);
         }
-        calls.sort_by_key(|r| r.id);
         Ok(calls)
     }
 }
