@@ -216,7 +216,9 @@ async fn troupe_tasks(
         claim_batch: 1024,
         ..EngineConfig::default()
     };
+    let sled = troupe::sled::SledStore::open(troupe::sled::SledConfig::new(dir.path()))?;
     let troupe = Troupe::builder(cfg)
+        .store(sled.clone())
         .tool(Noop)
         .engine_config(engine)
         .start()
@@ -229,7 +231,7 @@ async fn troupe_tasks(
             options: Default::default(),
         })
         .collect();
-    let commits0 = troupe.store().commit_stats();
+    let commits0 = sled.commit_stats();
     let written0 = support::written_bytes();
     let cpu0 = cpu_time();
     let threads0 = support::cpu_by_thread();
@@ -254,7 +256,7 @@ async fn troupe_tasks(
                 per_task.as_secs_f64() * 1e6
             );
         }
-        let commits = troupe.store().commit_stats();
+        let commits = sled.commit_stats();
         let flushes = commits.flushes - commits0.flushes;
         let writers = commits.writers - commits0.writers;
         println!(

@@ -20,7 +20,8 @@ use troupe::engine::{
     WorkerError,
 };
 use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
-use troupe::store::{SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -19,7 +19,8 @@ use troupe::config::TroupeConfig;
 use troupe::http::{ControlServer, HttpConfig};
 use troupe::job::JobStatus;
 use troupe::runtime::Troupe;
-use troupe::store::{PauseTarget, SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::PauseTarget;
 
 struct Args {
     jobs: usize,

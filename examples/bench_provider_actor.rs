@@ -25,13 +25,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use troupe::in_memory::MemoryUsageStore;
 use troupe::provider::{
     ApiKey, Generate, GenerateRequest, Message, ModelConfig, Provider, ProviderActor,
     ProviderConfig, ProviderKind, ProviderSet,
 };
 use troupe::secrets::KeySource;
-use troupe::store::{SledConfig, SledStore};
-use troupe::usage::{Budget, MemoryUsageStore, UsageMeter};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::usage::{Budget, UsageMeter};
 use troupe_actors::{run_system, SupervisorSpec};
 
 const BODY: &str = concat!(

@@ -19,7 +19,9 @@ use chrono::Utc;
 use futures::future::join_all;
 use serde_json::json;
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
-use troupe::store::{ClaimRequest, Durability, SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::{ClaimRequest, Durability};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -31,7 +31,8 @@ use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
 use crate::provider::set::ProviderSet;
 use crate::secrets::Credentials;
-use crate::store::{SledConfig, SledStore, Store, StoreError};
+use crate::sled::{SledConfig, SledStore};
+use crate::store::{ConversationStore, StepStore, Store, StoreError};
 use crate::tools::builtin::Builtins;
 use crate::tools::{Tool, ToolSetupError, Tools, ToolsBuilder};
 use crate::usage::{PriceTable, UsageMeter, UsageStore};
@@ -83,7 +84,7 @@ pub enum RuntimeError {
 /// Collects what the runtime runs; see [`Troupe::builder`].
 pub struct TroupeBuilder {
     config: TroupeConfig,
-    store: Option<SledStore>,
+    store: Option<Arc<dyn Store>>,
     gateway: Option<Arc<dyn ModelGateway>>,
     tools: Vec<Arc<dyn Tool>>,
     workers: Vec<Registration>,
@@ -91,8 +92,22 @@ pub struct TroupeBuilder {
 }
 
 impl TroupeBuilder {
-    /// Uses an open store instead of opening `config.store.dataDir`.
-    pub fn store(mut self, store: SledStore) -> Self {
+    /// Uses this store (any adapter of the storage ports) instead of
+    /// opening the sled store in `config.store.dataDir`.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Where the runtime keeps its local files (`secrets.json`, the
+    /// daemon's address file). Default: `config.store.dataDir`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.store.data_dir = dir.into();
+        self
+    }
+
+    /// Uses a store already shared behind an `Arc`.
+    pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
     }
@@ -139,7 +154,9 @@ impl TroupeBuilder {
         }
         let store = match self.store {
             Some(s) => s,
-            None => SledStore::open(SledConfig::new(&self.config.store.data_dir))?,
+            None => Arc::new(SledStore::open(SledConfig::new(
+                &self.config.store.data_dir,
+            ))?),
         };
         let slot: RuntimeSlot = Arc::new(OnceLock::new());
 
@@ -147,9 +164,9 @@ impl TroupeBuilder {
         let providers = if self.config.providers.is_empty() {
             None
         } else {
-            let credentials = Credentials::from_env(store.dir())
+            let credentials = Credentials::from_env(&self.config.store.data_dir)
                 .map_err(|e| RuntimeError::Start(e.to_string()))?;
-            let usage: Arc<dyn UsageStore> = Arc::new(store.clone());
+            let usage: Arc<dyn UsageStore> = store.clone();
             let mut meter =
                 UsageMeter::new(usage).with_prices(PriceTable::from_config(&self.config.pricing));
             for agent in &self.config.agents {
@@ -161,7 +178,7 @@ impl TroupeBuilder {
                 .map_err(|e| RuntimeError::Start(e.to_string()))?;
             Some(set)
         };
-        let memory_store: Arc<dyn crate::memory::MemoryStore> = Arc::new(store.clone());
+        let memory_store: Arc<dyn crate::memory::MemoryStore> = store.clone();
         let weights = RecallWeights::default();
         weights.validate()?;
         let mut troupe_spec = SupervisorSpec::new("troupe")
@@ -202,7 +219,7 @@ impl TroupeBuilder {
                 .unwrap_or(Duration::from_secs(30)),
             ..EngineConfig::default()
         });
-        let job_store: Arc<dyn Store> = Arc::new(store.clone());
+        let job_store: Arc<dyn Store> = store.clone();
         let mut builder = WorkerEngine::builder(job_store)
             .config(engine_config)
             .diagnostics()
@@ -217,13 +234,11 @@ impl TroupeBuilder {
         let engine = builder.start()?;
 
         // 3. The tools.
-        let checkpoints: Arc<dyn crate::agent::checkpoint::CheckpointStore> =
-            Arc::new(store.clone());
-        let conversations: Arc<dyn crate::conversation::ConversationStore> =
-            Arc::new(store.clone());
+        let checkpoints: Arc<dyn StepStore> = store.clone();
+        let conversations: Arc<dyn ConversationStore> = store.clone();
         let builtins = Builtins {
             engine: engine.clone(),
-            checkpoints: Some(checkpoints.clone()),
+            idempotency: Some(store.clone()),
             conversations: conversations.clone(),
             memory: memory.clone(),
             project_root: self
@@ -330,7 +345,7 @@ pub struct Troupe {
     /// The provider actors' thread.
     provider_thread: Option<OwnThread>,
     config: TroupeConfig,
-    store: SledStore,
+    store: Arc<dyn Store>,
     engine: WorkerEngine,
     tools: Tools,
     memory: ActorRef<MemoryActor>,
@@ -391,7 +406,7 @@ impl Troupe {
     }
 
     /// The store.
-    pub fn store(&self) -> &SledStore {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -402,7 +417,7 @@ impl Troupe {
 
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.store.dir().to_path_buf()
+        self.config.store.data_dir.clone()
     }
 
     /// Queues a task for `agent`; returns the job (durable).
@@ -453,7 +468,7 @@ impl Troupe {
         &self,
         id: &str,
     ) -> Result<Vec<crate::conversation::ChatMessage>, RuntimeError> {
-        Ok(self.conversations.list(id).await?)
+        Ok(self.conversations.list_messages(id).await?)
     }
 
     /// Drains the engine, then stops every actor tree.

@@ -10,7 +10,7 @@ use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
 use troupe::memory::{MemoryScope, MemoryStore, NewMemory};
 use troupe::provider::{ApiKey, ProviderConfig, ProviderKind};
 use troupe::runtime::{TaskOptions, Troupe};
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 use troupe::tools::{ToolContext, ToolError, TypedTool};
 use troupe_actors::run_system;
 use wiremock::matchers::{method, path};
@@ -398,7 +398,9 @@ fn invalid_arguments_go_back_to_the_model_which_corrects_them() {
         let requests = server.received_requests().await.unwrap();
         let second = String::from_utf8_lossy(&requests[1].body).to_string();
         assert!(second.contains("importance"), "{second}");
-        let memories = MemoryStore::list(troupe.store(), &MemoryScope::agent("sarah"), false)
+        let memories = troupe
+            .store()
+            .list_memories(&MemoryScope::agent("sarah"), false)
             .await
             .unwrap();
         assert_eq!(memories.len(), 1);
@@ -628,7 +630,9 @@ fn memory_compaction_archives_the_originals_under_a_summary() {
         let compaction = data["jobId"].as_str().unwrap().parse().unwrap();
         let ended = troupe.engine().wait_for(compaction).await.unwrap();
         assert_eq!(ended.status, troupe::job::JobStatus::Completed, "{ended:?}");
-        let all = MemoryStore::list(&store, &scope, true).await.unwrap();
+        let all = MemoryStore::list_memories(&store, &scope, true)
+            .await
+            .unwrap();
         let live: Vec<_> = all.iter().filter(|m| !m.archived).collect();
         let archived: Vec<_> = all.iter().filter(|m| m.archived).collect();
         assert_eq!(live.len(), 1);

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use troupe::conversation::ConversationStore;
 use troupe::job::JobStatus;
-use troupe::store::{ListQuery, SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::ListQuery;
 use wiremock::matchers::method;
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
@@ -200,14 +202,16 @@ async fn sigkill_mid_task_resumes_from_the_last_checkpoint() {
     assert_eq!(first.received_requests().await.unwrap().len(), 2);
 
     let store = SledStore::open(SledConfig::new(&data)).unwrap();
-    let task = store.get(task_id).await.unwrap().unwrap();
+    let task = store.get_job(task_id).await.unwrap().unwrap();
     assert_eq!(task.status, JobStatus::Completed, "{task:?}");
     assert_eq!(task.attempt, 2, "interrupted once, completed once");
     let result = task.result.unwrap();
     assert_eq!(result["response"], "Announced and handed to Bob.");
     assert_eq!(result["toolCalls"].as_array().unwrap().len(), 2);
 
-    let messages = ConversationStore::list(&store, "ops").await.unwrap();
+    let messages = ConversationStore::list_messages(&store, "ops")
+        .await
+        .unwrap();
     let announcements = messages
         .iter()
         .filter(|m| m.content == "Deploy at 5pm")
@@ -217,7 +221,7 @@ async fn sigkill_mid_task_resumes_from_the_last_checkpoint() {
         worker: Some("bob".into()),
         ..ListQuery::default()
     };
-    let bob = Store::list(&store, &query).await.unwrap().jobs;
+    let bob = JobStore::list_jobs(&store, &query).await.unwrap().jobs;
     assert_eq!(bob.len(), 1, "create_task ran once");
     assert_eq!(bob[0].status, JobStatus::Completed);
 }

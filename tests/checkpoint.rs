@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use troupe::agent::checkpoint::{CheckpointStore, Claim, MAX_KEY_VALUE_BYTES, MAX_STEP_BYTES};
-use troupe::store::{SledConfig, SledStore, StoreError};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::StoreError;
+use troupe::store::{Claim, IdempotencyStore, StepStore, MAX_KEY_VALUE_BYTES, MAX_STEP_BYTES};
 use uuid::Uuid;
 
 fn open(dir: &TempDir) -> SledStore {
@@ -27,7 +28,7 @@ async fn steps_save_load_replace_and_clear_across_reopen() {
     let other = Uuid::now_v7();
     {
         let store = open(&dir);
-        assert!(store.load(job).await.unwrap().is_empty());
+        assert!(store.load_steps(job).await.unwrap().is_empty());
         // More than 256 steps: order must be numeric, not by the low byte.
         for i in 0..300u32 {
             store
@@ -46,26 +47,26 @@ async fn steps_save_load_replace_and_clear_across_reopen() {
             .unwrap();
     }
     let store = open(&dir);
-    let steps = store.load(job).await.unwrap();
+    let steps = store.load_steps(job).await.unwrap();
     assert_eq!(steps.len(), 300);
     for (i, s) in steps.iter().enumerate() {
         assert_eq!(s["step"], json!(i));
     }
     assert_eq!(steps[1]["kind"], "tool");
     assert_eq!(
-        store.load(other).await.unwrap(),
+        store.load_steps(other).await.unwrap(),
         vec![json!({"other": true})]
     );
 
-    assert_eq!(store.clear(job).await.unwrap(), 300);
-    assert_eq!(store.clear(job).await.unwrap(), 0);
+    assert_eq!(store.clear_steps(job).await.unwrap(), 300);
+    assert_eq!(store.clear_steps(job).await.unwrap(), 0);
     drop(store);
     let store = open(&dir);
-    assert!(store.load(job).await.unwrap().is_empty());
-    assert_eq!(store.load(other).await.unwrap().len(), 1);
+    assert!(store.load_steps(job).await.unwrap().is_empty());
+    assert_eq!(store.load_steps(other).await.unwrap().len(), 1);
     // After a clear the job starts at step 0 again.
     store.save_step(job, 0, json!("again")).await.unwrap();
-    assert_eq!(store.load(job).await.unwrap(), vec![json!("again")]);
+    assert_eq!(store.load_steps(job).await.unwrap(), vec![json!("again")]);
 }
 
 #[tokio::test]
@@ -82,7 +83,7 @@ async fn bad_steps_are_refused_naming_the_field() {
     let huge = Value::String("x".repeat(MAX_STEP_BYTES));
     let err = store.save_step(job, 1, huge).await.unwrap_err();
     assert_eq!(field_of(&err), "record");
-    assert_eq!(store.load(job).await.unwrap(), vec![json!({})]);
+    assert_eq!(store.load_steps(job).await.unwrap(), vec![json!({})]);
     // Bytes that are not one JSON value are refused, naming the step.
     for bad in [&b"{\"kind\":"[..], b"not json", b"{} {}", b""] {
         let err = store
@@ -97,7 +98,7 @@ async fn bad_steps_are_refused_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(
-        store.load(job).await.unwrap(),
+        store.load_steps(job).await.unwrap(),
         vec![json!({}), json!({"kind": "tools"})]
     );
 }
@@ -189,7 +190,8 @@ async fn bad_keys_are_refused_naming_the_field() {
 async fn pruning_a_job_drops_its_idempotency_keys() {
     use chrono::Utc;
     use troupe::job::{EnqueueOptions, Job, JobCtx};
-    use troupe::store::{ClaimRequest, Retention, Store};
+    use troupe::store::prelude::*;
+    use troupe::store::{ClaimRequest, Retention};
 
     let dir = TempDir::new().unwrap();
     let store = open(&dir);
@@ -203,13 +205,19 @@ async fn pruning_a_job_drops_its_idempotency_keys() {
         )
         .unwrap()
     };
-    let ended = Store::insert(&store, new_job()).await.unwrap().into_job();
-    let kept = Store::insert(&store, new_job()).await.unwrap().into_job();
-    let claimed = Store::claim(&store, &ClaimRequest::any(Utc::now(), 1))
+    let ended = JobStore::insert(&store, new_job())
+        .await
+        .unwrap()
+        .into_job();
+    let kept = JobStore::insert(&store, new_job())
+        .await
+        .unwrap()
+        .into_job();
+    let claimed = JobStore::claim(&store, &ClaimRequest::any(Utc::now(), 1))
         .await
         .unwrap();
     assert_eq!(claimed[0].id, ended.id);
-    Store::complete(&store, ended.id, 1, json!("done"))
+    JobStore::complete(&store, ended.id, 1, json!("done"))
         .await
         .unwrap();
     let ended_key = format!("create_task:tool:{}:0:call_1", ended.id);
@@ -236,12 +244,14 @@ async fn pruning_a_job_drops_its_idempotency_keys() {
         max_count: Some(0),
     };
     assert_eq!(
-        Store::prune(&store, &retention, Utc::now()).await.unwrap(),
+        JobStore::prune(&store, &retention, Utc::now())
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(store.get_key(&ended_key).await.unwrap(), None);
     assert_eq!(store.get_key(&ended_done).await.unwrap(), None);
-    assert!(store.load(ended.id).await.unwrap().is_empty());
+    assert!(store.load_steps(ended.id).await.unwrap().is_empty());
     assert!(store.get_key(&kept_key).await.unwrap().is_some());
     assert!(store.get_key("no job here").await.unwrap().is_some());
     // Durable: the same after reopening.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 use troupe::conversation::{ConversationStore, NewMessage, Role, MAX_MESSAGE_BYTES};
-use troupe::store::{SledConfig, SledStore, StoreError};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::StoreError;
 
 fn open(dir: &TempDir) -> SledStore {
     SledStore::open(SledConfig::new(dir.path())).unwrap()
@@ -55,7 +56,7 @@ async fn append_recent_and_list_in_order_across_reopen() {
         .windows(2)
         .all(|w| w[0].created_at <= w[1].created_at));
 
-    let all = store.list("c1").await.unwrap();
+    let all = store.list_messages("c1").await.unwrap();
     assert_eq!(all.len(), 10);
     let contents: Vec<_> = all.iter().map(|m| m.content.clone()).collect();
     assert_eq!(
@@ -64,9 +65,9 @@ async fn append_recent_and_list_in_order_across_reopen() {
     );
     assert_eq!(store.recent("c1", 100).await.unwrap(), all);
     assert!(store.recent("c1", 0).await.unwrap().is_empty());
-    assert_eq!(store.list("c10").await.unwrap().len(), 1);
-    assert_eq!(store.list("c").await.unwrap().len(), 1);
-    assert!(store.list("nobody").await.unwrap().is_empty());
+    assert_eq!(store.list_messages("c10").await.unwrap().len(), 1);
+    assert_eq!(store.list_messages("c").await.unwrap().len(), 1);
+    assert!(store.list_messages("nobody").await.unwrap().is_empty());
 
     let json = serde_json::to_value(&all[1]).unwrap();
     for key in [
@@ -108,7 +109,7 @@ async fn idempotency_key_makes_no_duplicate_across_reopen() {
         .unwrap();
     assert!(!again.created);
     assert_eq!(again.message, first);
-    assert_eq!(store.list("c1").await.unwrap(), vec![first]);
+    assert_eq!(store.list_messages("c1").await.unwrap(), vec![first]);
 
     // Concurrent replays of one step append one message.
     let tasks: Vec<_> = (0..16)
@@ -131,7 +132,7 @@ async fn idempotency_key_makes_no_duplicate_across_reopen() {
     }
     assert_eq!(created, 1);
     assert_eq!(ids.len(), 1);
-    assert_eq!(store.list("c2").await.unwrap().len(), 1);
+    assert_eq!(store.list_messages("c2").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -156,7 +157,7 @@ async fn bad_input_is_refused_naming_the_field() {
     assert_eq!(field_of(&err), "key");
     let err = store.recent("", 5).await.unwrap_err();
     assert_eq!(field_of(&err), "conversationId");
-    assert!(store.list("c1").await.unwrap().is_empty());
+    assert!(store.list_messages("c1").await.unwrap().is_empty());
     // Empty content is allowed (an assistant turn that only called tools).
     let empty = store
         .append(NewMessage::new("c1", Role::Assistant, "sarah", ""), None)

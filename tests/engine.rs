@@ -15,7 +15,9 @@ use troupe::engine::{
 };
 use troupe::job::schedule::{Schedule, ScheduleSpec};
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
-use troupe::store::{CancelOutcome, ListQuery, PauseTarget, SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::{CancelOutcome, ListQuery, PauseTarget};
 use troupe_actors::{run_system, BackoffPolicy};
 
 fn quick_config() -> EngineConfig {
@@ -636,7 +638,7 @@ fn drain_lets_running_jobs_finish_and_requeues_what_overruns() {
         assert_eq!(report.requeued, 0);
         for id in &ids {
             assert_eq!(
-                store.get(*id).await.unwrap().unwrap().status,
+                store.get_job(*id).await.unwrap().unwrap().status,
                 JobStatus::Completed
             );
         }
@@ -664,7 +666,7 @@ fn drain_lets_running_jobs_finish_and_requeues_what_overruns() {
             .unwrap();
         assert_eq!(report.requeued, 1);
         assert_eq!(dropped.load(Ordering::SeqCst), 1);
-        let job = store.get(job.id).await.unwrap().unwrap();
+        let job = store.get_job(job.id).await.unwrap().unwrap();
         assert_eq!(
             job.status,
             JobStatus::Queued,
@@ -819,7 +821,7 @@ fn missed_firings_are_skipped_after_downtime_unless_catch_up_is_set() {
             let schedule = store.get_schedule("minutely").await.unwrap().unwrap();
             assert!(schedule.next_fire_at > now, "advanced past now");
             engine.shutdown().await.unwrap();
-            let all = store.list(&ListQuery::default()).await.unwrap().jobs;
+            let all = store.list_jobs(&ListQuery::default()).await.unwrap().jobs;
             assert_eq!(all.len(), expected, "catch_up={catch_up}");
         });
     }

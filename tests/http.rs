@@ -13,7 +13,7 @@ use troupe::config::TroupeConfig;
 use troupe::http::{ControlServer, HttpConfig, HttpError, HttpToken};
 use troupe::provider::{ApiKey, ModelRef, ProviderConfig, ProviderKind};
 use troupe::runtime::Troupe;
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 use troupe_actors::run_system;
 
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -10,7 +10,8 @@ use troupe::memory::actor::{Compact, Forget, ListMemories, MemoryActor, Recall, 
 use troupe::memory::{
     MemoryScope, MemoryStore, MemoryType, NewMemory, RecallWeights, MAX_CONTENT_BYTES,
 };
-use troupe::store::{SledConfig, SledStore, StoreError};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::StoreError;
 use troupe_actors::{run_system, ActorRef, ChildSpec, SupervisorSpec};
 
 fn open(dir: &TempDir) -> SledStore {
@@ -66,7 +67,7 @@ async fn bad_input_is_refused_naming_the_field() {
             .await
             .unwrap();
     }
-    assert_eq!(store.list(&scope, true).await.unwrap().len(), 2);
+    assert_eq!(store.list_memories(&scope, true).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -118,22 +119,25 @@ async fn remember_get_list_forget_and_json_shape() {
         .await
         .unwrap()
         .memory;
-    assert_eq!(store.get(m.id).await.unwrap().unwrap(), m);
-    let listed = store.list(&scope, false).await.unwrap();
+    assert_eq!(store.get_memory(m.id).await.unwrap().unwrap(), m);
+    let listed = store.list_memories(&scope, false).await.unwrap();
     assert_eq!(listed, vec![m.clone(), second.clone()]);
 
     assert!(store.forget(m.id).await.unwrap());
     assert!(!store.forget(m.id).await.unwrap());
-    assert_eq!(store.get(m.id).await.unwrap(), None);
+    assert_eq!(store.get_memory(m.id).await.unwrap(), None);
     assert_eq!(
-        store.list(&scope, true).await.unwrap(),
+        store.list_memories(&scope, true).await.unwrap(),
         vec![second.clone()]
     );
 
     drop(store);
     let store = open(&dir);
-    assert_eq!(store.list(&scope, true).await.unwrap(), vec![second]);
-    assert_eq!(store.get(m.id).await.unwrap(), None);
+    assert_eq!(
+        store.list_memories(&scope, true).await.unwrap(),
+        vec![second]
+    );
+    assert_eq!(store.get_memory(m.id).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -158,7 +162,7 @@ async fn scopes_are_isolated_by_agent_and_user() {
         }
     }
     for scope in &scopes {
-        let listed = store.list(scope, false).await.unwrap();
+        let listed = store.list_memories(scope, false).await.unwrap();
         assert_eq!(listed.len(), 3, "{scope}");
         assert!(listed.iter().all(|m| m.scope() == *scope), "{scope}");
         assert!(listed
@@ -166,7 +170,7 @@ async fn scopes_are_isolated_by_agent_and_user() {
             .all(|m| m.content.starts_with(&scope.to_string())));
     }
     assert!(store
-        .list(&MemoryScope::user("a", "u3"), true)
+        .list_memories(&MemoryScope::user("a", "u3"), true)
         .await
         .unwrap()
         .is_empty());
@@ -199,7 +203,7 @@ async fn idempotent_remember_survives_reopen() {
         .unwrap();
     assert!(!again.created);
     assert_eq!(again.memory, first);
-    assert_eq!(store.list(&scope, true).await.unwrap().len(), 1);
+    assert_eq!(store.list_memories(&scope, true).await.unwrap().len(), 1);
 
     // Concurrent replays of one step store one memory.
     let store = Arc::new(store);
@@ -224,7 +228,7 @@ async fn idempotent_remember_survives_reopen() {
     }
     assert_eq!(created, 1);
     assert_eq!(ids.len(), 1);
-    assert_eq!(store.list(&scope, true).await.unwrap().len(), 2);
+    assert_eq!(store.list_memories(&scope, true).await.unwrap().len(), 2);
 
     // A forgotten memory's key stays spent and says so.
     assert!(store.forget(first.id).await.unwrap());
@@ -257,7 +261,12 @@ async fn touch_only_moves_forward_and_skips_unknown_ids() {
         "never backwards"
     );
     assert_eq!(
-        store.get(m.id).await.unwrap().unwrap().last_accessed_at,
+        store
+            .get_memory(m.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_accessed_at,
         later
     );
     assert_eq!(store.touch(&[], later).await.unwrap(), 0);
@@ -337,9 +346,9 @@ async fn compaction_archives_originals_atomically_and_survives_reopen() {
         assert_eq!(field_of(&err), "originals");
         let err = store.compact(&scope, vec![], vec![]).await.unwrap_err();
         assert_eq!(field_of(&err), "originals");
-        assert_eq!(store.list(&scope, false).await.unwrap().len(), 4);
+        assert_eq!(store.list_memories(&scope, false).await.unwrap().len(), 4);
         assert!(store
-            .list(&scope, true)
+            .list_memories(&scope, true)
             .await
             .unwrap()
             .iter()
@@ -364,28 +373,28 @@ async fn compaction_archives_originals_atomically_and_survives_reopen() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains(&originals[1].to_string()), "{err}");
-        assert!(!store.get(kept.id).await.unwrap().unwrap().archived);
+        assert!(!store.get_memory(kept.id).await.unwrap().unwrap().archived);
         (originals, kept, summary_id)
     };
 
     let store = open(&dir);
     let live: Vec<_> = store
-        .list(&scope, false)
+        .list_memories(&scope, false)
         .await
         .unwrap()
         .into_iter()
         .map(|m| m.id)
         .collect();
     assert_eq!(live, vec![kept.id, summary_id]);
-    let all = store.list(&scope, true).await.unwrap();
+    let all = store.list_memories(&scope, true).await.unwrap();
     assert_eq!(all.len(), 5);
     for id in &originals {
-        let m = store.get(*id).await.unwrap().unwrap();
+        let m = store.get_memory(*id).await.unwrap().unwrap();
         assert!(m.archived);
         assert_eq!(m.archived_into, Some(summary_id));
         assert!(all.iter().any(|a| a.id == *id));
     }
-    assert_eq!(store.list(&other, false).await.unwrap().len(), 1);
+    assert_eq!(store.list_memories(&other, false).await.unwrap().len(), 1);
 }
 
 fn start(store: SledStore) -> (troupe_actors::Tree, ActorRef<MemoryActor>) {
@@ -473,7 +482,7 @@ fn actor_recall_ranks_touches_and_respects_scope() {
             .unwrap();
         assert_eq!(top.len(), 1);
         assert_eq!(top[0].memory.id, secret.id);
-        let stored = store.get(secret.id).await.unwrap().unwrap();
+        let stored = store.get_memory(secret.id).await.unwrap().unwrap();
         assert!(stored.last_accessed_at >= before);
         assert_eq!(stored.last_accessed_at, top[0].memory.last_accessed_at);
 

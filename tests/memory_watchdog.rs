@@ -15,7 +15,8 @@ use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
 use troupe::engine::{JobContext, Registration, Worker, WorkerCategory, WorkerEngine, WorkerError};
 use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
 use troupe::runtime::{TaskOptions, Troupe};
-use troupe::store::{SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
 use troupe_actors::run_system;
 
 #[global_allocator]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
 use troupe::engine::{EngineError, Registration, WorkerEngine};
 use troupe::runtime::{RuntimeError, Troupe};
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 use troupe_actors::run_system;
 
 const AGENT: &str = r#"

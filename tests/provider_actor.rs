@@ -9,16 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use troupe::in_memory::MemoryUsageStore;
 use troupe::provider::{
     ApiKey, BreakerConfig, BreakerState, ErrorKind, Generate, GenerateRequest, ManualClock,
     Message, ModelConfig, Provider, ProviderActor, ProviderConfig, ProviderKind, ProviderSet,
     RetryPolicy,
 };
 use troupe::secrets::{Credentials, KeySource};
-use troupe::usage::{
-    DayUsage, MemoryUsageStore, UsageError, UsageMeter, UsageRecord, UsageScope, UsageStore,
-    UsageTotals,
-};
+use troupe::usage::{DayUsage, UsageMeter, UsageRecord, UsageScope, UsageStore, UsageTotals};
 use troupe_actors::{run_system, CallError, SupervisorSpec, Tree};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -130,19 +128,23 @@ struct PanicOnce {
 
 #[async_trait]
 impl UsageStore for PanicOnce {
-    async fn record(&self, record: &UsageRecord) -> Result<(), UsageError> {
+    async fn record(&self, record: &UsageRecord) -> Result<(), troupe::store::StoreError> {
         if !self.fired.swap(true, Ordering::SeqCst) {
             panic!("usage store exploded");
         }
         self.inner.record(record).await
     }
-    async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, UsageError> {
+    async fn totals(
+        &self,
+        scope: &UsageScope,
+        day: NaiveDate,
+    ) -> Result<UsageTotals, troupe::store::StoreError> {
         self.inner.totals(scope, day).await
     }
-    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, UsageError> {
+    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, troupe::store::StoreError> {
         self.inner.day_usage(day).await
     }
-    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, UsageError> {
+    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, troupe::store::StoreError> {
         self.inner.calls(day).await
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
-use troupe::store::{ListQuery, SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::ListQuery;
 
 const JOBS: usize = 1_000;
 const ROUNDS: usize = 20;
@@ -59,7 +61,7 @@ fn all_jobs(store: &SledStore, rt: &tokio::runtime::Runtime) -> Vec<Job> {
             cursor,
             ..ListQuery::default()
         };
-        let page = rt.block_on(store.list(&query)).expect("list");
+        let page = rt.block_on(store.list_jobs(&query)).expect("list");
         jobs.extend(page.jobs);
         match page.next_cursor {
             Some(c) => cursor = Some(c),

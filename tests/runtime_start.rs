@@ -8,7 +8,7 @@ use troupe::config::TroupeConfig;
 use troupe::engine::{EchoWorker, Registration, WorkerEngine};
 use troupe::provider::{ProviderConfig, ProviderKind};
 use troupe::runtime::Troupe;
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 
 fn plain_tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

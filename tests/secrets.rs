@@ -13,7 +13,7 @@ use troupe::provider::{
     ProviderKind, ProviderSet,
 };
 use troupe::secrets::{Credentials, KeySource, MasterKey, SecretError, SecretStore};
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 use troupe::usage::UsageMeter;
 use troupe_actors::{run_system, SupervisorSpec};
 use wiremock::matchers::{header, method};

@@ -9,9 +9,11 @@ use serde_json::json;
 use tempfile::TempDir;
 use troupe::job::schedule::{Schedule, ScheduleSpec};
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
 use troupe::store::{
     CancelOutcome, ClaimRequest, Durability, FailAction, InsertOutcome, ListQuery, Outcome,
-    PauseTarget, Retention, SledConfig, SledStore, Store, StoreError,
+    PauseTarget, Retention, StoreError,
 };
 
 fn open(dir: &TempDir) -> SledStore {
@@ -46,8 +48,8 @@ async fn insert_get_and_the_full_happy_path() {
     let dir = TempDir::new().unwrap();
     let store: Arc<dyn Store> = Arc::new(open(&dir));
     let j = enqueue(&*store, "echo", EnqueueOptions::default()).await;
-    assert_eq!(store.get(j.id).await.unwrap().unwrap(), j);
-    assert_eq!(store.get(uuid::Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(store.get_job(j.id).await.unwrap().unwrap(), j);
+    assert_eq!(store.get_job(uuid::Uuid::now_v7()).await.unwrap(), None);
 
     let claimed = claim_all(&*store, Utc::now()).await;
     assert_eq!(claimed.len(), 1);
@@ -58,7 +60,7 @@ async fn insert_get_and_the_full_happy_path() {
     let done = done.applied().unwrap().clone();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.result, Some(json!({"ok": true})));
-    assert_eq!(store.get(j.id).await.unwrap().unwrap(), done);
+    assert_eq!(store.get_job(j.id).await.unwrap().unwrap(), done);
 }
 
 #[tokio::test]
@@ -100,7 +102,7 @@ async fn a_completion_is_recorded_once() {
         }
     );
     assert_eq!(
-        store.get(j.id).await.unwrap().unwrap().result,
+        store.get_job(j.id).await.unwrap().unwrap().result,
         Some(json!(1))
     );
     // A completion for a queued job (never claimed) is stale too.
@@ -194,7 +196,7 @@ async fn cancel_queued_running_and_ended_jobs() {
         other => panic!("{other:?}"),
     }
     // The flag is visible to the scheduler and idempotent.
-    assert!(store.get(r.id).await.unwrap().unwrap().cancel_requested);
+    assert!(store.get_job(r.id).await.unwrap().unwrap().cancel_requested);
     assert!(matches!(
         store.cancel(r.id).await.unwrap(),
         CancelOutcome::Requested(_)
@@ -519,23 +521,23 @@ async fn running_jobs_are_requeued_after_reopen_with_the_attempt_counted() {
     let store = open(&dir);
     // Opening alone changes nothing.
     assert_eq!(
-        store.get(running.id).await.unwrap().unwrap().status,
+        store.get_job(running.id).await.unwrap().unwrap().status,
         JobStatus::Running
     );
     let now = Utc::now();
     let rec = store.recover(now).await.unwrap();
     assert_eq!(rec.requeued, vec![running.id]);
     assert_eq!(rec.cancelled, vec![cancelling.id]);
-    let r = store.get(running.id).await.unwrap().unwrap();
+    let r = store.get_job(running.id).await.unwrap().unwrap();
     assert_eq!((r.status, r.attempt), (JobStatus::Queued, 1));
     assert_eq!(r.errors.len(), 1);
     assert!(r.errors[0].message.contains("interrupted"));
     assert_eq!(
-        store.get(cancelling.id).await.unwrap().unwrap().status,
+        store.get_job(cancelling.id).await.unwrap().unwrap().status,
         JobStatus::Cancelled
     );
     assert_eq!(
-        store.get(queued.id).await.unwrap().unwrap().status,
+        store.get_job(queued.id).await.unwrap().unwrap().status,
         JobStatus::Queued
     );
     // The stale completion of the interrupted attempt is refused once it runs again.
@@ -602,9 +604,9 @@ async fn prune_by_age_and_by_count_keeps_active_jobs() {
         .await
         .unwrap();
     assert_eq!(removed, 2);
-    assert!(store.get(ended[0]).await.unwrap().is_none());
-    assert!(store.get(ended[1]).await.unwrap().is_none());
-    assert!(store.get(ended[2]).await.unwrap().is_some());
+    assert!(store.get_job(ended[0]).await.unwrap().is_none());
+    assert!(store.get_job(ended[1]).await.unwrap().is_none());
+    assert!(store.get_job(ended[2]).await.unwrap().is_some());
     // Age: a day later every ended job is old.
     let removed = store
         .prune(&keep_day, Utc::now() + secs(2 * 86_400))
@@ -616,8 +618,8 @@ async fn prune_by_age_and_by_count_keeps_active_jobs() {
         counts.status(JobStatus::Completed) + counts.status(JobStatus::Failed),
         0
     );
-    assert!(store.get(active.id).await.unwrap().is_some());
-    assert!(store.get(running.id).await.unwrap().is_some());
+    assert!(store.get_job(active.id).await.unwrap().is_some());
+    assert!(store.get_job(running.id).await.unwrap().is_some());
     // Pruned records are gone after reopen too.
     drop(store);
     let store = open(&dir);
@@ -656,7 +658,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
         store.complete(j.id, 1, json!(null)).await.unwrap();
     }
     let all = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             limit: 3,
             ..ListQuery::default()
         })
@@ -667,7 +669,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
         vec![ids[6], ids[5], ids[4]]
     );
     let page2 = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             limit: 3,
             cursor: all.next_cursor,
             ..ListQuery::default()
@@ -679,7 +681,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
         vec![ids[3], ids[2], ids[1]]
     );
     let page3 = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             limit: 3,
             cursor: page2.next_cursor,
             ..ListQuery::default()
@@ -693,7 +695,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
     assert_eq!(page3.next_cursor, None);
 
     let even = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             worker: Some("even".into()),
             ..ListQuery::default()
         })
@@ -704,7 +706,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
         vec![ids[6], ids[4], ids[2], ids[0]]
     );
     let done = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             status: Some(JobStatus::Completed),
             ..ListQuery::default()
         })
@@ -715,7 +717,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
         vec![ids[2], ids[0]]
     );
     let even_queued = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             status: Some(JobStatus::Queued),
             worker: Some("even".into()),
             limit: 1,
@@ -726,7 +728,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
     assert_eq!(even_queued.jobs[0].id, ids[6]);
     assert_eq!(even_queued.next_cursor, Some(ids[6]));
     let rest = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             status: Some(JobStatus::Queued),
             worker: Some("even".into()),
             limit: 5,
@@ -739,7 +741,7 @@ async fn list_filters_newest_first_with_cursor_paging() {
         vec![ids[4]]
     );
     let none = store
-        .list(&ListQuery {
+        .list_jobs(&ListQuery {
             worker: Some("nobody".into()),
             ..ListQuery::default()
         })
@@ -786,8 +788,8 @@ async fn a_corrupt_record_is_reported_by_id_or_quarantined() {
     let mut config = SledConfig::new(dir.path());
     config.quarantine_corrupt = true;
     let store = SledStore::open(config).unwrap();
-    assert!(store.get(bad.id).await.unwrap().is_none());
-    assert_eq!(store.get(good.id).await.unwrap().unwrap().id, good.id);
+    assert!(store.get_job(bad.id).await.unwrap().is_none());
+    assert_eq!(store.get_job(good.id).await.unwrap().unwrap().id, good.id);
     drop(store);
     // Quarantined for good: a plain open works again.
     let store = open(&dir);
@@ -819,7 +821,7 @@ async fn power_loss_durability_works_the_same() {
     drop(store);
     let store = open(&dir);
     assert_eq!(
-        store.get(j.id).await.unwrap().unwrap().status,
+        store.get_job(j.id).await.unwrap().unwrap().status,
         JobStatus::Completed
     );
 }

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use chrono::Utc;
 use serde_json::json;
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
-use troupe::store::{ClaimRequest, FailAction, ListQuery, SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::{ClaimRequest, FailAction, ListQuery};
 
 const CHILD_ENV: &str = "TROUPE_STORE_CRASH_CHILD";
 
@@ -147,11 +149,11 @@ fn acknowledged_writes_survive_repeated_sigkill() {
             .unwrap();
         rt.block_on(async {
             for id in &enqueued {
-                let job = store.get(*id).await.unwrap();
+                let job = store.get_job(*id).await.unwrap();
                 assert!(job.is_some(), "round {round}: acknowledged job {id} lost");
             }
             for (id, attempt) in &done {
-                let job = store.get(*id).await.unwrap().unwrap();
+                let job = store.get_job(*id).await.unwrap().unwrap();
                 assert_eq!(
                     job.status,
                     JobStatus::Completed,
@@ -169,7 +171,7 @@ fn acknowledged_writes_survive_repeated_sigkill() {
             let mut cursor = None;
             loop {
                 let page = store
-                    .list(&ListQuery {
+                    .list_jobs(&ListQuery {
                         limit: 500,
                         cursor,
                         ..ListQuery::default()

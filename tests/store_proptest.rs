@@ -10,9 +10,9 @@ use proptest::prelude::*;
 use serde_json::json;
 use tempfile::TempDir;
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
-use troupe::store::{
-    CancelOutcome, ClaimRequest, FailAction, Outcome, PauseTarget, SledConfig, SledStore, Store,
-};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::{CancelOutcome, ClaimRequest, FailAction, Outcome, PauseTarget};
 
 const WORKERS: [&str; 3] = ["a", "b", "c"];
 
@@ -370,7 +370,7 @@ async fn run(ops: Vec<Op>) {
 
         // After every step: every job, the counts and the wake-up time agree.
         for (id, m) in &model.jobs {
-            let j = store.get(*id).await.unwrap().unwrap();
+            let j = store.get_job(*id).await.unwrap().unwrap();
             assert_eq!(
                 (
                     j.status,

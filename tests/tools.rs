@@ -15,13 +15,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use troupe::agent::checkpoint::{CheckpointStore, Claim};
 use troupe::conversation::ConversationStore;
 use troupe::engine::{JobContext, Worker, WorkerCategory, WorkerEngine, WorkerError};
 use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
 use troupe::memory::actor::MemoryActor;
 use troupe::memory::{MemoryScope, MemoryStore, RecallWeights};
-use troupe::store::{ListQuery, PauseTarget, SledConfig, SledStore, Store};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::{Claim, IdempotencyStore};
+use troupe::store::{ListQuery, PauseTarget};
 use troupe::tools::builtin::{
     AnalyzeCodeTool, CreateTaskTool, RecallTool, RememberTool, SchedulerTool, SendMessageTool,
     WorkerManagerTool,
@@ -498,7 +500,7 @@ impl Env {
             .start()
             .unwrap();
         let memory = memory_tree.actor::<MemoryActor>("memory").unwrap();
-        let checkpoints: Option<Arc<dyn CheckpointStore>> = if registry {
+        let checkpoints: Option<Arc<dyn IdempotencyStore>> = if registry {
             Some(Arc::new(store.clone()))
         } else {
             None
@@ -820,7 +822,9 @@ fn send_message_stores_one_message_per_call() {
         assert_eq!(again["data"]["messageId"], out["data"]["messageId"]);
         assert_eq!(again["data"]["created"], false);
 
-        let messages = ConversationStore::list(&env.store, "c1").await.unwrap();
+        let messages = ConversationStore::list_messages(&env.store, "c1")
+            .await
+            .unwrap();
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].content, "Hello!");
         assert_eq!(messages[0].author, "sarah");
@@ -834,7 +838,7 @@ fn send_message_stores_one_message_per_call() {
         .await
         .unwrap();
         assert_eq!(
-            ConversationStore::list(&env.store, "c2")
+            ConversationStore::list_messages(&env.store, "c2")
                 .await
                 .unwrap()
                 .len(),
@@ -873,7 +877,7 @@ fn remember_and_recall_go_through_the_memory_actor() {
         .unwrap();
         let user_scope = MemoryScope::user("sarah", "u1");
         assert_eq!(
-            MemoryStore::list(&env.store, &user_scope, false)
+            MemoryStore::list_memories(&env.store, &user_scope, false)
                 .await
                 .unwrap()
                 .len(),

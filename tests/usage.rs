@@ -10,7 +10,7 @@ use troupe::provider::{
     ProviderConfig, ProviderKind, ProviderSet, RetryPolicy,
 };
 use troupe::secrets::Credentials;
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 use troupe::usage::{Budget, Price, PriceTable, PricingConfig, UsageMeter, UsageScope, UsageStore};
 use troupe_actors::{run_system, SupervisorSpec, Tree};
 use wiremock::matchers::method;
@@ -190,7 +190,7 @@ fn a_cost_budget_counts_dollars_and_clears_the_next_day() {
     run_system(async {
         let oa = server("openai-chat-text-usage.json").await;
         let clock = Arc::new(ManualClock::new());
-        let store = Arc::new(troupe::usage::MemoryUsageStore::new());
+        let store = Arc::new(troupe::in_memory::MemoryUsageStore::new());
         // 146,800 nano-dollars per call: the second call finds $0.0001468 >= $0.0001.
         let meter = UsageMeter::new(store)
             .with_budget("sarah", Budget::cost_usd(0.0001))
@@ -260,7 +260,8 @@ fn call_at(at: chrono::DateTime<chrono::Utc>) -> troupe::usage::UsageRecord {
 /// usage log does not grow without end) and keeps the day totals.
 #[test]
 fn retention_prunes_old_call_records_and_keeps_day_totals() {
-    use troupe::store::{Retention, Store};
+    use troupe::store::prelude::*;
+    use troupe::store::Retention;
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
     run_system(async move {
@@ -274,7 +275,7 @@ fn retention_prunes_old_call_records_and_keeps_day_totals() {
             max_age: Some(Duration::from_secs(3600)),
             max_count: None,
         };
-        Store::prune(&sled, &retention, now).await.unwrap();
+        JobStore::prune(&sled, &retention, now).await.unwrap();
         let mut left = Vec::new();
         for day in [old.date_naive(), young.date_naive()] {
             for call in sled.calls(day).await.unwrap() {
@@ -308,7 +309,7 @@ fn retention_prunes_old_call_records_and_keeps_day_totals() {
             max_age: None,
             max_count: Some(10),
         };
-        Store::prune(&sled, &keep_all, now + chrono::Duration::days(2))
+        JobStore::prune(&sled, &keep_all, now + chrono::Duration::days(2))
             .await
             .unwrap();
         assert_eq!(sled.calls(young.date_naive()).await.unwrap().len(), 1);
@@ -346,7 +347,8 @@ fn a_recorded_call_reaches_the_disk_without_a_read_or_a_durable_write() {
 /// versions did, is still read and pruned beside the batches.
 #[test]
 fn calls_stored_one_per_record_by_earlier_versions_are_read_and_pruned() {
-    use troupe::store::{Retention, Store};
+    use troupe::store::prelude::*;
+    use troupe::store::Retention;
     let dir = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now();
     let old = now - chrono::Duration::hours(2);
@@ -379,7 +381,7 @@ fn calls_stored_one_per_record_by_earlier_versions_are_read_and_pruned() {
             max_age: Some(Duration::from_secs(3600)),
             max_count: None,
         };
-        Store::prune(&sled, &retention, now).await.unwrap();
+        JobStore::prune(&sled, &retention, now).await.unwrap();
         let left = sled.calls(now.date_naive()).await.unwrap();
         assert_eq!(left.len(), 2, "the young batch stays whole: {left:?}");
         assert!(!left.iter().any(|c| c.id == legacy.id));

@@ -1,7 +1,6 @@
 //! Agents: configured personas that take tasks from the job engine, think
 //! with a model, act through tools and remember what they learn.
 
-pub mod checkpoint;
 mod compaction;
 pub mod context;
 pub mod gateway;

@@ -43,9 +43,9 @@ use crate::memory::{MemoryScope, NewMemory};
 use crate::provider::{
     GenerateRequest, GenerateResponse, Message, ProviderError, ToolChoice, ToolResult, Usage,
 };
+use crate::store::StepStore;
 use crate::tools::{tool_result, ToolCall, ToolContext, ToolError, Tools};
 
-use super::checkpoint::CheckpointStore;
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
 use super::gateway::{CallMeta, ModelGateway};
 use super::processing::{ProcessingResult, ToolCallRecord};
@@ -61,7 +61,7 @@ pub struct AgentRuntime {
     /// Conversations (history in, answers out).
     pub conversations: Arc<dyn ConversationStore>,
     /// Durable steps.
-    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub checkpoints: Arc<dyn StepStore>,
     /// Context sizes.
     pub settings: MemorySection,
 }
@@ -209,7 +209,7 @@ pub(crate) async fn run(
     let mut state = TaskState::default();
     // Whether the context in `state` is not checkpointed yet.
     let mut context_pending = false;
-    let saved = unaccounted(rt.checkpoints.load(job_id))
+    let saved = unaccounted(rt.checkpoints.load_steps(job_id))
         .await
         .map_err(|e| store_error(id, "loading checkpoints", e))?;
     for record in &saved {

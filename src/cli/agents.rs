@@ -4,11 +4,10 @@ use clap::Args;
 use serde_json::json;
 
 use crate::config::TroupeConfig;
-use crate::conversation::ConversationStore;
 use crate::job::{EnqueueOptions, Job, JobCtx};
-use crate::memory::{MemoryScope, MemoryStore};
+use crate::memory::MemoryScope;
 use crate::runtime::{processing_result, TaskOptions, Troupe};
-use crate::store::Store;
+use crate::store::prelude::*;
 
 use super::jobs::encode;
 use super::remote::{open_target, Remote, Target};
@@ -178,7 +177,7 @@ pub(super) fn memories(global: &Global, args: MemoriesArgs) -> Result<(), CliErr
                 agent_id: args.agent,
                 user_id: args.user,
             };
-            runtime()?.block_on(MemoryStore::list(&store, &scope, args.archived))?
+            runtime()?.block_on(store.list_memories(&scope, args.archived))?
         }
         Target::Remote(remote) => {
             let mut path = format!(
@@ -218,7 +217,7 @@ pub(super) fn conversation(global: &Global, id: &str) -> Result<(), CliError> {
     let config = global.load_config()?;
     let dir = global.data_dir_for(&config);
     let messages: Vec<crate::conversation::ChatMessage> = match open_target(global, &dir)? {
-        Target::Local(store) => runtime()?.block_on(ConversationStore::list(&store, id))?,
+        Target::Local(store) => runtime()?.block_on(store.list_messages(id))?,
         Target::Remote(remote) => {
             match remote.get(&format!("/v1/conversations/{}/messages", encode(id))) {
                 Ok(value) => serde_json::from_value(value["messages"].clone()).map_err(|e| {

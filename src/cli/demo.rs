@@ -17,7 +17,8 @@ use crate::job::JobStatus;
 use crate::memory::actor::ListMemories;
 use crate::memory::MemoryScope;
 use crate::runtime::{processing_result, TaskOptions, Troupe};
-use crate::store::{ListQuery, SledConfig, SledStore};
+use crate::sled::{SledConfig, SledStore};
+use crate::store::ListQuery;
 
 use super::agents::print_result;
 use super::{output, CliError, Global};

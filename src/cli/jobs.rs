@@ -8,7 +8,8 @@ use clap::Args;
 
 use crate::engine::{EchoWorker, SleepWorker, Worker, WorkerInfo};
 use crate::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
-use crate::store::{CancelOutcome, ListQuery, Store};
+use crate::store::prelude::*;
+use crate::store::{CancelOutcome, ListQuery};
 use serde_json::json;
 
 use super::args::{parse_duration, parse_json};
@@ -212,7 +213,7 @@ pub(super) fn list(global: &Global, args: JobsArgs) -> Result<(), CliError> {
                     limit: args.limit,
                     cursor: None,
                 };
-                runtime()?.block_on(store.list(&query))?.jobs
+                runtime()?.block_on(store.list_jobs(&query))?.jobs
             }
             Target::Remote(remote) => {
                 let query = query_string(&[
@@ -241,7 +242,7 @@ pub(super) fn show(global: &Global, id: &str) -> Result<(), CliError> {
     let config = global.load_config()?;
     let job = match open_target(global, &global.data_dir_for(&config))? {
         Target::Local(store) => runtime()?
-            .block_on(store.get(id))?
+            .block_on(store.get_job(id))?
             .ok_or_else(|| CliError::Usage(format!("no job with id {id}")))?,
         Target::Remote(remote) => serde_json::from_value(remote.get(&format!("/v1/jobs/{id}"))?)
             .map_err(|e| CliError::Usage(format!("unexpected answer from the daemon: {e}")))?,

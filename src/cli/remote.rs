@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::store::{SledConfig, SledStore, StoreError};
+use crate::sled::{SledConfig, SledStore};
+use crate::store::StoreError;
 
 use super::{CliError, Global};
 

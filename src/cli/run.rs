@@ -12,7 +12,7 @@ use crate::engine::EngineConfig;
 use crate::http::{ControlServer, HttpConfig, HttpError, HttpToken, DEFAULT_ADDR};
 use crate::job::JobStatus;
 use crate::runtime::Troupe;
-use crate::store::{SledConfig, SledStore};
+use crate::sled::{SledConfig, SledStore};
 
 use super::args::parse_duration;
 use super::{CliError, Global};
@@ -54,7 +54,9 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
     if args.concurrency == Some(0) {
         return Err(CliError::Usage("--concurrency must be at least 1".into()));
     }
+    let mut config = config;
     let dir = global.data_dir_for(&config);
+    config.store.data_dir = dir.clone();
     let store = SledStore::open(SledConfig::new(&dir))?;
     let engine_config = EngineConfig {
         default_concurrency: args.concurrency.unwrap_or(config.engine.concurrency),

@@ -4,8 +4,8 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::job::JobStatus;
-use crate::store::{ListQuery, PauseTarget, Store};
-use crate::usage::UsageStore;
+use crate::store::prelude::*;
+use crate::store::{ListQuery, PauseTarget};
 
 use super::jobs::encode;
 use super::remote::{open_target, Target};
@@ -110,14 +110,11 @@ pub(super) fn status(global: &Global) -> Result<(), CliError> {
             let counts = rt.block_on(store.counts())?;
             let pause = rt.block_on(store.pause_state())?;
             let running = rt
-                .block_on(Store::list(
-                    &store,
-                    &ListQuery {
-                        status: Some(JobStatus::Running),
-                        limit: 20,
-                        ..ListQuery::default()
-                    },
-                ))?
+                .block_on(store.list_jobs(&ListQuery {
+                    status: Some(JobStatus::Running),
+                    limit: 20,
+                    ..ListQuery::default()
+                }))?
                 .jobs;
             let today = chrono::Utc::now().date_naive();
             let usage = rt.block_on(store.day_usage(today)).ok();

@@ -412,7 +412,7 @@ impl WorkerEngine {
 
     /// Jobs, newest first, filtered and paged.
     pub async fn list_jobs(&self, query: &ListQuery) -> Result<JobPage, EngineError> {
-        Ok(self.inner.shared.store.list(query).await?)
+        Ok(self.inner.shared.store.list_jobs(query).await?)
     }
 
     /// One job by id.
@@ -420,7 +420,7 @@ impl WorkerEngine {
         self.inner
             .shared
             .store
-            .get(id)
+            .get_job(id)
             .await?
             .ok_or(EngineError::JobNotFound { id })
     }

@@ -385,7 +385,7 @@ pub(crate) async fn discard_orphans(shared: &Arc<EngineShared>) {
                 limit: 500,
                 cursor,
             };
-            let page = match shared.store.list(&query).await {
+            let page = match shared.store.list_jobs(&query).await {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, %worker, "listing orphaned jobs failed");

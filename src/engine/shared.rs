@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use troupe_actors::ActorRef;
 
-use crate::store::Store;
+use crate::store::prelude::*;
 
 use super::config::EngineConfig;
 use super::runner::WorkerActor;

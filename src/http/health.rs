@@ -7,7 +7,6 @@ use troupe_actors::ChildState;
 
 use super::server::ApiState;
 use crate::provider::BreakerState;
-use crate::store::Store;
 
 /// Alive: the process answers HTTP.
 pub(crate) async fn healthz() -> HttpResponse {
@@ -20,7 +19,7 @@ pub(crate) async fn healthz() -> HttpResponse {
 /// failover and worker jobs still run without that provider.
 pub(crate) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     let troupe = &state.troupe;
-    let store = match troupe.store().get(uuid::Uuid::nil()).await {
+    let store = match troupe.store().get_job(uuid::Uuid::nil()).await {
         Ok(_) => json!({ "ok": true }),
         Err(e) => json!({ "ok": false, "error": e.to_string() }),
     };

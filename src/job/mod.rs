@@ -2,12 +2,14 @@
 //! tasks and background worker jobs.
 //!
 //! A [`Job`] is plain data with the seed's camelCase JSON shape; the legal
-//! status moves live in [`JobStatus::can_transition_to`]; [`EnqueueOptions`]
-//! carries what a caller may choose at enqueue time; [`schedule`] holds the
-//! recurring-schedule model and its pure next-fire computation. Storage is in
-//! [`crate::store`].
+//! status moves live in [`JobStatus::can_transition_to`] and the moves every
+//! store makes in [`rules`] (pure functions); [`EnqueueOptions`] carries
+//! what a caller may choose at enqueue time; [`schedule`] holds the
+//! recurring-schedule model and its pure next-fire computation. Storage is
+//! behind the ports of `crate::store`.
 
 mod options;
+pub mod rules;
 pub mod schedule;
 mod status;
 
@@ -17,6 +19,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use options::{EnqueueOptions, DEFAULT_MAX_ATTEMPTS};
+pub use rules::{FailAction, Stale};
 pub use status::{JobStatus, ParseStatusError, TransitionError};
 
 /// A job's id: a UUID v7, so ids sort by creation time ("newest first" is a

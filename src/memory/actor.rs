@@ -133,7 +133,7 @@ impl Handler<Recall> for MemoryActor {
             if msg.limit == 0 {
                 return Ok(Vec::new());
             }
-            let candidates = store.list(&msg.scope, false).await?;
+            let candidates = store.list_memories(&msg.scope, false).await?;
             let now = Utc::now();
             let mut ranked = rank(candidates, &msg.query, now, &weights, msg.limit);
             if !ranked.is_empty() {
@@ -170,7 +170,7 @@ impl Handler<ListMemories> for MemoryActor {
         let store = self.store.clone();
         Reply::future(async move {
             msg.scope.validate()?;
-            store.list(&msg.scope, msg.include_archived).await
+            store.list_memories(&msg.scope, msg.include_archived).await
         })
     }
 }

@@ -8,7 +8,6 @@ use super::text::{Exposition, Kind};
 use crate::job::JobStatus;
 use crate::provider::BreakerState;
 use crate::runtime::Troupe;
-use crate::usage::UsageStore;
 
 const STATUSES: [JobStatus; 5] = [
     JobStatus::Queued,

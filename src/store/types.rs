@@ -9,20 +9,20 @@ use chrono::{DateTime, Utc};
 use crate::job::schedule::Schedule;
 use crate::job::{Job, JobId, JobStatus};
 
-/// How far an acknowledged write is protected.
+/// How far an acknowledged write is protected. Each adapter says what the
+/// two levels mean for it (sled: `sync_file_range` vs `fdatasync`).
 ///
 /// The default is [`Durability::Process`]: say so wherever durability is
 /// promised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// The write reached the kernel (sled's flush ends with
-    /// `sync_file_range`): it survives the process being killed, not a power
-    /// loss or kernel crash on a disk with a write-back cache.
+    /// The write survives the process being killed, not necessarily a power
+    /// loss or kernel crash (sled: its flush ends with `sync_file_range`, so
+    /// the data is in the kernel).
     #[default]
     Process,
-    /// Additionally `fdatasync` sled's log file before acknowledging, so the
-    /// write also survives a power loss. Costs one more disk round trip per
-    /// group commit (see `examples/bench_store.rs`).
+    /// The write also survives a power loss (sled: an `fdatasync` of its log
+    /// per group commit, see `examples/bench_store.rs`).
     PowerLoss,
 }
 
@@ -76,6 +76,15 @@ pub enum Outcome {
     },
 }
 
+impl From<crate::job::Stale> for Outcome {
+    fn from(stale: crate::job::Stale) -> Self {
+        Outcome::Stale {
+            status: stale.status,
+            attempt: stale.attempt,
+        }
+    }
+}
+
 impl Outcome {
     /// The updated job when the change was applied.
     pub fn applied(&self) -> Option<&Job> {
@@ -84,16 +93,6 @@ impl Outcome {
             Outcome::Stale { .. } => None,
         }
     }
-}
-
-/// What to do with a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailAction {
-    /// Queue the job again, not to run before `at` (backoff). Becomes
-    /// [`FailAction::Final`] when no attempts are left or a cancel was requested.
-    RetryAt(DateTime<Utc>),
-    /// End the job `failed` now (permanent error or last attempt).
-    Final,
 }
 
 /// The result of a cancel request.

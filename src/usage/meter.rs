@@ -7,9 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{PriceTable, UsageError, UsageRecord, UsageScope, UsageStore, UsageTotals};
+use super::{PriceTable, UsageRecord, UsageScope, UsageStore, UsageTotals};
 use crate::job::JobId;
 use crate::provider::{Clock, ErrorKind, ProviderError, SystemClock, Usage};
+use crate::store::StoreError;
 
 /// An agent's daily spending limit (UTC days). Either or both limits may be
 /// set; the first one reached refuses further calls until the next day.
@@ -177,7 +178,7 @@ impl UsageMeter {
     }
 
     /// Prices and stores one answered call.
-    pub async fn record(&self, call: CallRecord<'_>) -> Result<UsageRecord, UsageError> {
+    pub async fn record(&self, call: CallRecord<'_>) -> Result<UsageRecord, StoreError> {
         let price = self.prices.lookup(call.model);
         let at = DateTime::<Utc>::from(self.clock.wall());
         // The id's time is the record's own (not the process's clock), so

@@ -18,9 +18,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::agent::checkpoint::CheckpointStore;
 use crate::engine::{WorkerCategory, WorkerEngine};
 use crate::job::{EnqueueOptions, JobCtx};
+use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::{enqueue_once, JobRequest};
@@ -47,12 +47,12 @@ pub struct CreateTaskArgs {
 /// The `create_task` tool.
 pub struct CreateTaskTool {
     engine: WorkerEngine,
-    registry: Option<Arc<dyn CheckpointStore>>,
+    registry: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl CreateTaskTool {
     /// Creates tasks through `engine`, once per call thanks to `registry`.
-    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn CheckpointStore>>) -> Self {
+    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
         CreateTaskTool { engine, registry }
     }
 

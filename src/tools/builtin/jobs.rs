@@ -4,7 +4,7 @@
 //! The guarantee, for one idempotency key (the tool's name plus
 //! [`ToolContext::idempotency_key`](crate::tools::ToolContext::idempotency_key)):
 //!
-//! - **With the idempotency registry** ([`CheckpointStore`]): exactly one job
+//! - **With the idempotency registry** ([`IdempotencyStore`]): exactly one job
 //!   is ever stored, however often and in however many processes the call
 //!   repeats, and every repeat answers with that job's id. The call claims
 //!   the key with a fresh job id *before* storing the job, then stores the
@@ -24,9 +24,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::agent::checkpoint::{CheckpointStore, Claim};
 use crate::engine::{EngineError, WorkerEngine};
 use crate::job::{EnqueueOptions, Job, JobCtx, JobId};
+use crate::store::{Claim, IdempotencyStore};
 use crate::store::{InsertOutcome, StoreError};
 use crate::tools::ToolError;
 
@@ -48,7 +48,7 @@ pub(crate) struct JobRequest {
 
 pub(crate) async fn enqueue_once(
     engine: &WorkerEngine,
-    registry: Option<&Arc<dyn CheckpointStore>>,
+    registry: Option<&Arc<dyn IdempotencyStore>>,
     request: JobRequest,
 ) -> Result<Enqueued, ToolError> {
     let options = request.options.unique_key(request.key.clone());

@@ -31,10 +31,10 @@ use std::sync::Arc;
 
 use troupe_actors::ActorRef;
 
-use crate::agent::checkpoint::CheckpointStore;
 use crate::conversation::ConversationStore;
 use crate::engine::WorkerEngine;
 use crate::memory::actor::MemoryActor;
+use crate::store::IdempotencyStore;
 
 pub use analyze_code::{
     analyze, guess_language, language_from_path, AnalyzeCodeArgs, AnalyzeCodeTool, Block,
@@ -57,7 +57,7 @@ pub struct Builtins {
     /// The job engine (`scheduler`, `create_task`, `worker_manager`).
     pub engine: WorkerEngine,
     /// The idempotency registry that makes job-creating calls happen once.
-    pub checkpoints: Option<Arc<dyn CheckpointStore>>,
+    pub idempotency: Option<Arc<dyn IdempotencyStore>>,
     /// Where `send_message` stores messages.
     pub conversations: Arc<dyn ConversationStore>,
     /// The Memory actor (`remember`, `recall`).
@@ -72,12 +72,12 @@ impl Builtins {
         vec![
             Arc::new(SchedulerTool::new(
                 self.engine.clone(),
-                self.checkpoints.clone(),
+                self.idempotency.clone(),
             )),
             Arc::new(WorkerManagerTool::new(self.engine.clone())),
             Arc::new(CreateTaskTool::new(
                 self.engine.clone(),
-                self.checkpoints.clone(),
+                self.idempotency.clone(),
             )),
             Arc::new(SendMessageTool::new(self.conversations.clone())),
             Arc::new(RememberTool::new(self.memory.recipient())),

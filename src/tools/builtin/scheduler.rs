@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::agent::checkpoint::CheckpointStore;
 use crate::engine::WorkerEngine;
 use crate::job::{EnqueueOptions, JobCtx};
+use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::{enqueue_once, JobRequest};
@@ -56,13 +56,13 @@ pub struct SchedulerArgs {
 /// The `scheduler` tool.
 pub struct SchedulerTool {
     engine: WorkerEngine,
-    registry: Option<Arc<dyn CheckpointStore>>,
+    registry: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl SchedulerTool {
     /// Schedules through `engine`, once per call thanks to `registry` (the
     /// job's unique key alone guards only while the job is queued or running).
-    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn CheckpointStore>>) -> Self {
+    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
         SchedulerTool { engine, registry }
     }
 }

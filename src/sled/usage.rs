@@ -26,17 +26,25 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SledStore;
-use crate::usage::{DayUsage, UsageError, UsageRecord, UsageScope, UsageStore, UsageTotals};
+use crate::store::{DayUsage, StoreError, UsageRecord, UsageScope, UsageStore, UsageTotals};
 
 /// The tree's name.
 const USAGE: &str = "usage";
 /// Call records removed per retention pass at most.
 const PRUNE_CALLS_PER_PASS: usize = 10_000;
 
-fn backend(operation: &'static str, e: impl std::fmt::Display) -> UsageError {
-    UsageError::Backend {
-        operation,
-        message: e.to_string(),
+fn backend(
+    operation: &'static str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::backend(operation, e)
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::CorruptRecord {
+        what: "usage",
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_string(),
     }
 }
 
@@ -54,11 +62,8 @@ fn scope_key(scope: &UsageScope, day: NaiveDate) -> Vec<u8> {
     key
 }
 
-fn decode_totals(key: &[u8], bytes: &[u8]) -> Result<UsageTotals, UsageError> {
-    serde_json::from_slice(bytes).map_err(|e| UsageError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
+fn decode_totals(key: &[u8], bytes: &[u8]) -> Result<UsageTotals, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(key, e))
 }
 
 /// Usage records not yet written to the `usage` tree. Recording a call only
@@ -91,7 +96,7 @@ impl UsageBuffer {
     }
 
     /// Writes what is pending; whether there was anything.
-    pub(super) fn apply(&self) -> Result<bool, UsageError> {
+    pub(super) fn apply(&self) -> Result<bool, StoreError> {
         let batch = std::mem::take(&mut *self.lock());
         if batch.is_empty() {
             return Ok(false);
@@ -149,7 +154,7 @@ fn write_calls(
     tree: &sled::Tree,
     day: NaiveDate,
     records: &[&UsageRecord],
-) -> Result<(), UsageError> {
+) -> Result<(), StoreError> {
     let Some(oldest) = records.iter().map(|r| r.id).min() else {
         return Ok(());
     };
@@ -162,11 +167,8 @@ fn write_calls(
 
 /// The calls of one `c/` record: a batch (an array), or one call as earlier
 /// versions wrote them.
-fn decode_calls(key: &[u8], value: &[u8]) -> Result<Vec<UsageRecord>, UsageError> {
-    let corrupt = |e: serde_json::Error| UsageError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    };
+fn decode_calls(key: &[u8], value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
+    let corrupt = |e: serde_json::Error| corrupt(key, e);
     if value.first() == Some(&b'[') {
         serde_json::from_slice(value).map_err(corrupt)
     } else {
@@ -184,7 +186,7 @@ fn made_ms(id: &uuid::Uuid) -> Option<u64> {
 
 /// Adds `delta` to the totals under `key` (a compare-and-swap loop: a read
 /// elsewhere may be applying another batch at the same time).
-fn add_to(tree: &sled::Tree, key: &[u8], delta: &UsageTotals) -> Result<(), UsageError> {
+fn add_to(tree: &sled::Tree, key: &[u8], delta: &UsageTotals) -> Result<(), StoreError> {
     loop {
         let old = tree.get(key).map_err(|e| backend("record", e))?;
         let mut totals = match &old {
@@ -204,7 +206,7 @@ fn add_to(tree: &sled::Tree, key: &[u8], delta: &UsageTotals) -> Result<(), Usag
 
 impl SledStore {
     /// The `usage` tree, with every pending record written to it.
-    fn usage_tree(&self) -> Result<&sled::Tree, UsageError> {
+    fn usage_tree(&self) -> Result<&sled::Tree, StoreError> {
         self.inner.usage.apply()?;
         Ok(&self.inner.usage.tree)
     }
@@ -219,7 +221,7 @@ impl SledStore {
     /// A pass looks at about [`PRUNE_CALLS_PER_PASS`] calls at most (it
     /// ends after the batch that reaches it), so a first pass over a large
     /// backlog does not hold up the scheduler; the next pass goes on.
-    pub(super) fn prune_usage_calls(&self, cutoff: DateTime<Utc>) -> Result<usize, UsageError> {
+    pub(super) fn prune_usage_calls(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         let tree = self.usage_tree()?;
         let cutoff_ms = u64::try_from(cutoff.timestamp_millis()).unwrap_or(0);
         let is_young = |id: &uuid::Uuid| made_ms(id).is_some_and(|ms| ms >= cutoff_ms);
@@ -259,12 +261,12 @@ impl SledStore {
 
 #[async_trait]
 impl UsageStore for SledStore {
-    async fn record(&self, record: &UsageRecord) -> Result<(), UsageError> {
+    async fn record(&self, record: &UsageRecord) -> Result<(), StoreError> {
         self.inner.usage.push(record.clone());
         Ok(())
     }
 
-    async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, UsageError> {
+    async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, StoreError> {
         let key = scope_key(scope, day);
         match self
             .usage_tree()?
@@ -276,7 +278,7 @@ impl UsageStore for SledStore {
         }
     }
 
-    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, UsageError> {
+    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, StoreError> {
         let tree = self.usage_tree()?;
         let mut out = DayUsage {
             day: Some(day),
@@ -298,7 +300,7 @@ impl UsageStore for SledStore {
         Ok(out)
     }
 
-    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, UsageError> {
+    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, StoreError> {
         let prefix = day_prefix(b'c', day);
         let mut calls = Vec::new();
         for entry in self.usage_tree()?.scan_prefix(&prefix) {

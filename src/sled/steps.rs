@@ -1,12 +1,13 @@
-//! [`CheckpointStore`] for [`SledStore`]: agent steps and idempotency keys
-//! on their own sled trees, made durable by the store's group commit.
+//! [`StepStore`] and [`IdempotencyStore`] for [`SledStore`]: agent steps
+//! and idempotency keys on their own sled trees, made durable by the
+//! store's group commit.
 //!
 //! Trees:
 //! - `checkpoints`: key = the 16 bytes of the job id ++ `u32 BE` step index
 //!   (so a prefix scan is one job's steps in order); value = the step's JSON.
 //! - `idempotency`: key = the idempotency key (UTF-8); value = the JSON the
 //!   key was claimed with. A claim is one compare-and-swap from absent, so
-//!   exactly one caller wins; see [`crate::agent::checkpoint`].
+//!   exactly one caller wins; see [`crate::store::IdempotencyStore`].
 //! - `idempotency_jobs`: key = the 16 bytes of a job id ++ a key of that job
 //!   ([`job_of_key`]); empty. Retention removes a pruned job's keys by it.
 
@@ -14,11 +15,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::SledStore;
-use crate::agent::checkpoint::{
-    job_of_key, validate_key, CheckpointStore, Claim, MAX_KEY_VALUE_BYTES, MAX_STEP_BYTES,
-};
 use crate::job::JobId;
-use crate::store::StoreError;
+use crate::store::{
+    job_of_key, validate_key, Claim, IdempotencyStore, StepStore, StoreError, MAX_KEY_VALUE_BYTES,
+    MAX_STEP_BYTES,
+};
 
 /// Tree of step records.
 const CHECKPOINTS: &str = "checkpoints";
@@ -88,7 +89,7 @@ impl SledStore {
 }
 
 #[async_trait]
-impl CheckpointStore for SledStore {
+impl StepStore for SledStore {
     async fn save_step_json(
         &self,
         job_id: JobId,
@@ -144,7 +145,7 @@ impl CheckpointStore for SledStore {
         self.durable("save step").await
     }
 
-    async fn load(&self, job_id: JobId) -> Result<Vec<Value>, StoreError> {
+    async fn load_steps(&self, job_id: JobId) -> Result<Vec<Value>, StoreError> {
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         tree.scan_prefix(job_id.as_bytes())
             .map(|entry| {
@@ -157,7 +158,7 @@ impl CheckpointStore for SledStore {
             .collect()
     }
 
-    async fn clear(&self, job_id: JobId) -> Result<usize, StoreError> {
+    async fn clear_steps(&self, job_id: JobId) -> Result<usize, StoreError> {
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         let mut batch = sled::Batch::default();
         let mut count = 0usize;
@@ -174,7 +175,10 @@ impl CheckpointStore for SledStore {
         self.durable("clear steps").await?;
         Ok(count)
     }
+}
 
+#[async_trait]
+impl IdempotencyStore for SledStore {
     async fn claim_key(&self, key: &str, value: Value) -> Result<Claim, StoreError> {
         validate_key(key)?;
         let bytes = serde_json::to_vec(&value)

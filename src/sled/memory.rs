@@ -30,9 +30,10 @@ use sled::Transactional;
 use uuid::Uuid;
 
 use super::SledStore;
-use crate::agent::checkpoint::validate_key;
-use crate::memory::{Compacted, Memory, MemoryId, MemoryScope, MemoryStore, NewMemory, Remembered};
-use crate::store::StoreError;
+use crate::store::{
+    validate_key, Compacted, Memory, MemoryId, MemoryScope, MemoryStore, NewMemory, Remembered,
+    StoreError,
+};
 
 /// Tree of memory records.
 const MEMORIES: &str = "memories";
@@ -228,12 +229,12 @@ impl MemoryStore for SledStore {
         })
     }
 
-    async fn get(&self, id: MemoryId) -> Result<Option<Memory>, StoreError> {
+    async fn get_memory(&self, id: MemoryId) -> Result<Option<Memory>, StoreError> {
         let memories = self.memory_tree(MEMORIES)?;
         self.read_memory(&memories, "get memory", id)
     }
 
-    async fn list(
+    async fn list_memories(
         &self,
         scope: &MemoryScope,
         include_archived: bool,

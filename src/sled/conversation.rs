@@ -19,9 +19,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::SledStore;
-use crate::agent::checkpoint::validate_key;
-use crate::conversation::{Appended, ChatMessage, ConversationStore, NewMessage};
-use crate::store::StoreError;
+use crate::store::{
+    validate_key, Appended, ChatMessage, ConversationStore, NewMessage, StoreError,
+};
 
 /// Tree of messages.
 const MESSAGES: &str = "messages";
@@ -178,7 +178,7 @@ impl ConversationStore for SledStore {
         self.scan_messages(conversation_id, Some(limit))
     }
 
-    async fn list(&self, conversation_id: &str) -> Result<Vec<ChatMessage>, StoreError> {
+    async fn list_messages(&self, conversation_id: &str) -> Result<Vec<ChatMessage>, StoreError> {
         self.scan_messages(conversation_id, None)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
-use super::{DayUsage, UsageError, UsageRecord, UsageScope, UsageStore, UsageTotals};
+use crate::store::{DayUsage, StoreError, UsageRecord, UsageScope, UsageStore, UsageTotals};
 
 /// Records and totals in memory; lost when the process ends.
 #[derive(Debug, Default)]
@@ -35,7 +35,7 @@ impl MemoryUsageStore {
 
 #[async_trait]
 impl UsageStore for MemoryUsageStore {
-    async fn record(&self, record: &UsageRecord) -> Result<(), UsageError> {
+    async fn record(&self, record: &UsageRecord) -> Result<(), StoreError> {
         let day = record.day();
         let mut inner = self.lock();
         if let Some(agent) = &record.agent {
@@ -54,7 +54,7 @@ impl UsageStore for MemoryUsageStore {
         Ok(())
     }
 
-    async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, UsageError> {
+    async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, StoreError> {
         Ok(self
             .lock()
             .totals
@@ -63,7 +63,7 @@ impl UsageStore for MemoryUsageStore {
             .unwrap_or_default())
     }
 
-    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, UsageError> {
+    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, StoreError> {
         let inner = self.lock();
         let mut out = DayUsage {
             day: Some(day),
@@ -81,7 +81,7 @@ impl UsageStore for MemoryUsageStore {
         Ok(out)
     }
 
-    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, UsageError> {
+    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, StoreError> {
         Ok(self
             .lock()
             .records

@@ -1,0 +1,430 @@
+//! The job state machine as pure functions: given a job as stored and a
+//! request, the job as it must be stored next, or why nothing changes.
+//!
+//! Every adapter of [`crate::store::JobStore`] (sled, in-memory, PostgreSQL)
+//! applies these and only these, so they agree on every move; the legal
+//! moves themselves are [`JobStatus::can_transition_to`]. An adapter's job
+//! is to read the record, call the rule, and write the answer atomically
+//! with respect to other writers of the same record (a compare-and-swap, a
+//! row lock): a rule never sees two versions of a job at once.
+//!
+//! Times are arguments, never read from a clock here, so the rules are
+//! deterministic and a test can state exactly what each produces.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::schedule::Schedule;
+use super::{AttemptError, Job, JobCtx, JobError, JobStatus};
+
+/// What to do with a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    /// Queue the job again, not to run before `at` (backoff). Becomes
+    /// [`FailAction::Final`] when no attempts are left or a cancel was requested.
+    RetryAt(DateTime<Utc>),
+    /// End the job `failed` now (permanent error or last attempt).
+    Final,
+}
+
+/// Why a transition that names an attempt changed nothing: the job is no
+/// longer where the caller assumed (a second completion, or a completion
+/// from an attempt that a crash recovery already re-queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale {
+    /// The job's status now.
+    pub status: JobStatus,
+    /// The job's attempt now.
+    pub attempt: u32,
+}
+
+impl Stale {
+    fn of(job: &Job) -> Self {
+        Stale {
+            status: job.status,
+            attempt: job.attempt,
+        }
+    }
+}
+
+/// What a cancel request does to a job.
+// Built and matched once per call; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelMove {
+    /// It was queued: store this, now `cancelled`.
+    Cancel(Job),
+    /// It is running: store this, with `cancelRequested` set; the scheduler
+    /// running it must stop the attempt and acknowledge.
+    Request(Job),
+    /// It is running and a cancel was already requested: nothing to store.
+    AlreadyRequested,
+    /// It had ended: nothing to store.
+    AlreadyEnded,
+}
+
+/// Rejects a job handed to `insert` that did not come from [`Job::new`] (or
+/// was tampered with), naming the field.
+pub fn validate_new(job: &Job) -> Result<(), JobError> {
+    let invalid = |field: &'static str, reason: &str| {
+        Err(JobError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        })
+    };
+    if job.status != JobStatus::Queued {
+        return invalid("status", "a new job must be queued");
+    }
+    if job.attempt != 0 {
+        return invalid("attempt", "a new job must have attempt 0");
+    }
+    if job.max_attempts == 0 {
+        return invalid("maxAttempts", "must be at least 1");
+    }
+    if job.worker_name.trim().is_empty() {
+        return invalid("workerName", "must not be empty");
+    }
+    if matches!(&job.unique_key, Some(k) if k.is_empty()) {
+        return invalid("uniqueKey", "must not be empty");
+    }
+    Ok(())
+}
+
+/// Whether a job may be claimed at `now`: queued and due. (Pauses and
+/// per-worker limits are the claim's own filters, not the job's.)
+pub fn is_ready(job: &Job, now: DateTime<Utc>) -> bool {
+    job.status == JobStatus::Queued && job.run_at <= now
+}
+
+/// Claims a ready job: `running`, one more attempt. `None` when it is not
+/// ready (see [`is_ready`]).
+pub fn claim(job: &Job, now: DateTime<Utc>) -> Option<Job> {
+    if !is_ready(job, now) {
+        return None;
+    }
+    let mut new = job.clone();
+    new.status = JobStatus::Running;
+    new.attempt = job.attempt.saturating_add(1);
+    new.updated_at = now;
+    Some(new)
+}
+
+/// Attempt `attempt` finished with `result`: `completed`.
+pub fn complete(job: &Job, attempt: u32, result: Value, now: DateTime<Utc>) -> Result<Job, Stale> {
+    running_attempt(job, attempt)?;
+    let mut new = job.clone();
+    new.status = JobStatus::Completed;
+    new.result = Some(result);
+    new.error = None;
+    new.updated_at = now;
+    Ok(new)
+}
+
+/// Attempt `attempt` failed with `error`: queued again for `action`'s time
+/// while attempts are left, else `failed`; `cancelled` when a cancel was
+/// requested meanwhile. The error joins the job's `errors` either way.
+pub fn fail(
+    job: &Job,
+    attempt: u32,
+    error: String,
+    action: FailAction,
+    now: DateTime<Utc>,
+) -> Result<Job, Stale> {
+    running_attempt(job, attempt)?;
+    let mut new = with_error(job, attempt, error, now);
+    match action {
+        _ if job.cancel_requested => new.status = JobStatus::Cancelled,
+        FailAction::RetryAt(at) if job.has_attempts_left() => {
+            new.status = JobStatus::Queued;
+            new.run_at = at;
+        }
+        _ => new.status = JobStatus::Failed,
+    }
+    Ok(new)
+}
+
+/// A cancel request; see [`CancelMove`].
+pub fn cancel(job: &Job, now: DateTime<Utc>) -> CancelMove {
+    match job.status {
+        JobStatus::Queued => {
+            let mut new = job.clone();
+            new.status = JobStatus::Cancelled;
+            new.updated_at = now;
+            CancelMove::Cancel(new)
+        }
+        JobStatus::Running if job.cancel_requested => CancelMove::AlreadyRequested,
+        JobStatus::Running => {
+            let mut new = job.clone();
+            new.cancel_requested = true;
+            new.updated_at = now;
+            CancelMove::Request(new)
+        }
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => CancelMove::AlreadyEnded,
+    }
+}
+
+/// The scheduler stopped attempt `attempt` after a cancel request: `cancelled`.
+pub fn ack_cancel(job: &Job, attempt: u32, now: DateTime<Utc>) -> Result<Job, Stale> {
+    running_attempt(job, attempt)?;
+    let mut new = job.clone();
+    new.status = JobStatus::Cancelled;
+    new.updated_at = now;
+    Ok(new)
+}
+
+/// A queued job that will never run (its worker is gone): `failed` with
+/// `error`, without an attempt.
+pub fn discard(job: &Job, error: String, now: DateTime<Utc>) -> Result<Job, Stale> {
+    if job.status != JobStatus::Queued {
+        return Err(Stale::of(job));
+    }
+    let mut new = with_error(job, job.attempt, error, now);
+    new.status = JobStatus::Failed;
+    Ok(new)
+}
+
+/// Crash recovery of a job found `running` when a scheduler starts: back to
+/// `queued`, runnable at `now`, its attempt kept and the interruption
+/// recorded; `cancelled` when a cancel had been requested. `None` for a job
+/// that is not running.
+pub fn recover(job: &Job, now: DateTime<Utc>) -> Option<Job> {
+    if job.status != JobStatus::Running {
+        return None;
+    }
+    let message = format!(
+        "attempt {} interrupted: the process stopped while it was running",
+        job.attempt
+    );
+    let mut new = with_error(job, job.attempt, message, now);
+    if job.cancel_requested {
+        new.status = JobStatus::Cancelled;
+    } else {
+        new.status = JobStatus::Queued;
+        new.run_at = now;
+    }
+    Some(new)
+}
+
+/// The job a schedule enqueues for its firing at `fire_at`: the schedule's
+/// worker, args and options, its ctx with `source` = `schedule:<id>` (unless
+/// set) and `scheduledFor` = the fire time.
+pub fn scheduled_job(
+    schedule: &Schedule,
+    fire_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Job, JobError> {
+    let mut ctx: JobCtx = schedule.ctx.clone();
+    if ctx.source.is_none() {
+        ctx.source = Some(format!("schedule:{}", schedule.id));
+    }
+    ctx.extra
+        .insert("scheduledFor".into(), Value::String(fire_at.to_rfc3339()));
+    Job::new(
+        schedule.worker_name.clone(),
+        schedule.args.clone(),
+        ctx,
+        &schedule.enqueue_options(fire_at),
+        now,
+    )
+}
+
+/// Claim order among ready jobs: higher priority first, then earlier
+/// `runAt`, then older (smaller id).
+pub fn claim_order(a: &Job, b: &Job) -> std::cmp::Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then(a.run_at.cmp(&b.run_at))
+        .then(a.id.cmp(&b.id))
+}
+
+/// When an ended job ended (its last change), for retention.
+pub fn ended_at(job: &Job) -> Option<DateTime<Utc>> {
+    job.status.is_terminal().then_some(job.updated_at)
+}
+
+fn running_attempt(job: &Job, attempt: u32) -> Result<(), Stale> {
+    if job.status == JobStatus::Running && job.attempt == attempt {
+        Ok(())
+    } else {
+        Err(Stale::of(job))
+    }
+}
+
+/// The job after attempt `attempt` ended with `message`.
+fn with_error(job: &Job, attempt: u32, message: String, now: DateTime<Utc>) -> Job {
+    let mut new = job.clone();
+    new.errors.push(AttemptError {
+        attempt,
+        at: now,
+        message: message.clone(),
+    });
+    new.error = Some(message);
+    new.updated_at = now;
+    new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::EnqueueOptions;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    fn queued() -> Job {
+        Job::new(
+            "w",
+            Value::Null,
+            JobCtx::default(),
+            &EnqueueOptions::default(),
+            at(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_job_runs_through_its_attempts_and_ends_failed() {
+        let job = queued();
+        assert!(claim(&job, at(-1)).is_none(), "not due yet");
+        let running = claim(&job, at(1)).unwrap_or_else(|| panic!("claimable"));
+        assert_eq!((running.status, running.attempt), (JobStatus::Running, 1));
+        let retry = fail(
+            &running,
+            1,
+            "boom".into(),
+            FailAction::RetryAt(at(10)),
+            at(2),
+        )
+        .unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!((retry.status, retry.run_at), (JobStatus::Queued, at(10)));
+        assert_eq!(retry.errors.len(), 1);
+        let mut last = retry;
+        for n in 2..=3 {
+            let r = claim(&last, at(30)).unwrap_or_else(|| panic!("claimable"));
+            last = fail(
+                &r,
+                n,
+                format!("boom {n}"),
+                FailAction::RetryAt(at(20)),
+                at(11),
+            )
+            .unwrap_or_else(|s| panic!("{s:?}"));
+        }
+        assert_eq!(last.status, JobStatus::Failed, "no attempts left");
+        assert_eq!(last.error.as_deref(), Some("boom 3"));
+        assert_eq!(last.errors.len(), 3);
+    }
+
+    #[test]
+    fn outcomes_are_fenced_by_the_attempt() {
+        let running = claim(&queued(), at(1)).unwrap_or_else(|| panic!("claimable"));
+        let stale = complete(&running, 2, Value::Null, at(2));
+        assert_eq!(
+            stale,
+            Err(Stale {
+                status: JobStatus::Running,
+                attempt: 1
+            })
+        );
+        let done =
+            complete(&running, 1, Value::Bool(true), at(2)).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(done.status, JobStatus::Completed);
+        assert!(
+            complete(&done, 1, Value::Null, at(3)).is_err(),
+            "completed once"
+        );
+        assert!(fail(&done, 1, "late".into(), FailAction::Final, at(3)).is_err());
+        assert!(recover(&done, at(3)).is_none());
+        assert_eq!(cancel(&done, at(3)), CancelMove::AlreadyEnded);
+    }
+
+    #[test]
+    fn cancel_of_a_running_job_is_requested_then_acknowledged() {
+        let running = claim(&queued(), at(1)).unwrap_or_else(|| panic!("claimable"));
+        let CancelMove::Request(requested) = cancel(&running, at(2)) else {
+            panic!("a running job's cancel is a request")
+        };
+        assert_eq!(cancel(&requested, at(3)), CancelMove::AlreadyRequested);
+        let failed = fail(&requested, 1, "x".into(), FailAction::RetryAt(at(9)), at(4))
+            .unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(
+            failed.status,
+            JobStatus::Cancelled,
+            "no retry after a cancel"
+        );
+        let acked = ack_cancel(&requested, 1, at(4)).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(acked.status, JobStatus::Cancelled);
+        let recovered = recover(&requested, at(5)).unwrap_or_else(|| panic!("running"));
+        assert_eq!(recovered.status, JobStatus::Cancelled);
+    }
+
+    #[test]
+    fn recovery_requeues_with_the_attempt_kept() {
+        let running = claim(&queued(), at(1)).unwrap_or_else(|| panic!("claimable"));
+        let back = recover(&running, at(7)).unwrap_or_else(|| panic!("running"));
+        assert_eq!(
+            (back.status, back.attempt, back.run_at),
+            (JobStatus::Queued, 1, at(7))
+        );
+        assert!(back.errors[0].message.contains("interrupted"));
+        assert!(
+            discard(&running, "gone".into(), at(8)).is_err(),
+            "only queued jobs"
+        );
+        let gone = discard(&back, "gone".into(), at(8)).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!((gone.status, gone.attempt), (JobStatus::Failed, 1));
+    }
+
+    #[test]
+    fn every_move_a_rule_makes_is_legal() {
+        let job = queued();
+        let running = claim(&job, at(1)).unwrap_or_else(|| panic!("claimable"));
+        let moves = [
+            (&job, running.clone()),
+            (
+                &running,
+                complete(&running, 1, Value::Null, at(2)).unwrap_or_else(|s| panic!("{s:?}")),
+            ),
+            (
+                &running,
+                fail(&running, 1, "e".into(), FailAction::Final, at(2))
+                    .unwrap_or_else(|s| panic!("{s:?}")),
+            ),
+            (
+                &running,
+                recover(&running, at(2)).unwrap_or_else(|| panic!("running")),
+            ),
+            (
+                &running,
+                ack_cancel(&running, 1, at(2)).unwrap_or_else(|s| panic!("{s:?}")),
+            ),
+            (
+                &job,
+                discard(&job, "e".into(), at(2)).unwrap_or_else(|s| panic!("{s:?}")),
+            ),
+        ];
+        for (from, to) in moves {
+            assert!(
+                from.status.can_transition_to(to.status),
+                "{} -> {}",
+                from.status,
+                to.status
+            );
+        }
+    }
+
+    #[test]
+    fn new_jobs_are_checked() {
+        let mut job = queued();
+        assert!(validate_new(&job).is_ok());
+        job.attempt = 1;
+        assert!(matches!(
+            validate_new(&job),
+            Err(JobError::Invalid {
+                field: "attempt",
+                ..
+            })
+        ));
+    }
+}
