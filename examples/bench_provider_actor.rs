@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use troupe::in_memory::MemoryUsageStore;
+use troupe::provider::KeySource;
 use troupe::provider::{
     ApiKey, Generate, GenerateRequest, Message, ModelConfig, Provider, ProviderActor,
     ProviderConfig, ProviderKind, ProviderSet,
 };
-use troupe::secrets::KeySource;
+use troupe::provider::{Budget, UsageMeter};
 use troupe::sled::{SledConfig, SledStore};
-use troupe::usage::{Budget, UsageMeter};
 use troupe_actors::{run_system, SupervisorSpec};
 
 const BODY: &str = concat!(

@@ -21,4 +21,3 @@ pub mod secrets;
 pub mod sled;
 pub mod store;
 pub mod tools;
-pub mod usage;

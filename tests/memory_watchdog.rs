@@ -275,7 +275,7 @@ fn agents_with_a_memory_limit_run_tasks_and_their_heap_is_a_metric() {
             let result = troupe.wait(job.id).await.unwrap();
             assert!(result.success, "{result:?}");
         }
-        let text = troupe::metrics::render(&troupe).await;
+        let text = troupe.metrics().await;
         assert!(
             text.contains("# TYPE troupe_worker_heap_bytes gauge"),
             "{text}"

@@ -10,13 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use troupe::in_memory::MemoryUsageStore;
+use troupe::provider::UsageMeter;
 use troupe::provider::{
     ApiKey, BreakerConfig, BreakerState, ErrorKind, Generate, GenerateRequest, ManualClock,
     Message, ModelConfig, Provider, ProviderActor, ProviderConfig, ProviderKind, ProviderSet,
     RetryPolicy,
 };
-use troupe::secrets::{Credentials, KeySource};
-use troupe::usage::{DayUsage, UsageMeter, UsageRecord, UsageScope, UsageStore, UsageTotals};
+use troupe::provider::{Credentials, KeySource};
+use troupe::store::{DayUsage, UsageRecord, UsageScope, UsageStore, UsageTotals};
 use troupe_actors::{run_system, CallError, SupervisorSpec, Tree};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

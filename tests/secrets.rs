@@ -8,13 +8,14 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use chrono::{Days, Utc};
+use troupe::provider::UsageMeter;
 use troupe::provider::{
     ApiKey, ErrorKind, Generate, GenerateRequest, Message, ModelConfig, ProviderConfig,
     ProviderKind, ProviderSet,
 };
-use troupe::secrets::{Credentials, KeySource, MasterKey, SecretError, SecretStore};
+use troupe::provider::{Credentials, KeySource};
+use troupe::secrets::{MasterKey, SecretError, SecretStore};
 use troupe::sled::{SledConfig, SledStore};
-use troupe::usage::UsageMeter;
 use troupe_actors::{run_system, SupervisorSpec};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use troupe::provider::Credentials;
 use troupe::provider::{
     ApiKey, ErrorKind, Generate, GenerateRequest, ManualClock, Message, ModelConfig,
     ProviderConfig, ProviderKind, ProviderSet, RetryPolicy,
 };
-use troupe::secrets::Credentials;
+use troupe::provider::{Budget, Price, PriceTable, PricingConfig, UsageMeter};
 use troupe::sled::{SledConfig, SledStore};
-use troupe::usage::{Budget, Price, PriceTable, PricingConfig, UsageMeter, UsageScope, UsageStore};
+use troupe::store::{UsageScope, UsageStore};
 use troupe_actors::{run_system, SupervisorSpec, Tree};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -229,18 +230,18 @@ fn config_prices_override_the_dated_defaults() {
     let mini: &Price = table.lookup("gpt-4o-mini").unwrap();
     assert_eq!(
         mini.as_of.unwrap().to_string(),
-        troupe::usage::DEFAULT_PRICES_AS_OF
+        troupe::provider::DEFAULT_PRICES_AS_OF
     );
 }
 
 /// A call made at `at`, with a v7 id of that time (as the meter makes them).
-fn call_at(at: chrono::DateTime<chrono::Utc>) -> troupe::usage::UsageRecord {
+fn call_at(at: chrono::DateTime<chrono::Utc>) -> troupe::store::UsageRecord {
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
         at.timestamp() as u64,
         at.timestamp_subsec_nanos(),
     );
-    troupe::usage::UsageRecord {
+    troupe::store::UsageRecord {
         id: uuid::Uuid::new_v7(ts),
         at,
         provider: "openai".into(),

@@ -48,7 +48,7 @@ const TASKS: &[&str] = &[
 
 fn demo_config(offline: bool) -> (TroupeConfig, String) {
     let mut config = TroupeConfig::default();
-    let (provider, model, note) = match crate::runtime::detect_provider(offline) {
+    let (provider, model, note) = match detect_provider(offline) {
         Some((p, model)) => {
             let note = format!("using provider `{}` ({model}) from your environment", p.name);
             let name = p.name.clone();
@@ -204,5 +204,52 @@ pub(super) fn run(global: &Global, args: DemoArgs) -> Result<(), CliError> {
             return Err(CliError::Usage(format!("{failed} demo tasks failed")));
         }
         Ok(())
+    })
+}
+
+/// A provider for the demo from the environment: the first of
+/// `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `DEEPSEEK_API_KEY`,
+/// `MISTRAL_API_KEY` that is set, with a small model. `None` when none is set
+/// or `offline` is asked for.
+fn detect_provider(offline: bool) -> Option<(crate::provider::ProviderConfig, String)> {
+    use crate::provider::{ProviderConfig, ProviderKind};
+    if offline {
+        return None;
+    }
+    let candidates = [
+        (
+            "OPENAI_API_KEY",
+            "openai",
+            ProviderKind::Openai,
+            "gpt-4o-mini",
+        ),
+        (
+            "ANTHROPIC_API_KEY",
+            "anthropic",
+            ProviderKind::Anthropic,
+            "claude-haiku-4-5",
+        ),
+        (
+            "DEEPSEEK_API_KEY",
+            "deepseek",
+            ProviderKind::Deepseek,
+            "deepseek-chat",
+        ),
+        (
+            "MISTRAL_API_KEY",
+            "mistral",
+            ProviderKind::Mistral,
+            "mistral-small-latest",
+        ),
+    ];
+    candidates.into_iter().find_map(|(var, name, kind, model)| {
+        let set = std::env::var(var)
+            .map(|v| !v.trim().is_empty())
+            .unwrap_or(false);
+        set.then(|| {
+            let mut config = ProviderConfig::new(name, kind);
+            config.api_key_env = Some(var.to_string());
+            (config, model.to_string())
+        })
     })
 }

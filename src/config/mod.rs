@@ -5,11 +5,13 @@
 //! out-of-range model settings, duplicate ids. Every error names the file,
 //! the key and the reason, so a bad config is refused at start.
 
+mod duration;
 mod model;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+pub use duration::parse_duration;
 pub use model::{
     AgentConfig, EngineSection, Fallback, MemorySection, ModelConfig, ScheduleConfig, StoreSection,
     ToolsSection, TroupeConfig,
@@ -211,7 +213,7 @@ impl TroupeConfig {
                         .map_err(|e| invalid(format!("schedules[{i}].cron"), e.to_string()))?;
                 }
                 (None, Some(every)) => {
-                    crate::cli::parse_duration(every)
+                    parse_duration(every)
                         .map_err(|e| invalid(format!("schedules[{i}].every"), e))?;
                 }
             }
@@ -222,7 +224,7 @@ impl TroupeConfig {
                 "must be at least 1".into(),
             ));
         }
-        crate::cli::parse_duration(&self.engine.drain_timeout)
+        parse_duration(&self.engine.drain_timeout)
             .map_err(|e| invalid("engine.drainTimeout".into(), e))?;
         Ok(())
     }

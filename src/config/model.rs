@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::provider::route::ModelRef;
 use crate::provider::ProviderConfig;
-use crate::usage::{Budget, PricingConfig};
+use crate::provider::{Budget, PricingConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -22,6 +22,7 @@ mod handle;
 mod runner;
 mod scheduler;
 mod shared;
+mod stats;
 mod waiters;
 mod worker;
 
@@ -30,6 +31,7 @@ pub use diagnostic::{EchoWorker, SleepWorker};
 pub use error::EngineError;
 pub use handle::{EngineBuilder, NewJob, WorkerEngine};
 pub use scheduler::DrainReport;
+pub use stats::EngineStats;
 pub use worker::{
     JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory, WorkerInfo,
 };

@@ -24,7 +24,7 @@ pub(crate) struct EngineShared {
     pub(crate) waiters: Waiters,
     pub(crate) config: EngineConfig,
     /// Waits, run times, retries and outcomes, for the metrics endpoint.
-    pub(crate) stats: Arc<crate::metrics::EngineStats>,
+    pub(crate) stats: Arc<crate::engine::EngineStats>,
     /// The `workers` supervisor, for the watchdog's restarts (set at start).
     pub(crate) workers_sup: std::sync::OnceLock<troupe_actors::SupervisorRef>,
 }

@@ -76,9 +76,9 @@ pub(crate) async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     }))
 }
 
-/// Prometheus text exposition of [`crate::metrics::render`].
+/// Prometheus text exposition of [`Troupe::metrics`](crate::runtime::Troupe::metrics).
 pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let text = crate::metrics::render(&state.troupe).await;
+    let text = state.troupe.metrics().await;
     HttpResponse::Ok()
         .content_type(crate::metrics::CONTENT_TYPE)
         .body(text)

@@ -1,5 +1,6 @@
 //! Metrics of a running Troupe in the Prometheus text format; every series
-//! is prefixed `troupe_`. Served by `GET /metrics` ([`crate::http`]).
+//! is prefixed `troupe_`. The runtime gathers them (`Troupe::metrics`);
+//! `GET /metrics` serves them.
 //!
 //! Two sources:
 //! - **read at scrape time** from state the runtime keeps anyway: job counts
@@ -19,14 +20,8 @@
 //! recorder (`metrics`) would also mix the figures of several runtimes in
 //! one process (tests, embedding), while these live in each runtime.
 
-mod collect;
-mod engine;
-mod provider;
 mod registry;
 mod text;
 
-pub use collect::render;
-pub use engine::EngineStats;
-pub use provider::{kind_label, CallStats};
 pub use registry::{CounterVec, Histogram, HistogramSnapshot, HistogramVec, SECONDS_BUCKETS};
 pub use text::{Exposition, Kind, CONTENT_TYPE};

@@ -23,8 +23,8 @@ use super::client::Provider;
 use super::error::{ErrorKind, ProviderError};
 use super::model::{GenerateRequest, GenerateResponse};
 use crate::job::JobId;
+use crate::provider::{CallRecord, UsageMeter};
 use crate::secrets::check_expiry;
-use crate::usage::{CallRecord, UsageMeter};
 
 /// Mailbox bound of a provider actor: callers wait beyond it. Calls are
 /// short-lived messages (each becomes a future at once), so this only

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::error::{ErrorKind, ProviderError};
 use super::headers;
-use super::secret::ApiKey;
+use crate::secrets::ApiKey;
 
 /// The fields of a provider error body that classification looks at.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use super::model::{GenerateRequest, GenerateResponse};
 use super::openai;
 use super::ratelimit::{LimiterSnapshot, RateLimiter};
 use super::retry::RetryPolicy;
-use super::secret::ApiKey;
+use crate::secrets::ApiKey;
 
 /// A provider client: protocol, credentials, limiter, breaker and retries.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use super::breaker::BreakerConfig;
 use super::error::{ErrorKind, ProviderError};
 use super::ratelimit::RateLimitConfig;
 use super::retry::RetryPolicy;
-use super::secret::ApiKey;
+use crate::secrets::ApiKey;
 
 /// Which wire protocol and defaults a provider uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

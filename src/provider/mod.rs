@@ -4,7 +4,7 @@
 //! actor ([`ProviderActor`]) is a thin shell around a [`Provider`] value: it
 //! answers each [`Generate`] message with a reply future that checks the
 //! key's expiry and the agent's budget, calls [`Provider::generate`] and
-//! records usage ([`crate::usage`]). [`ProviderSet`] builds one actor per
+//! records usage ([`UsageMeter`]). [`ProviderSet`] builds one actor per
 //! configured provider and fails over across them by [`ModelConfig`].
 //!
 //! One call: [`RateLimiter`] (wait for a slot, or fail fast if the wait is
@@ -42,31 +42,38 @@ pub mod classify;
 pub mod client;
 pub mod clock;
 pub mod config;
+mod credentials;
 pub mod error;
 pub mod failover;
 pub mod headers;
 pub mod http;
+mod meter;
 pub mod model;
 pub mod openai;
+mod price;
 pub mod ratelimit;
 pub mod retry;
 pub mod route;
-pub mod secret;
 pub mod set;
+mod stats;
 
+pub use crate::secrets::ApiKey;
 pub use actor::{Generate, Probe, ProviderActor, PROVIDER_MAILBOX};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use client::Provider;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ProviderConfig, ProviderKind};
+pub use credentials::{Credentials, KeySource, ResolvedKey};
 pub use error::{ErrorKind, ProviderError};
 pub use failover::{Candidate, Failover};
+pub use meter::{Budget, CallRecord, UsageMeter};
 pub use model::{
     ArgumentsError, FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice,
     ToolDefinition, ToolResult, Usage,
 };
+pub use price::{Price, PriceTable, PricingConfig, DEFAULT_PRICES_AS_OF};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use retry::RetryPolicy;
 pub use route::{ModelConfig, ModelRef};
-pub use secret::ApiKey;
 pub use set::{ProviderSet, ProviderSetError, ProviderStatus};
+pub use stats::{kind_label, CallStats};

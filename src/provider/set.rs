@@ -27,8 +27,9 @@ use super::config::{ProviderConfig, ProviderKind};
 use super::error::{ErrorKind, ProviderError};
 use super::model::GenerateResponse;
 use super::route::ModelConfig;
-use crate::secrets::{Credentials, KeySource, SecretError};
-use crate::usage::UsageMeter;
+use super::UsageMeter;
+use super::{Credentials, KeySource};
+use crate::secrets::SecretError;
 
 /// The set could not be built; names the provider concerned.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,7 @@ struct Entry {
     key_source: KeySource,
     addr: OnceLock<ActorRef<ProviderActor>>,
     /// Calls sent through [`ProviderSet::generate`] and their errors.
-    calls: crate::metrics::CallStats,
+    calls: crate::provider::CallStats,
 }
 
 struct Inner {
@@ -236,7 +237,7 @@ impl ProviderSet {
 
     /// Calls sent to provider `name` through the set and their errors by
     /// class, since the process started (for `/metrics`).
-    pub fn call_stats(&self, name: &str) -> Option<&crate::metrics::CallStats> {
+    pub fn call_stats(&self, name: &str) -> Option<&crate::provider::CallStats> {
         self.entry(name).map(|e| &e.calls)
     }
 

@@ -22,8 +22,8 @@ use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::ApiKey;
 use super::{check_expiry, MasterKey, SecretError, SecretInfo, StoredKey};
-use crate::provider::ApiKey;
 
 /// The secrets file's name inside the data directory.
 pub const SECRETS_FILE: &str = "secrets.json";

@@ -20,8 +20,8 @@
 //! and logs, zeroed on drop. A key past its expiry date is refused before any
 //! call ([`StoredKey::check_expiry`]).
 
-mod credentials;
 mod file;
+mod key;
 mod master;
 
 use std::path::PathBuf;
@@ -29,11 +29,9 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-pub use credentials::{Credentials, KeySource, ResolvedKey};
 pub use file::{SecretStore, SECRETS_FILE};
+pub use key::ApiKey;
 pub use master::{MasterKey, MASTER_KEY_ENV, MASTER_KEY_FILE_ENV};
-
-use crate::provider::ApiKey;
 
 /// A stored key, decrypted, with its expiry date.
 #[derive(Debug, Clone)]

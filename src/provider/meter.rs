@@ -7,10 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{PriceTable, UsageRecord, UsageScope, UsageStore, UsageTotals};
+use super::{Clock, ErrorKind, PriceTable, ProviderError, SystemClock, Usage};
 use crate::job::JobId;
-use crate::provider::{Clock, ErrorKind, ProviderError, SystemClock, Usage};
-use crate::store::StoreError;
+use crate::store::{StoreError, UsageRecord, UsageScope, UsageStore, UsageTotals};
 
 /// An agent's daily spending limit (UTC days). Either or both limits may be
 /// set; the first one reached refuses further calls until the next day.

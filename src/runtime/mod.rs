@@ -12,6 +12,8 @@
 //! the engine (to enqueue jobs), and the agents need the tools; agents reach
 //! their shared runtime through a slot filled before any job is claimed.
 
+mod metrics;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,12 +32,13 @@ use crate::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
 use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
 use crate::provider::set::ProviderSet;
-use crate::secrets::Credentials;
+use crate::provider::Credentials;
+use crate::provider::{PriceTable, UsageMeter};
 use crate::sled::{SledConfig, SledStore};
+use crate::store::UsageStore;
 use crate::store::{ConversationStore, StepStore, Store, StoreError};
 use crate::tools::builtin::Builtins;
 use crate::tools::{Tool, ToolSetupError, Tools, ToolsBuilder};
-use crate::usage::{PriceTable, UsageMeter, UsageStore};
 
 /// Why the runtime could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +218,7 @@ impl TroupeBuilder {
         // 2. The engine, with the agents as workers.
         let engine_config = self.engine.unwrap_or_else(|| EngineConfig {
             default_concurrency: self.config.engine.concurrency,
-            drain_timeout: crate::cli::parse_duration(&self.config.engine.drain_timeout)
+            drain_timeout: crate::config::parse_duration(&self.config.engine.drain_timeout)
                 .unwrap_or(Duration::from_secs(30)),
             ..EngineConfig::default()
         });
@@ -284,7 +287,7 @@ impl TroupeBuilder {
             let spec = match (&s.cron, &s.every) {
                 (Some(cron), _) => ScheduleSpec::cron(cron.clone()),
                 (None, Some(every)) => {
-                    let period = crate::cli::parse_duration(every).map_err(|reason| {
+                    let period = crate::config::parse_duration(every).map_err(|reason| {
                         RuntimeError::Schedule {
                             id: s.id.clone(),
                             reason,
@@ -410,6 +413,13 @@ impl Troupe {
         &self.store
     }
 
+    /// Every `troupe_*` metric of this runtime now, in the Prometheus text
+    /// format. A part whose source fails is left out and counted in
+    /// `troupe_scrape_errors`.
+    pub async fn metrics(&self) -> String {
+        metrics::render(self).await
+    }
+
     /// The configuration it runs.
     pub fn config(&self) -> &TroupeConfig {
         &self.config
@@ -507,51 +517,4 @@ pub fn processing_result(job: &Job) -> ProcessingResult {
                 .unwrap_or_else(|| format!("job {} ended {}", job.id, job.status)),
         ),
     }
-}
-
-/// A provider for the demo from the environment: the first of
-/// `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `DEEPSEEK_API_KEY`,
-/// `MISTRAL_API_KEY` that is set, with a small model. `None` when none is set
-/// or `offline` is asked for.
-pub fn detect_provider(offline: bool) -> Option<(crate::provider::ProviderConfig, String)> {
-    use crate::provider::{ProviderConfig, ProviderKind};
-    if offline {
-        return None;
-    }
-    let candidates = [
-        (
-            "OPENAI_API_KEY",
-            "openai",
-            ProviderKind::Openai,
-            "gpt-4o-mini",
-        ),
-        (
-            "ANTHROPIC_API_KEY",
-            "anthropic",
-            ProviderKind::Anthropic,
-            "claude-haiku-4-5",
-        ),
-        (
-            "DEEPSEEK_API_KEY",
-            "deepseek",
-            ProviderKind::Deepseek,
-            "deepseek-chat",
-        ),
-        (
-            "MISTRAL_API_KEY",
-            "mistral",
-            ProviderKind::Mistral,
-            "mistral-small-latest",
-        ),
-    ];
-    candidates.into_iter().find_map(|(var, name, kind, model)| {
-        let set = std::env::var(var)
-            .map(|v| !v.trim().is_empty())
-            .unwrap_or(false);
-        set.then(|| {
-            let mut config = ProviderConfig::new(name, kind);
-            config.api_key_env = Some(var.to_string());
-            (config, model.to_string())
-        })
-    })
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::registry::{CounterVec, HistogramVec, SECONDS_BUCKETS};
 use crate::job::JobStatus;
+use crate::metrics::{CounterVec, HistogramVec, SECONDS_BUCKETS};
 
 /// Job figures of one engine, by worker. Shared by the engine and the
 /// metrics endpoint ([`crate::engine::WorkerEngine::stats`]).

@@ -1,13 +1,16 @@
-//! Gathers every series of a running [`Troupe`] into one exposition.
+//! Gathers every series of a running [`Troupe`] into one Prometheus
+//! exposition: the runtime is the one place that sees every part (engine,
+//! trees, providers, usage), so collection lives here and the metric
+//! primitives stay below, in `crate::metrics`.
 
 use std::collections::BTreeMap;
 
 use troupe_actors::{ChildKind, ChildState, Tree};
 
-use super::text::{Exposition, Kind};
+use super::Troupe;
 use crate::job::JobStatus;
+use crate::metrics::{Exposition, Kind};
 use crate::provider::BreakerState;
-use crate::runtime::Troupe;
 
 const STATUSES: [JobStatus; 5] = [
     JobStatus::Queued,
@@ -20,7 +23,7 @@ const STATUSES: [JobStatus; 5] = [
 /// The Prometheus text of `troupe` now. A part whose source fails (the
 /// store, a supervisor that does not answer) is left out and counted in
 /// `troupe_scrape_errors`, so one broken part does not hide the rest.
-pub async fn render(troupe: &Troupe) -> String {
+pub(crate) async fn render(troupe: &Troupe) -> String {
     let mut e = Exposition::new();
     let mut errors = 0u32;
     e.family("troupe_up", Kind::Gauge, "1 while the runtime answers.");

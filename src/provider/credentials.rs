@@ -4,8 +4,8 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 
-use super::{MasterKey, SecretError, SecretStore};
-use crate::provider::{ApiKey, ProviderConfig};
+use super::{ApiKey, ProviderConfig};
+use crate::secrets::{MasterKey, SecretError, SecretStore};
 
 /// Where a provider's key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::provider::ErrorKind;
+use super::ErrorKind;
 
 /// Answered and failed calls of one provider since the process started.
 #[derive(Debug, Default)]

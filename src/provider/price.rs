@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::Usage;
+use super::Usage;
 
 /// The day the default prices were taken from the providers' public price
 /// pages (list prices, standard tier, no batch discount).
