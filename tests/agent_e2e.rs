@@ -81,8 +81,8 @@ async fn step(server: &MockServer, results: usize, body: Value) {
 fn openai_provider(name: &str, server: &MockServer) -> ProviderConfig {
     let mut p =
         ProviderConfig::new(name, ProviderKind::OpenaiCompatible).with_base_url(server.uri());
-    p.retry.initial_backoff_ms = 1;
-    p.retry.max_backoff_ms = 5;
+    p.retry.backoff.initial = std::time::Duration::from_millis(1);
+    p.retry.backoff.max = std::time::Duration::from_millis(5);
     p
 }
 

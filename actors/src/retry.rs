@@ -472,7 +472,10 @@ mod tests {
             };
             for attempt in 1..6 {
                 let d = policy.delay_for_attempt(attempt);
-                assert!(d <= Duration::from_millis(200), "{multiplier} {jitter}: {d:?}");
+                assert!(
+                    d <= Duration::from_millis(200),
+                    "{multiplier} {jitter}: {d:?}"
+                );
             }
         }
     }

@@ -10,7 +10,8 @@
 //! One call: [`RateLimiter`] (wait for a slot, or fail fast if the wait is
 //! over the in-line cap) → [`CircuitBreaker`] (refuse while open) → HTTP
 //! ([`http`]) → decode ([`openai`] / [`anthropic`]) or classify
-//! ([`classify`]) — all inside [`RetryPolicy::run`]. [`Failover`] walks an
+//! ([`classify`]) — all inside [`retry::run`], which asks the shared
+//! [`RetryPolicy`] after each failed attempt. [`Failover`] walks an
 //! ordered list of (provider, model) candidates on top.
 //!
 //! Decisions worth knowing:
