@@ -31,5 +31,6 @@ pub use error::EngineError;
 pub use handle::{EngineBuilder, NewJob, WorkerEngine};
 pub use scheduler::DrainReport;
 pub use worker::{
-    JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory, WorkerInfo,
+    BoxError, JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory,
+    WorkerInfo,
 };

@@ -60,7 +60,7 @@ pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use client::Provider;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ProviderConfig, ProviderKind};
-pub use error::{ErrorKind, ProviderError};
+pub use error::{ErrorKind, JobRetry, ProviderError};
 pub use failover::{Candidate, Failover};
 pub use model::{
     ArgumentsError, FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice,
