@@ -121,3 +121,29 @@ impl ModelGateway for ProviderGateway {
         self.set.generate(&route, msg).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::provider::ErrorKind;
+
+    #[test]
+    fn a_provider_error_becomes_a_job_error_by_its_meaning() {
+        let mut e = ProviderError::new(ErrorKind::RateLimited, "openai", "gpt", "slow down".into());
+        e.retry_after = Some(Duration::from_secs(120));
+        let job = job_error("agent `sarah`", e.clone());
+        assert!(job.is_retryable());
+        assert_eq!(job.earliest_retry(), Some(Duration::from_secs(120)));
+        assert_eq!(job.to_string(), format!("agent `sarah`: {e}"));
+        let source = job.source().and_then(|s| s.downcast_ref::<ProviderError>());
+        assert_eq!(source, Some(&e));
+
+        let e = ProviderError::new(ErrorKind::Authentication, "openai", "gpt", "bad key".into());
+        let job = job_error("agent `sarah`", e);
+        assert!(!job.is_retryable());
+        assert!(job.to_string().contains("openai"), "{job}");
+    }
+}

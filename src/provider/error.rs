@@ -305,3 +305,68 @@ pub enum JobRetry {
     /// something.
     Fail,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(kind: ErrorKind, retry_after: Option<u64>) -> ProviderError {
+        let mut e = ProviderError::new(kind, "p", "m", "x".into());
+        e.retry_after = retry_after.map(Duration::from_secs);
+        e
+    }
+
+    #[test]
+    fn the_job_retry_table() {
+        use ErrorKind::*;
+        let retry = |after: Option<u64>| JobRetry::Retry {
+            after: after.map(Duration::from_secs),
+        };
+        let table = [
+            (RateLimited, Some(120), retry(Some(120))),
+            (Overloaded, Some(3), retry(Some(3))),
+            (Overloaded, None, retry(None)),
+            (ServerError, None, retry(None)),
+            (Timeout, None, retry(None)),
+            (Connection, None, retry(None)),
+            (MalformedResponse, None, retry(None)),
+            (CircuitOpen, Some(30), retry(Some(30))),
+            (Unavailable, None, retry(None)),
+            (BudgetExceeded, Some(3600), retry(Some(3600))),
+            (QuotaExhausted, None, JobRetry::Fail),
+            // A quota error that names a wait still does not clear by waiting.
+            (QuotaExhausted, Some(60), JobRetry::Fail),
+            (Authentication, None, JobRetry::Fail),
+            (Permission, None, JobRetry::Fail),
+            (KeyExpired, None, JobRetry::Fail),
+            (ModelNotFound, None, JobRetry::Fail),
+            (InvalidConfig, None, JobRetry::Fail),
+            (NoCandidates, None, JobRetry::Fail),
+            (BadRequest, None, JobRetry::Fail),
+            (ContextTooLong, None, JobRetry::Fail),
+        ];
+        for (kind, after, expected) in table {
+            assert_eq!(error(kind, after).job_retry(), expected, "{kind}");
+        }
+    }
+
+    #[test]
+    fn in_line_retries_differ_where_the_engine_waits_instead() {
+        // The engine waits these out; a call never sleeps through them.
+        for kind in [
+            ErrorKind::CircuitOpen,
+            ErrorKind::BudgetExceeded,
+            ErrorKind::Unavailable,
+        ] {
+            let e = error(kind, Some(30));
+            assert!(!e.retryable(), "{kind}");
+            assert!(matches!(e.job_retry(), JobRetry::Retry { .. }), "{kind}");
+        }
+        // `x-should-retry: false` stops the in-line retries of an overload,
+        // not a later attempt of the job.
+        let mut e = error(ErrorKind::Overloaded, None);
+        e.should_retry = Some(false);
+        assert!(!e.retryable());
+        assert_eq!(e.job_retry(), JobRetry::Retry { after: None });
+    }
+}

@@ -118,3 +118,50 @@ impl TotalFailure {
         self.soonest.map(|(_, e)| e).or(self.last)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(provider: &str, kind: ErrorKind, retry_after: Option<u64>) -> ProviderError {
+        let mut e = ProviderError::new(kind, provider, "m", "x".into());
+        e.retry_after = retry_after.map(Duration::from_secs);
+        e
+    }
+
+    fn pick(errors: Vec<ProviderError>) -> Option<(String, ErrorKind)> {
+        let mut failed = TotalFailure::default();
+        for e in errors {
+            failed.push(e);
+        }
+        failed.into_error().map(|e| (e.provider, e.kind))
+    }
+
+    #[test]
+    fn every_circuit_open_returns_the_one_that_closes_first() {
+        let picked = pick(vec![
+            error("a", ErrorKind::CircuitOpen, Some(25)),
+            error("b", ErrorKind::CircuitOpen, Some(10)),
+            error("c", ErrorKind::CircuitOpen, Some(40)),
+        ]);
+        assert_eq!(picked, Some(("b".into(), ErrorKind::CircuitOpen)));
+    }
+
+    #[test]
+    fn a_retryable_error_wins_over_later_permanent_ones() {
+        // A timeout (no known wait) clears soonest of all.
+        let picked = pick(vec![
+            error("a", ErrorKind::RateLimited, Some(90)),
+            error("b", ErrorKind::Timeout, None),
+            error("c", ErrorKind::Authentication, None),
+        ]);
+        assert_eq!(picked, Some(("b".into(), ErrorKind::Timeout)));
+        // Quota exhausted everywhere: nothing to wait for, the last error.
+        let picked = pick(vec![
+            error("a", ErrorKind::QuotaExhausted, Some(60)),
+            error("b", ErrorKind::QuotaExhausted, None),
+        ]);
+        assert_eq!(picked, Some(("b".into(), ErrorKind::QuotaExhausted)));
+        assert_eq!(pick(Vec::new()), None);
+    }
+}
