@@ -600,8 +600,7 @@ impl Handler<Finished> for Scheduler {
             *busy = busy.saturating_sub(1);
         }
         let (id, attempt) = (msg.id, msg.attempt);
-        // Failures other than the worker's own say nothing of when to retry.
-        let retry_at = self.retry_action(attempt, run.max_attempts, None);
+        let max_attempts = run.max_attempts;
         let shared = self.shared.clone();
         match msg.outcome {
             Ok(RunOutcome::Done(value)) => {
@@ -611,7 +610,7 @@ impl Handler<Finished> for Scheduler {
             }
             Ok(RunOutcome::Failed(e)) => {
                 let action = if e.is_retryable() {
-                    self.retry_action(attempt, run.max_attempts, e.earliest_retry())
+                    self.retry_action(attempt, max_attempts, e.earliest_retry())
                 } else {
                     FailAction::Final
                 };
@@ -623,7 +622,10 @@ impl Handler<Finished> for Scheduler {
             }
             Ok(RunOutcome::TimedOut(limit)) => {
                 let error = format!("attempt {attempt} timed out after {} ms", limit.as_millis());
-                let write = async_fail(&shared, id, attempt, error, retry_at);
+                // This and the failures below are not the worker's own
+                // answer, so they name no wait.
+                let action = self.retry_action(attempt, max_attempts, None);
+                let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
             Ok(RunOutcome::Aborted) if run.shutdown => {}
@@ -639,7 +641,8 @@ impl Handler<Finished> for Scheduler {
                     timeout.as_millis(),
                     WATCHDOG_GRACE.as_secs()
                 );
-                let write = async_fail(&shared, id, attempt, error, retry_at);
+                let action = self.retry_action(attempt, max_attempts, None);
+                let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
             Err(call) => {
@@ -647,7 +650,8 @@ impl Handler<Finished> for Scheduler {
                     "worker `{}` crashed while running the job ({call})",
                     run.worker
                 );
-                let write = async_fail(&shared, id, attempt, error, retry_at);
+                let action = self.retry_action(attempt, max_attempts, None);
+                let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
         }
