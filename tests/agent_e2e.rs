@@ -81,8 +81,8 @@ async fn step(server: &MockServer, results: usize, body: Value) {
 fn openai_provider(name: &str, server: &MockServer) -> ProviderConfig {
     let mut p =
         ProviderConfig::new(name, ProviderKind::OpenaiCompatible).with_base_url(server.uri());
-    p.retry.initial_backoff_ms = 1;
-    p.retry.max_backoff_ms = 5;
+    p.retry.backoff.initial = std::time::Duration::from_millis(1);
+    p.retry.backoff.max = std::time::Duration::from_millis(5);
     p
 }
 
@@ -675,6 +675,208 @@ fn an_unknown_agent_and_bad_task_args_are_refused_clearly() {
             ended.error.unwrap().contains("task args must be"),
             "names the expected shape"
         );
+        troupe.shutdown().await.unwrap();
+    });
+}
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+/// Polls the job until `done` holds of it, for at most 10 s.
+async fn job_when(
+    troupe: &Troupe,
+    id: uuid::Uuid,
+    what: &str,
+    done: impl Fn(&troupe::job::Job) -> bool,
+) -> troupe::job::Job {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let job = troupe.engine().get_job(id).await.unwrap();
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}: {job:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn queued_again(job: &troupe::job::Job) -> bool {
+    job.status == troupe::job::JobStatus::Queued && job.attempt == 1
+}
+
+#[test]
+fn a_429_with_a_long_retry_after_requeues_the_task_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", "120")
+                    .set_body_json(json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})),
+            )
+            .mount(&server)
+            .await;
+        let troupe = Troupe::builder(config(
+            vec![openai_provider("openai", &server)],
+            vec![agent("sarah", "openai", &[])],
+        ))
+        .store(store(&dir))
+        .start()
+        .await
+        .unwrap();
+        let before = chrono::Utc::now();
+        let job = troupe
+            .task("sarah", "Say something", TaskOptions::default())
+            .await
+            .unwrap();
+        let job = job_when(&troupe, job.id, "queued after attempt 1", queued_again).await;
+        let after = chrono::Utc::now();
+        let wait = chrono::Duration::seconds(120);
+        assert!(
+            job.run_at >= before + wait,
+            "{} < {}",
+            job.run_at,
+            before + wait
+        );
+        assert!(
+            job.run_at <= after + wait,
+            "{} > {}",
+            job.run_at,
+            after + wait
+        );
+        let error = job.error.unwrap();
+        assert!(error.contains("rate limited"), "{error}");
+        assert!(error.contains("openai"), "{error}");
+        // 120 s is over `maxInlineWaitSecs` (60): not slept through in line,
+        // so the provider was called once, and the job holds no worker.
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        troupe.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn an_open_circuit_requeues_the_task_past_its_cooldown_then_it_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(500))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        step(&server, 0, openai_text("Back again.")).await;
+        let cooldown = std::time::Duration::from_secs(3);
+        let mut provider = openai_provider("openai", &server);
+        provider.retry.max_attempts = 1;
+        provider.breaker = troupe::provider::BreakerConfig {
+            failure_threshold: 1,
+            open_secs: cooldown.as_secs(),
+            half_open_successes: 1,
+        };
+        // A short backoff of the engine's own, so only the breaker's
+        // cooldown can put the next attempt seconds away.
+        let engine = troupe::engine::EngineConfig {
+            retry: troupe_actors::BackoffPolicy {
+                initial: std::time::Duration::from_millis(10),
+                max: std::time::Duration::from_millis(10),
+                multiplier: 1.0,
+                jitter: 0.0,
+                immediate_first: false,
+                reset_after: std::time::Duration::ZERO,
+            },
+            drain_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        let troupe = Troupe::builder(config(vec![provider], vec![agent("sarah", "openai", &[])]))
+            .store(store(&dir))
+            .engine_config(engine)
+            .start()
+            .await
+            .unwrap();
+        // One failed call opens the circuit.
+        let opened_after = chrono::Utc::now();
+        let client = troupe.providers().unwrap().provider("openai").unwrap();
+        let request = troupe::provider::GenerateRequest {
+            model: "gpt-test".into(),
+            messages: vec![troupe::provider::Message::user("ping")],
+            ..Default::default()
+        };
+        client.generate(request).await.unwrap_err();
+        assert_eq!(client.breaker_state(), troupe::provider::BreakerState::Open);
+
+        let job = troupe
+            .task("sarah", "Are you there?", TaskOptions::default())
+            .await
+            .unwrap();
+        let queued = job_when(&troupe, job.id, "queued after attempt 1", queued_again).await;
+        let error = queued.error.unwrap();
+        assert!(error.contains("circuit open"), "{error}");
+        let cooldown_ends = opened_after + chrono::Duration::from_std(cooldown).unwrap();
+        assert!(
+            queued.run_at >= cooldown_ends,
+            "{} < {cooldown_ends}",
+            queued.run_at
+        );
+        // The circuit refused the call: the provider saw only the first one.
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+        // After the cooldown the provider answers again and the task ends.
+        let result = troupe.wait(job.id).await.unwrap();
+        assert!(result.success, "{result:?}");
+        assert_eq!(result.response.as_deref(), Some("Back again."));
+        let done = troupe.engine().get_job(job.id).await.unwrap();
+        assert_eq!(done.attempt, 2);
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+        assert_eq!(
+            client.breaker_state(),
+            troupe::provider::BreakerState::Closed
+        );
+        troupe.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn an_auth_error_fails_the_task_at_once_naming_the_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(401).set_body_raw(
+                fixture("openai-error-401-invalid-api-key.json"),
+                "application/json",
+            ))
+            .mount(&server)
+            .await;
+        let troupe = Troupe::builder(config(
+            vec![openai_provider("openai", &server)],
+            vec![agent("sarah", "openai", &[])],
+        ))
+        .store(store(&dir))
+        .start()
+        .await
+        .unwrap();
+        let job = troupe
+            .task("sarah", "Hello?", TaskOptions::default())
+            .await
+            .unwrap();
+        let ended = troupe.engine().wait_for(job.id).await.unwrap();
+        assert_eq!(ended.status, troupe::job::JobStatus::Failed);
+        assert_eq!(ended.attempt, 1, "a bad key is not retried");
+        let error = ended.error.unwrap();
+        assert!(
+            error.starts_with("agent `sarah`: openai (gpt-test): authentication failed (HTTP 401)"),
+            "{error}"
+        );
+        // Nor retried in line.
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
         troupe.shutdown().await.unwrap();
     });
 }

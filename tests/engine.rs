@@ -1082,3 +1082,170 @@ fn the_watchdog_fails_a_job_whose_worker_stops_answering_and_restarts_it() {
         engine.shutdown().await.unwrap();
     });
 }
+
+/// Fails its first `fail_first` attempts with a retryable error that asks
+/// for `wait` before the next attempt, with a typed cause.
+struct AsksToWait {
+    wait: Duration,
+    fail_first: u32,
+    started: Arc<Mutex<Vec<Instant>>>,
+}
+
+#[async_trait]
+impl Worker for AsksToWait {
+    fn name(&self) -> &str {
+        "asks_to_wait"
+    }
+    fn description(&self) -> &str {
+        "fails asking for a wait"
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Other("test".into())
+    }
+    async fn run(&self, _: Value, ctx: JobContext) -> Result<Value, WorkerError> {
+        self.started.lock().unwrap().push(Instant::now());
+        if ctx.attempt > self.fail_first {
+            return Ok(json!({"attempt": ctx.attempt}));
+        }
+        let cause = std::io::Error::new(std::io::ErrorKind::WouldBlock, "cooling down");
+        Err(WorkerError::retryable("the service asked us to wait")
+            .retry_after(self.wait)
+            .with_source(cause))
+    }
+}
+
+fn asks_to_wait(wait: Duration, fail_first: u32) -> (AsksToWait, Arc<Mutex<Vec<Instant>>>) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let worker = AsksToWait {
+        wait,
+        fail_first,
+        started: started.clone(),
+    };
+    (worker, started)
+}
+
+#[test]
+fn a_retry_after_puts_the_next_attempt_no_earlier_than_it_and_counts_one_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, started) = asks_to_wait(Duration::from_secs(120), u32::MAX);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .diagnostics()
+            .start()
+            .unwrap();
+        let before = chrono::Utc::now();
+        let job = engine
+            .enqueue(
+                "asks_to_wait",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default().max_attempts(5),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let job = loop {
+            let job = engine.get_job(job.id).await.unwrap();
+            if job.status == JobStatus::Queued && job.attempt == 1 {
+                break job;
+            }
+            assert!(Instant::now() < deadline, "never queued again: {job:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let after = chrono::Utc::now();
+        let wait = chrono::Duration::seconds(120);
+        // The backoff (30 ms) is shorter: the worker's wait sets the time.
+        assert!(
+            job.run_at >= before + wait,
+            "{} < {}",
+            job.run_at,
+            before + wait
+        );
+        assert!(
+            job.run_at <= after + wait,
+            "{} > {}",
+            job.run_at,
+            after + wait
+        );
+        assert_eq!(job.errors.len(), 1);
+        assert_eq!(job.errors[0].attempt, 1);
+        assert_eq!(job.error.as_deref(), Some("the service asked us to wait"));
+        // Other work goes on meanwhile, and the job is not claimed early.
+        let echo = engine
+            .enqueue(
+                "echo",
+                json!(1),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        engine.wait_for(echo.id).await.unwrap();
+        let job = engine.get_job(job.id).await.unwrap();
+        assert_eq!((job.status, job.attempt), (JobStatus::Queued, 1));
+        assert_eq!(started.lock().unwrap().len(), 1);
+        engine.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_short_retry_after_is_waited_out_then_the_job_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let wait = Duration::from_millis(300);
+        let (worker, started) = asks_to_wait(wait, 1);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let job = engine
+            .enqueue(
+                "asks_to_wait",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default(),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.attempt, 2);
+        let times = started.lock().unwrap().clone();
+        assert!(times[1] - times[0] >= wait, "{:?}", times[1] - times[0]);
+        engine.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_retry_after_does_not_outlast_the_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let (worker, _) = asks_to_wait(Duration::from_secs(120), u32::MAX);
+        let engine = WorkerEngine::builder(open(dir.path()))
+            .config(quick_config())
+            .worker(worker)
+            .start()
+            .unwrap();
+        let job = engine
+            .enqueue(
+                "asks_to_wait",
+                json!({}),
+                JobCtx::default(),
+                EnqueueOptions::default().max_attempts(1),
+            )
+            .await
+            .unwrap()
+            .into_job();
+        let done = engine.wait_for(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Failed);
+        assert_eq!(done.attempt, 1);
+        assert_eq!(done.error.as_deref(), Some("the service asked us to wait"));
+        engine.shutdown().await.unwrap();
+    });
+}

@@ -646,8 +646,8 @@ fn mock_provider(name: &str, server: &wiremock::MockServer) -> ProviderConfig {
     let mut p =
         ProviderConfig::new(name, ProviderKind::OpenaiCompatible).with_base_url(server.uri());
     p.api_key = Some(ApiKey::new("sk-test"));
-    p.retry.initial_backoff_ms = 1;
-    p.retry.max_backoff_ms = 5;
+    p.retry.backoff.initial = std::time::Duration::from_millis(1);
+    p.retry.backoff.max = std::time::Duration::from_millis(5);
     p
 }
 

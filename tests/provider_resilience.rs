@@ -179,7 +179,7 @@ async fn retries_are_bounded_in_attempts_and_time() {
     let clock = Arc::new(ManualClock::new());
     let mut cfg = config("d", ProviderKind::Deepseek, &server);
     cfg.retry.max_attempts = 10;
-    cfg.retry.max_total_secs = 10;
+    cfg.retry.max_total = Some(Duration::from_secs(10));
     let p = build(cfg, &clock);
     let e = p.generate(req()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Overloaded);
@@ -718,7 +718,7 @@ fn config_reads_the_camel_case_shape() {
     assert_eq!(cfg.breaker.failure_threshold, 3);
     assert_eq!(cfg.breaker.open_secs, 30, "unset fields keep defaults");
     assert_eq!(cfg.retry.max_attempts, 2);
-    assert_eq!(cfg.retry.max_inline_wait_secs, 10);
+    assert_eq!(cfg.retry.max_wait, Some(Duration::from_secs(10)));
     assert!(cfg.api_key.is_none());
     for (kind, url) in [
         ("openai", "https://api.openai.com/v1"),
@@ -729,4 +729,43 @@ fn config_reads_the_camel_case_shape() {
         let c: ProviderConfig = serde_json::from_value(json!({"name": "n", "type": kind})).unwrap();
         assert_eq!(c.resolved_base_url().unwrap(), url);
     }
+}
+
+#[test]
+fn the_retry_table_of_a_config_file_keeps_its_keys() {
+    let text = r#"
+[[providers]]
+name = "local"
+type = "openai-compatible"
+baseUrl = "http://127.0.0.1:9/v1"
+
+[providers.retry]
+maxAttempts = 6
+initialBackoffMs = 100
+maxBackoffMs = 900
+multiplier = 3.0
+jitter = 0.1
+maxTotalSecs = 30
+maxInlineWaitSecs = 5
+
+[[providers]]
+name = "plain"
+type = "openai-compatible"
+baseUrl = "http://127.0.0.1:9/v1"
+"#;
+    let config =
+        troupe::config::TroupeConfig::parse(text, std::path::Path::new("troupe.toml")).unwrap();
+    let retry = &config.providers[0].retry;
+    assert_eq!(retry.max_attempts, 6);
+    assert_eq!(retry.backoff.initial, Duration::from_millis(100));
+    assert_eq!(retry.backoff.max, Duration::from_millis(900));
+    assert_eq!(retry.backoff.multiplier, 3.0);
+    assert_eq!(retry.backoff.jitter, 0.1);
+    assert_eq!(retry.max_total, Some(Duration::from_secs(30)));
+    assert_eq!(retry.max_wait, Some(Duration::from_secs(5)));
+    // No table: the provider defaults, waits over 60 s handed back.
+    let plain = &config.providers[1].retry;
+    assert_eq!(plain, &troupe::provider::retry::default_policy());
+    assert_eq!(plain.max_attempts, 4);
+    assert_eq!(plain.max_wait, Some(Duration::from_secs(60)));
 }

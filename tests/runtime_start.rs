@@ -50,3 +50,58 @@ fn a_runtime_with_providers_outside_a_system_is_an_error() {
     };
     assert!(err.contains("actix system"), "{err}");
 }
+
+#[test]
+fn a_bad_provider_config_is_a_typed_source_of_the_start_error() {
+    use std::error::Error as _;
+    use troupe::provider::{ErrorKind, ProviderSetError};
+    use troupe::runtime::RuntimeError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TroupeConfig::default();
+    config.store.data_dir = dir.path().join("data");
+    // An OpenAI-compatible server needs a base URL.
+    config
+        .providers
+        .push(ProviderConfig::new("llm", ProviderKind::OpenaiCompatible));
+    let started = troupe_actors::run_system(async move { Troupe::builder(config).start().await });
+    let err = match started {
+        Ok(_) => panic!("a runtime started with a provider without a base URL"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, RuntimeError::Providers(_)), "{err:?}");
+    assert!(err.to_string().contains("baseUrl"), "{err}");
+    let source = err.source().expect("a source");
+    match source.downcast_ref::<ProviderSetError>() {
+        Some(ProviderSetError::Provider(e)) => {
+            assert_eq!(e.kind, ErrorKind::InvalidConfig);
+            assert_eq!(e.provider, "llm");
+        }
+        other => panic!("not the provider set's error: {other:?}"),
+    }
+}
+
+#[test]
+fn an_actor_tree_that_cannot_start_is_the_source_of_the_start_error() {
+    use std::error::Error as _;
+    use troupe::runtime::RuntimeError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TroupeConfig::default();
+    config.store.data_dir = dir.path().join("data");
+    config.providers.push(
+        ProviderConfig::new("llm", ProviderKind::OpenaiCompatible)
+            .with_base_url("http://127.0.0.1:9"),
+    );
+    let started = plain_tokio().block_on(async move { Troupe::builder(config).start().await });
+    let err = match started {
+        Ok(_) => panic!("a runtime started outside an actix system"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, RuntimeError::Start { .. }), "{err:?}");
+    let source = err.source().expect("a source");
+    assert_eq!(
+        source.downcast_ref::<troupe_actors::BuildError>(),
+        Some(&troupe_actors::BuildError::NoRuntime)
+    );
+}

@@ -93,7 +93,10 @@ pub use address::{ActorRef, Recipient};
 pub use context::Context;
 pub use error::{BuildError, CallError, LookupError, TreeError, TrySendError};
 pub use exit::ExitReason;
-pub use retry::{Backoff, BackoffPolicy, BackoffPolicyError};
+pub use retry::{
+    Backoff, BackoffPolicy, BackoffPolicyError, FailedAttempt, GiveUpReason, RetryDecision,
+    RetryPolicy,
+};
 pub use spec::{Arbiter, ChildSpec, Restart, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN};
 pub use status::{ChildInfo, ChildKind, ChildState, MailboxStats};
 pub use strategy::{Intensity, Strategy};

@@ -17,7 +17,7 @@ use crate::memory::actor::{Compact, ListMemories};
 use crate::memory::{MemoryScope, NewMemory};
 use crate::provider::{GenerateRequest, Message, ToolChoice};
 
-use super::gateway::CallMeta;
+use super::gateway::{job_error, CallMeta};
 use super::offline::OFFLINE_PROVIDER;
 use super::worker::RuntimeSlot;
 
@@ -124,14 +124,7 @@ impl Worker for CompactionWorker {
             .models
             .generate(&meta, &model, request)
             .await
-            .map_err(|e| {
-                let text = format!("memory_compaction for `{agent_id}`: {e}");
-                if e.retryable() {
-                    WorkerError::Retryable(text)
-                } else {
-                    WorkerError::Permanent(text)
-                }
-            })?;
+            .map_err(|e| job_error(&format!("memory_compaction for `{agent_id}`"), e))?;
         if summary.text.trim().is_empty() {
             return Err(WorkerError::retryable(
                 "memory_compaction: the model returned an empty summary",

@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 
 use crate::config::ModelConfig;
+use crate::engine::WorkerError;
 use crate::job::JobId;
-use crate::provider::{GenerateRequest, GenerateResponse, ProviderError};
+use crate::provider::{GenerateRequest, GenerateResponse, JobRetry, ProviderError};
 
 use super::offline::{OfflineModel, OFFLINE_PROVIDER};
 
@@ -17,6 +18,22 @@ pub struct CallMeta {
     pub agent_id: String,
     /// The task (job) it serves.
     pub job_id: Option<JobId>,
+}
+
+/// A failed model call as the job engine takes it: retried or failed as
+/// [`ProviderError::job_retry`] decides (its table is the one place that
+/// says which), no earlier than the error's `retry_after`, with the provider
+/// error as the [`source`](std::error::Error::source). The message is
+/// `who` (`agent `sarah``) and the provider error's own, which names the
+/// provider and model.
+pub(crate) fn job_error(who: &str, e: ProviderError) -> WorkerError {
+    let message = format!("{who}: {e}");
+    let error = match e.job_retry() {
+        JobRetry::Retry { after: None } => WorkerError::retryable(message),
+        JobRetry::Retry { after: Some(wait) } => WorkerError::retryable(message).retry_after(wait),
+        JobRetry::Fail => WorkerError::permanent(message),
+    };
+    error.with_source(e)
 }
 
 /// Answers model requests for agents.
@@ -102,5 +119,31 @@ impl ModelGateway for ProviderGateway {
             msg = msg.job(job);
         }
         self.set.generate(&route, msg).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::provider::ErrorKind;
+
+    #[test]
+    fn a_provider_error_becomes_a_job_error_by_its_meaning() {
+        let mut e = ProviderError::new(ErrorKind::RateLimited, "openai", "gpt", "slow down".into());
+        e.retry_after = Some(Duration::from_secs(120));
+        let job = job_error("agent `sarah`", e.clone());
+        assert!(job.is_retryable());
+        assert_eq!(job.earliest_retry(), Some(Duration::from_secs(120)));
+        assert_eq!(job.to_string(), format!("agent `sarah`: {e}"));
+        let source = job.source().and_then(|s| s.downcast_ref::<ProviderError>());
+        assert_eq!(source, Some(&e));
+
+        let e = ProviderError::new(ErrorKind::Authentication, "openai", "gpt", "bad key".into());
+        let job = job_error("agent `sarah`", e);
+        assert!(!job.is_retryable());
+        assert!(job.to_string().contains("openai"), "{job}");
     }
 }

@@ -47,7 +47,7 @@ use crate::store::StepStore;
 use crate::tools::{tool_result, ToolCall, ToolContext, ToolError, Tools};
 
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
-use super::gateway::{CallMeta, ModelGateway};
+use super::gateway::{job_error, CallMeta, ModelGateway};
 use super::processing::{ProcessingResult, ToolCallRecord};
 
 /// What every agent of a runtime shares.
@@ -168,16 +168,16 @@ impl TaskState {
 }
 
 fn provider_error(agent: &str, e: ProviderError) -> WorkerError {
-    let text = format!("agent `{agent}`: {e}");
-    if e.retryable() {
-        WorkerError::Retryable(text)
-    } else {
-        WorkerError::Permanent(text)
-    }
+    job_error(&format!("agent `{agent}`"), e)
 }
 
-fn store_error(agent: &str, what: &str, e: impl std::fmt::Display) -> WorkerError {
-    WorkerError::Retryable(format!("agent `{agent}`: {what}: {e}"))
+/// A store (or Memory actor) call that failed: retryable, as the store may
+/// be back by the next attempt, which resumes from the last checkpoint.
+fn store_error<E>(agent: &str, what: &str, e: E) -> WorkerError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    WorkerError::retryable(format!("agent `{agent}`: {what}: {e}")).with_source(e)
 }
 
 /// Runs (or resumes) one task of `agent`.

@@ -13,7 +13,9 @@ pub struct EngineConfig {
     pub default_concurrency: usize,
     /// Most jobs claimed in one pass (one durable write for the batch).
     pub claim_batch: usize,
-    /// Delay before retry number n of a job (`delay_for_attempt(n)`).
+    /// Delay before retry number n of a job (`delay_for_attempt(n)`), or
+    /// later when the failure names a wait. With the job's `maxAttempts` it
+    /// makes the job's [`RetryPolicy`](troupe_actors::RetryPolicy).
     pub retry: BackoffPolicy,
     /// Which ended jobs to keep.
     pub retention: Retention,

@@ -12,8 +12,9 @@
 //! (durable before it returns) and wakes the scheduler; the scheduler claims
 //! them, sends each to its worker's actor, and records the outcome. A job's
 //! way: `enqueue` → store (`queued`) → claim (`running`, attempt + 1) →
-//! `RunJob` to the worker actor → `completed`, or a retry after backoff
-//! (`queued` with a later `runAt`), or `failed` with the last error.
+//! `RunJob` to the worker actor → `completed`, or a retry after backoff and
+//! no earlier than the [`WorkerError`]'s `retry_after` (`queued` with a later
+//! `runAt`), or `failed` with the last error.
 
 mod config;
 mod diagnostic;
@@ -33,5 +34,6 @@ pub use handle::{EngineBuilder, NewJob, WorkerEngine};
 pub use scheduler::DrainReport;
 pub use stats::EngineStats;
 pub use worker::{
-    JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory, WorkerInfo,
+    BoxError, JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory,
+    WorkerInfo,
 };

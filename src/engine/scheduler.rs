@@ -30,14 +30,16 @@ use chrono::{DateTime, Utc};
 use futures::future::AbortHandle;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
-use troupe_actors::{Actor, ActorRef, CallError, Context, Handler, Message, Reply};
+use troupe_actors::{
+    Actor, ActorRef, CallError, Context, FailedAttempt, Handler, Message, Reply, RetryDecision,
+    RetryPolicy,
+};
 
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{CancelOutcome, ClaimRequest, FailAction, ListQuery, Outcome, StoreError};
 
 use super::runner::{RunJob, RunOutcome};
 use super::shared::EngineShared;
-use super::worker::WorkerError;
 
 /// How long a drain waits for aborted jobs to report back.
 const ABORT_GRACE: Duration = Duration::from_secs(5);
@@ -60,6 +62,8 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 
 struct RunningJob {
     worker: String,
+    /// The job's `maxAttempts`: with the engine's backoff, its retry policy.
+    max_attempts: u32,
     abort: AbortHandle,
     /// Aborted by a shutdown, not a cancel: leave it for recovery.
     shutdown: bool,
@@ -258,6 +262,7 @@ impl Scheduler {
             job.id,
             RunningJob {
                 worker: job.worker_name.clone(),
+                max_attempts: job.max_attempts,
                 abort,
                 shutdown: false,
                 started: std::time::Instant::now(),
@@ -343,6 +348,39 @@ impl Scheduler {
             }
         }
     }
+
+    /// What becomes of a job whose attempt failed in a way worth retrying:
+    /// the engine's backoff and the job's `maxAttempts` make its
+    /// [`RetryPolicy`], whose decision queues it again no earlier than the
+    /// failure's `retry_after` (a provider's `Retry-After`, a breaker's
+    /// cooldown), or fails it once its attempts are spent.
+    fn retry_action(
+        &self,
+        attempt: u32,
+        max_attempts: u32,
+        retry_after: Option<Duration>,
+    ) -> FailAction {
+        let policy = RetryPolicy::new(self.shared.config.retry.clone(), max_attempts);
+        let failed = FailedAttempt {
+            attempt,
+            retry_after,
+            elapsed: Duration::ZERO,
+        };
+        match policy.decide(&failed) {
+            RetryDecision::RetryAfter(wait) => FailAction::RetryAt(after(Utc::now(), wait)),
+            RetryDecision::GiveUp(_) => FailAction::Final,
+        }
+    }
+}
+
+/// `now + wait`, or the last representable time when that is out of
+/// range: a worker may ask for any wait, and a panic here would take the
+/// scheduler down.
+fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| now.checked_add_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn async_fail(
@@ -562,11 +600,7 @@ impl Handler<Finished> for Scheduler {
             *busy = busy.saturating_sub(1);
         }
         let (id, attempt) = (msg.id, msg.attempt);
-        let retry_at = || {
-            let delay = self.shared.config.retry.delay_for_attempt(attempt);
-            let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-            FailAction::RetryAt(Utc::now() + delay)
-        };
+        let max_attempts = run.max_attempts;
         let shared = self.shared.clone();
         match msg.outcome {
             Ok(RunOutcome::Done(value)) => {
@@ -574,17 +608,24 @@ impl Handler<Finished> for Scheduler {
                     shared.store.complete(id, attempt, value).await
                 });
             }
-            Ok(RunOutcome::Failed(WorkerError::Permanent(e))) => {
-                let write = async_fail(&shared, id, attempt, e, FailAction::Final);
-                self.record(ctx, id, write);
-            }
-            Ok(RunOutcome::Failed(WorkerError::Retryable(e))) => {
-                let write = async_fail(&shared, id, attempt, e, retry_at());
+            Ok(RunOutcome::Failed(e)) => {
+                let action = if e.is_retryable() {
+                    self.retry_action(attempt, max_attempts, e.earliest_retry())
+                } else {
+                    FailAction::Final
+                };
+                tracing::debug!(job = %id, worker = %run.worker, attempt, error = %e,
+                    retry_after_ms = e.earliest_retry().map(|d| d.as_millis() as u64), ?action,
+                    "attempt failed");
+                let write = async_fail(&shared, id, attempt, e.to_string(), action);
                 self.record(ctx, id, write);
             }
             Ok(RunOutcome::TimedOut(limit)) => {
                 let error = format!("attempt {attempt} timed out after {} ms", limit.as_millis());
-                let write = async_fail(&shared, id, attempt, error, retry_at());
+                // This and the failures below are not the worker's own
+                // answer, so they name no wait.
+                let action = self.retry_action(attempt, max_attempts, None);
+                let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
             Ok(RunOutcome::Aborted) if run.shutdown => {}
@@ -600,7 +641,8 @@ impl Handler<Finished> for Scheduler {
                     timeout.as_millis(),
                     WATCHDOG_GRACE.as_secs()
                 );
-                let write = async_fail(&shared, id, attempt, error, retry_at());
+                let action = self.retry_action(attempt, max_attempts, None);
+                let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
             Err(call) => {
@@ -608,7 +650,8 @@ impl Handler<Finished> for Scheduler {
                     "worker `{}` crashed while running the job ({call})",
                     run.worker
                 );
-                let write = async_fail(&shared, id, attempt, error, retry_at());
+                let action = self.retry_action(attempt, max_attempts, None);
+                let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
         }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -57,31 +58,103 @@ pub struct JobContext {
     pub ctx: JobCtx,
 }
 
-/// Why an attempt failed, and whether trying again can help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A source error, boxed so any error type can ride along.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an attempt failed, and what the engine should do about it: retry
+/// (no earlier than `retry_after`, if the failure says when another attempt
+/// makes sense) or fail the job now.
+///
+/// Shaped after apalis's `RetryAfterError { source, duration }` and
+/// `AbortError { source }`. `Display` is the message alone, one line, and is
+/// what the job's `error` field keeps; the message should therefore say what
+/// went wrong in full, while `source` keeps the typed cause for callers that
+/// walk the chain or downcast.
+#[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Worth another attempt (with backoff), up to the job's `maxAttempts`.
-    #[error("{0}")]
-    Retryable(String),
-    /// No attempt can succeed (bad args, a refused request): fail the job now.
-    #[error("{0}")]
-    Permanent(String),
+    /// Worth another attempt, up to the job's `maxAttempts`: after the
+    /// engine's backoff, and no earlier than `retry_after`.
+    #[error("{message}")]
+    Retryable {
+        /// What went wrong.
+        message: String,
+        /// The earliest time another attempt makes sense (a provider's
+        /// `Retry-After`, a circuit breaker's cooldown), if known.
+        retry_after: Option<Duration>,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// No attempt can succeed (bad args, a refused key): fail the job now.
+    #[error("{message}")]
+    Permanent {
+        /// What went wrong.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl WorkerError {
     /// A failure worth retrying.
     pub fn retryable(msg: impl fmt::Display) -> Self {
-        WorkerError::Retryable(msg.to_string())
+        WorkerError::Retryable {
+            message: msg.to_string(),
+            retry_after: None,
+            source: None,
+        }
     }
 
     /// A failure that retrying cannot fix.
     pub fn permanent(msg: impl fmt::Display) -> Self {
-        WorkerError::Permanent(msg.to_string())
+        WorkerError::Permanent {
+            message: msg.to_string(),
+            source: None,
+        }
+    }
+
+    /// Says another attempt makes sense no earlier than `wait` from now
+    /// (builder style). A permanent error has no next attempt, so it is
+    /// returned unchanged.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        if let WorkerError::Retryable { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// Keeps `cause` as the error's [`source`](std::error::Error::source)
+    /// (builder style). The message is not changed: say in it what matters.
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            WorkerError::Retryable { source, .. } | WorkerError::Permanent { source, .. } => {
+                *source = Some(cause.into());
+            }
+        }
+        self
     }
 
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WorkerError::Retryable(_))
+        matches!(self, WorkerError::Retryable { .. })
+    }
+
+    /// The earliest time another attempt makes sense, if the failure said.
+    pub fn earliest_retry(&self) -> Option<Duration> {
+        match self {
+            WorkerError::Retryable { retry_after, .. } => *retry_after,
+            WorkerError::Permanent { .. } => None,
+        }
+    }
+
+    /// What went wrong (also the error's `Display`).
+    pub fn message(&self) -> &str {
+        match self {
+            WorkerError::Retryable { message, .. } | WorkerError::Permanent { message, .. } => {
+                message
+            }
+        }
     }
 }
 
@@ -292,5 +365,39 @@ impl fmt::Debug for Registration {
             .field("recycle_after", &self.recycle_after)
             .field("recycle_above_memory", &self.recycle_above_memory)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn a_worker_error_keeps_its_wait_and_its_source_and_displays_its_message() {
+        assert_send_sync_static::<WorkerError>();
+        let cause = std::io::Error::new(std::io::ErrorKind::TimedOut, "disk slow");
+        let e = WorkerError::retryable("saving a checkpoint failed: disk slow")
+            .retry_after(Duration::from_secs(120))
+            .with_source(cause);
+        assert!(e.is_retryable());
+        assert_eq!(e.earliest_retry(), Some(Duration::from_secs(120)));
+        assert_eq!(e.to_string(), "saving a checkpoint failed: disk slow");
+        assert_eq!(e.message(), e.to_string());
+        let source = e.source().expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the io error");
+        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+
+        // A permanent error has no next attempt, whatever it is told.
+        let e = WorkerError::permanent("bad args").retry_after(Duration::from_secs(5));
+        assert!(!e.is_retryable());
+        assert_eq!(e.earliest_retry(), None);
+        assert!(e.source().is_none());
+        assert_eq!(e.to_string(), "bad args");
     }
 }

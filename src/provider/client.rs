@@ -22,7 +22,7 @@ use super::http::HttpTransport;
 use super::model::{GenerateRequest, GenerateResponse};
 use super::openai;
 use super::ratelimit::{LimiterSnapshot, RateLimiter};
-use super::retry::RetryPolicy;
+use super::retry::{self, RetryPolicy};
 use crate::secrets::ApiKey;
 
 /// A provider client: protocol, credentials, limiter, breaker and retries.
@@ -135,12 +135,10 @@ impl Provider {
         // Bytes/4 approximates input tokens; TPM limits also count max output.
         let estimate = body.len() as u64 / 4 + u64::from(req.max_tokens.unwrap_or(0));
         let inner = &self.inner;
-        inner
-            .retry
-            .run(&*inner.clock, |_| {
-                self.attempt(&req.model, body.clone(), estimate)
-            })
-            .await
+        retry::run(&inner.retry, &*inner.clock, |_| {
+            self.attempt(&req.model, body.clone(), estimate)
+        })
+        .await
     }
 
     fn ctx<'a>(&'a self, model: &'a str) -> CallContext<'a> {
@@ -159,7 +157,7 @@ impl Provider {
     ) -> Result<GenerateResponse, ProviderError> {
         let inner = &self.inner;
         let ctx = self.ctx(model);
-        let max_wait = Duration::from_secs(inner.retry.max_inline_wait_secs);
+        let max_wait = inner.retry.max_wait.unwrap_or(Duration::MAX);
         if let Err(wait) = inner.limiter.acquire(estimate, max_wait).await {
             let mut e = ctx.error(
                 ErrorKind::RateLimited,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::breaker::BreakerConfig;
 use super::error::{ErrorKind, ProviderError};
 use super::ratelimit::RateLimitConfig;
-use super::retry::RetryPolicy;
+use super::retry::{self, RetryPolicy};
 use crate::secrets::ApiKey;
 
 /// Which wire protocol and defaults a provider uses.
@@ -85,8 +85,10 @@ pub struct ProviderConfig {
     /// Circuit-breaker thresholds.
     #[serde(default)]
     pub breaker: BreakerConfig,
-    /// Retry bounds.
-    #[serde(default)]
+    /// In-line retries: the `retry` table (`maxAttempts`, `initialBackoffMs`,
+    /// `maxBackoffMs`, `multiplier`, `jitter`, `maxTotalSecs`,
+    /// `maxInlineWaitSecs`; see [`retry::default_policy`] for the defaults).
+    #[serde(default = "retry::default_policy", with = "retry::keys")]
     pub retry: RetryPolicy,
 }
 
@@ -122,7 +124,7 @@ impl ProviderConfig {
             timeout_secs: None,
             rate_limit: RateLimitConfig::default(),
             breaker: BreakerConfig::default(),
-            retry: RetryPolicy::default(),
+            retry: retry::default_policy(),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The provider layer's one error type.
 //!
 //! Failures are values: the agent loop, the retry policy, the failover list
-//! and the scheduler all decide from [`ErrorKind`], [`ProviderError::retryable`],
-//! [`ProviderError::fails_over`] and [`ProviderError::retry_after`] — never
-//! from message text.
+//! and the scheduler all decide from [`ErrorKind`], [`ProviderError::retryable`]
+//! (in-line retries), [`ProviderError::fails_over`] (failover),
+//! [`ProviderError::job_retry`] (the job engine) and
+//! [`ProviderError::retry_after`] — never from message text.
 
 use std::fmt;
 use std::time::Duration;
@@ -228,10 +229,144 @@ impl ProviderError {
         self.kind.fails_over()
     }
 
-    /// The wait the provider asked for, if any. When the retry policy gives
-    /// up because this exceeds its in-line cap, the scheduler should run the
-    /// job again after this long instead of failing it.
+    /// The earliest time another call makes sense, if known: the wait the
+    /// provider asked for, the rest of an open circuit's cooldown, the time
+    /// to the next UTC day for a spent budget. A wait over the in-line cap is
+    /// not slept through; the job engine runs the job again after it.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
+    }
+
+    /// What the job engine should do with a job whose attempt ended in this
+    /// error: the one place where a provider error's meaning becomes a job's
+    /// fate (the agent's task loop and memory compaction both map through
+    /// it).
+    ///
+    /// | kind | job | next attempt no earlier than |
+    /// |---|---|---|
+    /// | `RateLimited` | retry | the provider's `Retry-After` |
+    /// | `Overloaded`, `ServerError` | retry | the provider's `Retry-After`, if sent |
+    /// | `Timeout`, `Connection`, `MalformedResponse` | retry | the engine's backoff |
+    /// | `CircuitOpen` | retry | the breaker's remaining cooldown (the soonest of all candidates') |
+    /// | `Unavailable` (the provider actor restarted) | retry | the engine's backoff |
+    /// | `BudgetExceeded` | retry | the next UTC day |
+    /// | `QuotaExhausted`, `Authentication`, `Permission`, `KeyExpired` | fail | — |
+    /// | `ModelNotFound`, `InvalidConfig`, `NoCandidates` | fail | — |
+    /// | `BadRequest`, `ContextTooLong` | fail | — |
+    ///
+    /// Retry is for what passes with time (the provider's load or health,
+    /// the day's budget); fail is for what waits for someone to change a
+    /// key, an account, the config or the input. A malformed 2xx counts
+    /// against the breaker as a health failure and is retried like one. This
+    /// differs from [`retryable`](Self::retryable), which decides the
+    /// in-line retries of one call: those must not sleep through an open
+    /// circuit or a budget, and they follow the provider's `x-should-retry`
+    /// hint, which speaks of resending now, not of a later attempt. After
+    /// failover, the error is the one that clears soonest among the
+    /// candidates', so it fails the job only when every candidate's error
+    /// does. Attempts stay bounded by the job's `maxAttempts`.
+    pub fn job_retry(&self) -> JobRetry {
+        match self.kind {
+            ErrorKind::RateLimited
+            | ErrorKind::Overloaded
+            | ErrorKind::ServerError
+            | ErrorKind::Timeout
+            | ErrorKind::Connection
+            | ErrorKind::MalformedResponse
+            | ErrorKind::CircuitOpen
+            | ErrorKind::Unavailable
+            | ErrorKind::BudgetExceeded => JobRetry::Retry {
+                after: self.retry_after,
+            },
+            ErrorKind::QuotaExhausted
+            | ErrorKind::Authentication
+            | ErrorKind::Permission
+            | ErrorKind::KeyExpired
+            | ErrorKind::ModelNotFound
+            | ErrorKind::InvalidConfig
+            | ErrorKind::NoCandidates
+            | ErrorKind::BadRequest
+            | ErrorKind::ContextTooLong => JobRetry::Fail,
+        }
+    }
+}
+
+/// What becomes of a job whose attempt ended in a provider error; see
+/// [`ProviderError::job_retry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRetry {
+    /// Run the job again: after the engine's backoff, and no earlier than
+    /// `after` when the error says when it clears.
+    Retry {
+        /// The earliest time another attempt makes sense, if known.
+        after: Option<Duration>,
+    },
+    /// Fail the job now: no later attempt can succeed until someone changes
+    /// something.
+    Fail,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(kind: ErrorKind, retry_after: Option<u64>) -> ProviderError {
+        let mut e = ProviderError::new(kind, "p", "m", "x".into());
+        e.retry_after = retry_after.map(Duration::from_secs);
+        e
+    }
+
+    #[test]
+    fn the_job_retry_table() {
+        use ErrorKind::*;
+        let retry = |after: Option<u64>| JobRetry::Retry {
+            after: after.map(Duration::from_secs),
+        };
+        let table = [
+            (RateLimited, Some(120), retry(Some(120))),
+            (Overloaded, Some(3), retry(Some(3))),
+            (Overloaded, None, retry(None)),
+            (ServerError, None, retry(None)),
+            (Timeout, None, retry(None)),
+            (Connection, None, retry(None)),
+            (MalformedResponse, None, retry(None)),
+            (CircuitOpen, Some(30), retry(Some(30))),
+            (Unavailable, None, retry(None)),
+            (BudgetExceeded, Some(3600), retry(Some(3600))),
+            (QuotaExhausted, None, JobRetry::Fail),
+            // A quota error that names a wait still does not clear by waiting.
+            (QuotaExhausted, Some(60), JobRetry::Fail),
+            (Authentication, None, JobRetry::Fail),
+            (Permission, None, JobRetry::Fail),
+            (KeyExpired, None, JobRetry::Fail),
+            (ModelNotFound, None, JobRetry::Fail),
+            (InvalidConfig, None, JobRetry::Fail),
+            (NoCandidates, None, JobRetry::Fail),
+            (BadRequest, None, JobRetry::Fail),
+            (ContextTooLong, None, JobRetry::Fail),
+        ];
+        for (kind, after, expected) in table {
+            assert_eq!(error(kind, after).job_retry(), expected, "{kind}");
+        }
+    }
+
+    #[test]
+    fn in_line_retries_differ_where_the_engine_waits_instead() {
+        // The engine waits these out; a call never sleeps through them.
+        for kind in [
+            ErrorKind::CircuitOpen,
+            ErrorKind::BudgetExceeded,
+            ErrorKind::Unavailable,
+        ] {
+            let e = error(kind, Some(30));
+            assert!(!e.retryable(), "{kind}");
+            assert!(matches!(e.job_retry(), JobRetry::Retry { .. }), "{kind}");
+        }
+        // `x-should-retry: false` stops the in-line retries of an overload,
+        // not a later attempt of the job.
+        let mut e = error(ErrorKind::Overloaded, None);
+        e.should_retry = Some(false);
+        assert!(!e.retryable());
+        assert_eq!(e.job_retry(), JobRetry::Retry { after: None });
     }
 }

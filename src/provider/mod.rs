@@ -10,7 +10,8 @@
 //! One call: [`RateLimiter`] (wait for a slot, or fail fast if the wait is
 //! over the in-line cap) → [`CircuitBreaker`] (refuse while open) → HTTP
 //! ([`http`]) → decode ([`openai`] / [`anthropic`]) or classify
-//! ([`classify`]) — all inside [`RetryPolicy::run`]. [`Failover`] walks an
+//! ([`classify`]) — all inside [`retry::run`], which asks the shared
+//! [`RetryPolicy`] after each failed attempt. [`Failover`] walks an
 //! ordered list of (provider, model) candidates on top.
 //!
 //! Decisions worth knowing:
@@ -21,9 +22,12 @@
 //!   refuse the same input; the job should shrink it); everything about a
 //!   provider's health or account (auth, quota, overload, open circuit,
 //!   exhausted retries, rate limits) moves on.
-//! - Provider waits are honoured exactly; a wait over `maxInlineWaitSecs`
-//!   (60 s) is returned in [`ProviderError::retry_after`] for the scheduler
-//!   to reschedule the job instead of holding a worker.
+//! - A retry waits the longer of the backoff and the provider's wait; a
+//!   wait over `maxInlineWaitSecs` (60 s), and an open circuit, are not slept
+//!   through: the error goes back with its [`ProviderError::retry_after`],
+//!   and [`ProviderError::job_retry`] tells the job engine to run the job
+//!   again after it instead of holding a worker (or to fail it, for what
+//!   waiting cannot fix).
 //! - OpenAI-protocol tool results have no error flag: `is_error` results are
 //!   sent as `"Error: …"`. Anthropic temperatures are clamped to 0..=1.
 //!   OpenAI gets `max_completion_tokens`, the others `max_tokens`.
@@ -64,7 +68,7 @@ pub use client::Provider;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ProviderConfig, ProviderKind};
 pub use credentials::{Credentials, KeySource, ResolvedKey};
-pub use error::{ErrorKind, ProviderError};
+pub use error::{ErrorKind, JobRetry, ProviderError};
 pub use failover::{Candidate, Failover};
 pub use meter::{Budget, CallRecord, UsageMeter};
 pub use model::{

@@ -1,44 +1,57 @@
-//! Retrying retryable provider errors, bounded in attempts and in time.
+//! A provider's in-line retries: the shared [`RetryPolicy`] read from the
+//! `retry` table of a `[[providers]]` entry, and [`run`], the loop that asks
+//! it after each failed attempt.
 //!
-//! Delays are exponential with jitter (computed by the `backoff` crate, which
-//! is unmaintained; it is used only inside [`Schedule`] so it can be swapped
-//! for another crate or twenty lines of our own). A wait the provider asks for
-//! is honoured exactly; a wait longer than `max_inline_wait` is not slept
-//! through: the error is returned with its `retry_after` so the scheduler can
-//! run the job again later without holding a worker.
+//! The decision is the one the job engine asks too
+//! ([`RetryPolicy::decide`]): the next attempt waits the larger of the
+//! backoff and the wait the provider asked for. A wait over
+//! `maxInlineWaitSecs` is not slept through: the error goes back with its
+//! `retry_after`, so the engine runs the job again then without holding a
+//! worker. An open circuit is never retried in line (it is not
+//! [`ProviderError::retryable`]): the error carries the breaker's remaining
+//! cooldown instead, for failover and for the engine.
 
 use std::future::Future;
 use std::time::Duration;
 
-use backoff::backoff::Backoff;
 use serde::{Deserialize, Serialize};
+use troupe_actors::{BackoffPolicy, FailedAttempt, RetryDecision};
+
+pub use troupe_actors::RetryPolicy;
 
 use super::clock::Clock;
 use super::error::ProviderError;
 
-/// Retry bounds for one provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RetryPolicy {
-    /// Attempts in total, including the first (1 = no retries).
-    pub max_attempts: u32,
-    /// First backoff delay, in milliseconds.
-    pub initial_backoff_ms: u64,
-    /// Largest backoff delay, in milliseconds.
-    pub max_backoff_ms: u64,
-    /// Growth factor per attempt.
-    pub multiplier: f64,
-    /// Jitter: each delay is drawn from ±this fraction around its value.
-    pub jitter: f64,
-    /// Time budget for all attempts and waits together, in seconds.
-    pub max_total_secs: u64,
-    /// Longest provider-requested wait to sleep through, in seconds (60).
-    pub max_inline_wait_secs: u64,
+/// The policy of a provider whose config has no `retry` table (and the
+/// value of each key the table leaves out): 4 attempts, 500 ms doubling to
+/// at most 20 s with ±25 % jitter, 120 s in all, waits over 60 s handed back.
+pub fn default_policy() -> RetryPolicy {
+    RetryKeys::default().into()
 }
 
-impl Default for RetryPolicy {
+/// The `retry` table's keys, as users' config files spell them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RetryKeys {
+    /// Attempts in total, including the first (1 = no retries).
+    max_attempts: u32,
+    /// First backoff delay, in milliseconds.
+    initial_backoff_ms: u64,
+    /// Largest backoff delay, in milliseconds.
+    max_backoff_ms: u64,
+    /// Growth factor per attempt.
+    multiplier: f64,
+    /// Jitter: each delay is drawn from ±this fraction around its value.
+    jitter: f64,
+    /// Time budget for all attempts and waits together, in seconds.
+    max_total_secs: u64,
+    /// Longest wait to sleep through, in seconds.
+    max_inline_wait_secs: u64,
+}
+
+impl Default for RetryKeys {
     fn default() -> Self {
-        RetryPolicy {
+        RetryKeys {
             max_attempts: 4,
             initial_backoff_ms: 500,
             max_backoff_ms: 20_000,
@@ -50,87 +63,126 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The jittered exponential delay sequence of one call.
-pub struct Schedule(backoff::ExponentialBackoff);
-
-impl Schedule {
-    /// The delay before the next retry.
-    pub fn next_delay(&mut self) -> Duration {
-        self.0.next_backoff().unwrap_or(self.0.max_interval)
+impl From<RetryKeys> for RetryPolicy {
+    fn from(k: RetryKeys) -> Self {
+        let backoff = BackoffPolicy {
+            initial: Duration::from_millis(k.initial_backoff_ms),
+            max: Duration::from_millis(k.max_backoff_ms),
+            multiplier: k.multiplier,
+            jitter: k.jitter,
+            immediate_first: false,
+            reset_after: Duration::ZERO,
+        };
+        RetryPolicy::new(backoff, k.max_attempts)
+            .max_wait(Duration::from_secs(k.max_inline_wait_secs))
+            .max_total(Duration::from_secs(k.max_total_secs))
     }
 }
 
-impl RetryPolicy {
-    /// A policy that never retries; for callers that handle retries themselves.
-    pub fn no_retries() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..Self::default()
+impl From<&RetryPolicy> for RetryKeys {
+    fn from(p: &RetryPolicy) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // No bound is written as the largest number, which reads back as a
+        // bound no call reaches.
+        let secs = |d: Option<Duration>| d.map_or(u64::MAX, |d| d.as_secs());
+        RetryKeys {
+            max_attempts: p.max_attempts,
+            initial_backoff_ms: ms(p.backoff.initial),
+            max_backoff_ms: ms(p.backoff.max),
+            multiplier: p.backoff.multiplier,
+            jitter: p.backoff.jitter,
+            max_total_secs: secs(p.max_total),
+            max_inline_wait_secs: secs(p.max_wait),
         }
     }
+}
 
-    /// The backoff delays for one call.
-    pub fn schedule(&self) -> Schedule {
-        let b = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(self.initial_backoff_ms))
-            .with_max_interval(Duration::from_millis(self.max_backoff_ms))
-            .with_multiplier(if self.multiplier.is_finite() {
-                self.multiplier.clamp(1.0, 100.0)
-            } else {
-                2.0
-            })
-            .with_randomization_factor(if self.jitter.is_finite() {
-                self.jitter.clamp(0.0, 1.0)
-            } else {
-                0.0
-            })
-            // Elapsed time is tracked by `run` with our clock, not backoff's.
-            .with_max_elapsed_time(None)
-            .build();
-        Schedule(b)
+/// `#[serde(with)]` for a [`RetryPolicy`] as the `retry` table: the keys
+/// users' configs have (`maxAttempts`, `initialBackoffMs`, `maxBackoffMs`,
+/// `multiplier`, `jitter`, `maxTotalSecs`, `maxInlineWaitSecs`), each
+/// defaulting as in [`default_policy`].
+pub(crate) mod keys {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{RetryKeys, RetryPolicy};
+
+    pub(crate) fn serialize<S: Serializer>(policy: &RetryPolicy, s: S) -> Result<S::Ok, S::Error> {
+        RetryKeys::from(policy).serialize(s)
     }
 
-    /// Runs `attempt` (given the 1-based attempt number) until it succeeds,
-    /// fails with a non-retryable error, or the bounds are reached. The
-    /// returned error records how many attempts were made.
-    pub async fn run<T, F, Fut>(
-        &self,
-        clock: &dyn Clock,
-        mut attempt: F,
-    ) -> Result<T, ProviderError>
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, ProviderError>>,
-    {
-        let started = clock.now();
-        let max_total = Duration::from_secs(self.max_total_secs);
-        let max_inline = Duration::from_secs(self.max_inline_wait_secs);
-        // Built on the first failure: the success path pays nothing for it.
-        let mut schedule: Option<Schedule> = None;
-        let mut n = 0u32;
-        loop {
-            n += 1;
-            let mut err = match attempt(n).await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            err.attempts = n;
-            if !err.retryable() || n >= self.max_attempts.max(1) {
-                return Err(err);
-            }
-            let backoff = schedule.get_or_insert_with(|| self.schedule()).next_delay();
-            let wait = match err.retry_after {
-                Some(w) if w > max_inline => return Err(err),
-                Some(w) => w,
-                None => backoff,
-            };
-            let elapsed = clock.now().saturating_duration_since(started);
-            if elapsed.saturating_add(wait) > max_total {
-                return Err(err);
-            }
-            tracing::debug!(provider = %err.provider, model = %err.model, kind = %err.kind,
-                attempt = n, wait_ms = wait.as_millis() as u64, "retrying provider call");
-            clock.sleep(wait).await;
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RetryPolicy, D::Error> {
+        RetryKeys::deserialize(d).map(RetryPolicy::from)
+    }
+}
+
+/// Runs `attempt` (given the 1-based attempt number) until it succeeds,
+/// fails with an error that is not [`ProviderError::retryable`], or
+/// `policy` gives up; waits go through `clock`. The error returned records
+/// how many attempts were made.
+pub async fn run<T, F, Fut>(
+    policy: &RetryPolicy,
+    clock: &dyn Clock,
+    mut attempt: F,
+) -> Result<T, ProviderError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let started = clock.now();
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let mut err = match attempt(n).await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        err.attempts = n;
+        if !err.retryable() {
+            return Err(err);
         }
+        let failed = FailedAttempt {
+            attempt: n,
+            retry_after: err.retry_after,
+            elapsed: clock.now().saturating_duration_since(started),
+        };
+        let wait = match policy.decide(&failed) {
+            RetryDecision::RetryAfter(wait) => wait,
+            RetryDecision::GiveUp(why) => {
+                tracing::debug!(provider = %err.provider, model = %err.model, kind = %err.kind,
+                    attempt = n, ?why, "not retrying provider call in line");
+                return Err(err);
+            }
+        };
+        tracing::debug!(provider = %err.provider, model = %err.model, kind = %err.kind,
+            attempt = n, wait_ms = wait.as_millis() as u64, "retrying provider call");
+        clock.sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_reads_and_writes_the_same_keys() {
+        let keys: RetryKeys = serde_json::from_value(serde_json::json!({
+            "maxAttempts": 2, "initialBackoffMs": 100, "maxBackoffMs": 900,
+            "multiplier": 3.0, "jitter": 0.1, "maxTotalSecs": 30, "maxInlineWaitSecs": 10
+        }))
+        .unwrap();
+        let policy = RetryPolicy::from(keys.clone());
+        assert_eq!(policy.max_attempts, 2);
+        assert_eq!(policy.backoff.initial, Duration::from_millis(100));
+        assert_eq!(policy.backoff.max, Duration::from_millis(900));
+        assert_eq!(policy.max_wait, Some(Duration::from_secs(10)));
+        assert_eq!(policy.max_total, Some(Duration::from_secs(30)));
+        assert_eq!(RetryKeys::from(&policy), keys);
+        // Keys left out keep their defaults.
+        let partial: RetryKeys =
+            serde_json::from_value(serde_json::json!({"maxAttempts": 7})).unwrap();
+        let partial = RetryPolicy::from(partial);
+        assert_eq!(partial.max_attempts, 7);
+        assert_eq!(partial.backoff, default_policy().backoff);
+        assert_eq!(partial.max_wait, Some(Duration::from_secs(60)));
     }
 }

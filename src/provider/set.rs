@@ -25,6 +25,7 @@ use super::breaker::BreakerState;
 use super::client::Provider;
 use super::config::{ProviderConfig, ProviderKind};
 use super::error::{ErrorKind, ProviderError};
+use super::failover::TotalFailure;
 use super::model::GenerateResponse;
 use super::route::ModelConfig;
 use super::UsageMeter;
@@ -285,8 +286,10 @@ impl ProviderSet {
     ///
     /// An error that [`fails_over`](ProviderError::fails_over) moves to the
     /// next candidate; a bad request, an over-long context or a spent budget
-    /// stops. On total failure the error that clears soonest (smallest
-    /// `retry_after`) is returned, else the last one.
+    /// stops. On total failure the error that clears soonest among those a
+    /// later attempt can get past is returned (when every circuit is open,
+    /// the one that closes first), else the last one; see
+    /// [`Failover`](super::failover::Failover).
     pub async fn generate(
         &self,
         route: &ModelConfig,
@@ -303,8 +306,7 @@ impl ProviderSet {
         if request.max_tokens.is_none() {
             request.max_tokens = route.max_tokens;
         }
-        let mut soonest: Option<ProviderError> = None;
-        let mut last: Option<ProviderError> = None;
+        let mut failed = TotalFailure::default();
         let candidates: Vec<(&str, &str)> = route.candidates().collect();
         let count = candidates.len();
         // The last candidate takes the request itself: with no fallbacks,
@@ -330,15 +332,9 @@ impl ProviderSet {
             };
             tracing::warn!(provider = %err.provider, model = %err.model, kind = %err.kind,
                 agent = agent.as_deref().unwrap_or("-"), "provider failed; trying next candidate");
-            if let Some(wait) = err.retry_after {
-                let best = soonest.as_ref().and_then(|s| s.retry_after);
-                if best.unwrap_or(Duration::MAX) > wait {
-                    soonest = Some(err.clone());
-                }
-            }
-            last = Some(err);
+            failed.push(err);
         }
-        Err(soonest.or(last).unwrap_or_else(|| {
+        Err(failed.into_error().unwrap_or_else(|| {
             ProviderError::new(
                 ErrorKind::NoCandidates,
                 &route.provider,

@@ -19,28 +19,31 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
-use troupe_actors::{ActorRef, ChildSpec, SupervisorSpec, Tree};
+use troupe_actors::{ActorRef, BuildError, ChildSpec, LookupError, SupervisorSpec, Tree};
 
 use crate::agent::{
     AgentRuntime, AgentWorker, CompactionWorker, ModelGateway, OfflineGateway, ProcessingResult,
     ProviderGateway, RuntimeSlot,
 };
-use crate::config::TroupeConfig;
+use crate::config::{ScheduleConfig, TroupeConfig};
 use crate::engine::{EngineConfig, EngineError, Registration, WorkerEngine};
-use crate::job::schedule::{Schedule, ScheduleSpec};
+use crate::job::schedule::{Schedule, ScheduleError, ScheduleSpec};
 use crate::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
 use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
-use crate::provider::set::ProviderSet;
+use crate::provider::set::{ProviderSet, ProviderSetError};
 use crate::provider::Credentials;
 use crate::provider::{PriceTable, UsageMeter};
+use crate::secrets::SecretError;
 use crate::sled::{SledConfig, SledStore};
 use crate::store::UsageStore;
 use crate::store::{ConversationStore, StepStore, Store, StoreError};
 use crate::tools::builtin::Builtins;
 use crate::tools::{Tool, ToolSetupError, Tools, ToolsBuilder};
 
-/// Why the runtime could not start or answer.
+/// Why the runtime could not start or answer. Each variant keeps the error
+/// it comes from as its [`source`](std::error::Error::source), so a caller
+/// can tell a bad key from a bad base URL without reading the message.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The store failed.
@@ -52,9 +55,40 @@ pub enum RuntimeError {
     /// The tools could not be set up.
     #[error(transparent)]
     Tools(#[from] ToolSetupError),
-    /// An actor tree could not be built.
-    #[error("could not start the runtime: {0}")]
-    Start(String),
+    /// The stored keys cannot be opened (the master key is missing,
+    /// unreadable or readable by others).
+    #[error("could not open the stored keys: {0}")]
+    Credentials(#[source] SecretError),
+    /// The configured providers cannot be set up: a key, a base URL, a
+    /// header, two providers of one name.
+    #[error("could not set up the providers: {0}")]
+    Providers(#[source] ProviderSetError),
+    /// An actor tree, or a thread for its actors, could not be started.
+    #[error("could not start {what}: {source}")]
+    Start {
+        /// What was being started.
+        what: &'static str,
+        /// Why the supervision crate refused.
+        #[source]
+        source: BuildError,
+    },
+    /// An actor the runtime had just started is not where it looked.
+    #[error("could not find {what} in its tree: {source}")]
+    Lookup {
+        /// What was looked for.
+        what: &'static str,
+        /// What the lookup said.
+        #[source]
+        source: LookupError,
+    },
+    /// An agent names tools that are not registered.
+    #[error("agent `{agent}` names tools that are not registered: {}", tools.join(", "))]
+    UnknownTools {
+        /// The agent.
+        agent: String,
+        /// The names no tool has.
+        tools: Vec<String>,
+    },
     /// No agent with this id.
     #[error("unknown agent `{id}` (configured: {known})")]
     UnknownAgent {
@@ -75,11 +109,22 @@ pub enum RuntimeError {
         agent: String,
     },
     /// A schedule in the config cannot be created.
-    #[error("schedule `{id}`: {reason}")]
+    #[error("schedule `{id}`: {source}")]
     Schedule {
         /// The schedule id.
         id: String,
-        /// Why.
+        /// Why the schedule was refused.
+        #[source]
+        source: ScheduleError,
+    },
+    /// A schedule in the config has no usable period: neither `cron` nor
+    /// `every`, or an `every` that is not a duration. (A config file is
+    /// refused for this when it is loaded; a config built in code gets here.)
+    #[error("schedule `{id}`: {reason}")]
+    SchedulePeriod {
+        /// The schedule id.
+        id: String,
+        /// What is wrong with its period.
         reason: String,
     },
 }
@@ -142,99 +187,33 @@ impl TroupeBuilder {
 
     /// Starts everything on the current actix system.
     pub async fn start(self) -> Result<Troupe, RuntimeError> {
+        let TroupeBuilder {
+            config,
+            store,
+            gateway,
+            tools: extra_tools,
+            workers,
+            engine: engine_config,
+        } = self;
         // Before anything is opened or started: a setting that cannot work.
-        let measured = self
-            .config
-            .agents
-            .iter()
-            .find(|a| a.restart_above_memory_mib.is_some());
-        if let Some(agent) = measured {
-            if !crate::alloc::installed() {
-                return Err(RuntimeError::AllocatorNotInstalled {
-                    agent: agent.id.clone(),
-                });
-            }
-        }
-        let store = match self.store {
+        check_allocator(&config)?;
+        let store = match store {
             Some(s) => s,
-            None => Arc::new(SledStore::open(SledConfig::new(
-                &self.config.store.data_dir,
-            ))?),
+            None => Arc::new(SledStore::open(SledConfig::new(&config.store.data_dir))?),
         };
         let slot: RuntimeSlot = Arc::new(OnceLock::new());
 
         // 1. The Memory actor and the provider actors.
-        let providers = if self.config.providers.is_empty() {
-            None
-        } else {
-            let credentials = Credentials::from_env(&self.config.store.data_dir)
-                .map_err(|e| RuntimeError::Start(e.to_string()))?;
-            let usage: Arc<dyn UsageStore> = store.clone();
-            let mut meter =
-                UsageMeter::new(usage).with_prices(PriceTable::from_config(&self.config.pricing));
-            for agent in &self.config.agents {
-                if let Some(budget) = agent.budget {
-                    meter = meter.with_budget(agent.id.clone(), budget);
-                }
-            }
-            let set = ProviderSet::build(&self.config.providers, &credentials, Some(meter))
-                .map_err(|e| RuntimeError::Start(e.to_string()))?;
-            Some(set)
-        };
-        let memory_store: Arc<dyn crate::memory::MemoryStore> = store.clone();
-        let weights = RecallWeights::default();
-        weights.validate()?;
-        let mut troupe_spec = SupervisorSpec::new("troupe")
-            .child(ChildSpec::try_new("memory", move || {
-                MemoryActor::new(memory_store.clone(), weights)
-            }));
-        // The provider actors get a thread of their own (see
-        // `ProviderSet::supervisor_spec_on`); it is stopped with the runtime.
-        let provider_thread = match &providers {
-            None => None,
-            Some(_) => Some(OwnThread(troupe_actors::Arbiter::try_new().map_err(
-                |e| RuntimeError::Start(format!("the provider actors' thread: {e}")),
-            )?)),
-        };
-        if let (Some(set), Some(thread)) = (&providers, &provider_thread) {
-            troupe_spec = troupe_spec.supervisor(set.supervisor_spec_on("providers", &thread.0));
-        }
-        let troupe_tree = troupe_spec
-            .start()
-            .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        let memory: ActorRef<MemoryActor> = troupe_tree
-            .actor("memory")
-            .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        if let Some(set) = &providers {
-            set.attach(&troupe_tree, "providers")
-                .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        }
-        let gateway: Arc<dyn ModelGateway> = match (self.gateway, &providers) {
+        let providers = build_providers(&config, &store)?;
+        let base = start_base_tree(&store, providers.as_ref())?;
+        let gateway: Arc<dyn ModelGateway> = match (gateway, &providers) {
             (Some(g), _) => g,
             (None, Some(set)) => Arc::new(ProviderGateway::new(set.clone())),
             (None, None) => Arc::new(OfflineGateway),
         };
 
         // 2. The engine, with the agents as workers.
-        let engine_config = self.engine.unwrap_or_else(|| EngineConfig {
-            default_concurrency: self.config.engine.concurrency,
-            drain_timeout: crate::config::parse_duration(&self.config.engine.drain_timeout)
-                .unwrap_or(Duration::from_secs(30)),
-            ..EngineConfig::default()
-        });
-        let job_store: Arc<dyn Store> = store.clone();
-        let mut builder = WorkerEngine::builder(job_store)
-            .config(engine_config)
-            .diagnostics()
-            .worker(CompactionWorker::new(&self.config.agents, slot.clone()));
-        for agent in &self.config.agents {
-            builder =
-                builder.register(AgentWorker::new(agent.clone(), slot.clone()).registration());
-        }
-        for registration in self.workers {
-            builder = builder.register(registration);
-        }
-        let engine = builder.start()?;
+        let engine = start_engine(&config, engine_config, &store, &slot, workers)?;
 
         // 3. The tools.
         let checkpoints: Arc<dyn StepStore> = store.clone();
@@ -243,103 +222,236 @@ impl TroupeBuilder {
             engine: engine.clone(),
             idempotency: Some(store.clone()),
             conversations: conversations.clone(),
-            memory: memory.clone(),
-            project_root: self
-                .config
+            memory: base.memory.clone(),
+            project_root: config
                 .tools
                 .project_root
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
-        let mut tools = ToolsBuilder::new();
-        for tool in builtins.tools().into_iter().chain(self.tools) {
-            tools = tools.tool_arc(tool);
-        }
-        let (tools_tree, tools) = tools.build()?.start()?;
-        for agent in &self.config.agents {
-            let unknown = tools.registry().unknown(&agent.tools);
-            if !unknown.is_empty() {
-                return Err(RuntimeError::Start(format!(
-                    "agent `{}` names tools that are not registered: {}",
-                    agent.id,
-                    unknown.join(", ")
-                )));
-            }
-        }
+        let (tools_tree, tools) = start_tools(&config, &builtins, extra_tools)?;
 
-        // 4. Hand the agents their runtime, before the first claim.
-        let runtime = AgentRuntime {
+        // 4. Hand the agents their runtime, before the first claim. The
+        // slot was made above and is filled only here, so it is empty.
+        let _ = slot.set(AgentRuntime {
             models: gateway,
             tools: tools.clone(),
-            memory: memory.clone(),
+            memory: base.memory.clone(),
             conversations: conversations.clone(),
             checkpoints,
-            settings: self.config.memory.clone(),
-        };
-        if slot.set(runtime).is_err() {
-            return Err(RuntimeError::Start(
-                "the agent runtime was set twice".into(),
-            ));
-        }
+            settings: config.memory.clone(),
+        });
 
         // 5. Schedules from the config (idempotent: replaced by id).
-        for s in &self.config.schedules {
-            let spec = match (&s.cron, &s.every) {
-                (Some(cron), _) => ScheduleSpec::cron(cron.clone()),
-                (None, Some(every)) => {
-                    let period = crate::config::parse_duration(every).map_err(|reason| {
-                        RuntimeError::Schedule {
-                            id: s.id.clone(),
-                            reason,
-                        }
-                    })?;
-                    ScheduleSpec::every(period)
-                }
-                (None, None) => {
-                    return Err(RuntimeError::Schedule {
-                        id: s.id.clone(),
-                        reason: "give `cron` or `every`".into(),
-                    })
-                }
-            }
-            .map_err(|e| RuntimeError::Schedule {
-                id: s.id.clone(),
-                reason: e.to_string(),
-            })?;
-            let now = chrono::Utc::now();
-            let mut schedule = Schedule::new(
-                &s.id,
-                &s.worker,
-                s.args.clone().unwrap_or(json!({})),
-                spec,
-                now,
-            )
-            .map_err(|e| RuntimeError::Schedule {
-                id: s.id.clone(),
-                reason: e.to_string(),
-            })?;
-            schedule.catch_up = s.catch_up;
-            if let Some(existing) = store.get_schedule(&s.id).await? {
-                if existing.spec == schedule.spec {
-                    schedule.next_fire_at = existing.next_fire_at;
-                    schedule.last_fired_at = existing.last_fired_at;
-                }
-            }
-            engine.put_schedule(schedule).await?;
-        }
+        put_schedules(&config, &store, &engine).await?;
 
         Ok(Troupe {
             providers,
-            provider_thread,
-            config: self.config,
+            provider_thread: base.provider_thread,
+            config,
             store,
             engine,
             tools,
-            memory,
+            memory: base.memory,
             conversations,
-            trees: vec![troupe_tree, tools_tree],
+            trees: vec![base.tree, tools_tree],
         })
     }
+}
+
+/// Refuses `restartAboveMemoryMib` when the accounting allocator, which
+/// measures it, is not the global allocator.
+fn check_allocator(config: &TroupeConfig) -> Result<(), RuntimeError> {
+    let measured = config
+        .agents
+        .iter()
+        .find(|a| a.restart_above_memory_mib.is_some());
+    match measured {
+        Some(agent) if !crate::alloc::installed() => Err(RuntimeError::AllocatorNotInstalled {
+            agent: agent.id.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The configured providers with their keys resolved, metered against the
+/// agents' budgets; `None` when there are none.
+fn build_providers(
+    config: &TroupeConfig,
+    store: &Arc<dyn Store>,
+) -> Result<Option<ProviderSet>, RuntimeError> {
+    if config.providers.is_empty() {
+        return Ok(None);
+    }
+    let credentials =
+        Credentials::from_env(&config.store.data_dir).map_err(RuntimeError::Credentials)?;
+    let usage: Arc<dyn UsageStore> = store.clone();
+    let mut meter = UsageMeter::new(usage).with_prices(PriceTable::from_config(&config.pricing));
+    for agent in &config.agents {
+        if let Some(budget) = agent.budget {
+            meter = meter.with_budget(agent.id.clone(), budget);
+        }
+    }
+    ProviderSet::build(&config.providers, &credentials, Some(meter))
+        .map(Some)
+        .map_err(RuntimeError::Providers)
+}
+
+/// The `troupe` tree as started: the Memory actor, and the provider actors
+/// (on a thread of their own, stopped with the runtime).
+struct BaseTree {
+    tree: Tree,
+    memory: ActorRef<MemoryActor>,
+    provider_thread: Option<OwnThread>,
+}
+
+fn start_base_tree(
+    store: &Arc<dyn Store>,
+    providers: Option<&ProviderSet>,
+) -> Result<BaseTree, RuntimeError> {
+    let memory_store: Arc<dyn crate::memory::MemoryStore> = store.clone();
+    let weights = RecallWeights::default();
+    weights.validate()?;
+    let mut spec = SupervisorSpec::new("troupe").child(ChildSpec::try_new("memory", move || {
+        MemoryActor::new(memory_store.clone(), weights)
+    }));
+    // The provider actors get a thread of their own (see
+    // `ProviderSet::supervisor_spec_on`).
+    let mut provider_thread = None;
+    if let Some(set) = providers {
+        let thread = troupe_actors::Arbiter::try_new().map_err(|source| RuntimeError::Start {
+            what: "the provider actors' thread",
+            source,
+        })?;
+        let thread = provider_thread.insert(OwnThread(thread));
+        spec = spec.supervisor(set.supervisor_spec_on("providers", &thread.0));
+    }
+    let tree = spec.start().map_err(|source| RuntimeError::Start {
+        what: "the `troupe` tree",
+        source,
+    })?;
+    let memory = tree
+        .actor("memory")
+        .map_err(|source| RuntimeError::Lookup {
+            what: "the Memory actor",
+            source,
+        })?;
+    if let Some(set) = providers {
+        set.attach(&tree, "providers")
+            .map_err(|source| RuntimeError::Lookup {
+                what: "the provider actors",
+                source,
+            })?;
+    }
+    Ok(BaseTree {
+        tree,
+        memory,
+        provider_thread,
+    })
+}
+
+/// The engine with the built-in workers, one worker per agent (whose
+/// runtime comes through `slot`) and the embedder's `workers`.
+fn start_engine(
+    config: &TroupeConfig,
+    engine_config: Option<EngineConfig>,
+    store: &Arc<dyn Store>,
+    slot: &RuntimeSlot,
+    workers: Vec<Registration>,
+) -> Result<WorkerEngine, RuntimeError> {
+    let engine_config = engine_config.unwrap_or_else(|| EngineConfig {
+        default_concurrency: config.engine.concurrency,
+        drain_timeout: crate::cli::parse_duration(&config.engine.drain_timeout)
+            .unwrap_or(Duration::from_secs(30)),
+        ..EngineConfig::default()
+    });
+    let job_store: Arc<dyn Store> = store.clone();
+    let mut builder = WorkerEngine::builder(job_store)
+        .config(engine_config)
+        .diagnostics()
+        .worker(CompactionWorker::new(&config.agents, slot.clone()));
+    for agent in &config.agents {
+        builder = builder.register(AgentWorker::new(agent.clone(), slot.clone()).registration());
+    }
+    for registration in workers {
+        builder = builder.register(registration);
+    }
+    Ok(builder.start()?)
+}
+
+/// The tools tree: the built-in tools and the embedder's, checked against
+/// the tools each agent names.
+fn start_tools(
+    config: &TroupeConfig,
+    builtins: &Builtins,
+    extra: Vec<Arc<dyn Tool>>,
+) -> Result<(Tree, Tools), RuntimeError> {
+    let mut tools = ToolsBuilder::new();
+    for tool in builtins.tools().into_iter().chain(extra) {
+        tools = tools.tool_arc(tool);
+    }
+    let (tree, tools) = tools.build()?.start()?;
+    for agent in &config.agents {
+        let unknown = tools.registry().unknown(&agent.tools);
+        if !unknown.is_empty() {
+            return Err(RuntimeError::UnknownTools {
+                agent: agent.id.clone(),
+                tools: unknown,
+            });
+        }
+    }
+    Ok((tree, tools))
+}
+
+/// Puts the config's schedules (replaced by id; one whose spec did not
+/// change keeps its next and last fire times).
+async fn put_schedules(
+    config: &TroupeConfig,
+    store: &Arc<dyn Store>,
+    engine: &WorkerEngine,
+) -> Result<(), RuntimeError> {
+    for s in &config.schedules {
+        let mut schedule = schedule_of(s)?;
+        if let Some(existing) = store.get_schedule(&s.id).await? {
+            if existing.spec == schedule.spec {
+                schedule.next_fire_at = existing.next_fire_at;
+                schedule.last_fired_at = existing.last_fired_at;
+            }
+        }
+        engine.put_schedule(schedule).await?;
+    }
+    Ok(())
+}
+
+fn schedule_of(s: &ScheduleConfig) -> Result<Schedule, RuntimeError> {
+    let refused = |source| RuntimeError::Schedule {
+        id: s.id.clone(),
+        source,
+    };
+    let spec = match (&s.cron, &s.every) {
+        (Some(cron), _) => ScheduleSpec::cron(cron.clone()),
+        (None, Some(every)) => {
+            let period = crate::cli::parse_duration(every).map_err(|reason| {
+                RuntimeError::SchedulePeriod {
+                    id: s.id.clone(),
+                    reason: format!("`every`: {reason}"),
+                }
+            })?;
+            ScheduleSpec::every(period)
+        }
+        (None, None) => {
+            return Err(RuntimeError::SchedulePeriod {
+                id: s.id.clone(),
+                reason: "give `cron` or `every`".into(),
+            })
+        }
+    }
+    .map_err(refused)?;
+    let args = s.args.clone().unwrap_or(json!({}));
+    let mut schedule =
+        Schedule::new(&s.id, &s.worker, args, spec, chrono::Utc::now()).map_err(refused)?;
+    schedule.catch_up = s.catch_up;
+    Ok(schedule)
 }
 
 /// A running Troupe: agents, tools, memory and the job engine.
