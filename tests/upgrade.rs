@@ -22,7 +22,7 @@ use troupe::agent::ProcessingResult;
 use troupe::job::schedule::Schedule;
 use troupe::job::{Job, JobId, JobStatus};
 use troupe::secrets::MasterKey;
-use troupe::store::{SledConfig, SledStore};
+use troupe::sled::{SledConfig, SledStore};
 
 use dump::Manifest;
 

@@ -21,13 +21,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use troupe::agent::checkpoint::CheckpointStore;
-use troupe::conversation::{ConversationStore, NewMessage, Role};
+use troupe::conversation::{NewMessage, Role};
 use troupe::job::Job;
-use troupe::memory::{MemoryScope, MemoryStore, NewMemory};
+use troupe::memory::{MemoryScope, NewMemory};
 use troupe::secrets::{MasterKey, SecretStore};
-use troupe::store::{ListQuery, SledStore, Store};
-use troupe::usage::UsageStore;
+use troupe::sled::SledStore;
+use troupe::store::prelude::*;
+use troupe::store::ListQuery;
 
 /// What the dump says it is.
 pub const FORMAT: &str = "troupe-upgrade-fixture-dump/1";
@@ -81,7 +81,7 @@ pub async fn all_jobs(store: &SledStore) -> Result<Vec<Job>, Box<dyn Error>> {
             cursor,
             ..ListQuery::default()
         };
-        let page = Store::list(store, &query).await?;
+        let page = store.list_jobs(&query).await?;
         jobs.extend(page.jobs);
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -107,7 +107,7 @@ pub async fn dump(
     let jobs = all_jobs(store).await?;
     let mut steps = Map::new();
     for job in &jobs {
-        let saved = store.load(job.id).await?;
+        let saved = store.load_steps(job.id).await?;
         if !saved.is_empty() {
             steps.insert(job.id.to_string(), Value::Array(saved));
         }
@@ -155,7 +155,7 @@ pub async fn dump(
     // Memories, per scope, archived ones included.
     let mut memories = Map::new();
     for scope in &manifest.memory_scopes {
-        let listed = MemoryStore::list(store, scope, true).await?;
+        let listed = store.list_memories(scope, true).await?;
         memories.insert(scope_name(scope), serde_json::to_value(listed)?);
     }
     out.insert("memories".into(), Value::Object(memories));
@@ -180,7 +180,7 @@ pub async fn dump(
     // Conversations.
     let mut conversations = Map::new();
     for id in &manifest.conversations {
-        let messages = ConversationStore::list(store, id).await?;
+        let messages = store.list_messages(id).await?;
         conversations.insert(id.clone(), serde_json::to_value(messages)?);
     }
     out.insert("conversations".into(), Value::Object(conversations));
