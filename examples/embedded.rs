@@ -42,7 +42,8 @@ impl TypedTool for WordCount {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("troupe-embedded-{}", std::process::id()));
     let mut config = TroupeConfig::default();
     config.store.data_dir = dir.clone();
@@ -65,25 +66,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         restart_after_tasks: None,
         restart_above_memory_mib: None,
     });
-    // `tools` names in the config are checked against the built-ins; a
-    // custom tool is registered on the builder instead.
-    troupe_actors::run_system(async move {
-        let troupe = Troupe::builder(config).tool(WordCount).start().await?;
-        let job = troupe
-            .task(
-                "editor",
-                "Use word_count on this sentence and remember the result",
-                TaskOptions::default(),
-            )
-            .await?;
-        let result = troupe.wait(job.id).await?;
-        println!("success: {}", result.success);
-        for call in &result.tool_calls {
-            println!("  {} {} -> {}", call.tool, call.parameters, call.result);
-        }
-        println!("answer: {}", result.response.unwrap_or_default());
-        troupe.shutdown().await?;
-        println!("data in {}", dir.display());
-        Ok::<(), Box<dyn std::error::Error>>(())
-    })
+    // A plain tokio program: the runtime hosts its actors on a thread of
+    // its own. `tools` names in the config are checked against the
+    // built-ins; a custom tool is registered on the builder.
+    let troupe = Troupe::builder(config).tool(WordCount).start().await?;
+    let prompt = "Use word_count on this sentence and remember the result";
+    let answer = troupe.ask("editor", prompt, TaskOptions::default()).await?;
+    for call in &answer.tool_calls {
+        println!("  {} {} -> {}", call.tool, call.parameters, call.result);
+    }
+    println!("answer: {}", answer.text);
+    troupe.shutdown().await?;
+    println!("data in {}", dir.display());
+    Ok(())
 }

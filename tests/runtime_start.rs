@@ -1,13 +1,13 @@
-//! Starting outside an actix system is an error naming the cause, not a
-//! panic, also now that agents, providers and `on_own_thread` workers get
-//! threads of their own (which need a running system to be made).
+//! Starting the runtime: from a plain tokio program it runs on an actix
+//! system of its own; the bare engine still needs one (an error naming the
+//! cause, not a panic); a bad config is a typed error.
 
 use std::sync::Arc;
 
 use troupe::config::TroupeConfig;
 use troupe::engine::{EchoWorker, Registration, WorkerEngine};
 use troupe::provider::{ProviderConfig, ProviderKind};
-use troupe::runtime::Troupe;
+use troupe::runtime::{TaskOptions, Troupe};
 use troupe::sled::{SledConfig, SledStore};
 
 fn plain_tokio() -> tokio::runtime::Runtime {
@@ -35,20 +35,46 @@ fn an_engine_with_a_worker_on_its_own_thread_outside_a_system_is_an_error() {
 }
 
 #[test]
-fn a_runtime_with_providers_outside_a_system_is_an_error() {
+fn a_runtime_starts_from_plain_tokio_and_its_handle_works_from_any_thread() {
+    fn send_sync_clone<T: Send + Sync + Clone + 'static>(_: &T) {}
     let dir = tempfile::tempdir().unwrap();
-    let mut config = TroupeConfig::default();
+    let mut config: TroupeConfig = toml::from_str(
+        r#"
+        [[agents]]
+        id = "ed"
+        name = "Ed"
+        systemPrompt = "You edit."
+        [agents.modelConfig]
+        provider = "offline"
+        model = "offline"
+        "#,
+    )
+    .unwrap();
     config.store.data_dir = dir.path().join("data");
-    config.providers.push(
-        ProviderConfig::new("llm", ProviderKind::OpenaiCompatible)
-            .with_base_url("http://127.0.0.1:9"),
-    );
-    let started = plain_tokio().block_on(async move { Troupe::builder(config).start().await });
-    let err = match started {
-        Ok(_) => panic!("a runtime started outside an actix system"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("actix system"), "{err}");
+    // A service's own runtime, several threads, no actix anywhere.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        assert!(!troupe_actors::in_system());
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        send_sync_clone(&troupe);
+        let clone = troupe.clone();
+        let answer =
+            tokio::spawn(async move { clone.ask("ed", "Say hello", TaskOptions::default()).await })
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(!answer.text.is_empty(), "{answer:?}");
+        let job = troupe.engine().get_job(answer.job_id).await.unwrap();
+        assert_eq!(job.status, troupe::job::JobStatus::Completed);
+        troupe.shutdown().await.unwrap();
+    });
+    // Dropping the last handle stopped the runtime's own system thread and
+    // let go of the store: it opens again.
+    SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap();
 }
 
 #[test]
@@ -79,29 +105,4 @@ fn a_bad_provider_config_is_a_typed_source_of_the_start_error() {
         }
         other => panic!("not the provider set's error: {other:?}"),
     }
-}
-
-#[test]
-fn an_actor_tree_that_cannot_start_is_the_source_of_the_start_error() {
-    use std::error::Error as _;
-    use troupe::runtime::RuntimeError;
-
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = TroupeConfig::default();
-    config.store.data_dir = dir.path().join("data");
-    config.providers.push(
-        ProviderConfig::new("llm", ProviderKind::OpenaiCompatible)
-            .with_base_url("http://127.0.0.1:9"),
-    );
-    let started = plain_tokio().block_on(async move { Troupe::builder(config).start().await });
-    let err = match started {
-        Ok(_) => panic!("a runtime started outside an actix system"),
-        Err(e) => e,
-    };
-    assert!(matches!(err, RuntimeError::Start { .. }), "{err:?}");
-    let source = err.source().expect("a source");
-    assert_eq!(
-        source.downcast_ref::<troupe_actors::BuildError>(),
-        Some(&troupe_actors::BuildError::NoRuntime)
-    );
 }

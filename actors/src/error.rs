@@ -91,6 +91,9 @@ pub enum BuildError {
         /// The rejected id.
         id: String,
     },
+    /// A thread for actors could not be started.
+    #[error("could not start a thread for actors: {0}")]
+    Thread(String),
 }
 
 /// An address could not be found in a started tree.

@@ -72,7 +72,8 @@
 //!
 //! Everything must run inside an actix system (`actix_rt::System`, or
 //! `#[actix::main]`, or [`run_system`]); [`SupervisorSpec::start`] refuses
-//! otherwise.
+//! otherwise. A program that is not an actix program (a `#[tokio::main]`
+//! service) hosts its actors on a [`SystemThread`].
 
 mod actor;
 mod address;
@@ -86,6 +87,7 @@ mod spec;
 mod status;
 mod strategy;
 mod supervisor;
+mod system;
 mod tree;
 
 pub use actor::{Actor, Handler, LocalBoxFuture, Message, Reply};
@@ -100,6 +102,7 @@ pub use retry::{
 pub use spec::{Arbiter, ChildSpec, Restart, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN};
 pub use status::{ChildInfo, ChildKind, ChildState, MailboxStats};
 pub use strategy::{Intensity, Strategy};
+pub use system::{in_system, SystemGone, SystemThread};
 pub use tree::{StartChildError, SupervisorRef, SupervisorSpec, Tree};
 
 /// Runs a future to completion on a fresh actix system (one thread) and

@@ -67,6 +67,23 @@ impl Arbiter {
         self.inner.stop()
     }
 
+    /// Stops the thread and waits, at most `timeout`, until it has ended and
+    /// dropped its actors (so whatever they held, a store's file lock, is
+    /// let go). Returns whether it ended in time. Never call it from the
+    /// thread itself: it would wait the whole timeout.
+    pub fn stop_and_join(self, timeout: Duration) -> bool {
+        self.inner.stop();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = self.inner;
+        let joiner = std::thread::Builder::new()
+            .name("arbiter-join".into())
+            .spawn(move || {
+                let _ = inner.join();
+                let _ = tx.send(());
+            });
+        joiner.is_ok() && rx.recv_timeout(timeout).is_ok()
+    }
+
     pub(crate) fn handle(&self) -> actix::ArbiterHandle {
         self.inner.handle()
     }

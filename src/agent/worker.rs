@@ -2,7 +2,7 @@
 //! `workerName` is the agent's id, run by the engine's worker actor for it
 //! (one actor per agent, concurrency from the agent's config).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -16,7 +16,36 @@ use super::task::{self, AgentRuntime};
 /// the engine must exist before the tools that enqueue jobs, and the agents
 /// (its workers) need those tools; the slot breaks that cycle. It is filled
 /// before the first job can be claimed.
-pub type RuntimeSlot = Arc<OnceLock<AgentRuntime>>;
+///
+/// Emptied when the runtime shuts down or is dropped: the agents' runtime
+/// reaches the engine (through its tools), whose registrations reach the
+/// agents, so holding it for good would keep the whole runtime, its store
+/// among it, alive in a cycle.
+#[derive(Clone, Default)]
+pub struct RuntimeSlot(Arc<RwLock<Option<Arc<AgentRuntime>>>>);
+
+impl RuntimeSlot {
+    /// Hands the agents their runtime.
+    pub fn set(&self, runtime: AgentRuntime) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(runtime));
+    }
+
+    /// The runtime, while it is set.
+    pub fn get(&self) -> Option<Arc<AgentRuntime>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets go of the runtime (at shutdown).
+    pub fn clear(&self) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
 
 /// Runs one agent's tasks.
 pub struct AgentWorker {
@@ -92,6 +121,6 @@ impl Worker for AgentWorker {
                 self.config.id
             )));
         };
-        task::run(&self.config, &self.allowed, runtime, args, ctx).await
+        task::run(&self.config, &self.allowed, &runtime, args, ctx).await
     }
 }

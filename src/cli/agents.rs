@@ -3,10 +3,11 @@
 use clap::Args;
 use serde_json::json;
 
+use crate::agent::ProcessingResult;
 use crate::config::TroupeConfig;
 use crate::job::{EnqueueOptions, Job, JobCtx};
 use crate::memory::MemoryScope;
-use crate::runtime::{processing_result, TaskOptions, Troupe};
+use crate::runtime::{Answer, TaskOptions, Troupe};
 use crate::store::prelude::*;
 
 use super::jobs::encode;
@@ -120,7 +121,7 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
         let ended = troupe.engine().wait_for(job.id).await?;
         drop(spinner);
         troupe.shutdown().await?;
-        report(processing_result(&ended), json_out)
+        report(ProcessingResult::of(Answer::of(&ended)), json_out)
     })
 }
 

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::agent::ProcessingResult;
 use crate::config::{AgentConfig, ModelConfig, TroupeConfig};
 use crate::job::JobStatus;
-use crate::memory::actor::ListMemories;
 use crate::memory::MemoryScope;
-use crate::runtime::{processing_result, TaskOptions, Troupe};
+use crate::runtime::{Answer, TaskOptions, Troupe};
 use crate::sled::{SledConfig, SledStore};
 use crate::store::ListQuery;
 
@@ -124,7 +124,7 @@ pub(super) fn run(global: &Global, args: DemoArgs) -> Result<(), CliError> {
             };
             let job = troupe.task("sarah", prompt, options).await?;
             let ended = troupe.engine().wait_for(job.id).await?;
-            let result = processing_result(&ended);
+            let result = ProcessingResult::of(Answer::of(&ended));
             print_result(&result);
             println!();
             results.push(result);
@@ -148,14 +148,7 @@ pub(super) fn run(global: &Global, args: DemoArgs) -> Result<(), CliError> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let memories = troupe
-            .memory()
-            .send(ListMemories {
-                scope,
-                include_archived: true,
-            })
-            .await
-            .map_err(|e| CliError::Usage(e.to_string()))??;
+        let memories = troupe.memories().list(scope, true).await?;
         println!("sarah's memories about the team:");
         for m in &memories {
             let state = if m.archived { "archived" } else { "live    " };
@@ -166,7 +159,7 @@ pub(super) fn run(global: &Global, args: DemoArgs) -> Result<(), CliError> {
                 m.content
             );
         }
-        let messages = troupe.conversation(&conversation).await?;
+        let messages = troupe.conversations().messages(&conversation).await?;
         println!(
             "\nconversation `{conversation}`: {} messages",
             messages.len()

@@ -171,6 +171,9 @@ fn worker_spec(
     Ok(spec)
 }
 
+/// How long a shutdown waits for each worker thread to end.
+const THREAD_JOIN: Duration = Duration::from_secs(5);
+
 /// Threads of the workers registered `on_own_thread`. They are stopped when
 /// the engine shuts down, and when this is dropped (the engine is dropped
 /// without a shutdown, or its start failed half way), so none is left
@@ -185,9 +188,15 @@ impl OwnThreads {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Stops every thread and waits a moment for each to end, so the
+    /// actors on them (and what they hold: the store) are gone when the
+    /// engine's shutdown returns.
     fn stop_all(&self) {
-        for arbiter in self.lock().drain(..) {
-            arbiter.stop();
+        let arbiters: Vec<Arbiter> = self.lock().drain(..).collect();
+        for arbiter in arbiters {
+            if !arbiter.stop_and_join(THREAD_JOIN) {
+                tracing::warn!("a worker thread did not end within {THREAD_JOIN:?} of its stop");
+            }
         }
     }
 }

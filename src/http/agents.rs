@@ -8,11 +8,11 @@ use serde_json::json;
 use super::body::{query, read_object};
 use super::errors::ApiError;
 use super::server::ApiState;
+use crate::agent::ProcessingResult;
 use crate::config::AgentConfig;
 use crate::job::JobStatus;
-use crate::memory::actor::ListMemories;
 use crate::memory::MemoryScope;
-use crate::runtime::TaskOptions;
+use crate::runtime::{TaskError, TaskOptions};
 
 fn agent<'a>(state: &'a ApiState, id: &str) -> Result<&'a AgentConfig, ApiError> {
     let agents = &state.troupe.config().agents;
@@ -85,7 +85,10 @@ pub(crate) async fn task(
     if !wait {
         return Ok(HttpResponse::build(StatusCode::CREATED).json(job));
     }
-    let result = state.troupe.wait(job.id).await?;
+    let result = match state.troupe.wait(job.id).await {
+        Err(TaskError::Runtime(e)) => return Err(e.into()),
+        outcome => ProcessingResult::of(outcome),
+    };
     Ok(HttpResponse::Ok().json(result))
 }
 
@@ -116,13 +119,9 @@ pub(crate) async fn memories(
         .map_err(|e| ApiError::BadRequest(format!("invalid query parameter `userId`: {e}")))?;
     let memories = state
         .troupe
-        .memory()
-        .send(ListMemories {
-            scope,
-            include_archived,
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the memory actor did not answer: {e}")))??;
+        .memories()
+        .list(scope, include_archived)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "memories": memories })))
 }
 
@@ -132,7 +131,7 @@ pub(crate) async fn messages(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let messages = state.troupe.conversation(&id).await?;
+    let messages = state.troupe.conversations().messages(&id).await?;
     if messages.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no conversation with id `{id}`"
