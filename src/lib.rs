@@ -20,4 +20,5 @@ pub mod runtime;
 pub mod secrets;
 pub mod sled;
 pub mod store;
+pub mod testing;
 pub mod tools;

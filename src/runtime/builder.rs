@@ -77,6 +77,14 @@ impl TroupeBuilder {
         self
     }
 
+    /// Agents reach their models through `model` instead of the configured
+    /// providers: a model of your own (local inference), or
+    /// [`ScriptedModel`](crate::testing::ScriptedModel) in tests.
+    pub fn model(mut self, model: impl ModelGateway) -> Self {
+        self.gateway = Some(Arc::new(model));
+        self
+    }
+
     /// Adds a tool beside the built-in ones.
     pub fn tool(mut self, tool: impl Tool) -> Self {
         self.tools.push(Arc::new(tool));
