@@ -190,7 +190,7 @@ fn a_cost_budget_counts_dollars_and_clears_the_next_day() {
     run_system(async {
         let oa = server("openai-chat-text-usage.json").await;
         let clock = Arc::new(ManualClock::new());
-        let store = Arc::new(troupe::in_memory::MemoryUsageStore::new());
+        let store = Arc::new(troupe::in_memory::InMemoryStore::new());
         // 146,800 nano-dollars per call: the second call finds $0.0001468 >= $0.0001.
         let meter = UsageMeter::new(store)
             .with_budget("sarah", Budget::cost_usd(0.0001))

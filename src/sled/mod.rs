@@ -86,6 +86,7 @@
 
 mod conversation;
 mod group_commit;
+mod harness;
 mod index;
 mod keys;
 mod memory;
@@ -115,6 +116,7 @@ use crate::store::{
 
 pub use group_commit::CommitStats;
 use group_commit::GroupCommit;
+pub use harness::{SledHarness, TempDataDir};
 use index::Index;
 
 /// Jobs inserted per acquisition of the index lock in a bulk insert, so
