@@ -25,7 +25,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use troupe::in_memory::MemoryUsageStore;
+use troupe::in_memory::InMemoryStore;
 use troupe::provider::KeySource;
 use troupe::provider::{
     ApiKey, Generate, GenerateRequest, Message, ModelConfig, Provider, ProviderActor,
@@ -103,7 +103,7 @@ async fn bench(
     let key = "sk-bench-0123456789";
     let direct = Provider::new(config("direct", uri))?;
     let budget = Budget::tokens(u64::MAX);
-    let memory = UsageMeter::new(Arc::new(MemoryUsageStore::new())).with_budget("sarah", budget);
+    let memory = UsageMeter::new(Arc::new(InMemoryStore::new())).with_budget("sarah", budget);
     let sled = SledStore::open(SledConfig::new(data_dir))?;
     let durable = UsageMeter::new(Arc::new(sled)).with_budget("sarah", budget);
     let set = ProviderSet::from_actors(vec![

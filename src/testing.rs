@@ -40,6 +40,8 @@ use crate::provider::{
     ErrorKind, FinishReason, GenerateRequest, GenerateResponse, ProviderError, ToolCall, Usage,
 };
 
+pub use crate::in_memory::InMemoryStore;
+
 /// The provider name a scripted model answers as.
 pub const SCRIPTED_PROVIDER: &str = "scripted";
 

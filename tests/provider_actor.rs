@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use troupe::in_memory::MemoryUsageStore;
+use troupe::in_memory::InMemoryStore;
 use troupe::provider::UsageMeter;
 use troupe::provider::{
     ApiKey, BreakerConfig, BreakerState, ErrorKind, Generate, GenerateRequest, ManualClock,
@@ -81,7 +81,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 fn the_actor_answers_generate_and_records_usage() {
     run_system(async {
         let s = server(200, "openai-chat-text-usage.json").await;
-        let usage = Arc::new(MemoryUsageStore::new());
+        let usage = Arc::new(InMemoryStore::new());
         let meter = UsageMeter::new(usage.clone());
         let set = ProviderSet::build(
             &[config("openai", ProviderKind::Openai, &s)],
@@ -124,7 +124,7 @@ fn the_actor_answers_generate_and_records_usage() {
 #[derive(Default)]
 struct PanicOnce {
     fired: AtomicBool,
-    inner: MemoryUsageStore,
+    inner: InMemoryStore,
 }
 
 #[async_trait]

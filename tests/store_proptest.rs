@@ -1,16 +1,19 @@
-//! A proptest of the sled store against an in-memory model of the job state
-//! machine: random sequences of enqueue, claim, complete, fail, cancel,
-//! discard, pause and crash-and-recover; after every step the store's
-//! answers and every job's state must equal the model's.
+//! A proptest of every store adapter (sled, in-memory) against a model of
+//! the job state machine: random sequences of enqueue, claim, complete,
+//! fail, cancel, discard, pause and crash-and-recover; after every step the
+//! store's answers and every job's state must equal the model's. The
+//! adapters are reached through their conformance harnesses, so a crash is
+//! what the conformance suite means by one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use serde_json::json;
-use tempfile::TempDir;
+use troupe::in_memory::InMemoryHarness;
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
-use troupe::sled::{SledConfig, SledStore};
+use troupe::sled::SledHarness;
+use troupe::store::conformance::{Fixture, Harness};
 use troupe::store::prelude::*;
 use troupe::store::{CancelOutcome, ClaimRequest, FailAction, Outcome, PauseTarget};
 
@@ -133,17 +136,12 @@ impl Model {
     }
 }
 
-fn open(dir: &TempDir) -> SledStore {
-    SledStore::open(SledConfig::new(dir.path())).unwrap_or_else(|e| panic!("open: {e:?}"))
-}
-
 fn status_of(out: &Outcome) -> Option<(JobStatus, u32)> {
     out.applied().map(|j| (j.status, j.attempt))
 }
 
-async fn run(ops: Vec<Op>) {
-    let dir = TempDir::new().unwrap();
-    let mut store = open(&dir);
+async fn run<H: Harness>(harness: &H, ops: Vec<Op>) {
+    let mut f = Fixture::open(harness).await.unwrap();
     let mut model = Model::default();
     let mut now = Utc::now() - Duration::hours(1);
 
@@ -163,7 +161,7 @@ async fn run(ops: Vec<Op>) {
                 opts.unique_key = unique.map(|u| format!("u{u}"));
                 let job =
                     Job::new(WORKERS[worker], json!(null), JobCtx::default(), &opts, now).unwrap();
-                let out = store.insert(job.clone()).await.unwrap();
+                let out = f.store().insert(job.clone()).await.unwrap();
                 let holder = opts.unique_key.as_ref().and_then(|k| {
                     model
                         .jobs
@@ -204,7 +202,8 @@ async fn run(ops: Vec<Op>) {
                     limit,
                     per_worker: only.map(|w| BTreeMap::from([(w.to_string(), limit)])),
                 };
-                let got: Vec<JobId> = store
+                let got: Vec<JobId> = f
+                    .store()
                     .claim(&request)
                     .await
                     .unwrap()
@@ -224,7 +223,11 @@ async fn run(ops: Vec<Op>) {
             } => {
                 let Some(id) = model.pick(pick) else { continue };
                 let attempt = model.jobs[&id].attempt + u32::from(wrong_attempt);
-                let out = store.complete(id, attempt, json!(attempt)).await.unwrap();
+                let out = f
+                    .store()
+                    .complete(id, attempt, json!(attempt))
+                    .await
+                    .unwrap();
                 let j = &model.jobs[&id];
                 if j.status == JobStatus::Running && j.attempt == attempt {
                     assert_eq!(
@@ -244,7 +247,8 @@ async fn run(ops: Vec<Op>) {
                     Some(s) => FailAction::RetryAt(now + Duration::seconds(s)),
                     None => FailAction::Final,
                 };
-                let out = store
+                let out = f
+                    .store()
                     .fail(id, attempt, format!("e{attempt}"), action)
                     .await
                     .unwrap();
@@ -273,7 +277,7 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Cancel { pick } => {
                 let Some(id) = model.pick(pick) else { continue };
-                let out = store.cancel(id).await.unwrap();
+                let out = f.store().cancel(id).await.unwrap();
                 let j = model.jobs.get_mut(&id).unwrap();
                 match j.status {
                     JobStatus::Queued => {
@@ -290,7 +294,7 @@ async fn run(ops: Vec<Op>) {
             Op::AckCancel { pick } => {
                 let Some(id) = model.pick(pick) else { continue };
                 let attempt = model.jobs[&id].attempt;
-                let out = store.ack_cancel(id, attempt).await.unwrap();
+                let out = f.store().ack_cancel(id, attempt).await.unwrap();
                 if model.jobs[&id].status == JobStatus::Running {
                     assert_eq!(
                         status_of(&out),
@@ -304,7 +308,11 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Discard { pick } => {
                 let Some(id) = model.pick(pick) else { continue };
-                let out = store.discard(id, "unknown worker".into()).await.unwrap();
+                let out = f
+                    .store()
+                    .discard(id, "unknown worker".into())
+                    .await
+                    .unwrap();
                 let j = model.jobs.get_mut(&id).unwrap();
                 if j.status == JobStatus::Queued {
                     j.status = JobStatus::Failed;
@@ -330,7 +338,7 @@ async fn run(ops: Vec<Op>) {
                     Some(w) => PauseTarget::Worker(WORKERS[w].into()),
                     None => PauseTarget::All,
                 };
-                let state = store.set_paused(target, paused).await.unwrap();
+                let state = f.store().set_paused(target, paused).await.unwrap();
                 match worker {
                     Some(w) if paused => {
                         model.paused.insert(WORKERS[w].into());
@@ -345,9 +353,8 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Advance { secs } => now += Duration::seconds(secs),
             Op::CrashAndRecover => {
-                drop(store);
-                store = open(&dir);
-                let rec = store.recover(now).await.unwrap();
+                f = f.crash().await.unwrap();
+                let rec = f.store().recover(now).await.unwrap();
                 let mut requeued = Vec::new();
                 let mut cancelled = Vec::new();
                 for (id, j) in model.jobs.iter_mut() {
@@ -370,7 +377,7 @@ async fn run(ops: Vec<Op>) {
 
         // After every step: every job, the counts and the wake-up time agree.
         for (id, m) in &model.jobs {
-            let j = store.get_job(*id).await.unwrap().unwrap();
+            let j = f.store().get_job(*id).await.unwrap().unwrap();
             assert_eq!(
                 (
                     j.status,
@@ -392,7 +399,7 @@ async fn run(ops: Vec<Op>) {
             );
             assert_eq!(j.worker_name, m.worker);
         }
-        let counts = store.counts().await.unwrap();
+        let counts = f.store().counts().await.unwrap();
         for st in JobStatus::ALL {
             let expected = model.jobs.values().filter(|j| j.status == st).count() as u64;
             assert_eq!(counts.status(st), expected, "{st} after {op:?}");
@@ -406,7 +413,7 @@ async fn run(ops: Vec<Op>) {
             }
         }
         assert_eq!(
-            store.next_wake(None).await.unwrap(),
+            f.store().next_wake(None).await.unwrap(),
             model.next_wake(),
             "wake after {op:?}"
         );
@@ -417,8 +424,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     #[test]
-    fn store_matches_the_state_machine_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(ops));
+    fn sled_matches_the_state_machine_model(ops in proptest::collection::vec(op(), 1..60)) {
+        block_on(run(&SledHarness::default(), ops));
     }
+
+    #[test]
+    fn in_memory_matches_the_state_machine_model(ops in proptest::collection::vec(op(), 1..60)) {
+        block_on(run(&InMemoryHarness, ops));
+    }
+}
+
+fn block_on(run: impl std::future::Future<Output = ()>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run);
 }

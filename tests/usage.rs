@@ -1,6 +1,10 @@
 //! Usage and cost through the provider actors, kept in the sled store:
 //! totals per agent, provider and day; per-agent daily budgets that refuse
-//! calls once spent; prices from the table and from config.
+//! calls once spent; prices from the table and from config; how sled
+//! buffers and batches call records. What every usage store promises is
+//! the conformance suite's (`troupe::store::conformance::usage`).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +15,12 @@ use troupe::provider::{
     ProviderConfig, ProviderKind, ProviderSet, RetryPolicy,
 };
 use troupe::provider::{Budget, Price, PriceTable, PricingConfig, UsageMeter};
-use troupe::sled::{SledConfig, SledStore};
 use troupe::store::{UsageScope, UsageStore};
 use troupe_actors::{run_system, SupervisorSpec, Tree};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use common::open;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 
@@ -64,7 +69,7 @@ fn totals_per_agent_provider_and_day_are_kept_in_sled() {
     run_system(async {
         let oa = server("openai-chat-text-usage.json").await; // 16 in, 363 out
         let an = server("anthropic-message-text-end-turn.json").await;
-        let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let sled = open(dir.path());
         let meter = UsageMeter::new(Arc::new(sled.clone()));
         let set = ProviderSet::build(
             &[
@@ -130,7 +135,7 @@ fn totals_per_agent_provider_and_day_are_kept_in_sled() {
         tree.shutdown().await;
     });
     // Durable: the totals are there after reopening the directory.
-    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    let sled = open(dir.path());
     run_system(async {
         let day = chrono::Utc::now().date_naive();
         let t = sled
@@ -147,7 +152,7 @@ fn a_spent_budget_refuses_further_calls_without_failing_over() {
     run_system(async {
         let oa = server("openai-chat-text-usage.json").await;
         let backup = server("openai-chat-text-usage.json").await;
-        let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let sled = open(dir.path());
         // One call spends 379 tokens: the second call finds 379 >= 300.
         let meter = UsageMeter::new(Arc::new(sled)).with_budget("sarah", Budget::tokens(300));
         let set = ProviderSet::build(
@@ -191,7 +196,7 @@ fn a_cost_budget_counts_dollars_and_clears_the_next_day() {
     run_system(async {
         let oa = server("openai-chat-text-usage.json").await;
         let clock = Arc::new(ManualClock::new());
-        let store = Arc::new(troupe::in_memory::MemoryUsageStore::new());
+        let store = Arc::new(troupe::in_memory::InMemoryStore::new());
         // 146,800 nano-dollars per call: the second call finds $0.0001468 >= $0.0001.
         let meter = UsageMeter::new(store)
             .with_budget("sarah", Budget::cost_usd(0.0001))
@@ -257,66 +262,6 @@ fn call_at(at: chrono::DateTime<chrono::Utc>) -> troupe::store::UsageRecord {
     }
 }
 
-/// Retention prunes the per-call log with the jobs' max age (so a daemon's
-/// usage log does not grow without end) and keeps the day totals.
-#[test]
-fn retention_prunes_old_call_records_and_keeps_day_totals() {
-    use troupe::store::prelude::*;
-    use troupe::store::Retention;
-    let dir = tempfile::tempdir().unwrap();
-    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
-    run_system(async move {
-        let now = chrono::Utc::now();
-        let old = now - chrono::Duration::hours(2);
-        let young = now - chrono::Duration::minutes(10);
-        for at in [old, old, young] {
-            sled.record(&call_at(at)).await.unwrap();
-        }
-        let retention = Retention {
-            max_age: Some(Duration::from_secs(3600)),
-            max_count: None,
-        };
-        JobStore::prune(&sled, &retention, now).await.unwrap();
-        let mut left = Vec::new();
-        for day in [old.date_naive(), young.date_naive()] {
-            for call in sled.calls(day).await.unwrap() {
-                if !left.contains(&call.id) {
-                    left.push(call.id);
-                }
-            }
-        }
-        assert_eq!(left.len(), 1, "only the young call is left");
-        let totals = sled
-            .totals(&UsageScope::Agent("sarah".into()), young.date_naive())
-            .await
-            .unwrap();
-        assert!(totals.calls >= 1, "day totals are kept: {totals:?}");
-        let total_calls: u64 = {
-            let mut n = 0;
-            let mut days = vec![old.date_naive(), young.date_naive()];
-            days.dedup();
-            for day in days {
-                n += sled
-                    .totals(&UsageScope::Agent("sarah".into()), day)
-                    .await
-                    .unwrap()
-                    .calls;
-            }
-            n
-        };
-        assert_eq!(total_calls, 3, "the totals still count the pruned calls");
-        // Without a max age nothing of the log is pruned.
-        let keep_all = Retention {
-            max_age: None,
-            max_count: Some(10),
-        };
-        JobStore::prune(&sled, &keep_all, now + chrono::Duration::days(2))
-            .await
-            .unwrap();
-        assert_eq!(sled.calls(young.date_naive()).await.unwrap().len(), 1);
-    });
-}
-
 /// Recording only buffers the call; the store's committer writes it. With
 /// no read and no durable write after it, the record still reaches the
 /// disk: the store's last flush (on drop) writes what is buffered.
@@ -325,13 +270,13 @@ fn a_recorded_call_reaches_the_disk_without_a_read_or_a_durable_write() {
     let dir = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now();
     {
-        let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let sled = open(dir.path());
         run_system(async {
             sled.record(&call_at(now)).await.unwrap();
             sled.record(&call_at(now)).await.unwrap();
         });
     }
-    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    let sled = open(dir.path());
     run_system(async move {
         let day = now.date_naive();
         let totals = sled
@@ -363,7 +308,7 @@ fn calls_stored_one_per_record_by_earlier_versions_are_read_and_pruned() {
             .unwrap();
         db.flush().unwrap();
     }
-    let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+    let sled = open(dir.path());
     run_system(async move {
         let young = call_at(now);
         sled.record(&young).await.unwrap();

@@ -1,62 +1,56 @@
-//! [`MemoryUsageStore`]: usage kept in memory, for tests, benchmarks and
-//! embedders that account elsewhere.
+//! Usage in memory: every recorded call in recording order, the running
+//! totals per agent and per provider and day, and the [`UsageStore`] port.
+//! Retention drops call records older than its age limit
+//! ([`Usage::prune_calls`]); the day totals stay.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
+use super::InMemoryStore;
 use crate::store::{DayUsage, StoreError, UsageRecord, UsageScope, UsageStore, UsageTotals};
 
-/// Records and totals in memory; lost when the process ends.
-#[derive(Debug, Default)]
-pub struct MemoryUsageStore {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    records: Vec<UsageRecord>,
+/// Calls in recording order and the totals they add up to.
+#[derive(Default)]
+pub(super) struct Usage {
+    calls: Vec<UsageRecord>,
     totals: HashMap<(UsageScope, NaiveDate), UsageTotals>,
 }
 
-impl MemoryUsageStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Nothing panics while holding the lock; keep going if something did.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+impl Usage {
+    /// Drops the records of calls made before `cutoff`.
+    pub(super) fn prune_calls(&mut self, cutoff: DateTime<Utc>) {
+        self.calls.retain(|call| call.at >= cutoff);
     }
 }
 
 #[async_trait]
-impl UsageStore for MemoryUsageStore {
+impl UsageStore for InMemoryStore {
     async fn record(&self, record: &UsageRecord) -> Result<(), StoreError> {
         let day = record.day();
-        let mut inner = self.lock();
+        let mut state = self.lock();
+        let usage = &mut state.usage;
         if let Some(agent) = &record.agent {
-            inner
+            usage
                 .totals
                 .entry((UsageScope::Agent(agent.clone()), day))
                 .or_default()
                 .add(record);
         }
-        inner
+        usage
             .totals
             .entry((UsageScope::Provider(record.provider.clone()), day))
             .or_default()
             .add(record);
-        inner.records.push(record.clone());
+        usage.calls.push(record.clone());
         Ok(())
     }
 
     async fn totals(&self, scope: &UsageScope, day: NaiveDate) -> Result<UsageTotals, StoreError> {
         Ok(self
             .lock()
+            .usage
             .totals
             .get(&(scope.clone(), day))
             .copied()
@@ -64,29 +58,30 @@ impl UsageStore for MemoryUsageStore {
     }
 
     async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, StoreError> {
-        let inner = self.lock();
-        let mut out = DayUsage {
+        let state = self.lock();
+        let mut report = DayUsage {
             day: Some(day),
             ..DayUsage::default()
         };
-        for ((scope, d), totals) in &inner.totals {
+        for ((scope, d), totals) in &state.usage.totals {
             if *d != day {
                 continue;
             }
             match scope {
-                UsageScope::Agent(a) => out.by_agent.insert(a.clone(), *totals),
-                UsageScope::Provider(p) => out.by_provider.insert(p.clone(), *totals),
+                UsageScope::Agent(a) => report.by_agent.insert(a.clone(), *totals),
+                UsageScope::Provider(p) => report.by_provider.insert(p.clone(), *totals),
             };
         }
-        Ok(out)
+        Ok(report)
     }
 
     async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, StoreError> {
         Ok(self
             .lock()
-            .records
+            .usage
+            .calls
             .iter()
-            .filter(|r| r.day() == day)
+            .filter(|call| call.day() == day)
             .cloned()
             .collect())
     }

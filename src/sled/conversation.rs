@@ -20,7 +20,8 @@ use sled::Transactional;
 
 use super::SledStore;
 use crate::store::{
-    validate_key, Appended, ChatMessage, ConversationStore, NewMessage, StoreError,
+    validate_conversation_id, validate_key, Appended, ChatMessage, ConversationStore, NewMessage,
+    StoreError,
 };
 
 /// Tree of messages.
@@ -49,16 +50,6 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<ChatMessage, StoreError> {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
-}
-
-fn check_conversation_id(conversation_id: &str) -> Result<(), StoreError> {
-    if conversation_id.trim().is_empty() {
-        return Err(StoreError::InvalidInput {
-            field: "conversationId",
-            reason: "must not be empty".into(),
-        });
-    }
-    Ok(())
 }
 
 impl SledStore {
@@ -96,7 +87,7 @@ impl SledStore {
         conversation_id: &str,
         limit: Option<usize>,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        check_conversation_id(conversation_id)?;
+        validate_conversation_id(conversation_id)?;
         let messages = self.conversation_tree(MESSAGES)?;
         let scan = messages.scan_prefix(conversation_prefix(conversation_id));
         let entries: Vec<_> = match limit {
@@ -172,7 +163,7 @@ impl ConversationStore for SledStore {
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         if limit == 0 {
-            check_conversation_id(conversation_id)?;
+            validate_conversation_id(conversation_id)?;
             return Ok(Vec::new());
         }
         self.scan_messages(conversation_id, Some(limit))

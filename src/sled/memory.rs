@@ -19,8 +19,6 @@
 //! compare-and-swaps (they contend with flushes), which is fine at the rate
 //! agents remember things.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sled::transaction::{
@@ -31,8 +29,8 @@ use uuid::Uuid;
 
 use super::SledStore;
 use crate::store::{
-    validate_key, Compacted, Memory, MemoryId, MemoryScope, MemoryStore, NewMemory, Remembered,
-    StoreError,
+    archive_original, validate_compaction, validate_key, Compacted, Memory, MemoryId, MemoryScope,
+    MemoryStore, NewMemory, Remembered, StoreError,
 };
 
 /// Tree of memory records.
@@ -320,40 +318,7 @@ impl MemoryStore for SledStore {
         originals: Vec<MemoryId>,
         summaries: Vec<NewMemory>,
     ) -> Result<Compacted, StoreError> {
-        scope.validate()?;
-        if originals.is_empty() {
-            return Err(StoreError::InvalidInput {
-                field: "originals",
-                reason: "a compaction must archive at least one memory".into(),
-            });
-        }
-        let mut seen = HashSet::new();
-        for id in &originals {
-            if !seen.insert(*id) {
-                return Err(StoreError::InvalidInput {
-                    field: "originals",
-                    reason: format!("memory {id} is listed twice"),
-                });
-            }
-        }
-        for (i, summary) in summaries.iter().enumerate() {
-            summary.validate().map_err(|e| match e {
-                StoreError::InvalidInput { field, reason } => StoreError::InvalidInput {
-                    field: "summaries",
-                    reason: format!("summary {i}: invalid {field}: {reason}"),
-                },
-                other => other,
-            })?;
-            if summary.scope() != *scope {
-                return Err(StoreError::InvalidInput {
-                    field: "summaries",
-                    reason: format!(
-                        "summary {i} belongs to {}, not to the compacted {scope}",
-                        summary.scope()
-                    ),
-                });
-            }
-        }
+        validate_compaction(scope, &originals, &summaries)?;
         let now = Utc::now();
         let summaries: Vec<Memory> = summaries.into_iter().map(|s| s.into_memory(now)).collect();
         let encoded = summaries
@@ -367,26 +332,13 @@ impl MemoryStore for SledStore {
             .transaction(|(memories, scopes)| {
                 let mut archived = Vec::with_capacity(originals.len());
                 for &id in &originals {
-                    let Some(mut memory) = tx_read(memories, id)? else {
+                    let Some(original) = tx_read(memories, id)? else {
                         return abort(not_found(id));
                     };
-                    if memory.scope() != *scope {
-                        return abort(StoreError::InvalidInput {
-                            field: "originals",
-                            reason: format!(
-                                "memory {id} belongs to {}, not to the compacted {scope}",
-                                memory.scope()
-                            ),
-                        });
-                    }
-                    if memory.archived {
-                        return abort(StoreError::InvalidInput {
-                            field: "originals",
-                            reason: format!("memory {id} is already archived"),
-                        });
-                    }
-                    memory.archived = true;
-                    memory.archived_into = into;
+                    let memory = match archive_original(&original, scope, into) {
+                        Ok(m) => m,
+                        Err(e) => return abort(e),
+                    };
                     let bytes = match encode(&memory) {
                         Ok(b) => b,
                         Err(e) => return abort(e),

@@ -72,7 +72,7 @@
 //!     time index) and `message_keys` (idempotency key → message key); an
 //!     append is one insert, or one transaction with an idempotency key;
 //!   - agent steps ([`StepStore`](crate::store::StepStore) and [`IdempotencyStore`](crate::store::IdempotencyStore),
-//!     `sled/checkpoint.rs`): `checkpoints` (job id ++ u32 BE step →
+//!     `sled/steps.rs`): `checkpoints` (job id ++ u32 BE step →
 //!     step JSON) and `idempotency` (key → claimed JSON, claimed by one
 //!     compare-and-swap).
 //!
@@ -81,11 +81,12 @@
 //! - Opening a directory another process holds fails with
 //!   [`StoreError::Locked`] naming it (sled takes an exclusive file lock).
 //! - `open` does not change job states: the scheduler calls
-//!   [`Store::recover`] when it starts, so read-only commands (listing jobs)
+//!   [`JobStore::recover`] when it starts, so read-only commands (listing jobs)
 //!   never requeue anything.
 
 mod conversation;
 mod group_commit;
+mod harness;
 mod index;
 mod keys;
 mod memory;
@@ -108,17 +109,16 @@ use crate::job::rules::{self, CancelMove};
 use crate::job::schedule::{plan_firings, Schedule, ScheduleError};
 use crate::job::{FailAction, Job, JobError, JobId, JobStatus};
 use crate::store::{
-    CancelOutcome, ClaimRequest, Durability, FiredSchedule, InsertOutcome, JobCounts, JobPage,
-    JobStore, ListQuery, Outcome, PauseState, PauseTarget, Recovered, Retention, ScheduleStore,
-    StoreError,
+    parked, validate_schedule, CancelOutcome, ClaimRequest, Durability, FiredSchedule,
+    InsertOutcome, JobCounts, JobPage, JobStore, ListQuery, Outcome, PauseState, PauseTarget,
+    Recovered, Retention, ScheduleStore, StoreError,
 };
 
 pub use group_commit::CommitStats;
 use group_commit::GroupCommit;
+pub use harness::{SledHarness, TempDataDir};
 use index::Index;
 
-/// Page size when a [`ListQuery`] gives 0.
-const DEFAULT_PAGE: usize = 50;
 /// Jobs inserted per acquisition of the index lock in a bulk insert, so
 /// claims interleave with a large bulk insert.
 const INSERT_CHUNK: usize = 256;
@@ -544,11 +544,7 @@ impl JobStore for SledStore {
     }
 
     async fn list_jobs(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
-        let limit = if query.limit == 0 {
-            DEFAULT_PAGE
-        } else {
-            query.limit
-        };
+        let limit = query.page_size();
         // One more than the page tells whether a next page exists.
         let want = limit.saturating_add(1);
         let mut scan_error = None;
@@ -771,14 +767,9 @@ impl ScheduleStore for SledStore {
         target: PauseTarget,
         paused: bool,
     ) -> Result<PauseState, StoreError> {
+        target.validate()?;
         let key = match &target {
             PauseTarget::All => keys::PAUSE_ALL.to_vec(),
-            PauseTarget::Worker(w) if w.trim().is_empty() => {
-                return Err(StoreError::InvalidInput {
-                    field: "worker",
-                    reason: "must not be empty".into(),
-                })
-            }
             PauseTarget::Worker(w) => keys::pause_worker_key(w),
         };
         let state = {
@@ -809,25 +800,7 @@ impl ScheduleStore for SledStore {
     }
 
     async fn put_schedule(&self, schedule: Schedule) -> Result<(), StoreError> {
-        if schedule.id.is_empty() {
-            return Err(StoreError::InvalidInput {
-                field: "id",
-                reason: "a schedule id must not be empty".into(),
-            });
-        }
-        if schedule.worker_name.trim().is_empty() {
-            return Err(StoreError::InvalidInput {
-                field: "workerName",
-                reason: format!("schedule {:?} has an empty worker name", schedule.id),
-            });
-        }
-        schedule
-            .spec
-            .validate()
-            .map_err(|source| StoreError::Schedule {
-                id: schedule.id.clone(),
-                source,
-            })?;
+        validate_schedule(&schedule)?;
         let bytes = keys::encode_schedule(&schedule)?;
         {
             let mut schedules = self.schedules();
@@ -915,10 +888,7 @@ impl SledStore {
             Ok(plan) => plan,
             Err(ScheduleError::Exhausted { .. }) => {
                 // Never fires again: park it instead of finding it due forever.
-                // 9999-12-31T23:59:59Z: far, and still valid RFC 3339.
-                let mut parked = schedule.clone();
-                parked.next_fire_at =
-                    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(schedule.next_fire_at);
+                let parked = parked(schedule);
                 let bytes = keys::encode_schedule(&parked)?;
                 self.inner
                     .schedules_tree

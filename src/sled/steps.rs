@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::SledStore;
 use crate::job::JobId;
 use crate::store::{
-    job_of_key, validate_key, Claim, IdempotencyStore, StepStore, StoreError, MAX_KEY_VALUE_BYTES,
-    MAX_STEP_BYTES,
+    check_step_index, encode_key_value, job_of_key, validate_key, validate_step_json, Claim,
+    IdempotencyStore, StepStore, StoreError,
 };
 
 /// Tree of step records.
@@ -96,23 +96,7 @@ impl StepStore for SledStore {
         step_index: u32,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        if bytes.len() > MAX_STEP_BYTES {
-            return Err(StoreError::InvalidInput {
-                field: "record",
-                reason: format!(
-                    "step {step_index} of job {job_id} is {} bytes of JSON, more than the limit of {MAX_STEP_BYTES}",
-                    bytes.len()
-                ),
-            });
-        }
-        // Checked, not decoded (no tree is built): bytes that are not one
-        // JSON value would only fail later, at the resume that needs them.
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            return Err(StoreError::InvalidInput {
-                field: "record",
-                reason: format!("step {step_index} of job {job_id} is not one JSON value: {e}"),
-            });
-        }
+        validate_step_json(job_id, step_index, &bytes)?;
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         let last = tree
             .scan_prefix(job_id.as_bytes())
@@ -132,14 +116,7 @@ impl StepStore for SledStore {
                 })?
                 .saturating_add(1),
         };
-        if step_index > next {
-            return Err(StoreError::InvalidInput {
-                field: "stepIndex",
-                reason: format!(
-                    "job {job_id} has {next} saved steps, so step {step_index} cannot be saved yet (at most {next})"
-                ),
-            });
-        }
+        check_step_index(job_id, step_index, next)?;
         tree.insert(step_key(job_id, step_index), bytes)
             .map_err(|e| StoreError::backend("save step", e))?;
         self.durable("save step").await
@@ -181,17 +158,7 @@ impl StepStore for SledStore {
 impl IdempotencyStore for SledStore {
     async fn claim_key(&self, key: &str, value: Value) -> Result<Claim, StoreError> {
         validate_key(key)?;
-        let bytes = serde_json::to_vec(&value)
-            .map_err(|e| StoreError::backend("encode idempotency value", e))?;
-        if bytes.len() > MAX_KEY_VALUE_BYTES {
-            return Err(StoreError::InvalidInput {
-                field: "value",
-                reason: format!(
-                    "is {} bytes of JSON, more than the limit of {MAX_KEY_VALUE_BYTES}",
-                    bytes.len()
-                ),
-            });
-        }
+        let bytes = encode_key_value(&value)?;
         let tree = self.checkpoint_tree(IDEMPOTENCY)?;
         // The job's index entry goes first (idempotent, on every claim): a
         // crash can then leave an entry without its key, never a key that

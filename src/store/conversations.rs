@@ -167,6 +167,20 @@ pub trait ConversationStore: Send + Sync {
     async fn list_messages(&self, conversation_id: &str) -> Result<Vec<ChatMessage>, StoreError>;
 }
 
+/// Checks the conversation id of a read ([`ConversationStore::recent`],
+/// [`ConversationStore::list_messages`]): an empty one is refused
+/// ([`StoreError::InvalidInput`] `conversationId`) rather than answered
+/// with nothing, since no message can have it.
+pub fn validate_conversation_id(conversation_id: &str) -> Result<(), StoreError> {
+    if conversation_id.trim().is_empty() {
+        return Err(StoreError::InvalidInput {
+            field: "conversationId",
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
 fn check_name(field: &'static str, value: &str) -> Result<(), StoreError> {
     if value.trim().is_empty() {
         return Err(StoreError::InvalidInput {

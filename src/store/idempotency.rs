@@ -97,6 +97,24 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A claim's value as the JSON an adapter stores, refused with
+/// [`StoreError::InvalidInput`] `value` when larger than
+/// [`MAX_KEY_VALUE_BYTES`] (a value names an effect, it does not hold one).
+pub fn encode_key_value(value: &Value) -> Result<Vec<u8>, StoreError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| StoreError::backend("encode idempotency value", e))?;
+    if bytes.len() > MAX_KEY_VALUE_BYTES {
+        return Err(StoreError::InvalidInput {
+            field: "value",
+            reason: format!(
+                "is {} bytes of JSON, more than the limit of {MAX_KEY_VALUE_BYTES}",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::job_of_key;

@@ -373,6 +373,80 @@ pub trait MemoryStore: Send + Sync {
     ) -> Result<Compacted, StoreError>;
 }
 
+/// Checks a compaction's arguments before anything is read, as
+/// [`MemoryStore::compact`] promises: a valid scope, at least one original
+/// and none twice, every summary valid (its field named after `summaries`)
+/// and of `scope`. Every adapter calls it first, so they refuse alike.
+pub fn validate_compaction(
+    scope: &MemoryScope,
+    originals: &[MemoryId],
+    summaries: &[NewMemory],
+) -> Result<(), StoreError> {
+    scope.validate()?;
+    if originals.is_empty() {
+        return Err(invalid(
+            "originals",
+            "a compaction must archive at least one memory".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for id in originals {
+        if !seen.insert(*id) {
+            return Err(invalid("originals", format!("memory {id} is listed twice")));
+        }
+    }
+    for (i, summary) in summaries.iter().enumerate() {
+        summary.validate().map_err(|e| match e {
+            StoreError::InvalidInput { field, reason } => invalid(
+                "summaries",
+                format!("summary {i}: invalid {field}: {reason}"),
+            ),
+            other => other,
+        })?;
+        if summary.scope() != *scope {
+            return Err(invalid(
+                "summaries",
+                format!(
+                    "summary {i} belongs to {}, not to the compacted {scope}",
+                    summary.scope()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One original of a compaction as it must be stored: `archived`, with
+/// `archivedInto` = `into`. Refuses (naming the memory) one of another scope
+/// or one already archived; the adapter then aborts the whole compaction,
+/// so nothing changes.
+pub fn archive_original(
+    memory: &Memory,
+    scope: &MemoryScope,
+    into: Option<MemoryId>,
+) -> Result<Memory, StoreError> {
+    if memory.scope() != *scope {
+        return Err(invalid(
+            "originals",
+            format!(
+                "memory {} belongs to {}, not to the compacted {scope}",
+                memory.id,
+                memory.scope()
+            ),
+        ));
+    }
+    if memory.archived {
+        return Err(invalid(
+            "originals",
+            format!("memory {} is already archived", memory.id),
+        ));
+    }
+    let mut archived = memory.clone();
+    archived.archived = true;
+    archived.archived_into = into;
+    Ok(archived)
+}
+
 fn invalid(field: &'static str, reason: String) -> StoreError {
     StoreError::InvalidInput { field, reason }
 }

@@ -19,6 +19,14 @@
 //!
 //! [`Store`] is all of them: what the runtime takes.
 //!
+//! Whatever every adapter must check or decide alike is written once, here
+//! or in [`crate::job::rules`], not in each adapter: the validation of
+//! records ([`NewMemory::validate`], [`NewMessage::validate`],
+//! [`validate_key`], [`validate_schedule`] …), the compaction rule
+//! ([`validate_compaction`], [`archive_original`]), the step rules
+//! ([`validate_step_json`], [`check_step_index`]). The [`conformance`]
+//! suite checks that an adapter behaves as these documents say.
+//!
 //! # Durability contract (every adapter)
 //!
 //! - **Every call that changes state returns only after the change is
@@ -58,23 +66,25 @@ mod types;
 mod usage;
 
 pub use conversations::{
-    Appended, ChatMessage, ConversationStore, MessageId, NewMessage, Role, MAX_MESSAGE_BYTES,
-    MAX_NAME_BYTES,
+    validate_conversation_id, Appended, ChatMessage, ConversationStore, MessageId, NewMessage,
+    Role, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
 };
 pub use error::{BackendError, StoreError};
 pub use idempotency::{
-    job_of_key, validate_key, Claim, IdempotencyStore, MAX_KEY_BYTES, MAX_KEY_VALUE_BYTES,
+    encode_key_value, job_of_key, validate_key, Claim, IdempotencyStore, MAX_KEY_BYTES,
+    MAX_KEY_VALUE_BYTES,
 };
 pub use jobs::JobStore;
 pub use memories::{
-    Compacted, Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, Remembered,
-    MAX_CONTENT_BYTES, MAX_ID_BYTES, MAX_IMPORTANCE, MIN_IMPORTANCE,
+    archive_original, validate_compaction, Compacted, Memory, MemoryId, MemoryScope, MemoryStore,
+    MemoryType, NewMemory, Remembered, MAX_CONTENT_BYTES, MAX_ID_BYTES, MAX_IMPORTANCE,
+    MIN_IMPORTANCE,
 };
-pub use schedules::ScheduleStore;
-pub use steps::{StepStore, MAX_STEP_BYTES};
+pub use schedules::{parked, validate_schedule, ScheduleStore};
+pub use steps::{check_step_index, validate_step_json, StepStore, MAX_STEP_BYTES};
 pub use types::{
     CancelOutcome, ClaimRequest, Durability, FiredSchedule, InsertOutcome, JobCounts, JobPage,
-    ListQuery, Outcome, PauseState, PauseTarget, Recovered, Retention,
+    ListQuery, Outcome, PauseState, PauseTarget, Recovered, Retention, DEFAULT_PAGE_SIZE,
 };
 pub use usage::{DayUsage, UsageRecord, UsageScope, UsageStore, UsageTotals};
 

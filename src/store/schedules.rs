@@ -43,3 +43,42 @@ pub trait ScheduleStore: Send + Sync {
     /// The earliest `nextFireAt` among schedules.
     async fn next_schedule_fire(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
+
+/// Checks a schedule handed to [`ScheduleStore::put_schedule`]: a non-empty
+/// id ([`StoreError::InvalidInput`] `id`), a worker name
+/// (`workerName`), and a spec that can produce fire times
+/// ([`StoreError::Schedule`] naming the schedule). Every adapter calls it,
+/// so a bad schedule is refused alike everywhere and nothing is stored.
+pub fn validate_schedule(schedule: &Schedule) -> Result<(), StoreError> {
+    if schedule.id.is_empty() {
+        return Err(StoreError::InvalidInput {
+            field: "id",
+            reason: "a schedule id must not be empty".into(),
+        });
+    }
+    if schedule.worker_name.trim().is_empty() {
+        return Err(StoreError::InvalidInput {
+            field: "workerName",
+            reason: format!("schedule {:?} has an empty worker name", schedule.id),
+        });
+    }
+    schedule
+        .spec
+        .validate()
+        .map_err(|source| StoreError::Schedule {
+            id: schedule.id.clone(),
+            source,
+        })
+}
+
+/// A schedule whose spec has no fire time left (a cron expression bound to
+/// a past year), as [`ScheduleStore::fire_due_schedules`] stores it: kept,
+/// so it can be listed and deleted, but with `nextFireAt` at
+/// 9999-12-31T23:59:59Z (far, and still valid RFC 3339), so it is not found
+/// due again on every pass.
+pub fn parked(schedule: &Schedule) -> Schedule {
+    let mut parked = schedule.clone();
+    parked.next_fire_at =
+        DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(schedule.next_fire_at);
+    parked
+}

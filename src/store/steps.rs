@@ -60,3 +60,42 @@ pub trait StepStore: Send + Sync {
     /// Deletes the steps of `job_id`; returns how many there were.
     async fn clear_steps(&self, job_id: JobId) -> Result<usize, StoreError>;
 }
+
+/// Checks a step record written as JSON, as [`StepStore::save_step_json`]
+/// promises: at most [`MAX_STEP_BYTES`] and exactly one JSON value (checked,
+/// not decoded: no tree is built), else [`StoreError::InvalidInput`]
+/// `record` naming the job and step. Bytes that are not one JSON value
+/// would only fail later, at the resume that needs them.
+pub fn validate_step_json(job_id: JobId, step_index: u32, json: &[u8]) -> Result<(), StoreError> {
+    if json.len() > MAX_STEP_BYTES {
+        return Err(StoreError::InvalidInput {
+            field: "record",
+            reason: format!(
+                "step {step_index} of job {job_id} is {} bytes of JSON, more than the limit of {MAX_STEP_BYTES}",
+                json.len()
+            ),
+        });
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+        return Err(StoreError::InvalidInput {
+            field: "record",
+            reason: format!("step {step_index} of job {job_id} is not one JSON value: {e}"),
+        });
+    }
+    Ok(())
+}
+
+/// The contiguity rule: with `saved` steps stored (indexes `0..saved`), step
+/// `step_index` may be saved (a new last step, or a replacement) only if it
+/// is at most `saved`; else [`StoreError::InvalidInput`] `stepIndex`.
+pub fn check_step_index(job_id: JobId, step_index: u32, saved: u32) -> Result<(), StoreError> {
+    if step_index > saved {
+        return Err(StoreError::InvalidInput {
+            field: "stepIndex",
+            reason: format!(
+                "job {job_id} has {saved} saved steps, so step {step_index} cannot be saved yet (at most {saved})"
+            ),
+        });
+    }
+    Ok(())
+}

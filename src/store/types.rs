@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::job::schedule::Schedule;
 use crate::job::{Job, JobId, JobStatus};
 
+use super::StoreError;
+
 /// How far an acknowledged write is protected. Each adapter says what the
 /// two levels mean for it (sled: `sync_file_range` vs `fdatasync`).
 ///
@@ -130,6 +132,9 @@ impl ClaimRequest {
     }
 }
 
+/// The page size of a [`ListQuery`] whose `limit` is 0.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+
 /// A page query over jobs, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListQuery {
@@ -137,10 +142,21 @@ pub struct ListQuery {
     pub status: Option<JobStatus>,
     /// Only jobs of this worker.
     pub worker: Option<String>,
-    /// Page size (0 means the default of 50).
+    /// Page size (0 means [`DEFAULT_PAGE_SIZE`]).
     pub limit: usize,
     /// Continue after this id (the `next_cursor` of the previous page).
     pub cursor: Option<JobId>,
+}
+
+impl ListQuery {
+    /// The page size this query asks for, the default filled in.
+    pub fn page_size(&self) -> usize {
+        if self.limit == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            self.limit
+        }
+    }
 }
 
 /// One page of jobs.
@@ -202,6 +218,20 @@ pub enum PauseTarget {
     All,
     /// One worker by name.
     Worker(String),
+}
+
+impl PauseTarget {
+    /// Refuses a worker name that is empty ([`StoreError::InvalidInput`]
+    /// `worker`): it would pause nothing and could not be resumed by name.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        match self {
+            PauseTarget::Worker(w) if w.trim().is_empty() => Err(StoreError::InvalidInput {
+                field: "worker",
+                reason: "must not be empty".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The durable pause state: claims skip paused workers.

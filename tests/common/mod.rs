@@ -1,0 +1,56 @@
+//! Helpers shared by the root crate's integration tests. Each test file
+//! that needs them says `mod common;`; not every file uses every helper.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use troupe::job::{EnqueueOptions, Job, JobCtx};
+use troupe::sled::{SledConfig, SledStore};
+use troupe::store::prelude::*;
+use troupe::store::{ClaimRequest, StoreError};
+
+/// The sled store in `dir`, with the default configuration.
+pub fn open(dir: impl AsRef<Path>) -> SledStore {
+    let dir = dir.as_ref();
+    SledStore::open(SledConfig::new(dir))
+        .unwrap_or_else(|e| panic!("open the store in {}: {e}", dir.display()))
+}
+
+/// A new queued job for `worker` (args `{"n": 1}`, created now).
+pub fn job(worker: &str, opts: EnqueueOptions) -> Job {
+    Job::new(
+        worker,
+        json!({"n": 1}),
+        JobCtx::default(),
+        &opts,
+        Utc::now(),
+    )
+    .unwrap_or_else(|e| panic!("build a job: {e}"))
+}
+
+/// Inserts a new job for `worker` and returns it as stored.
+pub async fn enqueue(store: &dyn Store, worker: &str, opts: EnqueueOptions) -> Job {
+    store
+        .insert(job(worker, opts))
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"))
+        .into_job()
+}
+
+/// Claims every ready job at `now`.
+pub async fn claim_all(store: &dyn Store, now: DateTime<Utc>) -> Vec<Job> {
+    store
+        .claim(&ClaimRequest::any(now, 1000))
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}"))
+}
+
+/// The field an [`StoreError::InvalidInput`] names (panics on any other error).
+pub fn field_of(err: &StoreError) -> &'static str {
+    match err {
+        StoreError::InvalidInput { field, .. } => field,
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+}
