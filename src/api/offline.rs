@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use super::agents::find_agent;
 use super::status::spend;
 use super::*;
+use crate::agent::{AgentWorker, CompactionWorker, RuntimeSlot};
 use crate::config::TroupeConfig;
 use crate::engine::{EchoWorker, EngineError, SleepWorker, Worker, WorkerCategory, WorkerInfo};
 use crate::job::JobStatus;
 use crate::store::{ListQuery, PauseTarget, Store};
-use crate::tools::builtin::scheduler::MEMORY_COMPACTION_WORKER;
 
 /// The control API answered from a store no runtime holds. What needs a
 /// running runtime (waiting for a task, readiness, metrics) is refused
@@ -44,32 +44,30 @@ impl StoreControl {
         self
     }
 
-    /// The workers the daemon for this config registers: the diagnostic
-    /// ones, memory compaction, and one per agent.
+    /// The workers the daemon for this config registers, described and
+    /// ordered (by name) as it lists them: the diagnostic ones, memory
+    /// compaction, and one per agent (built here, never run).
     pub fn known_workers(&self) -> Vec<WorkerInfo> {
+        let slot = RuntimeSlot::default();
+        let agents = &self.config.agents;
         let concurrency = self.config.engine.concurrency;
-        let diagnostics: [&dyn Worker; 2] = [&EchoWorker, &SleepWorker];
-        let mut infos: Vec<WorkerInfo> = diagnostics
-            .iter()
-            .map(|w| WorkerInfo {
-                name: w.name().to_string(),
-                description: w.description().to_string(),
-                category: w.category(),
-                concurrency,
-            })
-            .collect();
-        infos.push(WorkerInfo {
-            name: MEMORY_COMPACTION_WORKER.into(),
-            description: "Summarises an agent's memories (per user) into fewer summary memories; the originals are archived.".into(),
-            category: WorkerCategory::Memory,
+        let shared: [Box<dyn Worker>; 3] = [
+            Box::new(EchoWorker),
+            Box::new(SleepWorker),
+            Box::new(CompactionWorker::new(agents, slot.clone())),
+        ];
+        let info = |w: &dyn Worker, concurrency| WorkerInfo {
+            name: w.name().to_string(),
+            description: w.description().to_string(),
+            category: w.category(),
             concurrency,
-        });
-        infos.extend(self.config.agents.iter().map(|a| WorkerInfo {
-            name: a.id.clone(),
-            description: a.name.clone(),
-            category: WorkerCategory::Agent,
-            concurrency: a.concurrency,
+        };
+        let mut infos: Vec<WorkerInfo> = shared.iter().map(|w| info(&**w, concurrency)).collect();
+        infos.extend(agents.iter().map(|a| {
+            let worker = AgentWorker::new(a.clone(), slot.clone());
+            info(&worker, a.concurrency)
         }));
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
     }
 
@@ -159,6 +157,7 @@ impl Control for StoreControl {
             category: WorkerCategory::Other("unknown".into()),
             concurrency: self.config.engine.concurrency,
         }));
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
         let workers = infos
             .into_iter()
             .map(|w| WorkerState::new(w, &counts, &pause))

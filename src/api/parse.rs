@@ -34,15 +34,7 @@ pub fn parse_body<T: Request>(body: &[u8]) -> Result<T, ControlError> {
             type_name(&value)
         )));
     }
-    let request: T = serde_path_to_error::deserialize(value).map_err(|e| {
-        let (field, rest) = split_path(e.path());
-        let inner = e.into_inner();
-        match field {
-            // Unknown and missing fields: serde's message names them.
-            None => ControlError::Invalid(inner.to_string()),
-            Some(field) => ControlError::field(&field, format!("{rest}{inner}")),
-        }
-    })?;
+    let request: T = serde_path_to_error::deserialize(value).map_err(body_error)?;
     request.validate()?;
     Ok(request)
 }
@@ -50,15 +42,8 @@ pub fn parse_body<T: Request>(body: &[u8]) -> Result<T, ControlError> {
 /// Parses a query string (without the `?`) into `T` and validates it.
 pub fn parse_query<T: Request>(query: &str) -> Result<T, ControlError> {
     let pairs = form_urlencoded::parse(query.as_bytes());
-    let request: T = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs))
-        .map_err(|e| {
-        let (param, _) = split_path(e.path());
-        let inner = e.into_inner();
-        match param {
-            None => ControlError::BadRequest(format!("invalid query string: {inner}")),
-            Some(param) => ControlError::param(&param, inner),
-        }
-    })?;
+    let deserializer = serde_urlencoded::Deserializer::new(pairs);
+    let request: T = serde_path_to_error::deserialize(deserializer).map_err(query_error)?;
     request.validate()?;
     Ok(request)
 }
@@ -67,6 +52,37 @@ pub fn parse_query<T: Request>(query: &str) -> Result<T, ControlError> {
 pub fn parse_job_id(id: &str) -> Result<JobId, ControlError> {
     JobId::parse_str(id)
         .map_err(|e| ControlError::BadRequest(format!("`{id}` is not a job id: {e}")))
+}
+
+/// A body's shape refused (422), naming the field.
+fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ControlError {
+    let (field, rest) = split_path(e.path());
+    let inner = e.into_inner().to_string();
+    match field {
+        // Unknown and missing fields: serde's message names them.
+        Some(_) if is_unknown(&inner) => ControlError::Invalid(inner),
+        None => ControlError::Invalid(inner),
+        Some(field) => ControlError::field(&field, format!("{rest}{inner}")),
+    }
+}
+
+/// A query string refused (400), naming the parameter.
+fn query_error(e: serde_path_to_error::Error<serde::de::value::Error>) -> ControlError {
+    let (param, _) = split_path(e.path());
+    let inner = e.into_inner().to_string();
+    match param {
+        Some(_) if is_unknown(&inner) => {
+            ControlError::BadRequest(inner.replacen("unknown field", "unknown query parameter", 1))
+        }
+        Some(param) => ControlError::param(&param, inner),
+        None => ControlError::BadRequest(format!("invalid query string: {inner}")),
+    }
+}
+
+/// Whether serde refused a field for not being one of the type's
+/// (`deny_unknown_fields`): its message names the field and those allowed.
+fn is_unknown(message: &str) -> bool {
+    message.starts_with("unknown field `")
 }
 
 /// The top-level field a path starts with, and the rest of the path as a
