@@ -80,19 +80,12 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         // Handlers first: once the API answers, a SIGTERM must drain, not kill.
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
-        let server = match http {
-            None => None,
-            Some((http, explicit)) => match ControlServer::serve(control.clone(), http) {
-                Ok(server) => Some(server),
-                Err(HttpError::Bind { addr, source }) if !explicit => {
-                    tracing::warn!(%addr, error = %source, "the default control API port is taken; running without the control API (give --http ADDR to choose one)");
-                    None
-                }
-                Err(e) => {
-                    control.shutdown().await?;
-                    return Err(CliError::Usage(e.to_string()));
-                }
-            },
+        let server = match serve(&control, http) {
+            Ok(server) => server,
+            Err(e) => {
+                control.shutdown().await?;
+                return Err(e);
+            }
         };
         if let Some(server) = &server {
             write_daemon_file(&dir, &format!("http://{}", server.local_addr()));
@@ -127,6 +120,26 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         );
         Ok(())
     })
+}
+
+/// Serves the control API of `control` as `http` says (not at all with
+/// `--no-http`). A default port already taken is no failure: the daemon
+/// runs without its API, and says so.
+fn serve(
+    control: &Arc<LocalControl>,
+    http: Option<(HttpConfig, bool)>,
+) -> Result<Option<ControlServer>, CliError> {
+    let Some((http, explicit)) = http else {
+        return Ok(None);
+    };
+    match ControlServer::serve(control.clone(), http) {
+        Ok(server) => Ok(Some(server)),
+        Err(HttpError::Bind { addr, source }) if !explicit => {
+            tracing::warn!(%addr, error = %source, "the default control API port is taken; running without the control API (give --http ADDR to choose one)");
+            Ok(None)
+        }
+        Err(e) => Err(CliError::Usage(e.to_string())),
+    }
 }
 
 /// The control API settings from the flags, the environment and the config,
