@@ -118,13 +118,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     troupe_actors::run_system(async move {
         let store = SledStore::open(SledConfig::new(dir.path().join("data"))).expect("store");
-        let troupe = Arc::new(
-            Troupe::builder(TroupeConfig::default())
-                .store(store)
-                .start()
-                .await
-                .expect("runtime"),
-        );
+        let troupe = Troupe::builder(TroupeConfig::default())
+            .store(store)
+            .start()
+            .await
+            .expect("runtime");
         if args.paused {
             troupe
                 .engine()

@@ -1,27 +1,22 @@
 //! The `troupe` binary: job commands, bad input, a held data directory, and
 //! `troupe run` draining on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{command, stderr, stdout};
+
 fn troupe(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
+    command()
         .arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env_remove("TROUPE_DATA_DIR")
         .output()
         .expect("run troupe")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
 #[test]
@@ -143,7 +138,7 @@ fn a_data_dir_held_by_a_running_engine_is_named_and_sigterm_drains() {
         let out = troupe(dir.path(), &["enqueue", "sleep", "--args", r#"{"ms":300}"#]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+    let mut child = command()
         .arg("--data-dir")
         .arg(dir.path())
         .args(["run", "--no-http"])

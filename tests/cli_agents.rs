@@ -1,20 +1,15 @@
 //! The agent commands of the `troupe` binary: task (with --wait), memories,
 //! conversation, demo, and a bad config refused at start.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::cli::command;
 
 fn troupe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(args)
-        .env_remove("TROUPE_DATA_DIR")
-        .env_remove("TROUPE_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("DEEPSEEK_API_KEY")
-        .env_remove("MISTRAL_API_KEY")
-        .output()
-        .expect("run troupe")
+    command().args(args).output().expect("run troupe")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -181,7 +176,7 @@ fn json_logs_carry_job_and_tool_call_spans() {
         &config,
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+    let out = command()
         .args([
             "run",
             "--no-http",
@@ -192,7 +187,6 @@ fn json_logs_carry_job_and_tool_call_spans() {
             &config,
         ])
         .env("RUST_LOG", "troupe=debug")
-        .env_remove("TROUPE_DATA_DIR")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -2,31 +2,23 @@
 //! the data directory by itself, or takes `--server`; job, task, memory and
 //! pause commands work while `troupe run` runs; pause survives a restart.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::cli::{command, ok_json};
+
 fn troupe(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
+    command()
         .args(args)
         .arg("--config")
         .arg(config)
-        .env_remove("TROUPE_DATA_DIR")
-        .env_remove("TROUPE_SERVER")
-        .env_remove("TROUPE_HTTP_TOKEN")
         .output()
         .expect("run troupe")
-}
-
-fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
@@ -56,10 +48,9 @@ model = "offline"
 }
 
 fn start_daemon(config: &Path, data: &Path) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+    let child = command()
         .args(["run", "--http", "127.0.0.1:0", "--config"])
         .arg(config)
-        .env_remove("TROUPE_DATA_DIR")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -3,121 +3,15 @@
 //! with good and bad requests, the token, and metrics changing as jobs run.
 //! Nothing sleeps to wait: conditions are polled until a deadline.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use troupe::config::TroupeConfig;
-use troupe::http::{ControlServer, HttpConfig, HttpError, HttpToken};
+use troupe::http::{ControlServer, HttpConfig, HttpError};
 use troupe::provider::{ApiKey, ModelRef, ProviderConfig, ProviderKind};
-use troupe::runtime::Troupe;
-use troupe::sled::{SledConfig, SledStore};
 use troupe_actors::run_system;
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Daemon {
-    base: String,
-    client: reqwest::Client,
-    token: Option<String>,
-    server: ControlServer,
-    troupe: Arc<Troupe>,
-    _dir: tempfile::TempDir,
-}
-
-fn config() -> TroupeConfig {
-    toml::from_str(
-        r#"
-[[agents]]
-id = "sarah"
-name = "Sarah the Frontend Developer"
-systemPrompt = "You are Sarah."
-tools = ["send_message", "remember", "recall"]
-[agents.modelConfig]
-provider = "offline"
-model = "offline"
-"#,
-    )
-    .unwrap()
-}
-
-async fn start(token: Option<&str>) -> Daemon {
-    start_with(config(), token).await
-}
-
-async fn start_with(config: TroupeConfig, token: Option<&str>) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap();
-    let troupe = Arc::new(Troupe::builder(config).store(store).start().await.unwrap());
-    let server = ControlServer::start(
-        troupe.clone(),
-        HttpConfig {
-            addr: "127.0.0.1:0".into(),
-            token: token.and_then(HttpToken::new),
-            ..HttpConfig::default()
-        },
-    )
-    .unwrap();
-    Daemon {
-        base: format!("http://{}", server.local_addr()),
-        client: reqwest::Client::new(),
-        token: token.map(str::to_string),
-        server,
-        troupe,
-        _dir: dir,
-    }
-}
-
-impl Daemon {
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self.req(reqwest::Method::GET, path).send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.post_raw(path, body.to_string()).await
-    }
-
-    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let resp = self
-            .req(reqwest::Method::POST, path)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn metrics(&self) -> String {
-        let resp = self
-            .req(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-        resp.text().await.unwrap()
-    }
-
-    async fn stop(self) {
-        self.server.stop().await;
-        self.troupe.shutdown().await.unwrap();
-    }
-}
+use common::daemon::{config, error_of, eventually, start, start_with};
 
 /// Sends `body` as a chunked request (no length declared up front) over a
 /// raw connection; returns what the server answered. Writing stops if the
@@ -140,30 +34,6 @@ async fn chunked_post(base: &str, path: &str, body: &[u8]) -> String {
     let mut answer = Vec::new();
     let _ = conn.read_to_end(&mut answer).await;
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// Polls `check` until it returns `Some`, failing after the deadline.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The error message of an error body, checking its shape and status.
-fn error_of(status: StatusCode, body: &Value, expected: StatusCode) -> String {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["error"]["status"], json!(expected.as_u16()), "{body}");
-    body["error"]["message"].as_str().unwrap().to_string()
 }
 
 /// The value of the sample `series` (name and labels exactly as written).
@@ -629,12 +499,10 @@ fn metrics_change_as_jobs_run() {
 #[test]
 fn troupe_run_refuses_a_public_address_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_troupe"))
+    let out = common::cli::command()
         .args(["--data-dir"])
         .arg(dir.path().join("data"))
         .args(["run", "--http", "0.0.0.0:0"])
-        .env_remove("TROUPE_HTTP_TOKEN")
-        .env_remove("TROUPE_CONFIG")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -732,6 +600,40 @@ fn provider_calls_errors_tokens_and_circuits_in_metrics() {
             "troupe_actor_restarts_total{actor=\"troupe/providers/good\"}"
         )
         .is_some());
+        d.stop().await;
+    });
+}
+
+#[test]
+fn the_status_screen_in_one_answer() {
+    run_system(async {
+        let d = start(None).await;
+        let (s, _) = d.post("/v1/pause", json!({"worker": "sleep"})).await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = d.post("/v1/jobs", json!({"workerName": "sleep"})).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, screen) = d.get("/v1/status").await;
+        assert_eq!(s, StatusCode::OK, "{screen}");
+        assert_eq!(screen["daemon"], json!(d.base), "{screen}");
+        assert_eq!(screen["ready"], true);
+        assert_eq!(screen["queueDepth"], 1);
+        assert_eq!(screen["pausedAll"], false);
+        assert_eq!(screen["spendTodayUsd"], 0.0);
+        assert_eq!(screen["running"], json!([]));
+        let sleep = screen["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "sleep")
+            .unwrap()
+            .clone();
+        assert_eq!(sleep["paused"], true);
+        assert_eq!(sleep["queued"], 1);
+        assert_eq!(sleep["category"], "diagnostic");
+        assert_eq!(screen["agents"][0]["id"], "sarah");
+        assert_eq!(screen["agents"][0]["queued"], 0);
+        let (s, b) = d.post("/v1/status", json!({})).await;
+        assert!(error_of(s, &b, StatusCode::METHOD_NOT_ALLOWED).contains("POST"));
         d.stop().await;
     });
 }

@@ -1,17 +1,12 @@
 //! Agent commands: `task`, `memories`, `conversation`.
 
 use clap::Args;
-use serde_json::json;
 
 use crate::agent::ProcessingResult;
+use crate::api::{ControlError, MemoriesQuery, Request, TaskAnswer, TaskRequest};
 use crate::config::TroupeConfig;
-use crate::job::{EnqueueOptions, Job, JobCtx};
-use crate::memory::MemoryScope;
-use crate::runtime::{Answer, TaskOptions, Troupe};
-use crate::store::prelude::*;
 
-use super::jobs::encode;
-use super::remote::{open_target, Remote, Target};
+use super::connect::{call, Need};
 use super::{output, CliError, Global};
 
 /// `troupe task`.
@@ -27,7 +22,8 @@ pub struct TaskArgs {
     /// The user it is for.
     #[arg(long)]
     user: Option<String>,
-    /// Run the runtime here until the task ends and print its result.
+    /// Wait until the task ends and print its result (with no daemon, the
+    /// runtime runs here meanwhile).
     #[arg(long)]
     wait: bool,
 }
@@ -43,12 +39,6 @@ pub struct MemoriesArgs {
     /// Also the originals archived by compaction.
     #[arg(long)]
     archived: bool,
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
 }
 
 fn check_agent(config: &TroupeConfig, global: &Global, agent: &str) -> Result<(), CliError> {
@@ -70,63 +60,39 @@ fn check_agent(config: &TroupeConfig, global: &Global, agent: &str) -> Result<()
 pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
     let config = global.load_config()?;
     check_agent(&config, global, &args.agent)?;
-    if args.prompt.trim().is_empty() {
-        return Err(CliError::Usage("the prompt is empty".into()));
-    }
-    let dir = global.data_dir_for(&config);
-    let store = match open_target(global, &dir)? {
-        Target::Local(store) => store,
-        Target::Remote(remote) => return remote_task(global, &remote, args),
+    let request = TaskRequest {
+        conversation_id: args.conversation,
+        user_id: args.user,
+        wait: args.wait,
+        ..TaskRequest::new(args.prompt)
     };
-    if !args.wait {
-        let mut task_args = json!({ "prompt": args.prompt });
-        if let Some(c) = &args.conversation {
-            task_args["conversationId"] = json!(c);
-        }
-        let ctx = JobCtx {
-            user_id: args.user,
-            conversation_id: args.conversation,
-            source: Some("cli".into()),
-            ..JobCtx::default()
-        };
-        let job = Job::new(
-            &args.agent,
-            task_args,
-            ctx,
-            &EnqueueOptions::default(),
-            chrono::Utc::now(),
-        )
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-        let outcome = runtime()?.block_on(store.insert(job))?;
-        return if global.json {
-            output::json(outcome.job())
-        } else {
-            println!("{}", outcome.job().id);
+    request.validate()?;
+    let need = if args.wait {
+        Need::Runtime
+    } else {
+        Need::Store
+    };
+    let spinner = args.wait.then(|| {
+        let message = format!("task for `{}`: running…", args.agent);
+        output::Waiting::start(message, global.json)
+    });
+    let agent = args.agent;
+    let answer = call(global, &config, need, async |c| {
+        c.task(&agent, request).await
+    })?;
+    drop(spinner);
+    match answer {
+        TaskAnswer::Queued(job) if global.json => output::json(&job),
+        TaskAnswer::Queued(job) => {
+            println!("{}", job.id);
             Ok(())
-        };
+        }
+        TaskAnswer::Finished(result) => report(result, global.json),
     }
-    let json_out = global.json;
-    troupe_actors::run_system(async move {
-        let troupe = Troupe::builder(config).store(store).start().await?;
-        let options = TaskOptions {
-            conversation_id: args.conversation,
-            user_id: args.user,
-            source: Some("cli".into()),
-        };
-        let job = troupe.task(&args.agent, &args.prompt, options).await?;
-        let spinner = output::Waiting::start(
-            format!("task {} for `{}`: running…", job.id, args.agent),
-            json_out,
-        );
-        let ended = troupe.engine().wait_for(job.id).await?;
-        drop(spinner);
-        troupe.shutdown().await?;
-        report(ProcessingResult::of(Answer::of(&ended)), json_out)
-    })
 }
 
 /// Prints a task's result; a failed task is the command's failure too.
-fn report(result: crate::agent::ProcessingResult, json: bool) -> Result<(), CliError> {
+fn report(result: ProcessingResult, json: bool) -> Result<(), CliError> {
     if json {
         output::json(&result)?;
     } else {
@@ -143,7 +109,7 @@ fn report(result: crate::agent::ProcessingResult, json: bool) -> Result<(), CliE
 }
 
 /// A ProcessingResult for people.
-pub(super) fn print_result(result: &crate::agent::ProcessingResult) {
+pub(super) fn print_result(result: &ProcessingResult) {
     for call in &result.tool_calls {
         let mut shown = call.result.to_string();
         if shown.chars().count() > 100 {
@@ -171,63 +137,31 @@ pub(super) fn print_result(result: &crate::agent::ProcessingResult) {
 
 pub(super) fn memories(global: &Global, args: MemoriesArgs) -> Result<(), CliError> {
     let config = global.load_config()?;
-    let dir = global.data_dir_for(&config);
-    let memories: Vec<crate::memory::Memory> = match open_target(global, &dir)? {
-        Target::Local(store) => {
-            let scope = MemoryScope {
-                agent_id: args.agent,
-                user_id: args.user,
-            };
-            runtime()?.block_on(store.list_memories(&scope, args.archived))?
-        }
-        Target::Remote(remote) => {
-            let mut path = format!(
-                "/v1/agents/{}/memories?archived={}",
-                encode(&args.agent),
-                args.archived
-            );
-            if let Some(user) = &args.user {
-                path.push_str(&format!("&userId={}", encode(user)));
-            }
-            serde_json::from_value(remote.get(&path)?["memories"].clone())
-                .map_err(|e| CliError::Usage(format!("unexpected answer from the daemon: {e}")))?
-        }
+    let query = MemoriesQuery {
+        user_id: args.user,
+        archived: args.archived,
     };
+    let agent = args.agent;
+    let answer = call(global, &config, Need::Store, async |c| {
+        c.memories(&agent, query).await
+    })?;
     if global.json {
-        return output::json(&memories);
+        return output::json(&answer.memories);
     }
-    println!(
-        "{:<36}  {:<10} {:>3}  {:<8}  content",
-        "id", "type", "imp", "state"
-    );
-    for m in &memories {
-        let state = if m.archived { "archived" } else { "live" };
-        println!(
-            "{:<36}  {:<10} {:>3}  {:<8}  {}",
-            m.id,
-            m.kind.as_str(),
-            m.importance,
-            state,
-            m.content
-        );
-    }
-    Ok(())
+    output::memory_table(&answer.memories)
 }
 
 pub(super) fn conversation(global: &Global, id: &str) -> Result<(), CliError> {
     let config = global.load_config()?;
-    let dir = global.data_dir_for(&config);
-    let messages: Vec<crate::conversation::ChatMessage> = match open_target(global, &dir)? {
-        Target::Local(store) => runtime()?.block_on(store.list_messages(id))?,
-        Target::Remote(remote) => {
-            match remote.get(&format!("/v1/conversations/{}/messages", encode(id))) {
-                Ok(value) => serde_json::from_value(value["messages"].clone()).map_err(|e| {
-                    CliError::Usage(format!("unexpected answer from the daemon: {e}"))
-                })?,
-                Err(_) => Vec::new(),
-            }
+    let messages = call(global, &config, Need::Store, async |c| {
+        match c.messages(id).await {
+            Ok(answer) => Ok(answer.messages),
+            // A conversation nobody wrote to: no messages (an empty list
+            // with --json).
+            Err(ControlError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
-    };
+    })?;
     if global.json {
         return output::json(&messages);
     }
@@ -246,34 +180,4 @@ pub(super) fn conversation(global: &Global, id: &str) -> Result<(), CliError> {
         );
     }
     Ok(())
-}
-
-/// `troupe task` against a running daemon.
-fn remote_task(global: &Global, remote: &Remote, args: TaskArgs) -> Result<(), CliError> {
-    let mut body = json!({ "prompt": args.prompt, "wait": args.wait });
-    if let Some(c) = &args.conversation {
-        body["conversationId"] = json!(c);
-    }
-    if let Some(u) = &args.user {
-        body["userId"] = json!(u);
-    }
-    let spinner = args.wait.then(|| {
-        let message = format!("task for `{}` at {}: running…", args.agent, remote.url());
-        output::Waiting::start(message, global.json)
-    });
-    let value = remote.post(&format!("/v1/agents/{}/tasks", encode(&args.agent)), body)?;
-    drop(spinner);
-    if !args.wait {
-        let job = value.get("job").cloned().unwrap_or(value);
-        return if global.json {
-            output::json(&job)
-        } else {
-            println!("{}", job["id"].as_str().unwrap_or_default());
-            Ok(())
-        };
-    }
-    let result: crate::agent::ProcessingResult =
-        serde_json::from_value(value.get("result").cloned().unwrap_or(value))
-            .map_err(|e| CliError::Usage(format!("unexpected answer from the daemon: {e}")))?;
-    report(result, global.json)
 }

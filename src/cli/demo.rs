@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::agent::ProcessingResult;
+use crate::api::{Control, JobsQuery, LocalControl, MemoriesQuery, TaskAnswer, TaskRequest};
 use crate::config::{AgentConfig, ModelConfig, TroupeConfig};
-use crate::job::JobStatus;
-use crate::memory::MemoryScope;
-use crate::runtime::{Answer, TaskOptions, Troupe};
+use crate::runtime::Troupe;
 use crate::sled::{SledConfig, SledStore};
-use crate::store::ListQuery;
 
 use super::agents::print_result;
 use super::{output, CliError, Global};
@@ -37,6 +35,12 @@ pub struct DemoArgs {
 
 const SARAH_PROMPT: &str = "You are Sarah, a helpful frontend developer. You review code, keep the team informed \
      through messages, and remember what you learn about the team's preferences. Use your tools; be brief.";
+
+/// The conversation the demo's tasks belong to.
+const CONVERSATION: &str = "frontend-team";
+
+/// The user the demo's tasks are for.
+const USER: &str = "team";
 
 const TASKS: &[&str] = &[
     "Remember that the team prefers TypeScript strict mode and small components.",
@@ -112,79 +116,10 @@ pub(super) fn run(global: &Global, args: DemoArgs) -> Result<(), CliError> {
     troupe_actors::run_system(async move {
         let started = Instant::now();
         let troupe = Troupe::builder(config).store(store).start().await?;
-        let conversation = "frontend-team".to_string();
-        let mut results = Vec::new();
-        // One task at a time, so that each can use what the last one left.
-        for (i, prompt) in TASKS.iter().enumerate() {
-            println!("[{}/{}] sarah ← {prompt}", i + 1, TASKS.len());
-            let options = TaskOptions {
-                conversation_id: Some(conversation.clone()),
-                user_id: Some("team".into()),
-                source: Some("demo".into()),
-            };
-            let job = troupe.task("sarah", prompt, options).await?;
-            let ended = troupe.engine().wait_for(job.id).await?;
-            let result = ProcessingResult::of(Answer::of(&ended));
-            print_result(&result);
-            println!();
-            results.push(result);
-        }
-
-        let scope = MemoryScope {
-            agent_id: "sarah".into(),
-            user_id: Some("team".into()),
-        };
-        // The compaction job was queued by the last task's `scheduler` call.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let counts = troupe.engine().counts().await?;
-            if counts.status(JobStatus::Queued) == 0 && counts.status(JobStatus::Running) == 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(CliError::Usage(
-                    "the demo's jobs did not finish within 60 s".into(),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let memories = troupe.memories().list(scope, true).await?;
-        println!("sarah's memories about the team:");
-        for m in &memories {
-            let state = if m.archived { "archived" } else { "live    " };
-            println!(
-                "  {state} [{} {}/10] {}",
-                m.kind.as_str(),
-                m.importance,
-                m.content
-            );
-        }
-        let messages = troupe.conversations().messages(&conversation).await?;
-        println!(
-            "\nconversation `{conversation}`: {} messages",
-            messages.len()
-        );
-        for m in messages.iter().filter(|m| m.author != "team") {
-            let mut content = m.content.clone();
-            if content.chars().count() > 110 {
-                content = content.chars().take(109).collect::<String>() + "…";
-            }
-            println!("  {}: {content}", m.author);
-        }
-
-        let page = troupe
-            .engine()
-            .list_jobs(&ListQuery {
-                limit: 50,
-                ..ListQuery::default()
-            })
-            .await?;
-        println!("\njobs:");
-        output::job_table(&page.jobs)?;
-        if json_out {
-            output::json(&results)?;
-        }
-        troupe.shutdown().await?;
+        let control = LocalControl::owning(troupe).source("demo");
+        let shown = show(&control, json_out).await;
+        control.close().await?;
+        let results = shown?;
         let failed = results.iter().filter(|r| !r.success).count();
         println!(
             "\n{} tasks, {} succeeded, in {} ms; data kept in {}",
@@ -198,6 +133,80 @@ pub(super) fn run(global: &Global, args: DemoArgs) -> Result<(), CliError> {
         }
         Ok(())
     })
+}
+
+/// Runs the tasks and prints what came of them: results, memories, the
+/// conversation and the job table.
+async fn show(control: &LocalControl, json_out: bool) -> Result<Vec<ProcessingResult>, CliError> {
+    let results = run_tasks(control).await?;
+    // The compaction job was queued by the last task's `scheduler` call.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !control.is_idle().await? {
+        if Instant::now() > deadline {
+            return Err(CliError::Usage(
+                "the demo's jobs did not finish within 60 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let query = MemoriesQuery {
+        user_id: Some(USER.into()),
+        archived: true,
+    };
+    println!("sarah's memories about the team:");
+    for m in &control.memories("sarah", query).await?.memories {
+        let state = if m.archived { "archived" } else { "live    " };
+        println!(
+            "  {state} [{} {}/10] {}",
+            m.kind.as_str(),
+            m.importance,
+            m.content
+        );
+    }
+    let messages = control.messages(CONVERSATION).await?.messages;
+    println!(
+        "\nconversation `{CONVERSATION}`: {} messages",
+        messages.len()
+    );
+    for m in messages.iter().filter(|m| m.author != USER) {
+        let mut content = m.content.clone();
+        if content.chars().count() > 110 {
+            content = content.chars().take(109).collect::<String>() + "…";
+        }
+        println!("  {}: {content}", m.author);
+    }
+    let page = control.jobs(JobsQuery::default()).await?;
+    println!("\njobs:");
+    output::job_table(&page.jobs)?;
+    if json_out {
+        output::json(&results)?;
+    }
+    Ok(results)
+}
+
+/// Gives Sarah the tasks one at a time, so that each can use what the last
+/// one left, printing each result.
+async fn run_tasks(control: &LocalControl) -> Result<Vec<ProcessingResult>, CliError> {
+    let mut results = Vec::new();
+    for (i, prompt) in TASKS.iter().enumerate() {
+        println!("[{}/{}] sarah ← {prompt}", i + 1, TASKS.len());
+        let request = TaskRequest {
+            conversation_id: Some(CONVERSATION.into()),
+            user_id: Some(USER.into()),
+            wait: true,
+            ..TaskRequest::new(*prompt)
+        };
+        let result = match control.task("sarah", request).await? {
+            TaskAnswer::Finished(result) => result,
+            TaskAnswer::Queued(job) => {
+                ProcessingResult::failed(format!("task {} was queued, not waited for", job.id))
+            }
+        };
+        print_result(&result);
+        println!();
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// A provider for the demo from the environment: the first of

@@ -1,5 +1,10 @@
-//! The `troupe` command line: job commands on the data directory, and
-//! `troupe run`, the engine until SIGINT or SIGTERM.
+//! The `troupe` command line: job, task, memory, pause and status
+//! commands, and `troupe run`, the engine until SIGINT or SIGTERM.
+//!
+//! A command builds its request ([`crate::api`]) from its flags, calls the
+//! [`Control`](crate::api::Control) that reaches the data (a daemon's API,
+//! or the data directory itself: chosen once, in `connect.rs`), and
+//! renders the answer as text or, with `--json`, as the answer's JSON.
 //!
 //! Every command takes `--data-dir` (default `./troupe-data`, or
 //! `$TROUPE_DATA_DIR`) and `--json`. Errors are one line on stderr naming the
@@ -7,10 +12,10 @@
 
 mod agents;
 mod args;
+mod connect;
 mod demo;
 mod jobs;
 mod output;
-mod remote;
 mod run;
 mod secrets;
 mod status;
@@ -168,6 +173,9 @@ pub enum CliError {
     /// The runtime refused.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// The control API refused or failed (locally or at the daemon).
+    #[error(transparent)]
+    Control(#[from] crate::api::ControlError),
     /// Writing output failed.
     #[error("could not write output: {0}")]
     Io(#[from] std::io::Error),

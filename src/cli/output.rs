@@ -4,13 +4,14 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::engine::WorkerInfo;
+use crate::api::WorkerState;
 use crate::job::Job;
+use crate::memory::Memory;
 
 use super::CliError;
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn json<T: Serialize>(value: &T) -> Result<(), CliError> {
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;
@@ -93,18 +94,41 @@ pub fn job_detail(job: &Job) -> Result<(), CliError> {
 }
 
 /// A table of workers.
-pub fn worker_table(workers: &[WorkerInfo]) -> Result<(), CliError> {
+pub fn worker_table(workers: &[WorkerState]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<16} {:<11} {:>11}  description",
         "name", "category", "concurrency"
     )?;
-    for w in workers {
+    for w in workers.iter().map(|w| &w.info) {
         writeln!(
             out,
             "{:<16} {:<11} {:>11}  {}",
             w.name, w.category, w.concurrency, w.description
+        )?;
+    }
+    Ok(())
+}
+
+/// A table of memories.
+pub fn memory_table(memories: &[Memory]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<36}  {:<10} {:>3}  {:<8}  content",
+        "id", "type", "imp", "state"
+    )?;
+    for m in memories {
+        let state = if m.archived { "archived" } else { "live" };
+        writeln!(
+            out,
+            "{:<36}  {:<10} {:>3}  {:<8}  {}",
+            m.id,
+            m.kind.as_str(),
+            m.importance,
+            state,
+            m.content
         )?;
     }
     Ok(())

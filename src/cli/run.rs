@@ -8,13 +8,14 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::Arc;
 
+use crate::api::LocalControl;
 use crate::engine::EngineConfig;
 use crate::http::{ControlServer, HttpConfig, HttpError, HttpToken, DEFAULT_ADDR};
-use crate::job::JobStatus;
 use crate::runtime::Troupe;
 use crate::sled::{SledConfig, SledStore};
 
 use super::args::parse_duration;
+use super::connect::{remove_daemon_file, write_daemon_file};
 use super::{CliError, Global};
 
 /// `troupe run`.
@@ -68,54 +69,36 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
     };
     let exit_when_idle = args.exit_when_idle;
     let http = http_config(&config, &args)?;
+    let agents: Vec<_> = config.agents.iter().map(|a| a.id.clone()).collect();
     troupe_actors::run_system(async move {
-        let troupe = Arc::new(
-            Troupe::builder(config)
-                .store(store)
-                .engine_config(engine_config)
-                .start()
-                .await?,
-        );
+        let troupe = Troupe::builder(config)
+            .store(store)
+            .engine_config(engine_config)
+            .start()
+            .await?;
+        let control = Arc::new(LocalControl::owning(troupe));
         // Handlers first: once the API answers, a SIGTERM must drain, not kill.
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
-        let server = match http {
-            None => None,
-            Some((http, explicit)) => match ControlServer::start(troupe.clone(), http) {
-                Ok(server) => Some(server),
-                Err(HttpError::Bind { addr, source }) if !explicit => {
-                    tracing::warn!(%addr, error = %source, "the default control API port is taken; running without the control API (give --http ADDR to choose one)");
-                    None
-                }
-                Err(e) => {
-                    troupe.shutdown().await?;
-                    return Err(CliError::Usage(e.to_string()));
-                }
-            },
+        let server = match serve(&control, http) {
+            Ok(server) => server,
+            Err(e) => {
+                control.shutdown().await?;
+                return Err(e);
+            }
         };
         if let Some(server) = &server {
-            super::remote::write_daemon_file(&dir, &format!("http://{}", server.local_addr()));
+            write_daemon_file(&dir, &format!("http://{}", server.local_addr()));
         }
-        let agents: Vec<_> = troupe
-            .config()
-            .agents
-            .iter()
-            .map(|a| a.id.clone())
-            .collect();
         tracing::info!(data_dir = %dir.display(), agents = ?agents, "troupe engine running; SIGINT or SIGTERM stops it");
-        let engine = troupe.engine().clone();
         let idle = async {
             if !exit_when_idle {
                 return std::future::pending().await;
             }
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Ok(counts) = engine.counts().await {
-                    if counts.status(JobStatus::Queued) == 0
-                        && counts.status(JobStatus::Running) == 0
-                    {
-                        return "idle";
-                    }
+                if control.is_idle().await.unwrap_or(false) {
+                    return "idle";
                 }
             }
         };
@@ -128,8 +111,8 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         if let Some(server) = &server {
             server.stop().await;
         }
-        super::remote::remove_daemon_file(&dir);
-        let report = troupe.shutdown().await?;
+        remove_daemon_file(&dir);
+        let report = control.shutdown().await?;
         tracing::info!(
             finished = report.running - report.requeued,
             requeued = report.requeued,
@@ -137,6 +120,26 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
         );
         Ok(())
     })
+}
+
+/// Serves the control API of `control` as `http` says (not at all with
+/// `--no-http`). A default port already taken is no failure: the daemon
+/// runs without its API, and says so.
+fn serve(
+    control: &Arc<LocalControl>,
+    http: Option<(HttpConfig, bool)>,
+) -> Result<Option<ControlServer>, CliError> {
+    let Some((http, explicit)) = http else {
+        return Ok(None);
+    };
+    match ControlServer::serve(control.clone(), http) {
+        Ok(server) => Ok(Some(server)),
+        Err(HttpError::Bind { addr, source }) if !explicit => {
+            tracing::warn!(%addr, error = %source, "the default control API port is taken; running without the control API (give --http ADDR to choose one)");
+            Ok(None)
+        }
+        Err(e) => Err(CliError::Usage(e.to_string())),
+    }
 }
 
 /// The control API settings from the flags, the environment and the config,

@@ -8,8 +8,8 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use super::errors::ApiError;
 use super::server::ApiState;
+use crate::api::ControlError;
 
 /// A configured bearer token. `Debug` prints no part of it.
 #[derive(Clone)]
@@ -61,7 +61,7 @@ pub(crate) async fn require_token(
         .and_then(|s| s.token.clone());
     if let Some(token) = token {
         if !bearer(&req).is_some_and(|given| token.matches(given)) {
-            return Err(ApiError::Unauthorized.into());
+            return Err(ControlError::Unauthorized.into());
         }
     }
     next.call(req).await

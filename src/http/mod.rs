@@ -16,22 +16,23 @@
 //! | `GET /v1/agents/{id}/memories?userId=&archived=` | an agent's memories |
 //! | `GET /v1/conversations/{id}/messages` | a conversation, oldest first |
 //! | `POST /v1/pause`, `POST /v1/resume` | `{}` all, `{"worker":…}` or `{"agent":…}` (durable) |
+//! | `GET /v1/status` | the one-screen status of `troupe status` |
 //!
-//! Errors are `{"error":{"status":…,"message":…}}` ([`ApiError`]); bodies
+//! The handlers only translate: each reads its typed request
+//! ([`crate::api`]), calls the [`Control`](crate::api::Control) the server
+//! was given and writes the answer; the wire format is those types.
+//!
+//! Errors are `{"error":{"status":…,"message":…}}`
+//! ([`ControlError`](crate::api::ControlError)); bodies
 //! are limited ([`HttpConfig::body_limit`], 413 beyond). With a token
 //! configured, `/v1` and `/metrics` need `Authorization: Bearer <token>`
 //! (401 otherwise); binding beyond loopback without one is refused.
 
-mod agents;
 mod auth;
 mod body;
 mod errors;
-mod health;
-mod jobs;
-mod pause;
+mod handlers;
 mod server;
-mod workers;
 
 pub use auth::HttpToken;
-pub use errors::ApiError;
 pub use server::{ControlServer, HttpConfig, HttpError, DEFAULT_ADDR, DEFAULT_BODY_LIMIT};

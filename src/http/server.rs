@@ -9,8 +9,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 
 use super::auth::{require_token, HttpToken};
-use super::errors::ApiError;
-use super::{agents, health, jobs, pause, workers};
+use super::errors::error_response;
+use super::handlers;
+use crate::api::routes::{self, in_v1};
+use crate::api::{Control, ControlError, LocalControl};
 use crate::runtime::Troupe;
 
 /// Default bound of a request body: 1 MiB.
@@ -73,9 +75,9 @@ pub enum HttpError {
     },
 }
 
-/// What every handler reads: the runtime and the API settings.
+/// What every handler reads: the control API it serves and its settings.
 pub(crate) struct ApiState {
-    pub(crate) troupe: Arc<Troupe>,
+    pub(crate) control: Arc<dyn Control>,
     pub(crate) token: Option<HttpToken>,
     pub(crate) body_limit: usize,
 }
@@ -89,9 +91,17 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `config.addr` and serves the API for `troupe` on the current
+    /// Binds `config.addr` and serves the API of `troupe` on the current
     /// actix System. Refuses a non-loopback address without a token.
-    pub fn start(troupe: Arc<Troupe>, config: HttpConfig) -> Result<Self, HttpError> {
+    pub fn start(troupe: Troupe, config: HttpConfig) -> Result<Self, HttpError> {
+        Self::serve(Arc::new(LocalControl::new(troupe)), config)
+    }
+
+    /// Binds `config.addr` and serves `control` over HTTP on the current
+    /// actix System: usually a [`LocalControl`], but any implementation
+    /// answers the same routes. Refuses a non-loopback address without a
+    /// token.
+    pub fn serve(control: Arc<dyn Control>, config: HttpConfig) -> Result<Self, HttpError> {
         let resolved: Vec<SocketAddr> = config
             .addr
             .to_socket_addrs()
@@ -110,7 +120,7 @@ impl ControlServer {
             return Err(HttpError::TokenRequired { addr: config.addr });
         }
         let state = web::Data::new(ApiState {
-            troupe,
+            control,
             token: config.token.clone(),
             body_limit: config.body_limit,
         });
@@ -165,89 +175,51 @@ fn app(
 > {
     App::new()
         .app_data(state)
+        .service(open(routes::HEALTHZ).route(web::get().to(handlers::healthz)))
+        .service(open(routes::READYZ).route(web::get().to(handlers::readyz)))
         .service(
-            web::resource("/healthz")
-                .route(web::get().to(health::healthz))
-                .default_service(web::to(not_allowed)),
-        )
-        .service(
-            web::resource("/readyz")
-                .route(web::get().to(health::readyz))
-                .default_service(web::to(not_allowed)),
-        )
-        .service(
-            web::resource("/metrics")
+            open(routes::METRICS)
                 .wrap(from_fn(require_token))
-                .route(web::get().to(health::metrics))
-                .default_service(web::to(not_allowed)),
+                .route(web::get().to(handlers::metrics)),
         )
         .service(
-            web::scope("/v1")
+            web::scope(routes::V1)
                 .wrap(from_fn(require_token))
                 .service(
-                    web::resource("/jobs")
-                        .route(web::post().to(jobs::enqueue))
-                        .route(web::get().to(jobs::list))
-                        .default_service(web::to(not_allowed)),
+                    v1(routes::JOBS)
+                        .route(web::post().to(handlers::enqueue))
+                        .route(web::get().to(handlers::jobs)),
                 )
-                .service(
-                    web::resource("/jobs/{id}")
-                        .route(web::get().to(jobs::show))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/jobs/{id}/cancel")
-                        .route(web::post().to(jobs::cancel))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/workers")
-                        .route(web::get().to(workers::list))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/agents")
-                        .route(web::get().to(agents::list))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/agents/{id}/tasks")
-                        .route(web::post().to(agents::task))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/agents/{id}/memories")
-                        .route(web::get().to(agents::memories))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/conversations/{id}/messages")
-                        .route(web::get().to(agents::messages))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/pause")
-                        .route(web::post().to(pause::pause))
-                        .default_service(web::to(not_allowed)),
-                )
-                .service(
-                    web::resource("/resume")
-                        .route(web::post().to(pause::resume))
-                        .default_service(web::to(not_allowed)),
-                )
+                .service(v1(routes::JOB).route(web::get().to(handlers::job)))
+                .service(v1(routes::CANCEL).route(web::post().to(handlers::cancel)))
+                .service(v1(routes::WORKERS).route(web::get().to(handlers::workers)))
+                .service(v1(routes::AGENTS).route(web::get().to(handlers::agents)))
+                .service(v1(routes::TASKS).route(web::post().to(handlers::task)))
+                .service(v1(routes::MEMORIES).route(web::get().to(handlers::memories)))
+                .service(v1(routes::MESSAGES).route(web::get().to(handlers::messages)))
+                .service(v1(routes::PAUSE).route(web::post().to(handlers::pause)))
+                .service(v1(routes::RESUME).route(web::post().to(handlers::resume)))
+                .service(v1(routes::STATUS).route(web::get().to(handlers::status)))
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found))
 }
 
+/// A route outside `/v1`; other methods than its own are 405.
+fn open(route: &str) -> actix_web::Resource {
+    web::resource(route).default_service(web::to(not_allowed))
+}
+
+/// A route inside the `/v1` scope; other methods than its own are 405.
+fn v1(route: &str) -> actix_web::Resource {
+    web::resource(in_v1(route)).default_service(web::to(not_allowed))
+}
+
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
+    ControlError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
 }
 
 async fn not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::MethodNotAllowed {
-        method: req.method().to_string(),
-        path: req.path().to_string(),
-    }
-    .error_response()
+    let message = format!("method {} is not allowed on {}", req.method(), req.path());
+    error_response(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, message)
 }

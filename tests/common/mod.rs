@@ -1,6 +1,11 @@
-//! Helpers shared by the root crate's integration tests. Each test file
-//! that needs them says `mod common;`; not every file uses every helper.
+//! Helpers shared by the root crate's integration tests: stores and jobs,
+//! a control API served in process ([`daemon`]) and the `troupe` binary
+//! ([`cli`]). Each test file that needs them says `mod common;`; not every
+//! file uses every helper.
 #![allow(dead_code)]
+
+pub mod cli;
+pub mod daemon;
 
 use std::path::Path;
 

@@ -1,0 +1,116 @@
+//! The control API, typed: what the daemon serves over HTTP and the CLI
+//! asks for, written once.
+//!
+//! Every operation is a method of [`Control`], taking a request type and
+//! answering a typed value or a [`ControlError`]. The faces only translate:
+//! `src/http` parses a request off the wire ([`parse_body`],
+//! [`parse_query`]), calls a [`Control`] and writes the answer back as
+//! JSON; `src/cli` builds the same request from its flags, calls whichever
+//! [`Control`] reaches the data, and renders the answer. So the wire format
+//! is these types' serde form, and a command behaves the same whether the
+//! daemon runs or not.
+//!
+//! | implementation | over | used by |
+//! |---|---|---|
+//! | [`LocalControl`] | a running runtime ([`crate::runtime::Troupe`]) | the HTTP handlers; `troupe task --wait`, `troupe demo` with no daemon |
+//! | [`StoreControl`] | the store alone, no runtime started | the CLI's job, task, memory, pause and status commands with no daemon |
+//! | [`RemoteControl`] | a daemon's HTTP API | the CLI when a daemon holds the data directory, or with `--server` |
+//!
+//! Every call into the runtime is in `local.rs`.
+
+mod agents;
+mod error;
+mod jobs;
+mod local;
+mod offline;
+mod parse;
+mod remote;
+pub mod routes;
+mod status;
+mod workers;
+
+use async_trait::async_trait;
+
+pub use agents::{
+    AgentState, AgentsAnswer, MemoriesAnswer, MemoriesQuery, MessagesAnswer, TaskAnswer,
+    TaskRequest,
+};
+pub use error::{ControlError, ErrorBody, ErrorDetail};
+pub use jobs::{
+    CancelAnswer, CancelKind, EnqueueRequest, Enqueued, JobsPage, JobsQuery, DEFAULT_PAGE, MAX_PAGE,
+};
+pub use local::LocalControl;
+pub use offline::StoreControl;
+pub use parse::{parse_body, parse_job_id, parse_query, Request};
+pub use remote::RemoteControl;
+pub use status::{
+    Health, ProviderState, Readiness, StatusScreen, StoreCheck, SupervisorState, STATUS_RUNNING,
+};
+pub use workers::{PauseRequest, PauseView, PausedAnswer, WorkerState, WorkersAnswer};
+
+use crate::job::{Job, JobId};
+
+/// Every operation of the control API. One implementation per way to
+/// reach the data (see the module docs); the faces hold a `dyn Control`
+/// and do not know which.
+///
+/// Implementations validate their requests ([`Request::validate`]) even
+/// when the HTTP layer already did, so a request built in Rust is held to
+/// the same rules as one read off the wire.
+#[async_trait]
+pub trait Control: Send + Sync {
+    /// Queues a job (`POST /v1/jobs`).
+    async fn enqueue(&self, request: EnqueueRequest) -> Result<Enqueued, ControlError>;
+
+    /// A page of jobs, newest first (`GET /v1/jobs`).
+    async fn jobs(&self, query: JobsQuery) -> Result<JobsPage, ControlError>;
+
+    /// One job (`GET /v1/jobs/{id}`).
+    async fn job(&self, id: JobId) -> Result<Job, ControlError>;
+
+    /// Cancels a job (`POST /v1/jobs/{id}/cancel`).
+    async fn cancel(&self, id: JobId) -> Result<CancelAnswer, ControlError>;
+
+    /// The workers, with pause state and jobs (`GET /v1/workers`).
+    async fn workers(&self) -> Result<WorkersAnswer, ControlError>;
+
+    /// The configured agents, with pause state and jobs (`GET /v1/agents`).
+    async fn agents(&self) -> Result<AgentsAnswer, ControlError>;
+
+    /// Gives `agent` a task (`POST /v1/agents/{id}/tasks`).
+    async fn task(&self, agent: &str, request: TaskRequest) -> Result<TaskAnswer, ControlError>;
+
+    /// An agent's memories (`GET /v1/agents/{id}/memories`).
+    async fn memories(
+        &self,
+        agent: &str,
+        query: MemoriesQuery,
+    ) -> Result<MemoriesAnswer, ControlError>;
+
+    /// A conversation's messages (`GET /v1/conversations/{id}/messages`).
+    async fn messages(&self, conversation: &str) -> Result<MessagesAnswer, ControlError>;
+
+    /// Stops claiming jobs of the target, durably (`POST /v1/pause`).
+    async fn pause(&self, request: PauseRequest) -> Result<PausedAnswer, ControlError>;
+
+    /// Claims jobs of the target again (`POST /v1/resume`).
+    async fn resume(&self, request: PauseRequest) -> Result<PausedAnswer, ControlError>;
+
+    /// The one-screen status (`GET /v1/status`).
+    async fn status(&self) -> Result<StatusScreen, ControlError>;
+
+    /// Alive (`GET /healthz`).
+    async fn health(&self) -> Result<Health, ControlError>;
+
+    /// Ready, with why not (`GET /readyz`).
+    async fn readiness(&self) -> Result<Readiness, ControlError>;
+
+    /// Every `troupe_*` metric, Prometheus text (`GET /metrics`).
+    async fn metrics(&self) -> Result<String, ControlError>;
+
+    /// Lets go of what this control holds: a runtime it owns is drained and
+    /// stopped. Nothing for the others.
+    async fn close(&self) -> Result<(), ControlError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! The control API's paths, spelled once for the server's routes and the
+//! client's requests. `{id}` stands for one path segment (a job id, an
+//! agent id, a conversation id), percent-encoded by the client.
+
+/// Alive.
+pub const HEALTHZ: &str = "/healthz";
+/// Ready.
+pub const READYZ: &str = "/readyz";
+/// Prometheus text.
+pub const METRICS: &str = "/metrics";
+/// Every route below needs the token when one is configured.
+pub const V1: &str = "/v1";
+/// Enqueue (POST), list (GET).
+pub const JOBS: &str = "/v1/jobs";
+/// One job.
+pub const JOB: &str = "/v1/jobs/{id}";
+/// Cancel a job.
+pub const CANCEL: &str = "/v1/jobs/{id}/cancel";
+/// The workers.
+pub const WORKERS: &str = "/v1/workers";
+/// The agents.
+pub const AGENTS: &str = "/v1/agents";
+/// An agent's tasks.
+pub const TASKS: &str = "/v1/agents/{id}/tasks";
+/// An agent's memories.
+pub const MEMORIES: &str = "/v1/agents/{id}/memories";
+/// A conversation's messages.
+pub const MESSAGES: &str = "/v1/conversations/{id}/messages";
+/// Pause.
+pub const PAUSE: &str = "/v1/pause";
+/// Resume.
+pub const RESUME: &str = "/v1/resume";
+/// The one-screen status.
+pub const STATUS: &str = "/v1/status";
+
+/// `route` below [`V1`], as the server's `/v1` scope names it.
+pub fn in_v1(route: &str) -> &str {
+    route.strip_prefix(V1).unwrap_or(route)
+}
+
+/// The segments of `route` with `{id}` replaced by `id` (not encoded:
+/// the URL builder encodes each segment).
+pub fn segments<'a>(route: &'a str, id: &'a str) -> impl Iterator<Item = &'a str> {
+    route
+        .trim_start_matches('/')
+        .split('/')
+        .map(move |s| if s == "{id}" { id } else { s })
+}

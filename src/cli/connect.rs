@@ -1,0 +1,110 @@
+//! Choosing the way to the data: the one place the CLI tells a running
+//! daemon from a data directory it may open itself.
+//!
+//! A daemon holds the sled store alone, so while it runs the CLI's job,
+//! task, memory, pause and status commands go through its control API: to
+//! the `--server URL` given, or, when the data directory is held, to the
+//! address the daemon wrote into `daemon.json` beside its store. With no
+//! daemon the CLI opens the store itself, and starts the runtime on it only
+//! for what needs one (`task --wait`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::api::{Control, ControlError, LocalControl, RemoteControl, StoreControl};
+use crate::config::TroupeConfig;
+use crate::runtime::Troupe;
+use crate::sled::{SledConfig, SledStore};
+use crate::store::StoreError;
+
+use super::{CliError, Global};
+
+/// The file, in the data directory, where a running daemon says where its
+/// control API listens. Removed when it stops; a stale one (after a kill) is
+/// harmless: the store is no longer held, so it is not read.
+pub const DAEMON_FILE: &str = "daemon.json";
+
+/// Where a daemon's file for `data_dir` lives.
+pub fn daemon_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(DAEMON_FILE)
+}
+
+/// Writes the daemon file (best effort: without it, `--server` still works).
+pub fn write_daemon_file(data_dir: &Path, url: &str) {
+    let body = serde_json::json!({ "url": url, "pid": std::process::id() });
+    if let Err(e) = std::fs::write(daemon_file(data_dir), body.to_string()) {
+        tracing::warn!(error = %e, "could not write daemon.json; use --server to reach this daemon");
+    }
+}
+
+/// Removes the daemon file at shutdown.
+pub fn remove_daemon_file(data_dir: &Path) {
+    let _ = std::fs::remove_file(daemon_file(data_dir));
+}
+
+/// The address a running daemon wrote for `data_dir`, if any.
+fn daemon_url(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(daemon_file(data_dir)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["url"].as_str().map(str::to_string)
+}
+
+/// What a command needs when no daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// Reading and queueing: the store is enough.
+    Store,
+    /// Running work here (`task --wait`): the runtime, started on the store.
+    Runtime,
+}
+
+/// The control API that reaches the data: a daemon's (`--server`, or the
+/// one holding the data directory), else the data directory itself, with
+/// the runtime started on it when `need` says so.
+pub(super) async fn connect(
+    global: &Global,
+    config: &TroupeConfig,
+    need: Need,
+) -> Result<Box<dyn Control>, CliError> {
+    let remote = |url: &str| -> Result<Box<dyn Control>, CliError> {
+        Ok(Box::new(RemoteControl::new(url, global.token.clone())?))
+    };
+    if let Some(url) = &global.server {
+        return remote(url);
+    }
+    let dir = global.data_dir_for(config);
+    let store = match SledStore::open(SledConfig::new(&dir)) {
+        Ok(store) => store,
+        Err(locked @ StoreError::Locked { .. }) => {
+            return match daemon_url(&dir) {
+                Some(url) => remote(&url),
+                None => Err(locked.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match need {
+        Need::Store => Box::new(StoreControl::new(Arc::new(store), config.clone())),
+        Need::Runtime => {
+            let troupe = Troupe::builder(config.clone()).store(store).start().await?;
+            Box::new(LocalControl::owning(troupe).source("cli"))
+        }
+    })
+}
+
+/// Runs `op` against the control API that reaches the data, then lets
+/// that go (a runtime started for it is drained and stopped, also when
+/// `op` failed).
+pub(super) fn call<T>(
+    global: &Global,
+    config: &TroupeConfig,
+    need: Need,
+    op: impl AsyncFnOnce(&dyn Control) -> Result<T, ControlError>,
+) -> Result<T, CliError> {
+    troupe_actors::run_system(async move {
+        let control = connect(global, config, need).await?;
+        let result = op(control.as_ref()).await;
+        control.close().await?;
+        Ok(result?)
+    })
+}
