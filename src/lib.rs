@@ -15,6 +15,7 @@ pub mod in_memory;
 pub mod job;
 pub mod memory;
 pub mod metrics;
+pub mod names;
 pub mod provider;
 pub mod runtime;
 pub mod secrets;

@@ -1070,7 +1070,11 @@ fn every_builtin_answers_in_the_exact_seed_json() {
         };
 
         let out = env
-            .call("scheduler", json!({"kind": "memory_compaction"}), ctx(0, "s"))
+            .call(
+                "scheduler",
+                json!({"kind": "memory_compaction"}),
+                ctx(0, "s"),
+            )
             .await
             .unwrap();
         let id = job_id_of(&out);
@@ -1081,7 +1085,11 @@ fn every_builtin_answers_in_the_exact_seed_json() {
         env.engine.wait_for(id).await.unwrap();
 
         let out = env
-            .call("create_task", json!({"prompt": "p", "agentId": "bob"}), ctx(0, "t"))
+            .call(
+                "create_task",
+                json!({"prompt": "p", "agentId": "bob"}),
+                ctx(0, "t"),
+            )
             .await
             .unwrap();
         let task = job_id_of(&out);
@@ -1140,13 +1148,14 @@ fn every_builtin_answers_in_the_exact_seed_json() {
         );
 
         let out = env
-            .call("worker_manager", json!({"action": "list_workers"}), ctx(0, "w"))
+            .call(
+                "worker_manager",
+                json!({"action": "list_workers"}),
+                ctx(0, "w"),
+            )
             .await
             .unwrap();
-        exact(
-            &out,
-            json!({"ok": true, "data": env.engine.list_workers()}),
-        );
+        exact(&out, json!({"ok": true, "data": env.engine.list_workers()}));
         let out = env
             .call(
                 "worker_manager",

@@ -15,14 +15,11 @@ use crate::config::{AgentConfig, ModelConfig};
 use crate::engine::{JobContext, Worker, WorkerCategory, WorkerError};
 use crate::memory::actor::{Compact, ListMemories};
 use crate::memory::{MemoryScope, NewMemory};
+use crate::names::{MEMORY_COMPACTION_WORKER, OFFLINE_PROVIDER};
 use crate::provider::{GenerateRequest, Message, ToolChoice};
 
 use super::gateway::{job_error, CallMeta};
-use super::offline::OFFLINE_PROVIDER;
 use super::worker::RuntimeSlot;
-
-/// The worker name the `scheduler` tool enqueues for.
-pub const MEMORY_COMPACTION_WORKER: &str = "memory_compaction_worker";
 
 /// Below this many live memories there is nothing worth compacting.
 const MIN_MEMORIES: usize = 2;

@@ -17,16 +17,8 @@ pub use model::{
     ToolsSection, TroupeConfig,
 };
 
-/// The tools every agent may be given (`tools = [...]`).
-pub const BUILTIN_TOOLS: &[&str] = &[
-    "send_message",
-    "create_task",
-    "scheduler",
-    "worker_manager",
-    "remember",
-    "recall",
-    "analyze_code",
-];
+pub use crate::names::BUILTIN_TOOLS;
+use crate::names::{BUILTIN_WORKERS, OFFLINE_PROVIDER};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +121,7 @@ impl TroupeConfig {
                 return Err(invalid(at("id"), format!("`{}` is defined twice", a.id)));
             }
             let m = &a.model_config;
-            let known = |name: &str| name == "offline" || providers.contains(name);
+            let known = |name: &str| name == OFFLINE_PROVIDER || providers.contains(name);
             if !known(&m.provider) {
                 return Err(invalid(
                     at("modelConfig.provider"),
@@ -193,8 +185,8 @@ impl TroupeConfig {
             }
         }
         for (i, s) in self.schedules.iter().enumerate() {
-            let known_worker = ids.contains(s.worker.as_str())
-                || ["echo", "sleep", "memory_compaction_worker"].contains(&s.worker.as_str());
+            let known_worker =
+                ids.contains(s.worker.as_str()) || BUILTIN_WORKERS.contains(&s.worker.as_str());
             if !known_worker {
                 return Err(invalid(
                     format!("schedules[{i}].worker"),

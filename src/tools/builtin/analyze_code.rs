@@ -20,6 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::names::ANALYZE_CODE_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 /// Lines longer than this (in characters) are reported.
@@ -131,7 +132,7 @@ impl TypedTool for AnalyzeCodeTool {
     type Args = AnalyzeCodeArgs;
 
     fn name(&self) -> &str {
-        "analyze_code"
+        ANALYZE_CODE_TOOL
     }
 
     fn description(&self) -> &str {

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{WorkerCategory, WorkerEngine};
 use crate::job::{EnqueueOptions, JobCtx};
+use crate::names::CREATE_TASK_TOOL;
 use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
@@ -71,7 +72,7 @@ impl TypedTool for CreateTaskTool {
     type Args = CreateTaskArgs;
 
     fn name(&self) -> &str {
-        "create_task"
+        CREATE_TASK_TOOL
     }
 
     fn description(&self) -> &str {
@@ -109,14 +110,14 @@ impl TypedTool for CreateTaskTool {
         let job_ctx = JobCtx {
             user_id: ctx.user_id.clone(),
             conversation_id: ctx.conversation_id.clone(),
-            source: Some("tool:create_task".into()),
+            source: Some(format!("tool:{CREATE_TASK_TOOL}")),
             extra,
         };
         let enqueued = enqueue_once(
             &self.engine,
             self.registry.as_ref(),
             JobRequest {
-                key: format!("create_task:{}", ctx.idempotency_key()),
+                key: format!("{CREATE_TASK_TOOL}:{}", ctx.idempotency_key()),
                 worker: target.clone(),
                 args: json!({ "prompt": args.prompt }),
                 ctx: job_ctx,

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use troupe_actors::Recipient;
 
 use crate::memory::actor::Recall;
+use crate::names::RECALL_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
@@ -52,7 +53,7 @@ impl TypedTool for RecallTool {
     type Args = RecallArgs;
 
     fn name(&self) -> &str {
-        "recall"
+        RECALL_TOOL
     }
 
     fn description(&self) -> &str {

@@ -18,6 +18,7 @@ use troupe_actors::Recipient;
 
 use crate::memory::actor::Remember;
 use crate::memory::{MemoryScope, MemoryType, NewMemory};
+use crate::names::REMEMBER_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
@@ -101,7 +102,7 @@ impl TypedTool for RememberTool {
     type Args = RememberArgs;
 
     fn name(&self) -> &str {
-        "remember"
+        REMEMBER_TOOL
     }
 
     fn description(&self) -> &str {
@@ -117,7 +118,7 @@ impl TypedTool for RememberTool {
             .memory
             .send(Remember {
                 memory,
-                idempotency_key: Some(format!("remember:{}", ctx.idempotency_key())),
+                idempotency_key: Some(format!("{REMEMBER_TOOL}:{}", ctx.idempotency_key())),
             })
             .await
             .map_err(|e| ToolError::failed(format!("memory unavailable: {e}")))?

@@ -16,13 +16,12 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::WorkerEngine;
 use crate::job::{EnqueueOptions, JobCtx};
+pub use crate::names::MEMORY_COMPACTION_WORKER;
+use crate::names::SCHEDULER_TOOL;
 use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::{enqueue_once, JobRequest};
-
-/// The worker memory compaction jobs are for.
-pub const MEMORY_COMPACTION_WORKER: &str = "memory_compaction_worker";
 
 /// What can be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -72,7 +71,7 @@ impl TypedTool for SchedulerTool {
     type Args = SchedulerArgs;
 
     fn name(&self) -> &str {
-        "scheduler"
+        SCHEDULER_TOOL
     }
 
     fn description(&self) -> &str {
@@ -104,14 +103,14 @@ impl TypedTool for SchedulerTool {
         let job_ctx = JobCtx {
             user_id,
             conversation_id,
-            source: Some("tool:scheduler".into()),
+            source: Some(format!("tool:{SCHEDULER_TOOL}")),
             extra,
         };
         let enqueued = enqueue_once(
             &self.engine,
             self.registry.as_ref(),
             JobRequest {
-                key: format!("scheduler:{}", ctx.idempotency_key()),
+                key: format!("{SCHEDULER_TOOL}:{}", ctx.idempotency_key()),
                 worker: MEMORY_COMPACTION_WORKER.into(),
                 args: Value::Object(job_args),
                 ctx: job_ctx,

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::conversation::{ConversationStore, NewMessage, Role};
+use crate::names::SEND_MESSAGE_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
@@ -49,7 +50,7 @@ impl TypedTool for SendMessageTool {
     type Args = SendMessageArgs;
 
     fn name(&self) -> &str {
-        "send_message"
+        SEND_MESSAGE_TOOL
     }
 
     fn description(&self) -> &str {
@@ -75,7 +76,7 @@ impl TypedTool for SendMessageTool {
             .store
             .append(
                 message,
-                Some(format!("send_message:{}", ctx.idempotency_key())),
+                Some(format!("{SEND_MESSAGE_TOOL}:{}", ctx.idempotency_key())),
             )
             .await
             .map_err(store_error)?;

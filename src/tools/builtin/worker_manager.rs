@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::engine::WorkerEngine;
 use crate::job::{Job, JobStatus};
+use crate::names::WORKER_MANAGER_TOOL;
 use crate::store::ListQuery;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
@@ -94,7 +95,7 @@ impl TypedTool for WorkerManagerTool {
     type Args = WorkerManagerArgs;
 
     fn name(&self) -> &str {
-        "worker_manager"
+        WORKER_MANAGER_TOOL
     }
 
     fn description(&self) -> &str {
