@@ -29,7 +29,7 @@ use troupe::tools::builtin::{
     WorkerManagerTool,
 };
 use troupe::tools::{
-    schema_for, Tool, ToolCall, ToolContext, ToolError, ToolSetupError, Tools, ToolsBuilder,
+    schema_for, Tool, ToolContext, ToolError, ToolRequest, ToolSetupError, Tools, ToolsBuilder,
     TypedTool,
 };
 use troupe_actors::{run_system, ChildSpec, SupervisorSpec, Tree};
@@ -140,7 +140,7 @@ fn call(
     may: &[&str],
 ) -> impl std::future::Future<Output = Result<Value, ToolError>> {
     let tools = tools.clone();
-    let call = ToolCall::new(name, args, ctx, allowed(may));
+    let call = ToolRequest::new(name, args, ctx, allowed(may));
     async move { tools.call(call).await }
 }
 

@@ -44,7 +44,7 @@ use crate::provider::{
     GenerateRequest, GenerateResponse, Message, ProviderError, ToolChoice, ToolResult, Usage,
 };
 use crate::store::StepStore;
-use crate::tools::{tool_result, ToolCall, ToolContext, ToolError, Tools};
+use crate::tools::{tool_result, ToolContext, ToolError, ToolRequest, Tools};
 
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
 use super::gateway::{job_error, CallMeta, ModelGateway};
@@ -508,7 +508,7 @@ async fn run_tools(
                 )),
                 None => {
                     rt.tools
-                        .call(ToolCall::new(
+                        .call(ToolRequest::new(
                             call.name.clone(),
                             call.arguments.clone(),
                             ctx,
