@@ -11,9 +11,10 @@ mod model;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+pub use crate::provider::route::ModelConfig;
 pub use duration::parse_duration;
 pub use model::{
-    AgentConfig, EngineSection, Fallback, MemorySection, ModelConfig, ScheduleConfig, StoreSection,
+    AgentConfig, EngineSection, Fallback, MemorySection, ScheduleConfig, StoreSection,
     ToolsSection, TroupeConfig,
 };
 
