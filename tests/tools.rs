@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use troupe::conversation::ConversationStore;
@@ -52,6 +52,13 @@ struct EchoArgs {
     panic: bool,
 }
 
+/// What the `echo` test tool answers.
+#[derive(Serialize)]
+struct Echoed {
+    text: String,
+    agent: String,
+}
+
 struct EchoTool {
     calls: Arc<AtomicUsize>,
 }
@@ -59,20 +66,23 @@ struct EchoTool {
 #[async_trait]
 impl TypedTool for EchoTool {
     type Args = EchoArgs;
+    type Output = Echoed;
+    type Error = ToolError;
     fn name(&self) -> &str {
         "echo"
     }
     fn description(&self) -> &str {
         "Echoes text."
     }
-    async fn run(&self, args: EchoArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: EchoArgs, ctx: ToolContext) -> Result<Echoed, ToolError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if args.panic {
             panic!("echo was asked to panic");
         }
-        Ok(
-            json!({"ok": true, "data": args.text.repeat(usize::from(args.times)), "agent": ctx.agent_id}),
-        )
+        Ok(Echoed {
+            text: args.text.repeat(usize::from(args.times)),
+            agent: ctx.agent_id,
+        })
     }
 }
 
@@ -216,7 +226,10 @@ fn a_valid_call_reaches_the_tool() {
         )
         .await
         .unwrap();
-        assert_eq!(out, json!({"ok": true, "data": "abab", "agent": "sarah"}));
+        assert_eq!(
+            out,
+            json!({"ok": true, "data": {"text": "abab", "agent": "sarah"}})
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tree.shutdown().await;
     });
@@ -356,7 +369,7 @@ fn a_panicking_tool_restarts_alone_and_everything_keeps_running() {
         )
         .await
         .unwrap();
-        assert_eq!(again["data"], "y");
+        assert_eq!(again["data"]["text"], "y");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let children = tree.root().children().await.unwrap();
         let restarts = |id: &str| {

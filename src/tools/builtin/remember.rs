@@ -12,12 +12,11 @@
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use troupe_actors::Recipient;
 
 use crate::memory::actor::Remember;
-use crate::memory::{MemoryScope, MemoryType, NewMemory};
+use crate::memory::{MemoryId, MemoryScope, MemoryType, NewMemory};
 use crate::names::REMEMBER_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
@@ -85,6 +84,16 @@ pub struct RememberArgs {
     pub scope: Option<ScopeArg>,
 }
 
+/// What `remember` answers: the stored memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryStored {
+    /// The memory.
+    pub memory_id: MemoryId,
+    /// False when a repeat of the call found the memory stored before.
+    pub created: bool,
+}
+
 /// The `remember` tool.
 pub struct RememberTool {
     memory: Recipient<Remember>,
@@ -100,6 +109,8 @@ impl RememberTool {
 #[async_trait]
 impl TypedTool for RememberTool {
     type Args = RememberArgs;
+    type Output = MemoryStored;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
         REMEMBER_TOOL
@@ -110,7 +121,7 @@ impl TypedTool for RememberTool {
          with an importance from 1 to 10."
     }
 
-    async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<MemoryStored, ToolError> {
         let scope = scope_for(args.scope, &ctx);
         let memory = NewMemory::new(&scope, args.kind, args.content, args.importance)
             .with_source(ctx.job_id);
@@ -123,12 +134,9 @@ impl TypedTool for RememberTool {
             .await
             .map_err(|e| ToolError::failed(format!("memory unavailable: {e}")))?
             .map_err(store_error)?;
-        Ok(json!({
-            "ok": true,
-            "data": {
-                "memoryId": remembered.memory.id,
-                "created": remembered.created,
-            }
-        }))
+        Ok(MemoryStored {
+            memory_id: remembered.memory.id,
+            created: remembered.created,
+        })
     }
 }

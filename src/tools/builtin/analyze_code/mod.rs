@@ -14,8 +14,7 @@ use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::names::ANALYZE_CODE_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
@@ -43,6 +42,18 @@ pub struct AnalyzeCodeArgs {
     /// The language, if known (e.g. `rust`, `python`); guessed otherwise.
     #[serde(default)]
     pub language: Option<String>,
+}
+
+/// What `analyze_code` answers: the report, and the file's path when it
+/// read one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    /// The scanner's report.
+    #[serde(flatten)]
+    pub report: CodeReport,
+    /// The file analysed, as given (relative to the project root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// The `analyze_code` tool.
@@ -126,6 +137,8 @@ impl AnalyzeCodeTool {
 #[async_trait]
 impl TypedTool for AnalyzeCodeTool {
     type Args = AnalyzeCodeArgs;
+    type Output = Analysis;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
         ANALYZE_CODE_TOOL
@@ -137,7 +150,7 @@ impl TypedTool for AnalyzeCodeTool {
          nesting depth, the language, and findings worth fixing."
     }
 
-    async fn run(&self, args: AnalyzeCodeArgs, _ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: AnalyzeCodeArgs, _ctx: ToolContext) -> Result<Analysis, ToolError> {
         let (source, path) = match (args.code, args.path) {
             (Some(code), None) => {
                 if code.len() as u64 > self.max_bytes {
@@ -168,10 +181,6 @@ impl TypedTool for AnalyzeCodeTool {
         })
         .await
         .map_err(|e| ToolError::failed(format!("the analysis failed: {e}")))?;
-        let mut data = json!(report);
-        if let Some(path) = path {
-            data["path"] = json!(path);
-        }
-        Ok(json!({ "ok": true, "data": data }))
+        Ok(Analysis { report, path })
     }
 }
