@@ -93,30 +93,7 @@ pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> Cod
 
     let blank_lines = scanned.iter().filter(|l| l.blank).count();
     let comment_lines = scanned.iter().filter(|l| l.comment_only).count();
-    let code_lines = raw.len() - blank_lines - comment_lines;
-
-    let mut todos = Vec::new();
-    let mut todo_count = 0;
-    let mut long_lines = Vec::new();
-    let mut long_line_count = 0;
-    for (i, line) in raw.iter().enumerate() {
-        if line.contains("TODO") || line.contains("FIXME") {
-            todo_count += 1;
-            if todos.len() < MAX_LISTED {
-                todos.push(LineRef {
-                    line: i + 1,
-                    text: line.trim().chars().take(100).collect(),
-                });
-            }
-        }
-        if line.chars().count() > LONG_LINE {
-            long_line_count += 1;
-            if long_lines.len() < MAX_LISTED {
-                long_lines.push(i + 1);
-            }
-        }
-    }
-
+    let markers = Markers::of(&raw);
     let max_nesting = if syntax.braces {
         scanned.iter().map(|l| l.depth_max).max().unwrap_or(0)
     } else {
@@ -131,22 +108,88 @@ pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> Cod
             Some(best) if best.lines >= b.lines => Some(best),
             _ => Some(b),
         });
+    let mut report = CodeReport {
+        language: lang,
+        lines: raw.len(),
+        code_lines: raw.len() - blank_lines - comment_lines,
+        blank_lines,
+        comment_lines,
+        functions,
+        longest_block,
+        max_nesting,
+        todo_count: markers.todo_count,
+        todos: markers.todos,
+        long_line_count: markers.long_line_count,
+        long_lines: markers.long_lines,
+        findings: Vec::new(),
+    };
+    report.findings = findings(&report);
+    report
+}
 
-    let mut findings = Vec::new();
-    if let Some(block) = &longest_block {
-        if block.lines > LONG_BLOCK {
-            findings.push(format!(
-                "{} at line {} is {} lines long (over {LONG_BLOCK}); consider splitting it",
-                block
-                    .name
-                    .as_ref()
-                    .map(|n| format!("function `{n}`"))
-                    .unwrap_or_else(|| "a function".into()),
-                block.start_line,
-                block.lines
-            ));
+/// TODO/FIXME markers and over-long lines: all counted, the first
+/// [`MAX_LISTED`] listed.
+#[derive(Default)]
+struct Markers {
+    todo_count: usize,
+    todos: Vec<LineRef>,
+    long_line_count: usize,
+    long_lines: Vec<usize>,
+}
+
+impl Markers {
+    fn of(lines: &[&str]) -> Markers {
+        let mut m = Markers::default();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("TODO") || line.contains("FIXME") {
+                m.todo_count += 1;
+                if m.todos.len() < MAX_LISTED {
+                    m.todos.push(LineRef {
+                        line: i + 1,
+                        text: line.trim().chars().take(100).collect(),
+                    });
+                }
+            }
+            if line.chars().count() > LONG_LINE {
+                m.long_line_count += 1;
+                if m.long_lines.len() < MAX_LISTED {
+                    m.long_lines.push(i + 1);
+                }
+            }
         }
+        m
     }
+}
+
+/// What in `report` crosses a threshold, one sentence each, most important
+/// first.
+fn findings(report: &CodeReport) -> Vec<String> {
+    let mut findings = Vec::new();
+    if let Some(block) = report
+        .longest_block
+        .as_ref()
+        .filter(|b| b.lines > LONG_BLOCK)
+    {
+        findings.push(format!(
+            "{} at line {} is {} lines long (over {LONG_BLOCK}); consider splitting it",
+            block
+                .name
+                .as_ref()
+                .map(|n| format!("function `{n}`"))
+                .unwrap_or_else(|| "a function".into()),
+            block.start_line,
+            block.lines
+        ));
+    }
+    let CodeReport {
+        max_nesting,
+        todo_count,
+        long_line_count,
+        code_lines,
+        comment_lines,
+        lines,
+        ..
+    } = *report;
     if max_nesting > DEEP_NESTING {
         findings.push(format!(
             "nesting reaches depth {max_nesting} (over {DEEP_NESTING}); consider early returns or helpers"
@@ -167,28 +210,10 @@ pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> Cod
             "few comments: {comment_lines} comment line(s) for {code_lines} lines of code"
         ));
     }
-    if raw.len() > 1000 {
-        findings.push(format!(
-            "large file: {} lines; consider splitting it",
-            raw.len()
-        ));
+    if lines > 1000 {
+        findings.push(format!("large file: {lines} lines; consider splitting it"));
     }
-
-    CodeReport {
-        language: lang,
-        lines: raw.len(),
-        code_lines,
-        blank_lines,
-        comment_lines,
-        functions,
-        longest_block,
-        max_nesting,
-        todo_count,
-        todos,
-        long_line_count,
-        long_lines,
-        findings,
-    }
+    findings
 }
 
 /// The language of a file by its extension.
