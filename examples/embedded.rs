@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::names::{OFFLINE_PROVIDER, REMEMBER_TOOL};
 use troupe::runtime::{TaskOptions, Troupe};
 use troupe::tools::{ToolContext, ToolError, TypedTool};
 
@@ -63,9 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: "editor".into(),
         name: "Eddie the Editor".into(),
         system_prompt: "You are an editor. Use your tools.".into(),
-        tools: vec!["word_count".into(), "remember".into()],
+        tools: vec!["word_count".into(), REMEMBER_TOOL.into()],
         model_config: ModelConfig {
-            provider: "offline".into(),
+            provider: OFFLINE_PROVIDER.into(),
             model: "offline".into(),
             temperature: 0.2,
             max_tokens: 500,
