@@ -28,7 +28,7 @@ use troupe::engine::EngineConfig;
 use troupe::job::{JobCtx, JobStatus};
 use troupe::provider::{ProviderConfig, ProviderKind};
 use troupe::runtime::Troupe;
-use troupe::tools::{ToolContext, ToolError, TypedTool};
+use troupe::tools::{ToolContext, TypedTool};
 
 /// With `--features mimalloc`, the allocator the `troupe` binary then uses
 /// (the hand-written loops run on it too).
@@ -162,14 +162,16 @@ struct NoopArgs {
 #[async_trait]
 impl TypedTool for Noop {
     type Args = NoopArgs;
+    type Output = ();
+    type Error = std::convert::Infallible;
     fn name(&self) -> &str {
         "noop"
     }
     fn description(&self) -> &str {
         "Does nothing."
     }
-    async fn run(&self, _: NoopArgs, _: ToolContext) -> Result<Value, ToolError> {
-        Ok(json!({"ok": true}))
+    async fn run(&self, _: NoopArgs, _: ToolContext) -> Result<(), std::convert::Infallible> {
+        Ok(())
     }
 }
 

@@ -8,9 +8,9 @@
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::names::{OFFLINE_PROVIDER, REMEMBER_TOOL};
 use troupe::runtime::{TaskOptions, Troupe};
 use troupe::tools::{ToolContext, ToolError, TypedTool};
 
@@ -25,9 +25,17 @@ struct WordCountArgs {
     text: String,
 }
 
+/// What `word_count` answers; the model sees `{"ok":true,"data":{"words":…}}`.
+#[derive(Serialize)]
+struct WordCountOutput {
+    words: usize,
+}
+
 #[async_trait]
 impl TypedTool for WordCount {
     type Args = WordCountArgs;
+    type Output = WordCountOutput;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
         "word_count"
@@ -37,8 +45,14 @@ impl TypedTool for WordCount {
         "Counts the words in a text."
     }
 
-    async fn run(&self, args: WordCountArgs, _ctx: ToolContext) -> Result<Value, ToolError> {
-        Ok(json!({ "ok": true, "data": { "words": args.text.split_whitespace().count() } }))
+    async fn run(
+        &self,
+        args: WordCountArgs,
+        _ctx: ToolContext,
+    ) -> Result<WordCountOutput, ToolError> {
+        Ok(WordCountOutput {
+            words: args.text.split_whitespace().count(),
+        })
     }
 }
 
@@ -51,9 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: "editor".into(),
         name: "Eddie the Editor".into(),
         system_prompt: "You are an editor. Use your tools.".into(),
-        tools: vec!["word_count".into(), "remember".into()],
+        tools: vec!["word_count".into(), REMEMBER_TOOL.into()],
         model_config: ModelConfig {
-            provider: "offline".into(),
+            provider: OFFLINE_PROVIDER.into(),
             model: "offline".into(),
             temperature: 0.2,
             max_tokens: 500,

@@ -21,6 +21,7 @@ use troupe::engine::{
     EngineConfig, JobContext, NewJob, Registration, Worker, WorkerCategory, WorkerError,
 };
 use troupe::job::{JobCtx, JobStatus};
+use troupe::names::{ANALYZE_CODE_TOOL, SLEEP_WORKER};
 use troupe::provider::{ProviderConfig, ProviderKind};
 use troupe::runtime::{TaskOptions, Troupe};
 use troupe::store::Retention;
@@ -142,7 +143,7 @@ fn main() -> Result<(), BoxError> {
         id: "soaker".into(),
         name: "Soaker".into(),
         system_prompt: "You soak.".into(),
-        tools: vec!["analyze_code".into()],
+        tools: vec![ANALYZE_CODE_TOOL.into()],
         model_config: ModelConfig {
             provider: "llm".into(),
             model: "soak".into(),
@@ -205,7 +206,7 @@ fn main() -> Result<(), BoxError> {
                 .collect();
             n += per_tick;
             batch.push(NewJob {
-                worker_name: "sleep".into(),
+                worker_name: SLEEP_WORKER.into(),
                 args: json!({ "ms": 20 }),
                 ctx: JobCtx::default(),
                 options: Default::default(),

@@ -2,7 +2,7 @@
 //! Troupe without a network or a disk: a [`ScriptedModel`] that answers
 //! from a script (and records what it was asked), and the in-memory store.
 //!
-//! ```ignore
+//! ```
 //! use troupe::testing::{InMemoryStore, ScriptedModel};
 //! use troupe::{AgentConfig, ModelConfig, TaskOptions, Troupe, TroupeConfig};
 //!

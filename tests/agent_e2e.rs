@@ -414,13 +414,15 @@ struct BoomArgs {}
 #[async_trait]
 impl TypedTool for Boom {
     type Args = BoomArgs;
+    type Output = ();
+    type Error = ToolError;
     fn name(&self) -> &str {
         "boom"
     }
     fn description(&self) -> &str {
         "panics"
     }
-    async fn run(&self, _: BoomArgs, _: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, _: BoomArgs, _: ToolContext) -> Result<(), ToolError> {
         panic!("the boom tool exploded");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use troupe::conversation::ConversationStore;
@@ -29,7 +29,7 @@ use troupe::tools::builtin::{
     WorkerManagerTool,
 };
 use troupe::tools::{
-    schema_for, Tool, ToolCall, ToolContext, ToolError, ToolSetupError, Tools, ToolsBuilder,
+    schema_for, Tool, ToolContext, ToolError, ToolRequest, ToolSetupError, Tools, ToolsBuilder,
     TypedTool,
 };
 use troupe_actors::{run_system, ChildSpec, SupervisorSpec, Tree};
@@ -52,6 +52,13 @@ struct EchoArgs {
     panic: bool,
 }
 
+/// What the `echo` test tool answers.
+#[derive(Serialize)]
+struct Echoed {
+    text: String,
+    agent: String,
+}
+
 struct EchoTool {
     calls: Arc<AtomicUsize>,
 }
@@ -59,20 +66,23 @@ struct EchoTool {
 #[async_trait]
 impl TypedTool for EchoTool {
     type Args = EchoArgs;
+    type Output = Echoed;
+    type Error = ToolError;
     fn name(&self) -> &str {
         "echo"
     }
     fn description(&self) -> &str {
         "Echoes text."
     }
-    async fn run(&self, args: EchoArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: EchoArgs, ctx: ToolContext) -> Result<Echoed, ToolError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if args.panic {
             panic!("echo was asked to panic");
         }
-        Ok(
-            json!({"ok": true, "data": args.text.repeat(usize::from(args.times)), "agent": ctx.agent_id}),
-        )
+        Ok(Echoed {
+            text: args.text.repeat(usize::from(args.times)),
+            agent: ctx.agent_id,
+        })
     }
 }
 
@@ -140,7 +150,7 @@ fn call(
     may: &[&str],
 ) -> impl std::future::Future<Output = Result<Value, ToolError>> {
     let tools = tools.clone();
-    let call = ToolCall::new(name, args, ctx, allowed(may));
+    let call = ToolRequest::new(name, args, ctx, allowed(may));
     async move { tools.call(call).await }
 }
 
@@ -216,7 +226,10 @@ fn a_valid_call_reaches_the_tool() {
         )
         .await
         .unwrap();
-        assert_eq!(out, json!({"ok": true, "data": "abab", "agent": "sarah"}));
+        assert_eq!(
+            out,
+            json!({"ok": true, "data": {"text": "abab", "agent": "sarah"}})
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tree.shutdown().await;
     });
@@ -356,7 +369,7 @@ fn a_panicking_tool_restarts_alone_and_everything_keeps_running() {
         )
         .await
         .unwrap();
-        assert_eq!(again["data"], "y");
+        assert_eq!(again["data"]["text"], "y");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let children = tree.root().children().await.unwrap();
         let restarts = |id: &str| {
@@ -1053,6 +1066,148 @@ fn builtin_schemas_are_self_contained_and_plain() {
             json!(["memory_compaction"])
         );
         assert_eq!(scheduler.parameters["required"], json!(["kind"]));
+        env.stop().await;
+    });
+}
+
+/// The whole answer of every built-in tool, not just a few fields: the seed's
+/// `{"ok":true,"data":…}` with exactly these keys and values, as the model
+/// sees it (its text is the JSON written out, keys in order).
+#[test]
+fn every_builtin_answers_in_the_exact_seed_json() {
+    run_system(async {
+        let env = Env::start(true);
+        let exact = |out: &Value, want: Value| {
+            assert_eq!(out, &want);
+            assert_eq!(out.to_string(), want.to_string());
+        };
+
+        let out = env
+            .call(
+                "scheduler",
+                json!({"kind": "memory_compaction"}),
+                ctx(0, "s"),
+            )
+            .await
+            .unwrap();
+        let id = job_id_of(&out);
+        exact(
+            &out,
+            json!({"ok": true, "data": {"scheduled": true, "jobId": id, "workerName": "memory_compaction_worker"}}),
+        );
+        env.engine.wait_for(id).await.unwrap();
+
+        let out = env
+            .call(
+                "create_task",
+                json!({"prompt": "p", "agentId": "bob"}),
+                ctx(0, "t"),
+            )
+            .await
+            .unwrap();
+        let task = job_id_of(&out);
+        exact(
+            &out,
+            json!({"ok": true, "data": {"created": true, "jobId": task, "agentId": "bob"}}),
+        );
+        env.engine.wait_for(task).await.unwrap();
+
+        let out = env
+            .call("send_message", json!({"content": "hi"}), ctx(0, "m"))
+            .await
+            .unwrap();
+        let messages = ConversationStore::list_messages(&env.store, "c1")
+            .await
+            .unwrap();
+        exact(
+            &out,
+            json!({"ok": true, "data": {"messageId": messages[0].id, "conversationId": "c1", "created": true}}),
+        );
+
+        let out = env
+            .call(
+                "remember",
+                json!({"type": "fact", "content": "The build uses vite", "importance": 4}),
+                ctx(0, "r"),
+            )
+            .await
+            .unwrap();
+        let scope = MemoryScope::user("sarah", "u1");
+        let memories = MemoryStore::list_memories(&env.store, &scope, false)
+            .await
+            .unwrap();
+        let memory = &memories[0];
+        exact(
+            &out,
+            json!({"ok": true, "data": {"memoryId": memory.id, "created": true}}),
+        );
+
+        let out = env
+            .call("recall", json!({"query": "vite build"}), ctx(1, "q"))
+            .await
+            .unwrap();
+        let score = out["data"][0]["score"].clone();
+        assert!(score.is_number(), "{out}");
+        exact(
+            &out,
+            json!({"ok": true, "data": [{
+                "id": memory.id,
+                "type": memory.kind,
+                "content": "The build uses vite",
+                "importance": 4,
+                "score": score,
+                "createdAt": memory.created_at,
+            }]}),
+        );
+
+        let out = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_workers"}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap();
+        exact(&out, json!({"ok": true, "data": env.engine.list_workers()}));
+        let out = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_jobs", "worker": "bob"}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap();
+        let job = env.engine.get_job(task).await.unwrap();
+        exact(
+            &out,
+            json!({"ok": true, "data": [{
+                "id": job.id,
+                "workerName": job.worker_name,
+                "status": job.status,
+                "attempt": job.attempt,
+                "createdAt": job.created_at,
+                "updatedAt": job.updated_at,
+                "args": job.args,
+                "ctx": job.ctx,
+                "error": job.error,
+            }]}),
+        );
+
+        let code = "def f(x):\n    return x\n";
+        let report = troupe::tools::builtin::analyze(code, None, None);
+        let out = env
+            .call("analyze_code", json!({"code": code}), ctx(0, "a"))
+            .await
+            .unwrap();
+        exact(&out, json!({"ok": true, "data": report}));
+        std::fs::write(env.project().join("src/f.py"), code).unwrap();
+        let out = env
+            .call("analyze_code", json!({"path": "src/f.py"}), ctx(0, "b"))
+            .await
+            .unwrap();
+        let mut data = json!(report);
+        data["path"] = json!("src/f.py");
+        exact(&out, json!({"ok": true, "data": data}));
         env.stop().await;
     });
 }

@@ -13,16 +13,15 @@ use serde_json::{json, Value};
 
 use crate::config::{AgentConfig, ModelConfig};
 use crate::engine::{JobContext, Worker, WorkerCategory, WorkerError};
+use crate::job::JobId;
 use crate::memory::actor::{Compact, ListMemories};
-use crate::memory::{MemoryScope, NewMemory};
-use crate::provider::{GenerateRequest, Message, ToolChoice};
+use crate::memory::{Memory, MemoryScope, NewMemory};
+use crate::names::{MEMORY_COMPACTION_WORKER, OFFLINE_PROVIDER};
+use crate::provider::Message;
 
 use super::gateway::{job_error, CallMeta};
-use super::offline::OFFLINE_PROVIDER;
+use super::task::AgentRuntime;
 use super::worker::RuntimeSlot;
-
-/// The worker name the `scheduler` tool enqueues for.
-pub const MEMORY_COMPACTION_WORKER: &str = "memory_compaction_worker";
 
 /// Below this many live memories there is nothing worth compacting.
 const MIN_MEMORIES: usize = 2;
@@ -31,6 +30,8 @@ const MIN_MEMORIES: usize = 2;
 pub struct CompactionWorker {
     runtime: RuntimeSlot,
     models: BTreeMap<String, ModelConfig>,
+    /// The model of a job whose agent is not configured (any more).
+    offline: ModelConfig,
 }
 
 impl CompactionWorker {
@@ -40,8 +41,79 @@ impl CompactionWorker {
             .iter()
             .map(|a| (a.id.clone(), a.model_config.clone()))
             .collect();
-        Self { runtime, models }
+        let offline = ModelConfig {
+            temperature: 0.0,
+            max_tokens: 500,
+            ..ModelConfig::new(OFFLINE_PROVIDER, "offline")
+        };
+        Self {
+            runtime,
+            models,
+            offline,
+        }
     }
+
+    /// Asks the agent's model for one paragraph that keeps what `memories` say.
+    async fn summarize(
+        &self,
+        rt: &AgentRuntime,
+        agent_id: &str,
+        memories: &[Memory],
+        job: JobId,
+    ) -> Result<String, WorkerError> {
+        let listing: String = memories
+            .iter()
+            .map(|m| format!("- {}\n", m.content))
+            .collect();
+        let model = self.models.get(agent_id).unwrap_or(&self.offline);
+        let mut request = model.request(
+            "Summarize these memories into one short paragraph that keeps every fact, preference and lesson."
+                .into(),
+            vec![Message::user(listing)],
+            Default::default(),
+        );
+        request.temperature = Some(0.0);
+        request.max_tokens = Some(model.max_tokens.min(1000));
+        let meta = CallMeta {
+            agent_id: agent_id.to_string(),
+            job_id: Some(job),
+        };
+        let summary = rt
+            .models
+            .generate(&meta, model, request)
+            .await
+            .map_err(|e| job_error(&format!("memory_compaction for `{agent_id}`"), e))?;
+        if summary.text.trim().is_empty() {
+            return Err(WorkerError::retryable(
+                "memory_compaction: the model returned an empty summary",
+            ));
+        }
+        Ok(summary.text)
+    }
+}
+
+/// Whose memories a compaction job is about: `agentId` (from its args, or
+/// its ctx as the `scheduler` tool writes it) and the user, if any.
+fn job_scope(args: &Value, ctx: &JobContext) -> Result<MemoryScope, WorkerError> {
+    let agent_id = args["agentId"]
+        .as_str()
+        .or_else(|| ctx.ctx.extra.get("agentId").and_then(Value::as_str))
+        .ok_or_else(|| {
+            WorkerError::permanent("memory_compaction: `agentId` is missing from the job's args")
+        })?;
+    let user_id = args["userId"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| ctx.ctx.user_id.clone());
+    Ok(MemoryScope {
+        agent_id: agent_id.to_string(),
+        user_id,
+    })
+}
+
+/// A Memory actor call that failed: retried, as the actor restarts.
+fn memory_error(e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::retryable(format!("memory_compaction: {e}"))
 }
 
 #[async_trait]
@@ -64,23 +136,7 @@ impl Worker for CompactionWorker {
                 "the agent runtime is not started yet",
             ));
         };
-        let agent_id = args["agentId"]
-            .as_str()
-            .or_else(|| ctx.ctx.extra.get("agentId").and_then(Value::as_str))
-            .ok_or_else(|| {
-                WorkerError::permanent(
-                    "memory_compaction: `agentId` is missing from the job's args",
-                )
-            })?
-            .to_string();
-        let user_id = args["userId"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| ctx.ctx.user_id.clone());
-        let scope = MemoryScope {
-            agent_id: agent_id.clone(),
-            user_id,
-        };
+        let scope = job_scope(&args, &ctx)?;
         let memories = rt
             .memory
             .send(ListMemories {
@@ -88,62 +144,27 @@ impl Worker for CompactionWorker {
                 include_archived: false,
             })
             .await
-            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?
-            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?;
+            .map_err(memory_error)?
+            .map_err(memory_error)?;
         if memories.len() < MIN_MEMORIES {
             return Ok(json!({ "compacted": 0, "reason": "fewer than 2 live memories" }));
         }
-        let listing: String = memories
-            .iter()
-            .map(|m| format!("- {}\n", m.content))
-            .collect();
-        let model = self.models.get(&agent_id).cloned().unwrap_or(ModelConfig {
-            provider: OFFLINE_PROVIDER.into(),
-            model: "offline".into(),
-            temperature: 0.0,
-            max_tokens: 500,
-            fallbacks: Vec::new(),
-        });
-        let request = GenerateRequest {
-            model: model.model.clone(),
-            system: Some(
-                "Summarize these memories into one short paragraph that keeps every fact, preference and lesson."
-                    .into(),
-            ),
-            messages: vec![Message::user(listing)],
-            tools: Default::default(),
-            tool_choice: ToolChoice::None,
-            temperature: Some(0.0),
-            max_tokens: Some(model.max_tokens.min(1000)),
-        };
-        let meta = CallMeta {
-            agent_id: agent_id.clone(),
-            job_id: Some(ctx.job_id),
-        };
-        let summary = rt
-            .models
-            .generate(&meta, &model, request)
-            .await
-            .map_err(|e| job_error(&format!("memory_compaction for `{agent_id}`"), e))?;
-        if summary.text.trim().is_empty() {
-            return Err(WorkerError::retryable(
-                "memory_compaction: the model returned an empty summary",
-            ));
-        }
+        let summary = self
+            .summarize(&rt, &scope.agent_id, &memories, ctx.job_id)
+            .await?;
         let importance = memories.iter().map(|m| m.importance).max().unwrap_or(5);
-        let originals: Vec<_> = memories.iter().map(|m| m.id).collect();
         let summary_memory =
-            NewMemory::new(&scope, "summary", summary.text, importance).with_source(ctx.job_id);
+            NewMemory::new(&scope, "summary", summary, importance).with_source(ctx.job_id);
         let compacted = rt
             .memory
             .send(Compact {
                 scope,
-                originals: originals.clone(),
+                originals: memories.iter().map(|m| m.id).collect(),
                 summaries: vec![summary_memory],
             })
             .await
-            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?
-            .map_err(|e| WorkerError::retryable(format!("memory_compaction: {e}")))?;
+            .map_err(memory_error)?
+            .map_err(memory_error)?;
         let summary_ids: Vec<_> = compacted.summaries.iter().map(|m| m.id).collect();
         Ok(json!({ "archived": compacted.archived.len(), "summaryIds": summary_ids }))
     }

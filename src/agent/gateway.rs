@@ -40,7 +40,9 @@ pub(crate) fn job_error(who: &str, e: ProviderError) -> WorkerError {
 #[async_trait]
 pub trait ModelGateway: Send + Sync + 'static {
     /// Calls the model of `model` (its provider, then its fallbacks in order)
-    /// with `request` (whose `model` field the gateway sets per candidate).
+    /// with `request`, built from the same config
+    /// ([`ModelConfig::request`]): it carries the sampling settings, and the
+    /// gateway sets only its `model` field per candidate.
     async fn generate(
         &self,
         meta: &CallMeta,
@@ -70,7 +72,9 @@ impl ModelGateway for OfflineGateway {
                 "only the offline model is available in this runtime".to_string(),
             ));
         }
-        request.model = model.model.clone();
+        if request.model != model.model {
+            request.model.clone_from(&model.model);
+        }
         Ok(OfflineModel.generate(&request))
     }
 }
@@ -107,18 +111,11 @@ impl ModelGateway for ProviderGateway {
         if model.provider == OFFLINE_PROVIDER {
             return OfflineGateway.generate(meta, model, request).await;
         }
-        let route = crate::provider::route::ModelConfig {
-            provider: model.provider.clone(),
-            model: model.model.clone(),
-            temperature: Some(model.temperature),
-            max_tokens: Some(model.max_tokens),
-            fallbacks: model.fallbacks.clone(),
-        };
         let mut msg = crate::provider::actor::Generate::new(request).agent(meta.agent_id.clone());
         if let Some(job) = meta.job_id {
             msg = msg.job(job);
         }
-        self.set.generate(&route, msg).await
+        self.set.generate(model, msg).await
     }
 }
 

@@ -6,6 +6,7 @@ pub mod context;
 pub mod gateway;
 pub mod offline;
 pub mod processing;
+mod step;
 mod task;
 mod worker;
 

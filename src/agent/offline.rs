@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use crate::names::OFFLINE_PROVIDER;
+use crate::names::{
+    ANALYZE_CODE_TOOL, BUILTIN_TOOLS, CREATE_TASK_TOOL, RECALL_TOOL, REMEMBER_TOOL, SCHEDULER_TOOL,
+    SEND_MESSAGE_TOOL, WORKER_MANAGER_TOOL,
+};
 use crate::provider::{FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, Usage};
-
-/// The provider name an agent's `modelConfig.provider` uses for this model.
-pub const OFFLINE_PROVIDER: &str = "offline";
 
 /// The deterministic model. Stateless.
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,7 +141,7 @@ fn plan_tool_calls(task: &str, request: &GenerateRequest) -> Vec<ToolCall> {
         }
     };
     if has(&["recall", "what do you know", "previous", "remind"]) {
-        push("recall", json!({ "query": line, "limit": 5 }));
+        push(RECALL_TOOL, json!({ "query": line, "limit": 5 }));
     }
     // Code to look at: a `snippet` in backticks, or a path to a source file.
     let snippet = match (line.find('`'), line.rfind('`')) {
@@ -156,58 +158,49 @@ fn plan_tool_calls(task: &str, request: &GenerateRequest) -> Vec<ToolCall> {
         });
     if has(&["review", "analy", "check", "look at"]) {
         match (snippet, path) {
-            (Some(code), _) => push("analyze_code", json!({ "code": code })),
-            (None, Some(path)) => push("analyze_code", json!({ "path": path })),
+            (Some(code), _) => push(ANALYZE_CODE_TOOL, json!({ "code": code })),
+            (None, Some(path)) => push(ANALYZE_CODE_TOOL, json!({ "path": path })),
             (None, None) => {}
         }
     }
     if has(&["remember", "note that", "learn"]) {
         push(
-            "remember",
+            REMEMBER_TOOL,
             json!({ "type": "learning", "content": line, "importance": 6 }),
         );
     }
     if has(&["tell", "message", "notify", "send"]) {
         push(
-            "send_message",
+            SEND_MESSAGE_TOOL,
             json!({ "content": format!("Update on \"{line}\"") }),
         );
     }
     if has(&["follow up", "follow-up", "then ask"]) {
         push(
-            "create_task",
+            CREATE_TASK_TOOL,
             json!({ "prompt": format!("Follow up on: {line}") }),
         );
     }
     if has(&["compact", "tidy"]) {
         push(
-            "scheduler",
+            SCHEDULER_TOOL,
             json!({ "kind": "memory_compaction", "title": "compaction", "content": line }),
         );
     }
     if has(&["workers", "job table", "queue"]) {
-        push("worker_manager", json!({ "action": "list_jobs" }));
+        push(WORKER_MANAGER_TOOL, json!({ "action": "list_jobs" }));
     }
     // Any other offered tool named in the task is called with its required
     // arguments filled in from the task text.
     for tool in request.tools.iter() {
-        if BUILTIN.contains(&tool.name.as_str()) || !lower.contains(&tool.name.to_lowercase()) {
+        if BUILTIN_TOOLS.contains(&tool.name.as_str()) || !lower.contains(&tool.name.to_lowercase())
+        {
             continue;
         }
         push(&tool.name, fill_required(&tool.parameters, line));
     }
     calls
 }
-
-const BUILTIN: &[&str] = &[
-    "recall",
-    "analyze_code",
-    "remember",
-    "send_message",
-    "create_task",
-    "scheduler",
-    "worker_manager",
-];
 
 /// Arguments for a schema: each required string gets `text`, each required
 /// number 1, each required boolean `true`.
@@ -263,8 +256,8 @@ fn describe(tool: &str, result: &crate::provider::ToolResult) -> String {
     let value: Value = serde_json::from_str(&result.content).unwrap_or(Value::Null);
     let data = &value["data"];
     match tool {
-        "remember" => "noted it in my memory".to_string(),
-        "recall" => {
+        REMEMBER_TOOL => "noted it in my memory".to_string(),
+        RECALL_TOOL => {
             let found = data.as_array().map(|a| a.len()).unwrap_or(0);
             let first = data[0]["content"].as_str().unwrap_or_default();
             if found == 0 {
@@ -273,7 +266,7 @@ fn describe(tool: &str, result: &crate::provider::ToolResult) -> String {
                 format!("I remember {found} thing(s), most useful: \"{first}\"")
             }
         }
-        "analyze_code" => {
+        ANALYZE_CODE_TOOL => {
             let findings: Vec<String> = data["findings"]
                 .as_array()
                 .map(|a| {
@@ -289,18 +282,18 @@ fn describe(tool: &str, result: &crate::provider::ToolResult) -> String {
                 format!("reviewed {lines} line(s): {}", findings.join(", "))
             }
         }
-        "send_message" => format!(
+        SEND_MESSAGE_TOOL => format!(
             "posted to `{}`",
             data["conversationId"]
                 .as_str()
                 .unwrap_or("the conversation")
         ),
-        "scheduler" => format!(
+        SCHEDULER_TOOL => format!(
             "scheduled {} (job {})",
             data["workerName"].as_str().unwrap_or("a job"),
             data["jobId"].as_str().unwrap_or("?")
         ),
-        "create_task" => format!(
+        CREATE_TASK_TOOL => format!(
             "queued a follow-up task (job {})",
             data["jobId"].as_str().unwrap_or("?")
         ),

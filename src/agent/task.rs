@@ -37,18 +37,18 @@ use crate::alloc::unaccounted;
 use crate::config::{AgentConfig, MemorySection};
 use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
-use crate::job::JobId;
 use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
 use crate::provider::{
-    GenerateRequest, GenerateResponse, Message, ProviderError, ToolChoice, ToolResult, Usage,
+    GenerateResponse, Message, ProviderError, ToolCall, ToolDefinition, ToolResult, Usage,
 };
 use crate::store::StepStore;
-use crate::tools::{tool_result, ToolCall, ToolContext, ToolError, Tools};
+use crate::tools::{tool_result, ToolContext, ToolError, ToolRequest, Tools};
 
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
 use super::gateway::{job_error, CallMeta, ModelGateway};
 use super::processing::{ProcessingResult, ToolCallRecord};
+use super::step::{Step, StepContext, ToolOutcome};
 
 /// What every agent of a runtime shares.
 pub struct AgentRuntime {
@@ -84,19 +84,16 @@ struct TaskState {
     steps: u32,
     records: u32,
     tool_calls: Vec<ToolCallRecord>,
-    /// The last model reply, while its tool calls have not been run.
-    pending: Option<GenerateResponse>,
+    /// Whether the tool calls of `last` have not been run yet.
+    tools_pending: bool,
+    /// The last model reply.
     last: Option<GenerateResponse>,
+    /// Whether the context in `system` and `messages` is not checkpointed
+    /// yet (it goes with the first model reply).
+    context_unsaved: bool,
 }
 
 impl TaskState {
-    fn apply_context(&mut self, context: &Value) -> Result<(), String> {
-        self.system = context["system"].as_str().unwrap_or_default().to_string();
-        self.messages =
-            serde_json::from_value(context["messages"].clone()).map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
     /// Takes in one model reply (a step).
     fn push_reply(&mut self, response: GenerateResponse) {
         self.steps += 1;
@@ -104,12 +101,11 @@ impl TaskState {
         self.usage.output_tokens += response.usage.output_tokens;
         self.usage.cached_input_tokens += response.usage.cached_input_tokens;
         self.messages.push(response.to_message());
-        self.pending = (!response.tool_calls.is_empty()).then(|| response.clone());
+        self.tools_pending = !response.tool_calls.is_empty();
         self.last = Some(response);
     }
 
-    /// Takes in a tools step as it was just run: what `apply` would read
-    /// back from its record, without the round trip through JSON.
+    /// Takes in one round of tool results, as just run or read back.
     fn push_tool_results(&mut self, results: Vec<ToolOutcome>) {
         for r in results {
             self.messages.push(Message::Tool(ToolResult {
@@ -123,47 +119,39 @@ impl TaskState {
                 result: r.result,
             });
         }
-        self.pending = None;
+        self.tools_pending = false;
     }
 
-    fn apply(&mut self, record: &Value) -> Result<(), String> {
+    /// The last reply, while its tool calls have not been run.
+    fn pending_reply(&self) -> Option<&GenerateResponse> {
+        self.last.as_ref().filter(|_| self.tools_pending)
+    }
+
+    /// The index the next checkpoint record is stored under.
+    fn next_record(&mut self) -> u32 {
+        let index = self.records;
         self.records += 1;
-        match record["kind"].as_str() {
-            Some("context") => {
-                self.system = record["system"].as_str().unwrap_or_default().to_string();
-                self.messages = serde_json::from_value(record["messages"].clone())
-                    .map_err(|e| e.to_string())?;
-            }
-            Some("model") => {
-                if let Some(context) = record.get("context") {
-                    self.apply_context(context)?;
+        index
+    }
+
+    /// Takes in one checkpoint record, read back.
+    fn apply(&mut self, step: Step<'_>) {
+        self.records += 1;
+        match step {
+            Step::Context(context) => self.set_context(context),
+            Step::Model { response, context } => {
+                if let Some(context) = context {
+                    self.set_context(context);
                 }
-                let response = GenerateResponse::deserialize(&record["response"])
-                    .map_err(|e| e.to_string())?;
-                self.push_reply(response);
+                self.push_reply(response.into_owned());
             }
-            Some("tools") => {
-                let results = record["results"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                for r in results {
-                    self.messages.push(Message::Tool(ToolResult {
-                        call_id: r["callId"].as_str().unwrap_or_default().to_string(),
-                        content: r["content"].as_str().unwrap_or_default().to_string(),
-                        is_error: r["isError"].as_bool().unwrap_or(false),
-                    }));
-                    self.tool_calls.push(ToolCallRecord {
-                        tool: r["tool"].as_str().unwrap_or_default().to_string(),
-                        parameters: r["parameters"].clone(),
-                        result: r["result"].clone(),
-                    });
-                }
-                self.pending = None;
-            }
-            other => return Err(format!("unknown checkpoint kind {other:?}")),
+            Step::Tools { results } => self.push_tool_results(results.into_owned()),
         }
-        Ok(())
+    }
+
+    fn set_context(&mut self, context: StepContext<'_>) {
+        self.system = context.system.into_owned();
+        self.messages = context.messages.into_owned();
     }
 }
 
@@ -188,247 +176,285 @@ pub(crate) async fn run(
     args: Value,
     job: JobContext,
 ) -> Result<Value, WorkerError> {
-    let id = agent.id.as_str();
-    let task: TaskArgs = serde_json::from_value(args).map_err(|e| {
-        WorkerError::permanent(format!(
-            "agent `{id}`: task args must be {{\"prompt\": \"…\", \"conversationId\"?: \"…\"}}: {e}"
-        ))
-    })?;
-    if task.prompt.trim().is_empty() {
-        return Err(WorkerError::permanent(format!(
-            "agent `{id}`: the task's `prompt` is empty"
-        )));
-    }
-    let conversation = task
-        .conversation_id
-        .clone()
-        .or_else(|| job.ctx.conversation_id.clone());
-    let user = job.ctx.user_id.clone();
-    let job_id = job.job_id;
+    let task = Task::new(agent, allowed, rt, args, job)?;
+    let mut state = task.start_or_resume().await?;
+    task.run_steps(&mut state).await?;
+    task.finish(state).await
+}
 
-    let mut state = TaskState::default();
-    // Whether the context in `state` is not checkpointed yet.
-    let mut context_pending = false;
-    let saved = unaccounted(rt.checkpoints.load_steps(job_id))
-        .await
-        .map_err(|e| store_error(id, "loading checkpoints", e))?;
-    for record in &saved {
-        state.apply(record).map_err(|e| {
+/// One task of one agent, with what stays fixed while it runs: who runs it
+/// and with which tools, for whom, in which conversation.
+struct Task<'a> {
+    agent: &'a AgentConfig,
+    allowed: &'a Arc<[String]>,
+    rt: &'a AgentRuntime,
+    job: JobContext,
+    prompt: String,
+    conversation: Option<String>,
+    user: Option<String>,
+    /// Who each model call is for.
+    meta: CallMeta,
+    /// The agent's tools as every model call offers them.
+    definitions: Arc<[ToolDefinition]>,
+}
+
+impl<'a> Task<'a> {
+    /// The task of job `job`, from its args.
+    fn new(
+        agent: &'a AgentConfig,
+        allowed: &'a Arc<[String]>,
+        rt: &'a AgentRuntime,
+        args: Value,
+        job: JobContext,
+    ) -> Result<Self, WorkerError> {
+        let id = agent.id.as_str();
+        let args: TaskArgs = serde_json::from_value(args).map_err(|e| {
             WorkerError::permanent(format!(
-                "agent `{id}`: corrupt checkpoint of job {job_id}: {e}"
+                "agent `{id}`: task args must be {{\"prompt\": \"…\", \"conversationId\"?: \"…\"}}: {e}"
             ))
         })?;
-    }
-    if saved.is_empty() {
-        let built = build_context(
-            agent,
-            rt,
-            &task.prompt,
-            conversation.as_deref(),
-            user.as_deref(),
-            &job,
-        )
-        .await?;
-        // The context is checkpointed with the first model reply: until that
-        // reply exists, building it again (recall, history) is as good.
-        (state.system, state.messages) = built;
-        context_pending = true;
-    } else {
-        tracing::info!(agent = id, job = %job_id, steps = state.steps, "resuming task from its checkpoint");
-    }
-
-    let definitions = rt.tools.registry().definitions_for(allowed);
-    let meta = CallMeta {
-        agent_id: id.to_string(),
-        job_id: Some(job_id),
-    };
-    loop {
-        if let Some(reply) = state.pending.take() {
-            let step = state.steps.saturating_sub(1);
-            let results =
-                run_tools(rt, allowed, &reply, step, id, job_id, &user, &conversation).await;
-            // Written straight from the results' type, as `apply` reads it.
-            let record = serde_json::to_vec(&ToolsStep {
-                kind: "tools",
-                results: &results,
-            })
-            .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))?;
-            let index = state.records;
-            state.records += 1;
-            state.push_tool_results(results);
-            store_step_json(rt, job_id, index, record, id).await?;
-            continue;
-        }
-        if let Some(last) = &state.last {
-            if last.tool_calls.is_empty() {
-                break;
-            }
-        }
-        if state.steps >= agent.max_steps {
+        if args.prompt.trim().is_empty() {
             return Err(WorkerError::permanent(format!(
-                "agent `{id}` reached maxSteps ({}) without a final answer",
-                agent.max_steps
+                "agent `{id}`: the task's `prompt` is empty"
             )));
         }
-        let request = GenerateRequest {
-            model: agent.model_config.model.clone(),
-            system: Some(state.system.clone()),
-            messages: state.messages.clone(),
-            tools: definitions.clone(),
-            tool_choice: if definitions.is_empty() {
-                ToolChoice::None
-            } else {
-                ToolChoice::Auto
+        let conversation = args
+            .conversation_id
+            .or_else(|| job.ctx.conversation_id.clone());
+        Ok(Task {
+            agent,
+            allowed,
+            rt,
+            prompt: args.prompt,
+            conversation,
+            user: job.ctx.user_id.clone(),
+            meta: CallMeta {
+                agent_id: id.to_string(),
+                job_id: Some(job.job_id),
             },
-            temperature: Some(agent.model_config.temperature),
-            max_tokens: Some(agent.model_config.max_tokens),
-        };
+            definitions: rt.tools.registry().definitions_for(allowed),
+            job,
+        })
+    }
+
+    fn id(&self) -> &str {
+        &self.agent.id
+    }
+
+    /// The state to go on from: the checkpoints of an earlier attempt, or a
+    /// fresh context.
+    async fn start_or_resume(&self) -> Result<TaskState, WorkerError> {
+        let (id, job_id) = (self.id(), self.job.job_id);
+        let saved = unaccounted(self.rt.checkpoints.load_steps(job_id))
+            .await
+            .map_err(|e| store_error(id, "loading checkpoints", e))?;
+        let mut state = TaskState::default();
+        for record in &saved {
+            let step = Step::from_record(record).map_err(|e| {
+                WorkerError::permanent(format!(
+                    "agent `{id}`: corrupt checkpoint of job {job_id}: {e}"
+                ))
+            })?;
+            state.apply(step);
+        }
+        if saved.is_empty() {
+            // The context is checkpointed with the first model reply: until
+            // that reply exists, building it again (recall, history) is as good.
+            (state.system, state.messages) = self.build_context().await?;
+            state.context_unsaved = true;
+        } else {
+            tracing::info!(agent = id, job = %job_id, steps = state.steps, "resuming task from its checkpoint");
+        }
+        Ok(state)
+    }
+
+    /// Model calls and tool rounds until a final answer or `maxSteps`.
+    async fn run_steps(&self, state: &mut TaskState) -> Result<(), WorkerError> {
+        loop {
+            if let Some(reply) = state.pending_reply() {
+                let results = self.run_tools(reply, state.steps.saturating_sub(1)).await;
+                self.save_tool_results(state, results).await?;
+                continue;
+            }
+            if state.last.as_ref().is_some_and(|l| l.tool_calls.is_empty()) {
+                return Ok(());
+            }
+            if state.steps >= self.agent.max_steps {
+                return Err(WorkerError::permanent(format!(
+                    "agent `{}` reached maxSteps ({}) without a final answer",
+                    self.id(),
+                    self.agent.max_steps
+                )));
+            }
+            let response = self.call_model(state).await?;
+            if response.tool_calls.is_empty() && !self.answer_needs_checkpoint() {
+                // The final answer, with nothing after it but completing the
+                // job: the job's completion (durable, with the result) is its
+                // checkpoint. A crash before it repeats this call, as a crash
+                // before a checkpoint's flush would.
+                state.push_reply(response);
+                return Ok(());
+            }
+            self.save_reply(state, response).await?;
+        }
+    }
+
+    /// Whether the final answer is checkpointed like any reply: when it also
+    /// goes into a conversation (a retry must not store a different answer
+    /// than the one already appended) or a reflection follows.
+    fn answer_needs_checkpoint(&self) -> bool {
+        self.agent.reflect || self.conversation.is_some()
+    }
+
+    /// One model call with the state's context and messages.
+    async fn call_model(&self, state: &TaskState) -> Result<GenerateResponse, WorkerError> {
+        let model = &self.agent.model_config;
+        let request = model.request(
+            state.system.clone(),
+            state.messages.clone(),
+            self.definitions.clone(),
+        );
         let span = tracing::info_span!(
             "model_call",
-            agent = id,
-            job = %job_id,
+            agent = self.id(),
+            job = %self.job.job_id,
             step = state.steps,
-            provider = %agent.model_config.provider,
-            model = %agent.model_config.model,
+            provider = %model.provider,
+            model = %model.model,
         );
-        let response = rt
+        let response = self
+            .rt
             .models
-            .generate(&meta, &agent.model_config, request)
+            .generate(&self.meta, model, request)
             .instrument(span)
             .await
-            .map_err(|e| provider_error(id, e))?;
-        tracing::debug!(agent = id, job = %job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
-        if response.tool_calls.is_empty() && !agent.reflect && conversation.is_none() {
-            // The final answer, with nothing after it but completing the
-            // job: the job's completion (durable, with the result) is its
-            // checkpoint. A crash before it repeats this call, as a crash
-            // before a checkpoint's flush would. Not so when the answer also
-            // goes into a conversation (a retry must not store a different
-            // answer than the one already appended) or a reflection follows.
-            state.push_reply(response);
-            break;
-        }
-        // Written straight from the reply's type, with no `Value` tree in
-        // between; `apply` reads it back after a restart.
-        let record = serde_json::to_vec(&ModelStep {
-            kind: "model",
-            response: &response,
-            // Before the reply joins them, the state's messages are still
-            // the context's.
-            context: std::mem::take(&mut context_pending).then_some(ContextRecord {
-                system: &state.system,
-                messages: &state.messages,
-            }),
-        })
-        .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))?;
+            .map_err(|e| provider_error(self.id(), e))?;
+        tracing::debug!(agent = self.id(), job = %self.job.job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
+        Ok(response)
+    }
+
+    /// Checkpoints a model reply, then takes it into the state.
+    async fn save_reply(
+        &self,
+        state: &mut TaskState,
+        response: GenerateResponse,
+    ) -> Result<(), WorkerError> {
+        // Before the reply joins them, the state's messages are still the
+        // context's.
+        let context = std::mem::take(&mut state.context_unsaved)
+            .then(|| StepContext::borrowed(&state.system, &state.messages));
+        let record = Step::model(&response, context)
+            .to_json()
+            .map_err(|e| self.unwritable(e))?;
         // The state takes the reply as it is (its context is in already):
         // what `apply` would read back from the record, without the round
         // trip through JSON.
-        let index = state.records;
-        state.records += 1;
+        let index = state.next_record();
         state.push_reply(response);
-        store_step_json(rt, job_id, index, record, id).await?;
+        self.save_step(index, record).await
     }
 
-    let last = state.last.clone().unwrap_or_else(|| GenerateResponse {
-        text: String::new(),
-        tool_calls: Vec::new(),
-        finish_reason: crate::provider::FinishReason::Stop,
-        usage: Usage::default(),
-        provider: String::new(),
-        model: String::new(),
-        latency: std::time::Duration::ZERO,
-    });
-    if let Some(conv) = &conversation {
-        let msg = NewMessage::new(conv.clone(), Role::Assistant, id, last.text.clone());
+    /// Checkpoints a round of tool results, then takes them into the state.
+    async fn save_tool_results(
+        &self,
+        state: &mut TaskState,
+        results: Vec<ToolOutcome>,
+    ) -> Result<(), WorkerError> {
+        let record = Step::tools(&results)
+            .to_json()
+            .map_err(|e| self.unwritable(e))?;
+        let index = state.next_record();
+        state.push_tool_results(results);
+        self.save_step(index, record).await
+    }
+
+    fn unwritable(&self, e: serde_json::Error) -> WorkerError {
+        WorkerError::permanent(format!("agent `{}`: {e}", self.id()))
+    }
+
+    /// Stores checkpoint record `index`, already written as JSON, durably.
+    async fn save_step(&self, index: u32, record: Vec<u8>) -> Result<(), WorkerError> {
         unaccounted(
-            rt.conversations
-                .append(msg, Some(format!("task:{job_id}:answer"))),
+            self.rt
+                .checkpoints
+                .save_step_json(self.job.job_id, index, record),
         )
         .await
-        .map_err(|e| store_error(id, "storing the answer", e))?;
+        .map_err(|e| store_error(self.id(), "saving a checkpoint", e))
     }
-    if agent.reflect {
-        reflect(agent, rt, &meta, &state, job_id, user.as_deref()).await;
+
+    /// Stores the answer in the conversation, reflects if asked to, and
+    /// makes the job's result.
+    async fn finish(&self, mut state: TaskState) -> Result<Value, WorkerError> {
+        let id = self.id();
+        let last = state.last.take().unwrap_or_else(|| GenerateResponse {
+            text: String::new(),
+            tool_calls: Vec::new(),
+            finish_reason: crate::provider::FinishReason::Stop,
+            usage: Usage::default(),
+            provider: String::new(),
+            model: String::new(),
+            latency: std::time::Duration::ZERO,
+        });
+        if let Some(conv) = &self.conversation {
+            let msg = NewMessage::new(conv.clone(), Role::Assistant, id, last.text.clone());
+            let key = format!("task:{}:answer", self.job.job_id);
+            unaccounted(self.rt.conversations.append(msg, Some(key)))
+                .await
+                .map_err(|e| store_error(id, "storing the answer", e))?;
+        }
+        if self.agent.reflect {
+            self.reflect(&state).await;
+        }
+        let result = ProcessingResult {
+            success: true,
+            response: Some(last.text),
+            tool_calls: state.tool_calls,
+            error: None,
+            usage: state.usage,
+            steps: state.steps,
+            provider: Some(last.provider),
+            model: Some(last.model),
+        };
+        serde_json::to_value(result)
+            .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))
     }
-    let result = ProcessingResult {
-        success: true,
-        response: Some(last.text.clone()),
-        tool_calls: state.tool_calls,
-        error: None,
-        usage: state.usage,
-        steps: state.steps,
-        provider: Some(last.provider.clone()),
-        model: Some(last.model.clone()),
-    };
-    serde_json::to_value(result).map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))
-}
 
-/// One tool call's outcome, as a tools step's checkpoint holds it (and
-/// [`TaskState::apply`] reads it back).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ToolOutcome {
-    call_id: String,
-    tool: String,
-    parameters: Value,
-    result: Value,
-    content: String,
-    is_error: bool,
-}
+    /// The system prompt and first messages: the agent's prompt, recalled
+    /// memories, the recent conversation and project context, within the
+    /// token budget. Appends the task to its conversation.
+    async fn build_context(&self) -> Result<(String, Vec<Message>), WorkerError> {
+        let history = match &self.conversation {
+            Some(conv) => self.history_and_append_prompt(conv).await?,
+            None => Vec::new(),
+        };
+        let memories = self.recall().await?;
+        let project = self.job.ctx.extra.get("project").map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let built = context::build(&ContextInput {
+            system_prompt: self.agent.system_prompt.clone(),
+            task: self.prompt.clone(),
+            memories,
+            history,
+            project,
+            budget: self.rt.settings.context_tokens,
+        });
+        Ok((built.system, built.messages))
+    }
 
-/// A tools step's checkpoint record.
-#[derive(serde::Serialize)]
-struct ToolsStep<'a> {
-    kind: &'static str,
-    results: &'a [ToolOutcome],
-}
-
-/// A model step's checkpoint record, as [`TaskState::apply`] reads it.
-#[derive(serde::Serialize)]
-struct ModelStep<'a> {
-    kind: &'static str,
-    response: &'a GenerateResponse,
-    /// The context the first call was built from (first step only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<ContextRecord<'a>>,
-}
-
-/// The context part of the first model step's record.
-#[derive(serde::Serialize)]
-struct ContextRecord<'a> {
-    system: &'a str,
-    messages: &'a [Message],
-}
-
-/// Stores step `index` of `job`, already written as JSON, durably.
-async fn store_step_json(
-    rt: &AgentRuntime,
-    job: JobId,
-    index: u32,
-    record: Vec<u8>,
-    agent: &str,
-) -> Result<(), WorkerError> {
-    unaccounted(rt.checkpoints.save_step_json(job, index, record))
-        .await
-        .map_err(|e| store_error(agent, "saving a checkpoint", e))
-}
-
-async fn build_context(
-    agent: &AgentConfig,
-    rt: &AgentRuntime,
-    prompt: &str,
-    conversation: Option<&str>,
-    user: Option<&str>,
-    job: &JobContext,
-) -> Result<(String, Vec<Message>), WorkerError> {
-    let id = agent.id.as_str();
-    let mut history = Vec::new();
-    if let Some(conv) = conversation {
+    /// The recent messages of `conv` (before this task), then the task
+    /// appended to it.
+    async fn history_and_append_prompt(
+        &self,
+        conv: &str,
+    ) -> Result<Vec<ContextMessage>, WorkerError> {
+        let (id, rt) = (self.id(), self.rt);
         let recent = unaccounted(rt.conversations.recent(conv, rt.settings.history_limit))
             .await
             .map_err(|e| store_error(id, "reading the conversation", e))?;
-        history = recent
+        let history = recent
             .into_iter()
             .map(|m| ContextMessage {
                 role: m.role.to_string(),
@@ -436,148 +462,130 @@ async fn build_context(
                 content: m.content,
             })
             .collect();
-        let msg = NewMessage::new(conv, Role::User, user.unwrap_or("user"), prompt);
-        unaccounted(
-            rt.conversations
-                .append(msg, Some(format!("task:{}:prompt", job.job_id))),
+        let author = self.user.as_deref().unwrap_or("user");
+        let msg = NewMessage::new(conv, Role::User, author, self.prompt.as_str());
+        let key = format!("task:{}:prompt", self.job.job_id);
+        unaccounted(rt.conversations.append(msg, Some(key)))
+            .await
+            .map_err(|e| store_error(id, "storing the task in the conversation", e))?;
+        Ok(history)
+    }
+
+    /// The memories most useful for the task, through the Memory actor.
+    async fn recall(&self) -> Result<Vec<ContextMemory>, WorkerError> {
+        let id = self.id();
+        let recalled = self
+            .rt
+            .memory
+            .send(Recall {
+                scope: self.scope(),
+                query: self.prompt.clone(),
+                limit: self.rt.settings.recall_limit,
+            })
+            .await
+            .map_err(|e| store_error(id, "recalling memories", e))?
+            .map_err(|e| store_error(id, "recalling memories", e))?;
+        Ok(recalled
+            .into_iter()
+            .map(|s| ContextMemory {
+                kind: s.memory.kind.as_str().to_string(),
+                content: s.memory.content,
+                importance: s.memory.importance,
+            })
+            .collect())
+    }
+
+    /// The agent's memories of the task's user (or its own, without one).
+    fn scope(&self) -> MemoryScope {
+        MemoryScope {
+            agent_id: self.agent.id.clone(),
+            user_id: self.user.clone(),
+        }
+    }
+
+    /// Runs the tool calls of `reply` (model step `step`) at once.
+    async fn run_tools(&self, reply: &GenerateResponse, step: u32) -> Vec<ToolOutcome> {
+        join_all(
+            reply
+                .tool_calls
+                .iter()
+                .map(|call| self.run_tool(call, step)),
         )
         .await
-        .map_err(|e| store_error(id, "storing the task in the conversation", e))?;
     }
-    let scope = MemoryScope {
-        agent_id: id.to_string(),
-        user_id: user.map(str::to_string),
-    };
-    let recalled = rt
-        .memory
-        .send(Recall {
-            scope,
-            query: prompt.to_string(),
-            limit: rt.settings.recall_limit,
-        })
-        .await
-        .map_err(|e| store_error(id, "recalling memories", e))?
-        .map_err(|e| store_error(id, "recalling memories", e))?;
-    let memories = recalled
-        .into_iter()
-        .map(|s| ContextMemory {
-            kind: s.memory.kind.as_str().to_string(),
-            content: s.memory.content,
-            importance: s.memory.importance,
-        })
-        .collect();
-    let project = job.ctx.extra.get("project").map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
-    let built = context::build(&ContextInput {
-        system_prompt: agent.system_prompt.clone(),
-        task: prompt.to_string(),
-        memories,
-        history,
-        project,
-        budget: rt.settings.context_tokens,
-    });
-    Ok((built.system, built.messages))
-}
 
-#[allow(clippy::too_many_arguments)]
-async fn run_tools(
-    rt: &AgentRuntime,
-    allowed: &Arc<[String]>,
-    reply: &GenerateResponse,
-    step: u32,
-    agent: &str,
-    job: JobId,
-    user: &Option<String>,
-    conversation: &Option<String>,
-) -> Vec<ToolOutcome> {
-    let calls = reply.tool_calls.iter().map(|call| {
-        let mut ctx = ToolContext::new(agent, job, step, call.id.clone());
-        ctx.user_id = user.clone();
-        ctx.conversation_id = conversation.clone();
-        let allowed = allowed.clone();
-        async move {
-            let result = match &call.arguments_error {
-                Some(bad) => Err(ToolError::invalid_argument(
-                    "",
-                    format!(
-                        "the arguments are not valid JSON ({}): {}",
-                        bad.message, bad.raw
-                    ),
-                )),
-                None => {
-                    rt.tools
-                        .call(ToolCall::new(
-                            call.name.clone(),
-                            call.arguments.clone(),
-                            ctx,
-                            allowed,
-                        ))
-                        .await
-                }
-            };
-            let message = tool_result(&call.id, &result);
-            let value = match result {
-                Ok(v) => v,
-                Err(e) => e.to_result_value(),
-            };
-            ToolOutcome {
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                parameters: call.arguments.clone(),
-                result: value,
-                content: message.content,
-                is_error: message.is_error,
+    /// Runs one tool call through the router; its failure is an outcome too.
+    async fn run_tool(&self, call: &ToolCall, step: u32) -> ToolOutcome {
+        let result = match &call.arguments_error {
+            Some(bad) => Err(ToolError::invalid_argument(
+                "",
+                format!(
+                    "the arguments are not valid JSON ({}): {}",
+                    bad.message, bad.raw
+                ),
+            )),
+            None => {
+                let mut ctx = ToolContext::new(self.id(), self.job.job_id, step, call.id.clone());
+                ctx.user_id = self.user.clone();
+                ctx.conversation_id = self.conversation.clone();
+                let request = ToolRequest::new(
+                    call.name.clone(),
+                    call.arguments.clone(),
+                    ctx,
+                    self.allowed.clone(),
+                );
+                self.rt.tools.call(request).await
             }
+        };
+        let message = tool_result(&call.id, &result);
+        ToolOutcome {
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            parameters: call.arguments.clone(),
+            result: result.unwrap_or_else(|e| e.to_result_value()),
+            content: message.content,
+            is_error: message.is_error,
         }
-    });
-    join_all(calls).await
-}
+    }
 
-/// Asks the model what the task taught it and keeps the answer as a memory.
-/// Best effort: a failure here does not fail a task that has its answer.
-async fn reflect(
-    agent: &AgentConfig,
-    rt: &AgentRuntime,
-    meta: &CallMeta,
-    state: &TaskState,
-    job: JobId,
-    user: Option<&str>,
-) {
-    let mut messages = state.messages.clone();
-    messages.push(Message::user(
-        "In one sentence, what did you learn from this task that is worth remembering?",
-    ));
-    let request = GenerateRequest {
-        model: agent.model_config.model.clone(),
-        system: Some(state.system.clone()),
-        messages,
-        tools: Default::default(),
-        tool_choice: ToolChoice::None,
-        temperature: Some(agent.model_config.temperature),
-        max_tokens: Some(200),
-    };
-    let learned = match rt.models.generate(meta, &agent.model_config, request).await {
-        Ok(r) if !r.text.trim().is_empty() => r.text,
-        Ok(_) => return,
-        Err(e) => {
-            tracing::warn!(agent = %agent.id, job = %job, error = %e, "reflection failed");
-            return;
+    /// Asks the model what the task taught it and keeps the answer as a
+    /// memory. Best effort: a failure here does not fail a task that has its
+    /// answer.
+    async fn reflect(&self, state: &TaskState) {
+        let (agent, job) = (self.agent, self.job.job_id);
+        let mut messages = state.messages.clone();
+        messages.push(Message::user(
+            "In one sentence, what did you learn from this task that is worth remembering?",
+        ));
+        let mut request =
+            agent
+                .model_config
+                .request(state.system.clone(), messages, Default::default());
+        request.max_tokens = Some(200);
+        let learned = match self
+            .rt
+            .models
+            .generate(&self.meta, &agent.model_config, request)
+            .await
+        {
+            Ok(r) if !r.text.trim().is_empty() => r.text,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(agent = %agent.id, job = %job, error = %e, "reflection failed");
+                return;
+            }
+        };
+        let memory = NewMemory::new(&self.scope(), "learning", learned, 5).with_source(job);
+        let remember = Remember {
+            memory,
+            idempotency_key: Some(format!("task:{job}:reflect")),
+        };
+        match self.rt.memory.send(remember).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed")
+            }
+            Err(e) => tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed"),
         }
-    };
-    let scope = MemoryScope {
-        agent_id: agent.id.clone(),
-        user_id: user.map(str::to_string),
-    };
-    let memory = NewMemory::new(&scope, "learning", learned, 5).with_source(job);
-    let remember = Remember {
-        memory,
-        idempotency_key: Some(format!("task:{job}:reflect")),
-    };
-    match rt.memory.send(remember).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed"),
-        Err(e) => tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed"),
     }
 }

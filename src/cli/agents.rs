@@ -11,7 +11,7 @@ use super::{output, CliError, Global};
 
 /// `troupe task`.
 #[derive(Debug, Args)]
-pub struct TaskArgs {
+pub(super) struct TaskArgs {
     /// The agent's id.
     agent: String,
     /// What to do.
@@ -30,7 +30,7 @@ pub struct TaskArgs {
 
 /// `troupe memories`.
 #[derive(Debug, Args)]
-pub struct MemoriesArgs {
+pub(super) struct MemoriesArgs {
     /// The agent's id.
     agent: String,
     /// Only this user's memories (default: the agent's own).

@@ -22,15 +22,15 @@ use super::{CliError, Global};
 /// The file, in the data directory, where a running daemon says where its
 /// control API listens. Removed when it stops; a stale one (after a kill) is
 /// harmless: the store is no longer held, so it is not read.
-pub const DAEMON_FILE: &str = "daemon.json";
+pub(super) const DAEMON_FILE: &str = "daemon.json";
 
 /// Where a daemon's file for `data_dir` lives.
-pub fn daemon_file(data_dir: &Path) -> PathBuf {
+pub(super) fn daemon_file(data_dir: &Path) -> PathBuf {
     data_dir.join(DAEMON_FILE)
 }
 
 /// Writes the daemon file (best effort: without it, `--server` still works).
-pub fn write_daemon_file(data_dir: &Path, url: &str) {
+pub(super) fn write_daemon_file(data_dir: &Path, url: &str) {
     let body = serde_json::json!({ "url": url, "pid": std::process::id() });
     if let Err(e) = std::fs::write(daemon_file(data_dir), body.to_string()) {
         tracing::warn!(error = %e, "could not write daemon.json; use --server to reach this daemon");
@@ -38,7 +38,7 @@ pub fn write_daemon_file(data_dir: &Path, url: &str) {
 }
 
 /// Removes the daemon file at shutdown.
-pub fn remove_daemon_file(data_dir: &Path) {
+pub(super) fn remove_daemon_file(data_dir: &Path) {
     let _ = std::fs::remove_file(daemon_file(data_dir));
 }
 

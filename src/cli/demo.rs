@@ -23,7 +23,7 @@ use super::{output, CliError, Global};
 
 /// `troupe demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(super) struct DemoArgs {
     /// Where to keep the demo's data (default: a new directory under the
     /// system's temporary directory).
     #[arg(long)]
@@ -71,18 +71,10 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         id: "sarah".into(),
         name: "Sarah the Frontend Developer".into(),
         system_prompt: SARAH_PROMPT.into(),
-        tools: [
-            "send_message",
-            "analyze_code",
-            "create_task",
-            "remember",
-            "recall",
-            "scheduler",
-            "worker_manager",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        tools: crate::names::BUILTIN_TOOLS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         model_config: ModelConfig {
             provider,
             model,

@@ -14,7 +14,7 @@ use super::{output, CliError, Global};
 
 /// `troupe enqueue`.
 #[derive(Debug, Args)]
-pub struct EnqueueArgs {
+pub(super) struct EnqueueArgs {
     /// The worker to run the job.
     worker: String,
     /// The job's args, as JSON.
@@ -77,7 +77,7 @@ impl EnqueueArgs {
 
 /// `troupe jobs`.
 #[derive(Debug, Args)]
-pub struct JobsArgs {
+pub(super) struct JobsArgs {
     /// Only jobs with this status.
     #[arg(long)]
     status: Option<JobStatus>,

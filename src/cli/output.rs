@@ -11,7 +11,7 @@ use crate::memory::Memory;
 use super::CliError;
 
 /// Prints `value` as pretty JSON on stdout.
-pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
+pub(super) fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Usage(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;
@@ -29,7 +29,7 @@ fn short(text: &str, max: usize) -> String {
 }
 
 /// A table of jobs, one per line.
-pub fn job_table(jobs: &[Job]) -> Result<(), CliError> {
+pub(super) fn job_table(jobs: &[Job]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -53,7 +53,7 @@ pub fn job_table(jobs: &[Job]) -> Result<(), CliError> {
 }
 
 /// One job, field by field.
-pub fn job_detail(job: &Job) -> Result<(), CliError> {
+pub(super) fn job_detail(job: &Job) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "id          {}", job.id)?;
     writeln!(out, "worker      {}", job.worker_name)?;
@@ -94,7 +94,7 @@ pub fn job_detail(job: &Job) -> Result<(), CliError> {
 }
 
 /// A table of workers.
-pub fn worker_table(workers: &[WorkerState]) -> Result<(), CliError> {
+pub(super) fn worker_table(workers: &[WorkerState]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -112,7 +112,7 @@ pub fn worker_table(workers: &[WorkerState]) -> Result<(), CliError> {
 }
 
 /// A table of memories.
-pub fn memory_table(memories: &[Memory]) -> Result<(), CliError> {
+pub(super) fn memory_table(memories: &[Memory]) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -136,11 +136,11 @@ pub fn memory_table(memories: &[Memory]) -> Result<(), CliError> {
 
 /// A spinner on stderr while the CLI waits (only on a terminal, and never
 /// with `--json`, so scripts see clean output). Cleared when dropped.
-pub struct Waiting(Option<indicatif::ProgressBar>);
+pub(super) struct Waiting(Option<indicatif::ProgressBar>);
 
 impl Waiting {
     /// Starts spinning with `message`.
-    pub fn start(message: impl Into<String>, json: bool) -> Self {
+    pub(super) fn start(message: impl Into<String>, json: bool) -> Self {
         use std::io::IsTerminal;
         if json || !std::io::stderr().is_terminal() {
             return Waiting(None);

@@ -20,7 +20,7 @@ use super::{CliError, Global};
 
 /// `troupe run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// How long running jobs may take to finish at shutdown before they are
     /// stopped and queued again (default: the config's, else 30s).
     #[arg(long, value_parser = parse_duration)]
@@ -175,7 +175,7 @@ fn http_config(
 
 /// How `troupe run` writes its logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(super) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line, with span fields (job id, agent, provider).

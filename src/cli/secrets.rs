@@ -20,7 +20,7 @@ use super::{CliError, Global};
 
 /// `troupe secrets`.
 #[derive(Debug, Args)]
-pub struct SecretsArgs {
+pub(super) struct SecretsArgs {
     #[command(subcommand)]
     command: SecretsCommand,
 }

@@ -9,7 +9,7 @@ use super::{output, CliError, Global};
 
 /// What to pause or resume.
 #[derive(Debug, Args)]
-pub struct PauseArgs {
+pub(super) struct PauseArgs {
     /// Only this worker.
     #[arg(long, conflicts_with = "agent")]
     worker: Option<String>,

@@ -5,28 +5,22 @@
 //! out-of-range model settings, duplicate ids. Every error names the file,
 //! the key and the reason, so a bad config is refused at start.
 
+mod build;
 mod duration;
 mod model;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+pub use crate::provider::route::ModelConfig;
 pub use duration::parse_duration;
 pub use model::{
-    AgentConfig, EngineSection, Fallback, MemorySection, ModelConfig, ScheduleConfig, StoreSection,
+    AgentConfig, EngineSection, Fallback, MemorySection, ScheduleConfig, StoreSection,
     ToolsSection, TroupeConfig,
 };
 
-/// The tools every agent may be given (`tools = [...]`).
-pub const BUILTIN_TOOLS: &[&str] = &[
-    "send_message",
-    "create_task",
-    "scheduler",
-    "worker_manager",
-    "remember",
-    "recall",
-    "analyze_code",
-];
+pub use crate::names::BUILTIN_TOOLS;
+use crate::names::{BUILTIN_WORKERS, OFFLINE_PROVIDER};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -80,154 +74,191 @@ impl TroupeConfig {
         Ok(config)
     }
 
-    /// The semantic checks: references, ranges, uniqueness.
+    /// The semantic checks: references, ranges, uniqueness. The first
+    /// problem found is returned: providers, then agents in order, then
+    /// schedules, then the engine.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, reason: String| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            key,
-            reason,
-        };
-        let mut providers = BTreeSet::new();
-        for (i, p) in self.providers.iter().enumerate() {
-            if p.name.trim().is_empty() {
-                return Err(invalid(
-                    format!("providers[{i}].name"),
-                    "must not be empty".into(),
+        let check = Check { file };
+        let providers = self.check_providers(&check)?;
+        let mut ids = BTreeSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            let at = |k: &str| format!("agents[{i}].{k}");
+            let id = agent.id.as_str();
+            if id.trim().is_empty() || id.contains('/') || id.contains(char::is_whitespace) {
+                return Err(check.invalid(
+                    at("id"),
+                    format!("`{id}` must be non-empty, without spaces or `/`"),
                 ));
             }
-            if !providers.insert(p.name.as_str()) {
-                return Err(invalid(
-                    format!("providers[{i}].name"),
-                    format!("`{}` is defined twice", p.name),
-                ));
+            if !ids.insert(id) {
+                return Err(check.invalid(at("id"), format!("`{id}` is defined twice")));
+            }
+            check_agent(agent, &at, &providers, &check)?;
+        }
+        self.check_schedules(&ids, &check)?;
+        if self.engine.concurrency == 0 {
+            return Err(check.invalid("engine.concurrency", "must be at least 1"));
+        }
+        parse_duration(&self.engine.drain_timeout)
+            .map_err(|e| check.invalid("engine.drainTimeout", e))?;
+        Ok(())
+    }
+
+    /// Checks the `[[providers]]` entries; their names, for the agents'
+    /// references.
+    fn check_providers(&self, check: &Check<'_>) -> Result<BTreeSet<&str>, ConfigError> {
+        let mut names = BTreeSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = |k: &str| format!("providers[{i}].{k}");
+            if p.name.trim().is_empty() {
+                return Err(check.invalid(at("name"), "must not be empty"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(check.invalid(at("name"), format!("`{}` is defined twice", p.name)));
             }
             if p.kind == crate::provider::ProviderKind::OpenaiCompatible && p.base_url.is_none() {
-                return Err(invalid(
-                    format!("providers[{i}].baseUrl"),
-                    "is required for type openai-compatible".into(),
-                ));
+                return Err(check.invalid(at("baseUrl"), "is required for type openai-compatible"));
             }
             if let Some(url) = &p.base_url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(invalid(
-                        format!("providers[{i}].baseUrl"),
+                    return Err(check.invalid(
+                        at("baseUrl"),
                         format!("`{url}` must start with http:// or https://"),
                     ));
                 }
             }
         }
-        let mut ids = BTreeSet::new();
-        for (i, a) in self.agents.iter().enumerate() {
-            let at = |k: &str| format!("agents[{i}].{k}");
-            if a.id.trim().is_empty() || a.id.contains('/') || a.id.contains(char::is_whitespace) {
-                return Err(invalid(
-                    at("id"),
-                    format!("`{}` must be non-empty, without spaces or `/`", a.id),
-                ));
-            }
-            if !ids.insert(a.id.as_str()) {
-                return Err(invalid(at("id"), format!("`{}` is defined twice", a.id)));
-            }
-            let m = &a.model_config;
-            let known = |name: &str| name == "offline" || providers.contains(name);
-            if !known(&m.provider) {
-                return Err(invalid(
-                    at("modelConfig.provider"),
-                    format!(
-                        "`{}` is not a configured provider (nor `offline`)",
-                        m.provider
-                    ),
-                ));
-            }
-            if m.model.trim().is_empty() {
-                return Err(invalid(at("modelConfig.model"), "must not be empty".into()));
-            }
-            if !(0.0..=2.0).contains(&m.temperature) {
-                return Err(invalid(
-                    at("modelConfig.temperature"),
-                    format!("{} is outside 0.0–2.0", m.temperature),
-                ));
-            }
-            if m.max_tokens == 0 {
-                return Err(invalid(
-                    at("modelConfig.maxTokens"),
-                    "must be at least 1".into(),
-                ));
-            }
-            for (j, f) in m.fallbacks.iter().enumerate() {
-                if !known(&f.provider) {
-                    return Err(invalid(
-                        at(&format!("modelConfig.fallbacks[{j}].provider")),
-                        format!("`{}` is not a configured provider", f.provider),
-                    ));
-                }
-            }
-            for (j, tool) in a.tools.iter().enumerate() {
-                if !BUILTIN_TOOLS.contains(&tool.as_str()) {
-                    return Err(invalid(
-                        at(&format!("tools[{j}]")),
-                        format!(
-                            "unknown tool `{tool}` (known: {})",
-                            BUILTIN_TOOLS.join(", ")
-                        ),
-                    ));
-                }
-            }
-            if a.max_steps == 0 {
-                return Err(invalid(at("maxSteps"), "must be at least 1".into()));
-            }
-            if a.concurrency == 0 {
-                return Err(invalid(at("concurrency"), "must be at least 1".into()));
-            }
-            if a.restart_after_tasks == Some(0) {
-                return Err(invalid(
-                    at("restartAfterTasks"),
-                    "must be at least 1; leave it out to never restart for a task count".into(),
-                ));
-            }
-            if a.restart_above_memory_mib == Some(0) {
-                return Err(invalid(
-                    at("restartAboveMemoryMib"),
-                    "must be at least 1 (MiB); leave it out to never restart for memory".into(),
-                ));
-            }
-        }
+        Ok(names)
+    }
+
+    /// Checks the `[[schedules]]` entries against the agents (`ids`) and the
+    /// built-in workers.
+    fn check_schedules(&self, ids: &BTreeSet<&str>, check: &Check<'_>) -> Result<(), ConfigError> {
         for (i, s) in self.schedules.iter().enumerate() {
-            let known_worker = ids.contains(s.worker.as_str())
-                || ["echo", "sleep", "memory_compaction_worker"].contains(&s.worker.as_str());
+            let known_worker =
+                ids.contains(s.worker.as_str()) || BUILTIN_WORKERS.contains(&s.worker.as_str());
             if !known_worker {
-                return Err(invalid(
+                return Err(check.invalid(
                     format!("schedules[{i}].worker"),
                     format!("unknown worker `{}`", s.worker),
                 ));
             }
             match (&s.cron, &s.every) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(invalid(
+                    return Err(check.invalid(
                         format!("schedules[{i}]"),
-                        "give exactly one of `cron` or `every`".into(),
+                        "give exactly one of `cron` or `every`",
                     ))
                 }
                 (Some(cron), None) => {
                     crate::job::schedule::ScheduleSpec::cron(cron.clone())
-                        .map_err(|e| invalid(format!("schedules[{i}].cron"), e.to_string()))?;
+                        .map_err(|e| check.invalid(format!("schedules[{i}].cron"), e))?;
                 }
                 (None, Some(every)) => {
                     parse_duration(every)
-                        .map_err(|e| invalid(format!("schedules[{i}].every"), e))?;
+                        .map_err(|e| check.invalid(format!("schedules[{i}].every"), e))?;
                 }
             }
         }
-        if self.engine.concurrency == 0 {
-            return Err(invalid(
-                "engine.concurrency".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        parse_duration(&self.engine.drain_timeout)
-            .map_err(|e| invalid("engine.drainTimeout".into(), e))?;
         Ok(())
     }
+}
+
+/// Makes the errors of one file's checks.
+struct Check<'a> {
+    file: &'a Path,
+}
+
+impl Check<'_> {
+    /// `key` (a path such as `agents[0].maxSteps`) is refused for `reason`.
+    fn invalid(&self, key: impl Into<String>, reason: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Checks one agent's settings but its id; `at` names its keys.
+fn check_agent(
+    agent: &AgentConfig,
+    at: &dyn Fn(&str) -> String,
+    providers: &BTreeSet<&str>,
+    check: &Check<'_>,
+) -> Result<(), ConfigError> {
+    check_model_config(&agent.model_config, at, providers, check)?;
+    for (j, tool) in agent.tools.iter().enumerate() {
+        if !BUILTIN_TOOLS.contains(&tool.as_str()) {
+            return Err(check.invalid(
+                at(&format!("tools[{j}]")),
+                format!(
+                    "unknown tool `{tool}` (known: {})",
+                    BUILTIN_TOOLS.join(", ")
+                ),
+            ));
+        }
+    }
+    if agent.max_steps == 0 {
+        return Err(check.invalid(at("maxSteps"), "must be at least 1"));
+    }
+    if agent.concurrency == 0 {
+        return Err(check.invalid(at("concurrency"), "must be at least 1"));
+    }
+    if agent.restart_after_tasks == Some(0) {
+        return Err(check.invalid(
+            at("restartAfterTasks"),
+            "must be at least 1; leave it out to never restart for a task count",
+        ));
+    }
+    if agent.restart_above_memory_mib == Some(0) {
+        return Err(check.invalid(
+            at("restartAboveMemoryMib"),
+            "must be at least 1 (MiB); leave it out to never restart for memory",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an agent's `modelConfig`: known providers (or `offline`), a model,
+/// settings in range.
+fn check_model_config(
+    m: &ModelConfig,
+    at: &dyn Fn(&str) -> String,
+    providers: &BTreeSet<&str>,
+    check: &Check<'_>,
+) -> Result<(), ConfigError> {
+    let known = |name: &str| name == OFFLINE_PROVIDER || providers.contains(name);
+    if !known(&m.provider) {
+        return Err(check.invalid(
+            at("modelConfig.provider"),
+            format!(
+                "`{}` is not a configured provider (nor `offline`)",
+                m.provider
+            ),
+        ));
+    }
+    if m.model.trim().is_empty() {
+        return Err(check.invalid(at("modelConfig.model"), "must not be empty"));
+    }
+    if !(0.0..=2.0).contains(&m.temperature) {
+        return Err(check.invalid(
+            at("modelConfig.temperature"),
+            format!("{} is outside 0.0–2.0", m.temperature),
+        ));
+    }
+    if m.max_tokens == 0 {
+        return Err(check.invalid(at("modelConfig.maxTokens"), "must be at least 1"));
+    }
+    for (j, f) in m.fallbacks.iter().enumerate() {
+        if !known(&f.provider) {
+            return Err(check.invalid(
+                at(&format!("modelConfig.fallbacks[{j}].provider")),
+                format!("`{}` is not a configured provider", f.provider),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -366,5 +397,119 @@ model = "m"
         assert!(err
             .to_string()
             .contains("/nonexistent/troupe.toml: cannot read"));
+    }
+
+    /// Every check's whole message, so that none changes unnoticed.
+    #[test]
+    fn every_check_says_exactly_what_it_refuses() {
+        let model = |extra: &str| {
+            AGENT.replace(
+                "model = \"m\"",
+                &format!(
+                    "model = \"m\"{}{extra}",
+                    if extra.is_empty() { "" } else { "\n" }
+                ),
+            )
+        };
+        let agent = |extra: &str| {
+            AGENT.replace(
+                "tools = [\"send_message\"]",
+                &format!("tools = [\"send_message\"]\n{extra}"),
+            )
+        };
+        let provider = |body: &str| format!("[[providers]]\n{body}\n");
+        let schedule = |body: &str| format!("[[schedules]]\nid = \"s\"\n{body}\n");
+        let cases = [
+            (provider("name = \" \"\ntype = \"openai\""), "`providers[0].name`: must not be empty"),
+            (
+                format!("{}{}", provider("name = \"a\"\ntype = \"openai\""), provider("name = \"a\"\ntype = \"openai\"")),
+                "`providers[1].name`: `a` is defined twice",
+            ),
+            (
+                provider("name = \"x\"\ntype = \"openai-compatible\""),
+                "`providers[0].baseUrl`: is required for type openai-compatible",
+            ),
+            (
+                provider("name = \"x\"\ntype = \"openai\"\nbaseUrl = \"ftp://x\""),
+                "`providers[0].baseUrl`: `ftp://x` must start with http:// or https://",
+            ),
+            (
+                AGENT.replace("id = \"sarah\"", "id = \"a/b\""),
+                "`agents[0].id`: `a/b` must be non-empty, without spaces or `/`",
+            ),
+            (format!("{AGENT}{AGENT}"), "`agents[1].id`: `sarah` is defined twice"),
+            (
+                AGENT.replace("provider = \"offline\"", "provider = \"nope\""),
+                "`agents[0].modelConfig.provider`: `nope` is not a configured provider (nor `offline`)",
+            ),
+            (
+                AGENT.replace("model = \"m\"", "model = \" \""),
+                "`agents[0].modelConfig.model`: must not be empty",
+            ),
+            (
+                model("temperature = 2.5"),
+                "`agents[0].modelConfig.temperature`: 2.5 is outside 0.0–2.0",
+            ),
+            (
+                model("maxTokens = 0"),
+                "`agents[0].modelConfig.maxTokens`: must be at least 1",
+            ),
+            (
+                model("fallbacks = [{ provider = \"ghost\", model = \"m\" }]"),
+                "`agents[0].modelConfig.fallbacks[0].provider`: `ghost` is not a configured provider",
+            ),
+            (
+                AGENT.replace("\"send_message\"", "\"teleport\""),
+                "`agents[0].tools[0]`: unknown tool `teleport` (known: send_message, create_task, scheduler, worker_manager, remember, recall, analyze_code)",
+            ),
+            (agent("maxSteps = 0"), "`agents[0].maxSteps`: must be at least 1"),
+            (agent("concurrency = 0"), "`agents[0].concurrency`: must be at least 1"),
+            (
+                agent("restartAfterTasks = 0"),
+                "`agents[0].restartAfterTasks`: must be at least 1; leave it out to never restart for a task count",
+            ),
+            (
+                schedule("worker = \"ghost\"\nevery = \"1m\""),
+                "`schedules[0].worker`: unknown worker `ghost`",
+            ),
+            (
+                schedule("worker = \"sleep\""),
+                "`schedules[0]`: give exactly one of `cron` or `every`",
+            ),
+            (
+                schedule("worker = \"memory_compaction_worker\"\nevery = \"1m\"\ncron = \"0 * * * * *\""),
+                "`schedules[0]`: give exactly one of `cron` or `every`",
+            ),
+            ("[engine]\nconcurrency = 0".to_string(), "`engine.concurrency`: must be at least 1"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).expect_err(expected).to_string();
+            assert_eq!(err, format!("troupe.toml: {expected}"));
+        }
+        for (text, key) in [
+            (
+                schedule("worker = \"echo\"\ncron = \"bad cron\""),
+                "`schedules[0].cron`: ",
+            ),
+            (
+                schedule("worker = \"sarah\"\nevery = \"soon\""),
+                "`schedules[0].every`: ",
+            ),
+            (
+                "[engine]\ndrainTimeout = \"soon\"".to_string(),
+                "`engine.drainTimeout`: ",
+            ),
+        ] {
+            let err = parse(&format!("{AGENT}{text}")).expect_err(key).to_string();
+            assert!(err.starts_with(&format!("troupe.toml: {key}")), "{err}");
+        }
+        // The built-in workers and the agents are known to schedules.
+        for worker in ["echo", "sleep", "memory_compaction_worker", "sarah"] {
+            let text = format!(
+                "{AGENT}{}",
+                schedule(&format!("worker = \"{worker}\"\nevery = \"1m\""))
+            );
+            parse(&text).unwrap();
+        }
     }
 }

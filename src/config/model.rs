@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::provider::route::ModelRef;
+use crate::provider::route::{ModelConfig, ModelRef};
 use crate::provider::ProviderConfig;
 use crate::provider::{Budget, PricingConfig};
 
@@ -155,39 +155,12 @@ pub struct AgentConfig {
     pub restart_above_memory_mib: Option<u64>,
 }
 
-fn default_agent_concurrency() -> usize {
+pub(super) fn default_agent_concurrency() -> usize {
     4
 }
 
-fn default_max_steps() -> u32 {
+pub(super) fn default_max_steps() -> u32 {
     8
-}
-
-/// `[agents.modelConfig]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ModelConfig {
-    /// A configured provider's name, or `offline` (the deterministic model).
-    pub provider: String,
-    /// The model id at that provider.
-    pub model: String,
-    /// Sampling temperature, 0–2.
-    #[serde(default = "default_temperature")]
-    pub temperature: f32,
-    /// Most output tokens per call.
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: u32,
-    /// Tried in order when the primary fails over.
-    #[serde(default)]
-    pub fallbacks: Vec<Fallback>,
-}
-
-fn default_temperature() -> f32 {
-    0.7
-}
-
-fn default_max_tokens() -> u32 {
-    2000
 }
 
 /// One fallback model: a configured provider and a model id there.

@@ -5,6 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use crate::names::{ECHO_WORKER, SLEEP_WORKER};
+
 use super::worker::{JobContext, Worker, WorkerCategory, WorkerError};
 
 /// `echo`: returns its args unchanged.
@@ -14,7 +16,7 @@ pub struct EchoWorker;
 #[async_trait]
 impl Worker for EchoWorker {
     fn name(&self) -> &str {
-        "echo"
+        ECHO_WORKER
     }
     fn description(&self) -> &str {
         "Returns its args unchanged."
@@ -35,7 +37,7 @@ pub struct SleepWorker;
 #[async_trait]
 impl Worker for SleepWorker {
     fn name(&self) -> &str {
-        "sleep"
+        SLEEP_WORKER
     }
     fn description(&self) -> &str {
         "Sleeps {\"ms\": N} milliseconds; {\"fail\": true} fails retryably, {\"fail\": \"permanent\"} permanently."

@@ -126,36 +126,14 @@ impl Scheduler {
             return;
         }
         self.wake_again = false;
-        if Instant::now() >= self.next_prune {
-            self.next_prune = Instant::now() + self.shared.config.prune_every;
-            let shared = self.shared.clone();
-            ctx.spawn(async move {
-                match shared
-                    .store
-                    .prune(&shared.config.retention, Utc::now())
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(pruned = n, "pruned ended jobs past retention"),
-                    Err(e) => tracing::error!(error = %e, "pruning ended jobs failed"),
-                }
-            });
-        }
+        self.prune_if_due(ctx);
         let (free, registered) = self.free_capacity();
         let fire_schedules = self.next_schedule.is_some_and(|at| at <= Utc::now());
         if free.is_empty() && !fire_schedules {
             return;
         }
-        if self.backlog && !fire_schedules {
-            let free_total: usize = free.values().sum();
-            let threshold = (self.capacity() / 4).clamp(1, self.shared.config.claim_batch);
-            if free_total < threshold {
-                let since = *self.deferred_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < CLAIM_COALESCE {
-                    self.timer.at(since + CLAIM_COALESCE);
-                    return;
-                }
-            }
+        if !fire_schedules && self.defer_small_claim(&free) {
+            return;
         }
         self.deferred_since = None;
         self.claiming = true;
@@ -163,45 +141,57 @@ impl Scheduler {
             .values()
             .sum::<usize>()
             .min(self.shared.config.claim_batch);
+        let pass = ClaimPass {
+            free,
+            registered,
+            limit,
+            fire_schedules,
+        };
         let shared = self.shared.clone();
         let me = ctx.address();
         ctx.spawn(async move {
-            let now = Utc::now();
-            let mut next_schedule = None;
-            if fire_schedules {
-                match shared.store.fire_due_schedules(now).await {
-                    Ok(fired) => {
-                        for f in &fired {
-                            tracing::info!(schedule = %f.schedule.id, jobs = f.jobs.len(), "schedule fired");
-                        }
-                        if !fired.is_empty() {
-                            discard_orphans(&shared).await;
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "firing due schedules failed"),
-                }
-                next_schedule = Some(shared.store.next_schedule_fire().await.ok().flatten());
-            }
-            let jobs = if free.is_empty() {
-                Ok(Vec::new())
-            } else {
-                let request = ClaimRequest {
-                    now,
-                    limit,
-                    per_worker: Some(free),
-                };
-                shared.store.claim(&request).await
-            };
-            let next_wake = shared.store.next_wake(Some(&registered)).await.ok().flatten();
-            let _ = me
-                .send(Claimed {
-                    jobs,
-                    limit,
-                    next_wake,
-                    next_schedule,
-                })
-                .await;
+            let _ = me.send(pass.run(&shared).await).await;
         });
+    }
+
+    /// Prunes ended jobs past retention, in the background, when it is time.
+    fn prune_if_due(&mut self, ctx: &mut Context<'_, Self>) {
+        if Instant::now() < self.next_prune {
+            return;
+        }
+        self.next_prune = Instant::now() + self.shared.config.prune_every;
+        let shared = self.shared.clone();
+        ctx.spawn(async move {
+            match shared
+                .store
+                .prune(&shared.config.retention, Utc::now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "pruned ended jobs past retention"),
+                Err(e) => tracing::error!(error = %e, "pruning ended jobs failed"),
+            }
+        });
+    }
+
+    /// With a backlog, a claim for only a few free slots waits up to
+    /// [`CLAIM_COALESCE`] for more slots to free up, so one pass claims them
+    /// together; true while it waits (the timer wakes the scheduler).
+    fn defer_small_claim(&mut self, free: &BTreeMap<String, usize>) -> bool {
+        if !self.backlog {
+            return false;
+        }
+        let free_total: usize = free.values().sum();
+        let threshold = (self.capacity() / 4).clamp(1, self.shared.config.claim_batch);
+        if free_total >= threshold {
+            return false;
+        }
+        let since = *self.deferred_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < CLAIM_COALESCE {
+            self.timer.at(since + CLAIM_COALESCE);
+            return true;
+        }
+        false
     }
 
     /// The concurrency of all workers together.
@@ -525,6 +515,59 @@ impl Handler<Ready> for Scheduler {
         self.timer.at(self.next_prune);
         self.pump(ctx);
         Reply::Ready(())
+    }
+}
+
+/// One claim pass, run off the scheduler's mailbox: fire due schedules (if
+/// asked), claim up to `limit` jobs for the workers with free slots, and
+/// find when to wake next.
+struct ClaimPass {
+    free: BTreeMap<String, usize>,
+    registered: Vec<String>,
+    limit: usize,
+    fire_schedules: bool,
+}
+
+impl ClaimPass {
+    async fn run(self, shared: &Arc<EngineShared>) -> Claimed {
+        let now = Utc::now();
+        let mut next_schedule = None;
+        if self.fire_schedules {
+            match shared.store.fire_due_schedules(now).await {
+                Ok(fired) => {
+                    for f in &fired {
+                        tracing::info!(schedule = %f.schedule.id, jobs = f.jobs.len(), "schedule fired");
+                    }
+                    if !fired.is_empty() {
+                        discard_orphans(shared).await;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "firing due schedules failed"),
+            }
+            next_schedule = Some(shared.store.next_schedule_fire().await.ok().flatten());
+        }
+        let jobs = if self.free.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let request = ClaimRequest {
+                now,
+                limit: self.limit,
+                per_worker: Some(self.free),
+            };
+            shared.store.claim(&request).await
+        };
+        let next_wake = shared
+            .store
+            .next_wake(Some(&self.registered))
+            .await
+            .ok()
+            .flatten();
+        Claimed {
+            jobs,
+            limit: self.limit,
+            next_wake,
+            next_schedule,
+        }
     }
 }
 

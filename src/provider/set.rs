@@ -281,8 +281,9 @@ impl ProviderSet {
     /// Sends `msg` to the actor of each candidate of `route` in order (the
     /// first choice, then the fallbacks) until one answers; the response's
     /// `provider` and `model` name the one that did. The request's model is
-    /// replaced by each candidate's, and `route`'s temperature and max
-    /// tokens fill in what the request leaves unset.
+    /// replaced by each candidate's; everything else is sent as the request
+    /// has it (built by [`ModelConfig::request`], it carries the route's
+    /// temperature and max tokens).
     ///
     /// An error that [`fails_over`](ProviderError::fails_over) moves to the
     /// next candidate; a bad request, an over-long context or a spent budget
@@ -296,16 +297,10 @@ impl ProviderSet {
         msg: Generate,
     ) -> Result<GenerateResponse, ProviderError> {
         let Generate {
-            mut request,
+            request,
             agent,
             job,
         } = msg;
-        if request.temperature.is_none() {
-            request.temperature = route.temperature;
-        }
-        if request.max_tokens.is_none() {
-            request.max_tokens = route.max_tokens;
-        }
         let mut failed = TotalFailure::default();
         let candidates: Vec<(&str, &str)> = route.candidates().collect();
         let count = candidates.len();
@@ -319,7 +314,9 @@ impl ProviderSet {
                 pending.clone()
             };
             let Some(mut r) = next else { break };
-            r.model = model.to_string();
+            if r.model != model {
+                r.model = model.to_string();
+            }
             let call = Generate {
                 request: r,
                 agent: agent.clone(),

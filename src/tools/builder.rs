@@ -33,7 +33,7 @@ use troupe_actors::{ActorRef, ChildSpec, Intensity, Recipient, Strategy, Supervi
 use super::actor::ToolActor;
 use super::error::ToolError;
 use super::registry::{ToolEntry, ToolRegistry};
-use super::router::{ToolCall, ToolRouter};
+use super::router::{ToolRequest, ToolRouter};
 use super::tool::{check_name, Tool};
 
 /// The time limit of a tool call when neither the tool nor the builder says.
@@ -286,7 +286,7 @@ impl Tools {
     /// Runs one call through the router. Never fails other than with a
     /// [`ToolError`]: if the router itself was restarted mid-call, the call
     /// is reported as crashed.
-    pub async fn call(&self, call: ToolCall) -> Result<Value, ToolError> {
+    pub async fn call(&self, call: ToolRequest) -> Result<Value, ToolError> {
         match self.router.send(call).await {
             Ok(result) => result,
             Err(e) => Err(ToolError::Crashed {
@@ -305,9 +305,9 @@ impl Tools {
         &self.router
     }
 
-    /// The router as a recipient of [`ToolCall`], for code that should not
-    /// name the actor type.
-    pub fn recipient(&self) -> Recipient<ToolCall> {
+    /// The router as a recipient of [`ToolRequest`], for code that should
+    /// not name the actor type.
+    pub fn recipient(&self) -> Recipient<ToolRequest> {
         self.router.recipient()
     }
 }

@@ -164,8 +164,8 @@ impl ToolError {
         }
     }
 
-    /// The error as a tool result value, in the same envelope as the
-    /// built-in tools' successes (`{"ok":true,"data":…}`):
+    /// The error as a tool result value, in the same envelope as a typed
+    /// tool's success (`{"ok":true,"data":…}`, made at dispatch):
     /// `{"ok":false,"error":{"kind":…,"message":…,"issues"?:[…]}}`.
     pub fn to_result_value(&self) -> Value {
         let mut error = json!({
@@ -176,6 +176,12 @@ impl ToolError {
             error["issues"] = json!(issues);
         }
         json!({ "ok": false, "error": error })
+    }
+}
+
+impl From<std::convert::Infallible> for ToolError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }
 

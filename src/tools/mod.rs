@@ -3,11 +3,12 @@
 //! ```text
 //! tools (one_for_one)
 //! ├── tool:<name>    ToolActor: hosts one Arc<dyn Tool>, runs its calls
-//! └── router         ToolRouter: checks, validates and routes ToolCall
+//! └── router         ToolRouter: checks, validates and routes ToolRequest
 //! ```
 //!
-//! An agent sends each tool call the model makes as a [`ToolCall`] message
-//! to the router (through [`Tools::call`]). The router checks the tool
+//! An agent sends each tool call the model makes
+//! ([`crate::provider::ToolCall`]) as a [`ToolRequest`] message to the
+//! router (through [`Tools::call`]). The router checks the tool
 //! exists and the agent may use it, validates the arguments against the
 //! tool's JSON Schema (compiled once at registration), sends the call to the
 //! tool's own actor and enforces the tool's timeout. Every failure is a
@@ -31,5 +32,5 @@ pub use builder::{
 };
 pub use error::{ArgumentIssue, ToolError, MAX_ISSUES};
 pub use registry::ToolRegistry;
-pub use router::{tool_result, ToolCall, ToolRouter};
+pub use router::{tool_result, ToolRequest, ToolRouter};
 pub use tool::{parse_args, schema_for, Tool, ToolContext, ToolDefinition, TypedTool};

@@ -1,7 +1,8 @@
 //! The ToolRouter actor: the one way agents run tools.
 //!
 //! Owns: the [`ToolRegistry`] (definitions, compiled validators, the tool
-//! actors' addresses). Takes: [`ToolCall`] from agents, answered with the
+//! actors' addresses). Takes: [`ToolRequest`] from agents (one per
+//! [`ToolCall`](crate::provider::ToolCall) the model made), answered with the
 //! call's `Result<Value, ToolError>`.
 //!
 //! For each call it checks, in order: the tool exists (else
@@ -38,12 +39,15 @@ impl ToolRouter {
 
 impl Actor for ToolRouter {}
 
-/// One tool call of one agent: run tool `name` with `args`.
+/// An agent's request to the router to run one tool call the model made:
+/// run tool `name` with `args`, if the agent may.
 ///
-/// `allowed` is the agent's configured tool list (shared, so building a call
-/// does not copy it); the calling agent is `ctx.agent_id`.
+/// The model's side of the call is [`crate::provider::ToolCall`]; this
+/// message adds who asks and what they may use. `allowed` is the agent's
+/// configured tool list (shared, so building a request does not copy it);
+/// the calling agent is `ctx.agent_id`.
 #[derive(Debug, Clone)]
-pub struct ToolCall {
+pub struct ToolRequest {
     /// The tool the model asked for.
     pub name: String,
     /// The arguments the model gave.
@@ -54,16 +58,16 @@ pub struct ToolCall {
     pub allowed: Arc<[String]>,
 }
 
-impl ToolCall {
-    /// A call of `name` with `args`, by the agent and task in `ctx`, allowed
-    /// the tools in `allowed`.
+impl ToolRequest {
+    /// A request to run `name` with `args`, by the agent and task in `ctx`,
+    /// allowed the tools in `allowed`.
     pub fn new(
         name: impl Into<String>,
         args: Value,
         ctx: ToolContext,
         allowed: Arc<[String]>,
     ) -> Self {
-        ToolCall {
+        ToolRequest {
             name: name.into(),
             args,
             ctx,
@@ -72,14 +76,14 @@ impl ToolCall {
     }
 }
 
-impl Message for ToolCall {
+impl Message for ToolRequest {
     type Result = Result<Value, ToolError>;
 }
 
-impl Handler<ToolCall> for ToolRouter {
+impl Handler<ToolRequest> for ToolRouter {
     fn handle(
         &mut self,
-        call: ToolCall,
+        call: ToolRequest,
         _: &mut Context<'_, Self>,
     ) -> Reply<Result<Value, ToolError>> {
         let registry = self.registry.clone();
@@ -115,7 +119,7 @@ impl Handler<ToolCall> for ToolRouter {
     }
 }
 
-async fn route(registry: &ToolRegistry, call: ToolCall) -> Result<Value, ToolError> {
+async fn route(registry: &ToolRegistry, call: ToolRequest) -> Result<Value, ToolError> {
     let allowed_names = || -> Vec<String> {
         call.allowed
             .iter()

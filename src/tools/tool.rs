@@ -109,16 +109,20 @@ pub trait Tool: Send + Sync + 'static {
     async fn call(&self, args: Value, ctx: ToolContext) -> Result<Value, ToolError>;
 }
 
-/// A tool whose arguments are a Rust type: the JSON Schema the model sees is
-/// generated from `Args` (with `schemars`, as Zod does for the seed) and the
-/// arguments arrive deserialised, so schema and code cannot drift apart.
+/// A tool whose arguments, answer and error are Rust types: the JSON Schema
+/// the model sees is generated from `Args` (with `schemars`, as Zod does for
+/// the seed), the arguments arrive deserialised, and [`run`](Self::run)
+/// returns its own `Output` or `Error`, so schema, code and answer cannot
+/// drift apart and the tool can be called and tested as plain Rust.
 ///
-/// Every `TypedTool` is a [`Tool`]:
+/// The seed's JSON is made in one place, when the router dispatches the call
+/// (the blanket [`Tool`] impl): `Ok(output)` becomes `{"ok":true,"data":output}`,
+/// `Err(error)` a [`ToolError`] (sent to the model as an error, recorded as
+/// [`ToolError::to_result_value`]). A tool never writes that envelope itself.
 ///
 /// ```
 /// use schemars::JsonSchema;
-/// use serde::Deserialize;
-/// use serde_json::{json, Value};
+/// use serde::{Deserialize, Serialize};
 /// use troupe::tools::{ToolContext, ToolError, TypedTool};
 ///
 /// /// Arguments of `add`.
@@ -130,16 +134,24 @@ pub trait Tool: Send + Sync + 'static {
 ///     b: i64,
 /// }
 ///
+/// /// What `add` answers: `{"ok":true,"data":{"sum":…}}`.
+/// #[derive(Serialize)]
+/// struct Sum {
+///     sum: i64,
+/// }
+///
 /// struct Add;
 ///
 /// #[async_trait::async_trait]
 /// impl TypedTool for Add {
 ///     type Args = AddArgs;
+///     type Output = Sum;
+///     type Error = ToolError;
 ///     fn name(&self) -> &str { "add" }
 ///     fn description(&self) -> &str { "Adds two integers." }
-///     async fn run(&self, args: AddArgs, _ctx: ToolContext) -> Result<Value, ToolError> {
+///     async fn run(&self, args: AddArgs, _ctx: ToolContext) -> Result<Sum, ToolError> {
 ///         let sum = args.a.checked_add(args.b).ok_or_else(|| ToolError::failed("overflow"))?;
-///         Ok(json!({ "ok": true, "data": sum }))
+///         Ok(Sum { sum })
 ///     }
 /// }
 /// ```
@@ -147,6 +159,14 @@ pub trait Tool: Send + Sync + 'static {
 pub trait TypedTool: Send + Sync + 'static {
     /// The arguments; its doc comments become the schema's descriptions.
     type Args: DeserializeOwned + JsonSchema + Send + 'static;
+    /// What a call answers: the `data` of `{"ok":true,"data":…}`.
+    type Output: Serialize + Send + 'static;
+    /// Why a call fails: a [`ToolError`] (to name a bad argument, use
+    /// [`ToolError::invalid_argument`]), or an error of the tool's own with
+    /// `From<TheError> for ToolError` (e.g. through [`ToolError::failed`]),
+    /// converted at dispatch. `std::convert::Infallible` for a tool that
+    /// cannot fail.
+    type Error: Into<ToolError> + Send + 'static;
     /// As [`Tool::name`].
     fn name(&self) -> &str;
     /// As [`Tool::description`].
@@ -156,7 +176,7 @@ pub trait TypedTool: Send + Sync + 'static {
         None
     }
     /// Runs one call with its arguments already parsed.
-    async fn run(&self, args: Self::Args, ctx: ToolContext) -> Result<Value, ToolError>;
+    async fn run(&self, args: Self::Args, ctx: ToolContext) -> Result<Self::Output, Self::Error>;
 }
 
 #[async_trait]
@@ -179,8 +199,23 @@ impl<T: TypedTool> Tool for T {
 
     async fn call(&self, args: Value, ctx: ToolContext) -> Result<Value, ToolError> {
         let args = parse_args::<T::Args>(args)?;
-        self.run(args, ctx).await
+        let output = self.run(args, ctx).await.map_err(Into::into)?;
+        ok_answer(&output)
     }
+}
+
+/// The seed's answer of a call that succeeded, `{"ok":true,"data":…}`; the
+/// one place it is written (its failure twin is [`ToolError::to_result_value`]).
+/// An output that cannot be written as JSON (a map with non-string keys) is
+/// the tool's failure.
+pub(crate) fn ok_answer<T: Serialize + ?Sized>(data: &T) -> Result<Value, ToolError> {
+    #[derive(Serialize)]
+    struct Answer<'a, T: ?Sized> {
+        ok: bool,
+        data: &'a T,
+    }
+    serde_json::to_value(Answer { ok: true, data })
+        .map_err(|e| ToolError::failed(format!("the tool's answer cannot be written as JSON: {e}")))
 }
 
 /// The JSON Schema of `T` as the model APIs take it: one self-contained
@@ -309,6 +344,114 @@ impl fmt::Display for ToolContext {
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    /// Arguments of the test tool `pair`.
+    #[derive(Deserialize, JsonSchema)]
+    struct PairArgs {
+        /// How the call ends: `ok`, `own_error`, `tool_error` or `unwritable`.
+        outcome: String,
+    }
+
+    /// A tool error of the test tool's own.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the pair broke")]
+    struct Broke;
+
+    impl From<Broke> for ToolError {
+        fn from(e: Broke) -> Self {
+            ToolError::failed(e)
+        }
+    }
+
+    #[derive(Debug)]
+    enum PairError {
+        Own(Broke),
+        Tool(ToolError),
+    }
+
+    impl From<PairError> for ToolError {
+        fn from(e: PairError) -> Self {
+            match e {
+                PairError::Own(e) => e.into(),
+                PairError::Tool(e) => e,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum PairOutput {
+        Pair { left: u8, right: &'static str },
+        Keyed(std::collections::BTreeMap<(u8, u8), u8>),
+    }
+
+    struct Pair;
+
+    #[async_trait]
+    impl TypedTool for Pair {
+        type Args = PairArgs;
+        type Output = PairOutput;
+        type Error = PairError;
+        fn name(&self) -> &str {
+            "pair"
+        }
+        fn description(&self) -> &str {
+            "Answers a pair, or fails as asked."
+        }
+        async fn run(&self, args: PairArgs, _: ToolContext) -> Result<PairOutput, PairError> {
+            match args.outcome.as_str() {
+                "ok" => Ok(PairOutput::Pair {
+                    left: 1,
+                    right: "b",
+                }),
+                "own_error" => Err(PairError::Own(Broke)),
+                "unwritable" => Ok(PairOutput::Keyed([((1, 2), 3)].into())),
+                _ => Err(PairError::Tool(ToolError::invalid_argument(
+                    "/outcome", "unknown",
+                ))),
+            }
+        }
+    }
+
+    fn call_pair(outcome: &str) -> Result<Value, ToolError> {
+        let ctx = ToolContext::new("sarah", Uuid::nil(), 0, "c");
+        futures::executor::block_on(Tool::call(
+            &Pair,
+            serde_json::json!({ "outcome": outcome }),
+            ctx,
+        ))
+    }
+
+    #[test]
+    fn a_typed_tools_answer_is_put_in_the_seeds_envelope_at_dispatch() {
+        let ok = call_pair("ok").unwrap();
+        assert_eq!(
+            ok,
+            serde_json::json!({"ok": true, "data": {"left": 1, "right": "b"}})
+        );
+        assert_eq!(
+            ok.to_string(),
+            r#"{"data":{"left":1,"right":"b"},"ok":true}"#
+        );
+    }
+
+    #[test]
+    fn a_typed_tools_error_becomes_a_tool_error_at_dispatch() {
+        assert_eq!(
+            call_pair("own_error").unwrap_err(),
+            ToolError::failed("the pair broke")
+        );
+        assert_eq!(
+            call_pair("tool_error").unwrap_err(),
+            ToolError::invalid_argument("/outcome", "unknown")
+        );
+        let unwritable = call_pair("unwritable").unwrap_err();
+        assert_eq!(unwritable.kind(), "failed");
+        assert!(
+            unwritable.to_string().contains("cannot be written as JSON"),
+            "{unwritable}"
+        );
+    }
 
     #[test]
     fn the_idempotency_key_depends_on_job_step_and_call_only() {

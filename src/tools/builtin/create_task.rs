@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
 
 use crate::engine::{WorkerCategory, WorkerEngine};
-use crate::job::{EnqueueOptions, JobCtx};
+use crate::job::{EnqueueOptions, JobCtx, JobId};
+use crate::names::CREATE_TASK_TOOL;
 use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
@@ -42,6 +43,18 @@ pub struct CreateTaskArgs {
     #[serde(default)]
     #[schemars(range(max = 2592000))]
     pub delay_seconds: Option<u64>,
+}
+
+/// What `create_task` answers: the task's job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCreated {
+    /// False when a repeat of the call found the task made before.
+    pub created: bool,
+    /// The task's job.
+    pub job_id: JobId,
+    /// The agent it was given to.
+    pub agent_id: String,
 }
 
 /// The `create_task` tool.
@@ -69,9 +82,11 @@ impl CreateTaskTool {
 #[async_trait]
 impl TypedTool for CreateTaskTool {
     type Args = CreateTaskArgs;
+    type Output = TaskCreated;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
-        "create_task"
+        CREATE_TASK_TOOL
     }
 
     fn description(&self) -> &str {
@@ -80,7 +95,7 @@ impl TypedTool for CreateTaskTool {
          Returns the new task's job id."
     }
 
-    async fn run(&self, args: CreateTaskArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: CreateTaskArgs, ctx: ToolContext) -> Result<TaskCreated, ToolError> {
         if args.prompt.trim().is_empty() {
             return Err(ToolError::invalid_argument("/prompt", "must not be empty"));
         }
@@ -109,14 +124,14 @@ impl TypedTool for CreateTaskTool {
         let job_ctx = JobCtx {
             user_id: ctx.user_id.clone(),
             conversation_id: ctx.conversation_id.clone(),
-            source: Some("tool:create_task".into()),
+            source: Some(format!("tool:{CREATE_TASK_TOOL}")),
             extra,
         };
         let enqueued = enqueue_once(
             &self.engine,
             self.registry.as_ref(),
             JobRequest {
-                key: format!("create_task:{}", ctx.idempotency_key()),
+                key: format!("{CREATE_TASK_TOOL}:{}", ctx.idempotency_key()),
                 worker: target.clone(),
                 args: json!({ "prompt": args.prompt }),
                 ctx: job_ctx,
@@ -124,13 +139,10 @@ impl TypedTool for CreateTaskTool {
             },
         )
         .await?;
-        Ok(json!({
-            "ok": true,
-            "data": {
-                "created": enqueued.created,
-                "jobId": enqueued.job_id,
-                "agentId": target,
-            }
-        }))
+        Ok(TaskCreated {
+            created: enqueued.created,
+            job_id: enqueued.job_id,
+            agent_id: target,
+        })
     }
 }

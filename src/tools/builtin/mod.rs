@@ -1,6 +1,9 @@
 //! The built-in tools, one per file. Each is a [`TypedTool`](crate::tools::TypedTool)
-//! whose schema comes from its `…Args` type, and answers
-//! `{"ok":true,"data":…}` (the seed's envelope).
+//! whose schema comes from its `…Args` type and which returns an output type
+//! of its own ([`Scheduled`], [`TaskCreated`], [`MessageSent`],
+//! [`MemoryStored`], a list of [`RecalledMemory`], [`WorkerManagerOutput`],
+//! [`Analysis`]); the model sees it as the seed's `{"ok":true,"data":…}`,
+//! written at dispatch.
 //!
 //! | tool | effect | repeat of the same call |
 //! |---|---|---|
@@ -37,16 +40,19 @@ use crate::memory::actor::MemoryActor;
 use crate::store::IdempotencyStore;
 
 pub use analyze_code::{
-    analyze, guess_language, language_from_path, AnalyzeCodeArgs, AnalyzeCodeTool, Block,
+    analyze, guess_language, language_from_path, Analysis, AnalyzeCodeArgs, AnalyzeCodeTool, Block,
     CodeReport, LineRef, DEEP_NESTING, DEFAULT_MAX_BYTES, LONG_BLOCK, LONG_LINE,
 };
-pub use create_task::{CreateTaskArgs, CreateTaskTool, MAX_DELAY_SECONDS};
-pub use recall::{RecallArgs, RecallTool, DEFAULT_RECALL_LIMIT};
-pub use remember::{MemoryKind, RememberArgs, RememberTool, ScopeArg};
-pub use scheduler::{ScheduleKind, SchedulerArgs, SchedulerTool, MEMORY_COMPACTION_WORKER};
-pub use send_message::{SendMessageArgs, SendMessageTool};
+pub use create_task::{CreateTaskArgs, CreateTaskTool, TaskCreated, MAX_DELAY_SECONDS};
+pub use recall::{RecallArgs, RecallTool, RecalledMemory, DEFAULT_RECALL_LIMIT};
+pub use remember::{MemoryKind, MemoryStored, RememberArgs, RememberTool, ScopeArg};
+pub use scheduler::{
+    ScheduleKind, Scheduled, SchedulerArgs, SchedulerTool, MEMORY_COMPACTION_WORKER,
+};
+pub use send_message::{MessageSent, SendMessageArgs, SendMessageTool};
 pub use worker_manager::{
-    StatusFilter, WorkerAction, WorkerManagerArgs, WorkerManagerTool, DEFAULT_JOB_LIMIT,
+    JobSummary, StatusFilter, WorkerAction, WorkerManagerArgs, WorkerManagerOutput,
+    WorkerManagerTool, DEFAULT_JOB_LIMIT,
 };
 
 use super::Tool;

@@ -6,12 +6,14 @@
 //! "importance","score","createdAt"}…]}`, best first.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use troupe_actors::Recipient;
 
 use crate::memory::actor::Recall;
+use crate::memory::{MemoryId, MemoryType, ScoredMemory};
+use crate::names::RECALL_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
@@ -35,6 +37,38 @@ pub struct RecallArgs {
     pub scope: Option<ScopeArg>,
 }
 
+/// One memory `recall` answers with (it answers a list, best first).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecalledMemory {
+    /// The memory.
+    pub id: MemoryId,
+    /// Its kind.
+    #[serde(rename = "type")]
+    pub kind: MemoryType,
+    /// What it says.
+    pub content: String,
+    /// How much it matters, 1–10.
+    pub importance: u8,
+    /// Its rank score (recency, importance and relevance).
+    pub score: f64,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ScoredMemory> for RecalledMemory {
+    fn from(s: ScoredMemory) -> Self {
+        RecalledMemory {
+            id: s.memory.id,
+            kind: s.memory.kind,
+            content: s.memory.content,
+            importance: s.memory.importance,
+            score: s.score,
+            created_at: s.memory.created_at,
+        }
+    }
+}
+
 /// The `recall` tool.
 pub struct RecallTool {
     memory: Recipient<Recall>,
@@ -50,9 +84,11 @@ impl RecallTool {
 #[async_trait]
 impl TypedTool for RecallTool {
     type Args = RecallArgs;
+    type Output = Vec<RecalledMemory>;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
-        "recall"
+        RECALL_TOOL
     }
 
     fn description(&self) -> &str {
@@ -60,7 +96,11 @@ impl TypedTool for RecallTool {
          first (recent, important and relevant)."
     }
 
-    async fn run(&self, args: RecallArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(
+        &self,
+        args: RecallArgs,
+        ctx: ToolContext,
+    ) -> Result<Vec<RecalledMemory>, ToolError> {
         let limit = args
             .limit
             .and_then(|l| usize::try_from(l).ok())
@@ -75,19 +115,6 @@ impl TypedTool for RecallTool {
             .await
             .map_err(|e| ToolError::failed(format!("memory unavailable: {e}")))?
             .map_err(store_error)?;
-        let data: Vec<Value> = found
-            .iter()
-            .map(|s| {
-                json!({
-                    "id": s.memory.id,
-                    "type": s.memory.kind,
-                    "content": s.memory.content,
-                    "importance": s.memory.importance,
-                    "score": s.score,
-                    "createdAt": s.memory.created_at,
-                })
-            })
-            .collect();
-        Ok(json!({ "ok": true, "data": data }))
+        Ok(found.into_iter().map(RecalledMemory::from).collect())
     }
 }

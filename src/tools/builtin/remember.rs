@@ -12,12 +12,12 @@
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use troupe_actors::Recipient;
 
 use crate::memory::actor::Remember;
-use crate::memory::{MemoryScope, MemoryType, NewMemory};
+use crate::memory::{MemoryId, MemoryScope, MemoryType, NewMemory};
+use crate::names::REMEMBER_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
@@ -84,6 +84,16 @@ pub struct RememberArgs {
     pub scope: Option<ScopeArg>,
 }
 
+/// What `remember` answers: the stored memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryStored {
+    /// The memory.
+    pub memory_id: MemoryId,
+    /// False when a repeat of the call found the memory stored before.
+    pub created: bool,
+}
+
 /// The `remember` tool.
 pub struct RememberTool {
     memory: Recipient<Remember>,
@@ -99,9 +109,11 @@ impl RememberTool {
 #[async_trait]
 impl TypedTool for RememberTool {
     type Args = RememberArgs;
+    type Output = MemoryStored;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
-        "remember"
+        REMEMBER_TOOL
     }
 
     fn description(&self) -> &str {
@@ -109,7 +121,7 @@ impl TypedTool for RememberTool {
          with an importance from 1 to 10."
     }
 
-    async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<MemoryStored, ToolError> {
         let scope = scope_for(args.scope, &ctx);
         let memory = NewMemory::new(&scope, args.kind, args.content, args.importance)
             .with_source(ctx.job_id);
@@ -117,17 +129,14 @@ impl TypedTool for RememberTool {
             .memory
             .send(Remember {
                 memory,
-                idempotency_key: Some(format!("remember:{}", ctx.idempotency_key())),
+                idempotency_key: Some(format!("{REMEMBER_TOOL}:{}", ctx.idempotency_key())),
             })
             .await
             .map_err(|e| ToolError::failed(format!("memory unavailable: {e}")))?
             .map_err(store_error)?;
-        Ok(json!({
-            "ok": true,
-            "data": {
-                "memoryId": remembered.memory.id,
-                "created": remembered.created,
-            }
-        }))
+        Ok(MemoryStored {
+            memory_id: remembered.memory.id,
+            created: remembered.created,
+        })
     }
 }

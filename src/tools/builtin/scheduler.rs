@@ -11,18 +11,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::engine::WorkerEngine;
-use crate::job::{EnqueueOptions, JobCtx};
+use crate::job::{EnqueueOptions, JobCtx, JobId};
+pub use crate::names::MEMORY_COMPACTION_WORKER;
+use crate::names::SCHEDULER_TOOL;
 use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::{enqueue_once, JobRequest};
-
-/// The worker memory compaction jobs are for.
-pub const MEMORY_COMPACTION_WORKER: &str = "memory_compaction_worker";
 
 /// What can be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -53,6 +52,19 @@ pub struct SchedulerArgs {
     pub content: Option<String>,
 }
 
+/// What `scheduler` answers: the job it queued (or, for a repeated call,
+/// found).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scheduled {
+    /// Always true: a call either schedules (or finds) its job or fails.
+    pub scheduled: bool,
+    /// The job.
+    pub job_id: JobId,
+    /// The worker it runs on ([`MEMORY_COMPACTION_WORKER`]).
+    pub worker_name: &'static str,
+}
+
 /// The `scheduler` tool.
 pub struct SchedulerTool {
     engine: WorkerEngine,
@@ -70,9 +82,11 @@ impl SchedulerTool {
 #[async_trait]
 impl TypedTool for SchedulerTool {
     type Args = SchedulerArgs;
+    type Output = Scheduled;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
-        "scheduler"
+        SCHEDULER_TOOL
     }
 
     fn description(&self) -> &str {
@@ -81,7 +95,7 @@ impl TypedTool for SchedulerTool {
          into fewer summary memories. Returns the job id."
     }
 
-    async fn run(&self, args: SchedulerArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: SchedulerArgs, ctx: ToolContext) -> Result<Scheduled, ToolError> {
         let ScheduleKind::MemoryCompaction = args.kind;
         let user_id = args.user_id.or_else(|| ctx.user_id.clone());
         let conversation_id = args.conversation_id.or_else(|| ctx.conversation_id.clone());
@@ -104,14 +118,14 @@ impl TypedTool for SchedulerTool {
         let job_ctx = JobCtx {
             user_id,
             conversation_id,
-            source: Some("tool:scheduler".into()),
+            source: Some(format!("tool:{SCHEDULER_TOOL}")),
             extra,
         };
         let enqueued = enqueue_once(
             &self.engine,
             self.registry.as_ref(),
             JobRequest {
-                key: format!("scheduler:{}", ctx.idempotency_key()),
+                key: format!("{SCHEDULER_TOOL}:{}", ctx.idempotency_key()),
                 worker: MEMORY_COMPACTION_WORKER.into(),
                 args: Value::Object(job_args),
                 ctx: job_ctx,
@@ -119,13 +133,10 @@ impl TypedTool for SchedulerTool {
             },
         )
         .await?;
-        Ok(json!({
-            "ok": true,
-            "data": {
-                "scheduled": true,
-                "jobId": enqueued.job_id,
-                "workerName": MEMORY_COMPACTION_WORKER,
-            }
-        }))
+        Ok(Scheduled {
+            scheduled: true,
+            job_id: enqueued.job_id,
+            worker_name: MEMORY_COMPACTION_WORKER,
+        })
     }
 }

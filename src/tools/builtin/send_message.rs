@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::conversation::{ConversationStore, NewMessage, Role};
+use crate::conversation::{ConversationStore, MessageId, NewMessage, Role};
+use crate::names::SEND_MESSAGE_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
@@ -30,6 +30,18 @@ pub struct SendMessageArgs {
     /// The conversation to post in; defaults to the current task's.
     #[serde(default)]
     pub conversation_id: Option<String>,
+}
+
+/// What `send_message` answers: the stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSent {
+    /// The message.
+    pub message_id: MessageId,
+    /// The conversation it is in.
+    pub conversation_id: String,
+    /// False when a repeat of the call found the message stored before.
+    pub created: bool,
 }
 
 /// The `send_message` tool.
@@ -47,9 +59,11 @@ impl SendMessageTool {
 #[async_trait]
 impl TypedTool for SendMessageTool {
     type Args = SendMessageArgs;
+    type Output = MessageSent;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
-        "send_message"
+        SEND_MESSAGE_TOOL
     }
 
     fn description(&self) -> &str {
@@ -57,7 +71,7 @@ impl TypedTool for SendMessageTool {
          is given). Returns the stored message's id."
     }
 
-    async fn run(&self, args: SendMessageArgs, ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(&self, args: SendMessageArgs, ctx: ToolContext) -> Result<MessageSent, ToolError> {
         let Some(conversation_id) = args.conversation_id.or_else(|| ctx.conversation_id.clone())
         else {
             return Err(ToolError::invalid_argument(
@@ -75,17 +89,14 @@ impl TypedTool for SendMessageTool {
             .store
             .append(
                 message,
-                Some(format!("send_message:{}", ctx.idempotency_key())),
+                Some(format!("{SEND_MESSAGE_TOOL}:{}", ctx.idempotency_key())),
             )
             .await
             .map_err(store_error)?;
-        Ok(json!({
-            "ok": true,
-            "data": {
-                "messageId": appended.message.id,
-                "conversationId": appended.message.conversation_id,
-                "created": appended.created,
-            }
-        }))
+        Ok(MessageSent {
+            message_id: appended.message.id,
+            conversation_id: appended.message.conversation_id,
+            created: appended.created,
+        })
     }
 }

@@ -7,12 +7,14 @@
 //! seed's shape without its `result` (which can be large; the id finds it).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::engine::WorkerEngine;
-use crate::job::{Job, JobStatus};
+use crate::engine::{WorkerEngine, WorkerInfo};
+use crate::job::{Job, JobCtx, JobId, JobStatus};
+use crate::names::WORKER_MANAGER_TOOL;
 use crate::store::ListQuery;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
@@ -77,6 +79,57 @@ pub struct WorkerManagerArgs {
     pub limit: Option<u32>,
 }
 
+/// What `worker_manager` answers: a list, of workers or of jobs by action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum WorkerManagerOutput {
+    /// `list_workers`: the registered workers.
+    Workers(Vec<WorkerInfo>),
+    /// `list_jobs`: jobs, newest first.
+    Jobs(Vec<JobSummary>),
+}
+
+/// A job as `list_jobs` shows it: the seed's shape without its `result`
+/// (which can be large; the id finds it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSummary {
+    /// The job.
+    pub id: JobId,
+    /// Its worker.
+    pub worker_name: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// Attempts started.
+    pub attempt: u32,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Its args.
+    pub args: Value,
+    /// Its ctx.
+    pub ctx: JobCtx,
+    /// The last attempt's error, if any.
+    pub error: Option<String>,
+}
+
+impl From<Job> for JobSummary {
+    fn from(job: Job) -> Self {
+        JobSummary {
+            id: job.id,
+            worker_name: job.worker_name,
+            status: job.status,
+            attempt: job.attempt,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            args: job.args,
+            ctx: job.ctx,
+            error: job.error,
+        }
+    }
+}
+
 /// The `worker_manager` tool.
 pub struct WorkerManagerTool {
     engine: WorkerEngine,
@@ -92,9 +145,11 @@ impl WorkerManagerTool {
 #[async_trait]
 impl TypedTool for WorkerManagerTool {
     type Args = WorkerManagerArgs;
+    type Output = WorkerManagerOutput;
+    type Error = ToolError;
 
     fn name(&self) -> &str {
-        "worker_manager"
+        WORKER_MANAGER_TOOL
     }
 
     fn description(&self) -> &str {
@@ -102,12 +157,15 @@ impl TypedTool for WorkerManagerTool {
          action \"list_jobs\" lists recent jobs, optionally filtered by status and worker."
     }
 
-    async fn run(&self, args: WorkerManagerArgs, _ctx: ToolContext) -> Result<Value, ToolError> {
+    async fn run(
+        &self,
+        args: WorkerManagerArgs,
+        _ctx: ToolContext,
+    ) -> Result<WorkerManagerOutput, ToolError> {
         match args.action {
-            WorkerAction::ListWorkers => Ok(json!({
-                "ok": true,
-                "data": self.engine.list_workers(),
-            })),
+            WorkerAction::ListWorkers => {
+                Ok(WorkerManagerOutput::Workers(self.engine.list_workers()))
+            }
             WorkerAction::ListJobs => {
                 let query = ListQuery {
                     status: args.status.map(JobStatus::from),
@@ -119,23 +177,9 @@ impl TypedTool for WorkerManagerTool {
                     cursor: None,
                 };
                 let page = self.engine.list_jobs(&query).await.map_err(engine_error)?;
-                let jobs: Vec<Value> = page.jobs.iter().map(job_summary).collect();
-                Ok(json!({ "ok": true, "data": jobs }))
+                let jobs = page.jobs.into_iter().map(JobSummary::from).collect();
+                Ok(WorkerManagerOutput::Jobs(jobs))
             }
         }
     }
-}
-
-fn job_summary(job: &Job) -> Value {
-    json!({
-        "id": job.id,
-        "workerName": job.worker_name,
-        "status": job.status,
-        "attempt": job.attempt,
-        "createdAt": job.created_at,
-        "updatedAt": job.updated_at,
-        "args": job.args,
-        "ctx": job.ctx,
-        "error": job.error,
-    })
 }

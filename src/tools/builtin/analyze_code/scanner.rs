@@ -1,26 +1,18 @@
-//! The `analyze_code` tool: metrics and findings for a code snippet or for a
-//! file under a configured project root.
+//! The scanner behind `analyze_code`: metrics and findings for source text,
+//! with no I/O.
 //!
 //! Everything is computed by deterministic text rules (no model, no
 //! compiler), so the same input always gives the same report: line counts
 //! (code, blank, comment), the longest function-like block, TODO/FIXME
 //! markers, lines over [`LONG_LINE`] characters, the deepest nesting, and a
 //! naive language guess (file extension, else keyword scores). Findings
-//! name what crosses a threshold.
-//!
-//! Files: `path` must be relative to the project root and stay inside it.
-//! Absolute paths and `..` are refused outright; the rest is canonicalised
-//! (symlinks resolved) and refused unless the result is under the
-//! canonical root, so a symlink cannot lead out either.
+//! name what crosses a threshold. Strings, char literals and comments are
+//! skipped when braces are counted; languages without braces are measured by
+//! indentation.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
-use async_trait::async_trait;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-
-use crate::tools::{ToolContext, ToolError, TypedTool};
+use serde::Serialize;
 
 /// Lines longer than this (in characters) are reported.
 pub const LONG_LINE: usize = 120;
@@ -28,156 +20,8 @@ pub const LONG_LINE: usize = 120;
 pub const LONG_BLOCK: usize = 50;
 /// Nesting deeper than this is a finding.
 pub const DEEP_NESTING: usize = 4;
-/// Largest file or snippet analysed, in bytes.
-pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 /// How many TODO markers and long lines are listed (all are counted).
 const MAX_LISTED: usize = 20;
-
-/// Arguments of `analyze_code`: exactly one of `code` and `path`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AnalyzeCodeArgs {
-    /// Source code to analyse. Give this or `path`.
-    #[serde(default)]
-    pub code: Option<String>,
-    /// A file to analyse, relative to the project root. Give this or `code`.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// The language, if known (e.g. `rust`, `python`); guessed otherwise.
-    #[serde(default)]
-    pub language: Option<String>,
-}
-
-/// The `analyze_code` tool.
-pub struct AnalyzeCodeTool {
-    root: PathBuf,
-    max_bytes: u64,
-}
-
-impl AnalyzeCodeTool {
-    /// Analyses snippets, and files under `project_root`.
-    pub fn new(project_root: impl Into<PathBuf>) -> Self {
-        AnalyzeCodeTool {
-            root: project_root.into(),
-            max_bytes: DEFAULT_MAX_BYTES,
-        }
-    }
-
-    /// Refuses files and snippets larger than `bytes`.
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.max_bytes = bytes;
-        self
-    }
-
-    /// Reads `rel` if it is a text file inside the project root.
-    async fn read(&self, rel: &str) -> Result<String, ToolError> {
-        let outside = || ToolError::invalid_argument("/path", "is outside the project root");
-        let path = Path::new(rel);
-        if rel.trim().is_empty() {
-            return Err(ToolError::invalid_argument("/path", "must not be empty"));
-        }
-        if path.is_absolute()
-            || path
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(ToolError::invalid_argument(
-                "/path",
-                "must be relative to the project root, without `..`",
-            ));
-        }
-        let root = tokio::fs::canonicalize(&self.root)
-            .await
-            .map_err(|e| ToolError::failed(format!("the project root is unavailable: {e}")))?;
-        let full = match tokio::fs::canonicalize(root.join(path)).await {
-            Ok(full) => full,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ToolError::invalid_argument(
-                    "/path",
-                    format!("no file `{rel}` under the project root"),
-                ))
-            }
-            Err(e) => return Err(ToolError::failed(format!("cannot resolve `{rel}`: {e}"))),
-        };
-        if !full.starts_with(&root) {
-            return Err(outside());
-        }
-        let meta = tokio::fs::metadata(&full)
-            .await
-            .map_err(|e| ToolError::failed(format!("cannot read `{rel}`: {e}")))?;
-        if !meta.is_file() {
-            return Err(ToolError::invalid_argument("/path", "is not a file"));
-        }
-        if meta.len() > self.max_bytes {
-            return Err(ToolError::invalid_argument(
-                "/path",
-                format!(
-                    "the file has {} bytes, more than the limit of {}",
-                    meta.len(),
-                    self.max_bytes
-                ),
-            ));
-        }
-        let bytes = tokio::fs::read(&full)
-            .await
-            .map_err(|e| ToolError::failed(format!("cannot read `{rel}`: {e}")))?;
-        String::from_utf8(bytes)
-            .map_err(|_| ToolError::invalid_argument("/path", "is not a UTF-8 text file"))
-    }
-}
-
-#[async_trait]
-impl TypedTool for AnalyzeCodeTool {
-    type Args = AnalyzeCodeArgs;
-
-    fn name(&self) -> &str {
-        "analyze_code"
-    }
-
-    fn description(&self) -> &str {
-        "Analyse source code (a snippet in `code`, or a project file in `path`): line \
-         counts, comment lines, the longest function, TODO/FIXME markers, long lines, \
-         nesting depth, the language, and findings worth fixing."
-    }
-
-    async fn run(&self, args: AnalyzeCodeArgs, _ctx: ToolContext) -> Result<Value, ToolError> {
-        let (source, path) = match (args.code, args.path) {
-            (Some(code), None) => {
-                if code.len() as u64 > self.max_bytes {
-                    return Err(ToolError::invalid_argument(
-                        "/code",
-                        format!("is longer than the limit of {} bytes", self.max_bytes),
-                    ));
-                }
-                (code, None)
-            }
-            (None, Some(path)) => (self.read(&path).await?, Some(path)),
-            _ => {
-                return Err(ToolError::invalid_argument(
-                    "",
-                    "give exactly one of `code` and `path`",
-                ))
-            }
-        };
-        // Up to a megabyte of text: off the actor's thread.
-        let language = args.language;
-        let for_analysis = path.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            analyze(
-                &source,
-                language.as_deref(),
-                for_analysis.as_deref().map(Path::new),
-            )
-        })
-        .await
-        .map_err(|e| ToolError::failed(format!("the analysis failed: {e}")))?;
-        let mut data = json!(report);
-        if let Some(path) = path {
-            data["path"] = json!(path);
-        }
-        Ok(json!({ "ok": true, "data": data }))
-    }
-}
 
 /// A line worth pointing at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -249,30 +93,7 @@ pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> Cod
 
     let blank_lines = scanned.iter().filter(|l| l.blank).count();
     let comment_lines = scanned.iter().filter(|l| l.comment_only).count();
-    let code_lines = raw.len() - blank_lines - comment_lines;
-
-    let mut todos = Vec::new();
-    let mut todo_count = 0;
-    let mut long_lines = Vec::new();
-    let mut long_line_count = 0;
-    for (i, line) in raw.iter().enumerate() {
-        if line.contains("TODO") || line.contains("FIXME") {
-            todo_count += 1;
-            if todos.len() < MAX_LISTED {
-                todos.push(LineRef {
-                    line: i + 1,
-                    text: line.trim().chars().take(100).collect(),
-                });
-            }
-        }
-        if line.chars().count() > LONG_LINE {
-            long_line_count += 1;
-            if long_lines.len() < MAX_LISTED {
-                long_lines.push(i + 1);
-            }
-        }
-    }
-
+    let markers = Markers::of(&raw);
     let max_nesting = if syntax.braces {
         scanned.iter().map(|l| l.depth_max).max().unwrap_or(0)
     } else {
@@ -287,22 +108,88 @@ pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> Cod
             Some(best) if best.lines >= b.lines => Some(best),
             _ => Some(b),
         });
+    let mut report = CodeReport {
+        language: lang,
+        lines: raw.len(),
+        code_lines: raw.len() - blank_lines - comment_lines,
+        blank_lines,
+        comment_lines,
+        functions,
+        longest_block,
+        max_nesting,
+        todo_count: markers.todo_count,
+        todos: markers.todos,
+        long_line_count: markers.long_line_count,
+        long_lines: markers.long_lines,
+        findings: Vec::new(),
+    };
+    report.findings = findings(&report);
+    report
+}
 
-    let mut findings = Vec::new();
-    if let Some(block) = &longest_block {
-        if block.lines > LONG_BLOCK {
-            findings.push(format!(
-                "{} at line {} is {} lines long (over {LONG_BLOCK}); consider splitting it",
-                block
-                    .name
-                    .as_ref()
-                    .map(|n| format!("function `{n}`"))
-                    .unwrap_or_else(|| "a function".into()),
-                block.start_line,
-                block.lines
-            ));
+/// TODO/FIXME markers and over-long lines: all counted, the first
+/// [`MAX_LISTED`] listed.
+#[derive(Default)]
+struct Markers {
+    todo_count: usize,
+    todos: Vec<LineRef>,
+    long_line_count: usize,
+    long_lines: Vec<usize>,
+}
+
+impl Markers {
+    fn of(lines: &[&str]) -> Markers {
+        let mut m = Markers::default();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("TODO") || line.contains("FIXME") {
+                m.todo_count += 1;
+                if m.todos.len() < MAX_LISTED {
+                    m.todos.push(LineRef {
+                        line: i + 1,
+                        text: line.trim().chars().take(100).collect(),
+                    });
+                }
+            }
+            if line.chars().count() > LONG_LINE {
+                m.long_line_count += 1;
+                if m.long_lines.len() < MAX_LISTED {
+                    m.long_lines.push(i + 1);
+                }
+            }
         }
+        m
     }
+}
+
+/// What in `report` crosses a threshold, one sentence each, most important
+/// first.
+fn findings(report: &CodeReport) -> Vec<String> {
+    let mut findings = Vec::new();
+    if let Some(block) = report
+        .longest_block
+        .as_ref()
+        .filter(|b| b.lines > LONG_BLOCK)
+    {
+        findings.push(format!(
+            "{} at line {} is {} lines long (over {LONG_BLOCK}); consider splitting it",
+            block
+                .name
+                .as_ref()
+                .map(|n| format!("function `{n}`"))
+                .unwrap_or_else(|| "a function".into()),
+            block.start_line,
+            block.lines
+        ));
+    }
+    let CodeReport {
+        max_nesting,
+        todo_count,
+        long_line_count,
+        code_lines,
+        comment_lines,
+        lines,
+        ..
+    } = *report;
     if max_nesting > DEEP_NESTING {
         findings.push(format!(
             "nesting reaches depth {max_nesting} (over {DEEP_NESTING}); consider early returns or helpers"
@@ -323,28 +210,10 @@ pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> Cod
             "few comments: {comment_lines} comment line(s) for {code_lines} lines of code"
         ));
     }
-    if raw.len() > 1000 {
-        findings.push(format!(
-            "large file: {} lines; consider splitting it",
-            raw.len()
-        ));
+    if lines > 1000 {
+        findings.push(format!("large file: {lines} lines; consider splitting it"));
     }
-
-    CodeReport {
-        language: lang,
-        lines: raw.len(),
-        code_lines,
-        blank_lines,
-        comment_lines,
-        functions,
-        longest_block,
-        max_nesting,
-        todo_count,
-        todos,
-        long_line_count,
-        long_lines,
-        findings,
-    }
+    findings
 }
 
 /// The language of a file by its extension.
@@ -815,5 +684,47 @@ mod tests {
             "go"
         );
         assert_eq!(language_from_path(Path::new("x/y.TSX")), Some("typescript"));
+    }
+    #[test]
+    fn block_comments_and_attributes_are_told_apart() {
+        let code = "/* a\n   b */\n#[derive(Debug)]\nstruct S; // trailing\n# not rust\n";
+        let r = analyze(code, Some("rust"), None);
+        assert_eq!(r.lines, 5);
+        // The block comment's two lines; `#` is no comment in Rust (`//` is).
+        assert_eq!(r.comment_lines, 2);
+        assert_eq!(r.code_lines, 3);
+        let py = analyze("# comment\nx = 1  # trailing\n", Some("python"), None);
+        assert_eq!((py.comment_lines, py.code_lines), (1, 1));
+    }
+
+    #[test]
+    fn escaped_quotes_and_comment_markers_in_strings_do_not_end_the_code() {
+        let code = "fn f() {\n    let s = \"a \\\" { // not a comment\";\n    if x {\n    }\n}\n";
+        let r = analyze(code, Some("rust"), None);
+        assert_eq!(r.comment_lines, 0);
+        assert_eq!(r.max_nesting, 2);
+        assert_eq!(r.longest_block.unwrap().lines, 5);
+    }
+
+    #[test]
+    fn markers_and_long_lines_are_counted_all_and_listed_up_to_the_cap() {
+        let mut code = String::new();
+        for i in 0..25 {
+            code.push_str(&format!(
+                "// TODO {i}\nlet x{i} = \"{}\";\n",
+                "y".repeat(130)
+            ));
+        }
+        let r = analyze(&code, Some("javascript"), None);
+        assert_eq!((r.todo_count, r.todos.len()), (25, MAX_LISTED));
+        assert_eq!((r.long_line_count, r.long_lines.len()), (25, MAX_LISTED));
+        assert_eq!(
+            r.todos[1],
+            LineRef {
+                line: 3,
+                text: "// TODO 1".into()
+            }
+        );
+        assert_eq!(r.long_lines[0], 2);
     }
 }
