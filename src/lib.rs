@@ -63,6 +63,9 @@ pub mod store;
 pub mod testing;
 pub mod tools;
 
+#[cfg(test)]
+mod test_support;
+
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{AgentConfig, ConfigError, ModelConfig, ScheduleConfig, TroupeConfig};
 pub use engine::{

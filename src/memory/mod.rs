@@ -20,3 +20,6 @@ pub use crate::store::{
     MAX_CONTENT_BYTES, MAX_ID_BYTES, MAX_IMPORTANCE, MIN_IMPORTANCE,
 };
 pub use rank::{rank, RecallWeights, ScoredMemory};
+
+#[cfg(test)]
+mod tests;

@@ -81,3 +81,6 @@ pub use retry::RetryPolicy;
 pub use route::{ModelConfig, ModelRef};
 pub use set::{ProviderSet, ProviderSetError, ProviderStatus};
 pub use stats::{kind_label, CallStats};
+
+#[cfg(test)]
+mod tests;

@@ -34,3 +34,6 @@ pub use error::{ArgumentIssue, ToolError, MAX_ISSUES};
 pub use registry::ToolRegistry;
 pub use router::{tool_result, ToolRequest, ToolRouter};
 pub use tool::{parse_args, schema_for, Tool, ToolContext, ToolDefinition, TypedTool};
+
+#[cfg(test)]
+mod tests;
