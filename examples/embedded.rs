@@ -9,10 +9,10 @@
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
 use troupe::names::{OFFLINE_PROVIDER, REMEMBER_TOOL};
-use troupe::runtime::{TaskOptions, Troupe};
-use troupe::tools::{ToolContext, ToolError, TypedTool};
+use troupe::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::{TaskOptions, Troupe};
+use troupe::{ToolContext, ToolError, TypedTool};
 
 /// A tool of our own: one trait, with the argument schema generated from
 /// the Rust type.

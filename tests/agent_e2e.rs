@@ -6,12 +6,13 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
-use troupe::memory::{MemoryScope, MemoryStore, NewMemory};
-use troupe::provider::{ApiKey, ProviderConfig, ProviderKind};
-use troupe::runtime::{TaskOptions, Troupe};
 use troupe::sled::{SledConfig, SledStore};
-use troupe::tools::{ToolContext, ToolError, TypedTool};
+use troupe::store::MemoryStore;
+use troupe::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::{ApiKey, ProviderConfig, ProviderKind};
+use troupe::{MemoryScope, NewMemory};
+use troupe::{TaskOptions, Troupe};
+use troupe::{ToolContext, ToolError, TypedTool};
 use troupe_actors::run_system;
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
@@ -396,8 +397,8 @@ fn invalid_arguments_go_back_to_the_model_which_corrects_them() {
         let second = String::from_utf8_lossy(&requests[1].body).to_string();
         assert!(second.contains("importance"), "{second}");
         let memories = troupe
-            .store()
-            .list_memories(&MemoryScope::agent("sarah"), false)
+            .memories()
+            .list(MemoryScope::agent("sarah"), false)
             .await
             .unwrap();
         assert_eq!(memories.len(), 1);
@@ -517,7 +518,7 @@ fn failover_moves_to_the_second_provider_and_says_which_answered() {
         sarah
             .model_config
             .fallbacks
-            .push(troupe::config::Fallback::new("anthropic", "claude-test"));
+            .push(troupe::ModelRef::new("anthropic", "claude-test"));
         let troupe = Troupe::builder(config(
             vec![openai_provider("openai", &primary), anthropic],
             vec![sarah],
