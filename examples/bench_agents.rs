@@ -23,12 +23,12 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
-use troupe::engine::EngineConfig;
 use troupe::job::{JobCtx, JobStatus};
-use troupe::provider::{ProviderConfig, ProviderKind};
-use troupe::runtime::Troupe;
-use troupe::tools::{ToolContext, TypedTool};
+use troupe::EngineConfig;
+use troupe::Troupe;
+use troupe::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::{ProviderConfig, ProviderKind};
+use troupe::{ToolContext, TypedTool};
 
 /// With `--features mimalloc`, the allocator the `troupe` binary then uses
 /// (the hand-written loops run on it too).
@@ -225,8 +225,8 @@ async fn troupe_tasks(
         .engine_config(engine)
         .start()
         .await?;
-    let jobs: Vec<troupe::engine::NewJob> = (0..n)
-        .map(|i| troupe::engine::NewJob {
+    let jobs: Vec<troupe::NewJob> = (0..n)
+        .map(|i| troupe::NewJob {
             worker_name: "bench".into(),
             args: json!({ "prompt": format!("task {i}") }),
             ctx: JobCtx::default(),
@@ -267,19 +267,13 @@ async fn troupe_tasks(
             writers as f64 / n as f64
         );
         // Mean time an attempt ran, and waited from ready to started: how
-        // much of a task's time is the task itself, how much the refill.
-        let mean = |snapshot: Vec<(String, troupe::metrics::HistogramSnapshot)>| {
-            snapshot
-                .into_iter()
-                .find(|(worker, _)| worker == "bench")
-                .map(|(_, h)| 1e3 * h.sum / h.count.max(1) as f64)
-                .unwrap_or(0.0)
-        };
-        let stats = troupe.engine().stats();
+        // much of a task's time is the task itself, how much the refill
+        // (the engine's histograms, read from its metrics).
+        let metrics = troupe.metrics().await;
         println!(
             "    mean attempt {:.1} ms, mean wait from ready to started {:.1} ms",
-            mean(stats.run_time.snapshot()),
-            mean(stats.queue_wait.snapshot())
+            mean_ms(&metrics, "troupe_job_run_seconds"),
+            mean_ms(&metrics, "troupe_job_queue_wait_seconds")
         );
         println!(
             "    written {:.1} KiB per task",
@@ -697,4 +691,18 @@ fn main() -> Result<(), BoxError> {
             })
             .await
     })
+}
+
+/// The mean of the histogram `family` of the `bench` worker in the
+/// Prometheus text `metrics`, in milliseconds (0 when it has none).
+fn mean_ms(metrics: &str, family: &str) -> f64 {
+    let sample = |suffix: &str| {
+        let name = format!("{family}_{suffix}{{worker=\"bench\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str()))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    1e3 * sample("sum") / sample("count").max(1.0)
 }

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use troupe::engine::{
-    EngineConfig, JobContext, NewJob, Registration, Worker, WorkerCategory, WorkerEngine,
-    WorkerError,
-};
 use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
+use troupe::{
+    EngineConfig, JobContext, NewJob, Registration, Worker, WorkerCategory, WorkerEngine,
+    WorkerError,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -148,7 +148,7 @@ async fn producers(producers: u64, per_producer: u64) -> Result<f64, BoxError> {
                     )
                     .await?;
             }
-            Ok::<(), troupe::engine::EngineError>(())
+            Ok::<(), troupe::EngineError>(())
         }));
     }
     for h in handles {

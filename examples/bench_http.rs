@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use troupe::config::TroupeConfig;
 use troupe::http::{ControlServer, HttpConfig};
 use troupe::job::JobStatus;
-use troupe::runtime::Troupe;
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::PauseTarget;
+use troupe::Troupe;
+use troupe::TroupeConfig;
 
 struct Args {
     jobs: usize,

@@ -12,7 +12,8 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use troupe::provider::{ApiKey, GenerateRequest, Message, Provider, ProviderConfig, ProviderKind};
+use troupe::__bench::Provider;
+use troupe::{ApiKey, GenerateRequest, Message, ProviderConfig, ProviderKind};
 
 const BODY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -25,14 +25,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use troupe::__bench::{Generate, KeySource, Provider, ProviderActor, ProviderSet, UsageMeter};
 use troupe::in_memory::InMemoryStore;
-use troupe::provider::KeySource;
-use troupe::provider::{
-    ApiKey, Generate, GenerateRequest, Message, ModelConfig, Provider, ProviderActor,
-    ProviderConfig, ProviderKind, ProviderSet,
-};
-use troupe::provider::{Budget, UsageMeter};
 use troupe::sled::{SledConfig, SledStore};
+use troupe::{ApiKey, Budget, GenerateRequest, Message, ModelConfig, ProviderConfig, ProviderKind};
 use troupe_actors::{run_system, SupervisorSpec};
 
 const BODY: &str = concat!(

@@ -1,96 +1,39 @@
-//! Embedding Troupe in a Rust service: a custom tool, an agent, a task.
-//!
-//! Run: `cargo run --example embedded`
-//!
-//! The agent uses the deterministic offline model, so this runs without a
-//! key; put a provider in `config.providers` and name it in the agent's
-//! `modelConfig` to use a real model.
-
-use async_trait::async_trait;
+//! Troupe in a `#[tokio::main]` service, on the offline model: `cargo run --example embedded`.
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
-use troupe::names::{OFFLINE_PROVIDER, REMEMBER_TOOL};
-use troupe::runtime::{TaskOptions, Troupe};
-use troupe::tools::{ToolContext, ToolError, TypedTool};
-
-/// A tool of our own: one trait, with the argument schema generated from
-/// the Rust type.
-struct WordCount;
-
-/// Arguments of `word_count`.
+use troupe::prelude::*;
 #[derive(Deserialize, JsonSchema)]
-struct WordCountArgs {
-    /// The text to count words in.
+struct Text {
     text: String,
 }
-
-/// What `word_count` answers; the model sees `{"ok":true,"data":{"words":…}}`.
 #[derive(Serialize)]
-struct WordCountOutput {
-    words: usize,
-}
-
+struct Words(usize);
+struct WordCount;
 #[async_trait]
 impl TypedTool for WordCount {
-    type Args = WordCountArgs;
-    type Output = WordCountOutput;
+    type Args = Text;
+    type Output = Words;
     type Error = ToolError;
-
     fn name(&self) -> &str {
         "word_count"
     }
-
     fn description(&self) -> &str {
         "Counts the words in a text."
     }
-
-    async fn run(
-        &self,
-        args: WordCountArgs,
-        _ctx: ToolContext,
-    ) -> Result<WordCountOutput, ToolError> {
-        Ok(WordCountOutput {
-            words: args.text.split_whitespace().count(),
-        })
+    async fn run(&self, args: Text, _: ToolContext) -> Result<Words, ToolError> {
+        Ok(Words(args.text.split_whitespace().count()))
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::temp_dir().join(format!("troupe-embedded-{}", std::process::id()));
-    let mut config = TroupeConfig::default();
-    config.store.data_dir = dir.clone();
-    config.agents.push(AgentConfig {
-        id: "editor".into(),
-        name: "Eddie the Editor".into(),
-        system_prompt: "You are an editor. Use your tools.".into(),
-        tools: vec!["word_count".into(), REMEMBER_TOOL.into()],
-        model_config: ModelConfig {
-            provider: OFFLINE_PROVIDER.into(),
-            model: "offline".into(),
-            temperature: 0.2,
-            max_tokens: 500,
-            fallbacks: Vec::new(),
-        },
-        concurrency: 2,
-        max_steps: 4,
-        reflect: false,
-        budget: None,
-        restart_after_tasks: None,
-        restart_above_memory_mib: None,
-    });
-    // A plain tokio program: the runtime hosts its actors on a thread of
-    // its own. `tools` names in the config are checked against the
-    // built-ins; a custom tool is registered on the builder.
+    let (dir, model) = (tempfile::tempdir()?, ModelConfig::new("offline", "offline"));
+    let editor = AgentConfig::new("ed", "Ed", "You edit.", model).tools(["word_count"]);
+    let config = TroupeConfig::default().data_dir(dir.path()).agent(editor);
     let troupe = Troupe::builder(config).tool(WordCount).start().await?;
-    let prompt = "Use word_count on this sentence and remember the result";
-    let answer = troupe.ask("editor", prompt, TaskOptions::default()).await?;
-    for call in &answer.tool_calls {
-        println!("  {} {} -> {}", call.tool, call.parameters, call.result);
-    }
-    println!("answer: {}", answer.text);
+    let task = "Use word_count on: the quick brown fox";
+    let answer = troupe.ask("ed", task, TaskOptions::default()).await?;
+    println!("{}\ntool calls: {:?}", answer.text, answer.tool_calls);
     troupe.shutdown().await?;
-    println!("data in {}", dir.display());
     Ok(())
 }

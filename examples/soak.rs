@@ -16,15 +16,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
-use troupe::engine::{
-    EngineConfig, JobContext, NewJob, Registration, Worker, WorkerCategory, WorkerError,
-};
 use troupe::job::{JobCtx, JobStatus};
 use troupe::names::{ANALYZE_CODE_TOOL, SLEEP_WORKER};
-use troupe::provider::{ProviderConfig, ProviderKind};
-use troupe::runtime::{TaskOptions, Troupe};
 use troupe::store::Retention;
+use troupe::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::{EngineConfig, JobContext, NewJob, Registration, Worker, WorkerCategory, WorkerError};
+use troupe::{ProviderConfig, ProviderKind};
+use troupe::{TaskOptions, Troupe};
 
 mod support;
 

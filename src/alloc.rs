@@ -73,11 +73,11 @@ pub const SLOTS: usize = 4096;
 
 /// Smallest header in front of each allocation, in bytes (also the least
 /// alignment of the underlying block).
-pub const HEADER: usize = 16;
+pub(crate) const HEADER: usize = 16;
 
 /// What to add to a program so accounting works; quoted in the errors of
 /// settings that need it.
-pub const INSTALL_HINT: &str = "add `#[global_allocator] static A: troupe::alloc::AccountingAllocator = troupe::alloc::AccountingAllocator;` to the program's main crate (the `troupe` binary has it)";
+pub(crate) const INSTALL_HINT: &str = "add `#[global_allocator] static A: troupe::alloc::AccountingAllocator = troupe::alloc::AccountingAllocator;` to the program's main crate (the `troupe` binary has it)";
 
 /// Allocations outside any account.
 const UNACCOUNTED: u32 = 0;

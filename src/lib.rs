@@ -22,59 +22,74 @@
 //! # }
 //! ```
 //!
-//! The surface, by what it is for:
+//! The surface, by what it is for (the crate root and these modules are all
+//! of it; everything else is the crate's own):
 //! - **The runtime**: [`Troupe`] (a `Clone + Send + Sync` handle),
 //!   [`TroupeBuilder`], tasks in ([`Troupe::task`], [`Troupe::ask`]) and
 //!   answers out ([`Answer`], [`TaskError`]), [`Memories`],
-//!   [`Conversations`].
+//!   [`Conversations`]; [`RuntimeError`] and the errors it carries.
 //! - **Configuration**: [`TroupeConfig`] (the `troupe.toml` file, or built
-//!   in code), [`AgentConfig`], [`ModelConfig`], [`ProviderConfig`].
+//!   in code) and its sections, [`AgentConfig`], [`ModelConfig`],
+//!   [`ProviderConfig`]; [`names`] for the built-in workers and tools.
 //! - **Extending it**: [`Tool`] / [`TypedTool`] for abilities, [`Worker`]
-//!   for background jobs on the same engine ([`WorkerEngine`]),
-//!   [`ModelGateway`] for a model of your own.
+//!   for background jobs on the same engine ([`WorkerEngine`]; the job
+//!   model in [`job`]), [`ModelGateway`] for a model of your own (a
+//!   [`GenerateRequest`] in, a [`GenerateResponse`] out); each is written
+//!   with [`macro@async_trait`].
 //! - **Storage**: the ports in [`store`] (what a backend implements, and
 //!   the conformance suite it must pass), [`sled`] (the embedded default),
-//!   [`in_memory`]; [`testing`] for your own tests.
+//!   [`in_memory`]; [`testing`] for your own tests; [`secrets`] for
+//!   provider keys at rest.
 //! - **Faces**: [`api`] (the typed control API and a client of a running
 //!   daemon), [`http`] (serving it), the `troupe` binary.
+//! - **Memory accounting**: [`alloc`], the `#[global_allocator]` that
+//!   charges each worker its heap.
 //!
 //! How it fits together is in ARCHITECTURE.md.
 
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs, unreachable_pub, unnameable_types)]
 
-pub mod agent;
+pub(crate) mod agent;
 pub mod alloc;
 pub mod api;
-pub mod cli;
-pub mod config;
-pub mod conversation;
-pub mod engine;
+pub(crate) mod cli;
+pub(crate) mod config;
+pub(crate) mod conversation;
+pub(crate) mod engine;
 pub mod http;
 pub mod in_memory;
 pub mod job;
-pub mod memory;
-pub mod metrics;
+pub(crate) mod memory;
+pub(crate) mod metrics;
 pub mod names;
-pub mod provider;
-pub mod runtime;
+pub(crate) mod provider;
+pub(crate) mod runtime;
 pub mod secrets;
 pub mod sled;
 pub mod store;
 pub mod testing;
-pub mod tools;
+pub(crate) mod tools;
+
+#[cfg(test)]
+mod test_support;
 
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
-pub use config::{AgentConfig, ConfigError, ModelConfig, ScheduleConfig, TroupeConfig};
+pub use config::{
+    AgentConfig, ConfigError, EngineSection, HttpSection, MemorySection, ModelConfig,
+    ScheduleConfig, StoreSection, ToolsSection, TroupeConfig,
+};
 pub use engine::{
-    BoxError, DrainReport, EngineConfig, EngineError, JobContext, NewJob, Registration, Worker,
-    WorkerCategory, WorkerEngine, WorkerError, WorkerInfo,
+    BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,
+    Registration, Worker, WorkerCategory, WorkerEngine, WorkerError, WorkerInfo,
 };
 pub use job::schedule::{Schedule, ScheduleSpec};
 pub use job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
 pub use memory::ScoredMemory;
 pub use provider::{
-    Budget, ErrorKind, GenerateRequest, GenerateResponse, Message, ModelRef, ProviderConfig,
-    ProviderError, ProviderKind, ToolCall, ToolDefinition, Usage,
+    ArgumentsError, BreakerConfig, BreakerState, Budget, ErrorKind, FinishReason, GenerateRequest,
+    GenerateResponse, Message, ModelRef, Price, PricingConfig, ProviderConfig, ProviderError,
+    ProviderKind, ProviderSetError, RateLimitConfig, ToolCall, ToolChoice, ToolDefinition,
+    ToolResult, Usage,
 };
 pub use runtime::{
     Answer, Conversations, Memories, RuntimeError, TaskError, TaskOptions, Troupe, TroupeBuilder,
@@ -83,10 +98,33 @@ pub use secrets::ApiKey;
 pub use store::{
     ChatMessage, Memory, MemoryScope, MemoryType, NewMemory, NewMessage, Role, StoreError,
 };
-pub use tools::{Tool, ToolContext, ToolError, TypedTool};
+pub use tools::{ArgumentIssue, Tool, ToolContext, ToolError, ToolSetupError, TypedTool};
+
+/// The attribute every trait an embedder implements ([`Tool`],
+/// [`TypedTool`], [`Worker`], [`ModelGateway`]) is written with, so an
+/// implementation needs no `async-trait` dependency of its own.
+pub use async_trait::async_trait;
+
+/// The `troupe` command line, for the binary's `main` (`src/main.rs`);
+/// not an embedding surface.
+#[doc(hidden)]
+pub use cli::main as cli_main;
+
+/// What the provider benchmarks (`examples/bench_provider.rs`,
+/// `examples/bench_provider_actor.rs`) measure directly, below the runtime:
+/// the provider client, its actor, the set of actors with failover, and
+/// the usage meter. Not an embedding surface and not covered by any
+/// stability promise; hidden from the docs.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::provider::{
+        Generate, KeySource, Probe, Provider, ProviderActor, ProviderSet, UsageMeter,
+    };
+}
 
 /// What most programs that embed Troupe use, in one `use troupe::prelude::*`.
 pub mod prelude {
+    pub use crate::async_trait;
     pub use crate::{
         AgentConfig, Answer, EnqueueOptions, JobContext, JobCtx, MemoryScope, ModelConfig,
         ProviderConfig, ProviderKind, TaskError, TaskOptions, Tool, ToolContext, ToolError, Troupe,

@@ -1,4 +1,4 @@
-//! The `troupe` command line; see [`troupe::cli`].
+//! The `troupe` command line (`src/cli/`).
 
 /// Counts each worker's heap, for `restartAboveMemoryMib` and the
 /// `troupe_worker_heap_bytes` metric (see [`troupe::alloc`]).
@@ -13,5 +13,5 @@ static ALLOC: troupe::alloc::AccountingAllocatorOver<mimalloc::MiMalloc> =
     troupe::alloc::AccountingAllocatorOver(mimalloc::MiMalloc);
 
 fn main() -> std::process::ExitCode {
-    troupe::cli::main()
+    troupe::cli_main()
 }

@@ -10,10 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use troupe::conversation::ConversationStore;
 use troupe::job::JobStatus;
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
+use troupe::store::ConversationStore;
 use troupe::store::ListQuery;
 use wiremock::matchers::method;
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};

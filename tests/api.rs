@@ -8,11 +8,11 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use troupe::agent::ProcessingResult;
 use troupe::api::*;
-use troupe::engine::{WorkerCategory, WorkerInfo};
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
-use troupe::provider::BreakerState;
+use troupe::BreakerState;
+use troupe::ProcessingResult;
+use troupe::{WorkerCategory, WorkerInfo};
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
     let text = serde_json::to_string(value).unwrap();

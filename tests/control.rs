@@ -25,7 +25,7 @@ fn ways(d: &Daemon) -> Ways {
     Ways {
         local: LocalControl::new(d.troupe.clone()),
         remote: RemoteControl::new(&d.base, None).unwrap(),
-        offline: StoreControl::new(d.troupe.store().clone(), d.config.clone()),
+        offline: StoreControl::new(d.store.clone(), d.config.clone()),
     }
 }
 

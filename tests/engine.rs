@@ -3,21 +3,23 @@
 //! workers, delays, schedules, pause and resume, drain, unique keys, cancel,
 //! and a worker that panics.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use troupe::engine::{
-    EngineConfig, EngineError, JobContext, Registration, Worker, WorkerCategory, WorkerEngine,
-    WorkerError,
-};
 use troupe::job::schedule::{Schedule, ScheduleSpec};
 use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
 use troupe::store::{CancelOutcome, ListQuery, PauseTarget};
+use troupe::{
+    EngineConfig, EngineError, JobContext, Registration, Worker, WorkerCategory, WorkerEngine,
+    WorkerError,
+};
 use troupe_actors::{run_system, BackoffPolicy};
 
 fn quick_config() -> EngineConfig {
@@ -736,7 +738,7 @@ fn bad_worker_registrations_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
         let err = WorkerEngine::builder(open(dir.path()))
-            .register(Registration::new(Arc::new(troupe::engine::EchoWorker), 0))
+            .register(Registration::new(Arc::new(common::Echo), 0))
             .start()
             .unwrap_err();
         assert!(
@@ -748,7 +750,7 @@ fn bad_worker_registrations_are_refused() {
     run_system(async {
         let err = WorkerEngine::builder(open(dir.path()))
             .diagnostics()
-            .worker(troupe::engine::EchoWorker)
+            .worker(common::Echo)
             .start()
             .unwrap_err();
         assert!(matches!(err, EngineError::DuplicateWorker { .. }), "{err}");
@@ -885,8 +887,7 @@ async fn worker_restarts(engine: &WorkerEngine, worker: &str) -> u64 {
 fn a_worker_can_be_recycled_between_jobs() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
-        let registration =
-            Registration::new(Arc::new(troupe::engine::EchoWorker), 4).recycle_after(2);
+        let registration = Registration::new(Arc::new(common::Echo), 4).recycle_after(2);
         let engine = WorkerEngine::builder(open(dir.path()))
             .register(registration)
             .start()

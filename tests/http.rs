@@ -8,7 +8,7 @@ mod common;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use troupe::http::{ControlServer, HttpConfig, HttpError};
-use troupe::provider::{ApiKey, ModelRef, ProviderConfig, ProviderKind};
+use troupe::{ApiKey, ModelRef, ProviderConfig, ProviderKind};
 use troupe_actors::run_system;
 
 use common::daemon::{config, error_of, eventually, start, start_with};

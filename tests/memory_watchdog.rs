@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use troupe::alloc::{Account, AccountingAllocator};
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
-use troupe::engine::{JobContext, Registration, Worker, WorkerCategory, WorkerEngine, WorkerError};
 use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
-use troupe::runtime::{TaskOptions, Troupe};
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
+use troupe::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::{JobContext, Registration, Worker, WorkerCategory, WorkerEngine, WorkerError};
+use troupe::{TaskOptions, Troupe};
 use troupe_actors::run_system;
 
 #[global_allocator]

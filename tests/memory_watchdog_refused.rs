@@ -3,13 +3,15 @@
 //! accounting one (this test binary installs none).
 //! (`memory_watchdog.rs` runs it with the allocator installed.)
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use troupe::config::{AgentConfig, ModelConfig, TroupeConfig};
-use troupe::engine::{EngineError, Registration, WorkerEngine};
-use troupe::runtime::{RuntimeError, Troupe};
 use troupe::sled::{SledConfig, SledStore};
+use troupe::{AgentConfig, ModelConfig, TroupeConfig};
+use troupe::{EngineError, Registration, WorkerEngine};
+use troupe::{RuntimeError, Troupe};
 use troupe_actors::run_system;
 
 const AGENT: &str = r#"
@@ -92,8 +94,7 @@ fn the_engine_refuses_a_memory_limit_without_the_allocator() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
         let store = Arc::new(SledStore::open(SledConfig::new(dir.path())).unwrap());
-        let registration =
-            Registration::new(Arc::new(troupe::engine::EchoWorker), 1).recycle_above_memory(1024);
+        let registration = Registration::new(Arc::new(common::Echo), 1).recycle_above_memory(1024);
         match WorkerEngine::builder(store).register(registration).start() {
             Err(EngineError::InvalidWorker {
                 name,

@@ -2,13 +2,15 @@
 //! system of its own; the bare engine still needs one (an error naming the
 //! cause, not a panic); a bad config is a typed error.
 
+mod common;
+
 use std::sync::Arc;
 
-use troupe::config::TroupeConfig;
-use troupe::engine::{EchoWorker, Registration, WorkerEngine};
-use troupe::provider::{ProviderConfig, ProviderKind};
-use troupe::runtime::{TaskOptions, Troupe};
 use troupe::sled::{SledConfig, SledStore};
+use troupe::TroupeConfig;
+use troupe::{ProviderConfig, ProviderKind};
+use troupe::{Registration, WorkerEngine};
+use troupe::{TaskOptions, Troupe};
 
 fn plain_tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -23,7 +25,7 @@ fn an_engine_with_a_worker_on_its_own_thread_outside_a_system_is_an_error() {
     let store = SledStore::open(SledConfig::new(dir.path())).unwrap();
     let started = plain_tokio().block_on(async move {
         WorkerEngine::builder(Arc::new(store))
-            .register(Registration::new(Arc::new(EchoWorker), 1).on_own_thread())
+            .register(Registration::new(Arc::new(common::Echo), 1).on_own_thread())
             .start()
     });
     let err = match started {
@@ -80,8 +82,8 @@ fn a_runtime_starts_from_plain_tokio_and_its_handle_works_from_any_thread() {
 #[test]
 fn a_bad_provider_config_is_a_typed_source_of_the_start_error() {
     use std::error::Error as _;
-    use troupe::provider::{ErrorKind, ProviderSetError};
-    use troupe::runtime::RuntimeError;
+    use troupe::RuntimeError;
+    use troupe::{ErrorKind, ProviderSetError};
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = TroupeConfig::default();

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use troupe::agent::ProcessingResult;
 use troupe::job::schedule::Schedule;
 use troupe::job::{Job, JobId, JobStatus};
 use troupe::secrets::MasterKey;
 use troupe::sled::{SledConfig, SledStore};
+use troupe::ProcessingResult;
 
 use dump::Manifest;
 

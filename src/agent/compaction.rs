@@ -27,7 +27,7 @@ use super::worker::RuntimeSlot;
 const MIN_MEMORIES: usize = 2;
 
 /// The compaction worker.
-pub struct CompactionWorker {
+pub(crate) struct CompactionWorker {
     runtime: RuntimeSlot,
     models: BTreeMap<String, ModelConfig>,
     /// The model of a job whose agent is not configured (any more).
@@ -36,7 +36,7 @@ pub struct CompactionWorker {
 
 impl CompactionWorker {
     /// A worker summarising with each agent's own model.
-    pub fn new(agents: &[AgentConfig], runtime: RuntimeSlot) -> Self {
+    pub(crate) fn new(agents: &[AgentConfig], runtime: RuntimeSlot) -> Self {
         let models = agents
             .iter()
             .map(|a| (a.id.clone(), a.model_config.clone()))

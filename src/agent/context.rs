@@ -15,7 +15,7 @@ use crate::provider::Message;
 
 /// A memory as the prompt shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ContextMemory {
+pub(crate) struct ContextMemory {
     /// learning, fact, preference, summary, …
     pub kind: String,
     /// The text.
@@ -26,7 +26,7 @@ pub struct ContextMemory {
 
 /// A past conversation message as the prompt shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ContextMessage {
+pub(crate) struct ContextMessage {
     /// `user` or `assistant` (others are shown as user text).
     pub role: String,
     /// Who wrote it.
@@ -37,7 +37,7 @@ pub struct ContextMessage {
 
 /// What goes into a task's first model call.
 #[derive(Debug, Clone, Default)]
-pub struct ContextInput {
+pub(crate) struct ContextInput {
     /// The agent's system prompt.
     pub system_prompt: String,
     /// The task.
@@ -54,7 +54,7 @@ pub struct ContextInput {
 
 /// The built context.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BuiltContext {
+pub(crate) struct BuiltContext {
     /// The system prompt with memories and project context.
     pub system: String,
     /// History turns, then the task.
@@ -68,12 +68,12 @@ pub struct BuiltContext {
 }
 
 /// Estimated tokens of a text.
-pub fn estimate_tokens(text: &str) -> usize {
+pub(crate) fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(4)
 }
 
 /// Builds the context by the rule in the module documentation.
-pub fn build(input: &ContextInput) -> BuiltContext {
+pub(crate) fn build(input: &ContextInput) -> BuiltContext {
     let task = format!("Task: {}", input.task);
     let mut used = estimate_tokens(&input.system_prompt) + estimate_tokens(&task);
     let remaining = input.budget.saturating_sub(used);

@@ -54,7 +54,7 @@ pub trait ModelGateway: Send + Sync + 'static {
 /// A gateway with only the offline model: for tests, the demo without a key,
 /// and agents configured with `provider = "offline"`.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct OfflineGateway;
+pub(crate) struct OfflineGateway;
 
 #[async_trait]
 impl ModelGateway for OfflineGateway {
@@ -84,19 +84,14 @@ impl ModelGateway for OfflineGateway {
 /// which fails over along `modelConfig.fallbacks`; `provider = "offline"`
 /// still reaches the offline model.
 #[derive(Clone)]
-pub struct ProviderGateway {
+pub(crate) struct ProviderGateway {
     set: crate::provider::set::ProviderSet,
 }
 
 impl ProviderGateway {
     /// A gateway over an attached provider set.
-    pub fn new(set: crate::provider::set::ProviderSet) -> Self {
+    pub(crate) fn new(set: crate::provider::set::ProviderSet) -> Self {
         Self { set }
-    }
-
-    /// The provider set (status, breakers).
-    pub fn set(&self) -> &crate::provider::set::ProviderSet {
-        &self.set
     }
 }
 

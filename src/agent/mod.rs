@@ -2,17 +2,18 @@
 //! with a model, act through tools and remember what they learn.
 
 mod compaction;
-pub mod context;
-pub mod gateway;
-pub mod offline;
-pub mod processing;
+pub(crate) mod context;
+pub(crate) mod gateway;
+pub(crate) mod offline;
+pub(crate) mod processing;
 mod step;
 mod task;
 mod worker;
 
-pub use compaction::CompactionWorker;
-pub use gateway::{CallMeta, ModelGateway, OfflineGateway, ProviderGateway};
-pub use offline::{OfflineModel, OFFLINE_PROVIDER};
+pub(crate) use compaction::CompactionWorker;
+pub use gateway::{CallMeta, ModelGateway};
+pub(crate) use gateway::{OfflineGateway, ProviderGateway};
+pub(crate) use offline::OFFLINE_PROVIDER;
 pub use processing::{ProcessingResult, ToolCallRecord};
-pub use task::AgentRuntime;
-pub use worker::{AgentWorker, RuntimeSlot};
+pub(crate) use task::AgentRuntime;
+pub(crate) use worker::{AgentWorker, RuntimeSlot};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub use crate::names::OFFLINE_PROVIDER;
+pub(crate) use crate::names::OFFLINE_PROVIDER;
 use crate::names::{
     ANALYZE_CODE_TOOL, BUILTIN_TOOLS, CREATE_TASK_TOOL, RECALL_TOOL, REMEMBER_TOOL, SCHEDULER_TOOL,
     SEND_MESSAGE_TOOL, WORKER_MANAGER_TOOL,
@@ -19,7 +19,7 @@ use crate::provider::{FinishReason, GenerateRequest, GenerateResponse, Message, 
 
 /// The deterministic model. Stateless.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct OfflineModel;
+pub(crate) struct OfflineModel;
 
 fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
@@ -27,7 +27,7 @@ fn estimate_tokens(text: &str) -> u64 {
 
 impl OfflineModel {
     /// Answers one request.
-    pub fn generate(&self, request: &GenerateRequest) -> GenerateResponse {
+    pub(crate) fn generate(&self, request: &GenerateRequest) -> GenerateResponse {
         let started = Instant::now();
         let input: u64 = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
             + request

@@ -51,7 +51,7 @@ use super::processing::{ProcessingResult, ToolCallRecord};
 use super::step::{Step, StepContext, ToolOutcome};
 
 /// What every agent of a runtime shares.
-pub struct AgentRuntime {
+pub(crate) struct AgentRuntime {
     /// Reaches the models.
     pub models: Arc<dyn ModelGateway>,
     /// Runs tool calls.

@@ -22,16 +22,16 @@ use super::task::{self, AgentRuntime};
 /// agents, so holding it for good would keep the whole runtime, its store
 /// among it, alive in a cycle.
 #[derive(Clone, Default)]
-pub struct RuntimeSlot(Arc<RwLock<Option<Arc<AgentRuntime>>>>);
+pub(crate) struct RuntimeSlot(Arc<RwLock<Option<Arc<AgentRuntime>>>>);
 
 impl RuntimeSlot {
     /// Hands the agents their runtime.
-    pub fn set(&self, runtime: AgentRuntime) {
+    pub(crate) fn set(&self, runtime: AgentRuntime) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(runtime));
     }
 
     /// The runtime, while it is set.
-    pub fn get(&self) -> Option<Arc<AgentRuntime>> {
+    pub(crate) fn get(&self) -> Option<Arc<AgentRuntime>> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -39,7 +39,7 @@ impl RuntimeSlot {
     }
 
     /// Lets go of the runtime (at shutdown).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -48,7 +48,7 @@ impl RuntimeSlot {
 }
 
 /// Runs one agent's tasks.
-pub struct AgentWorker {
+pub(crate) struct AgentWorker {
     config: AgentConfig,
     allowed: Arc<[String]>,
     runtime: RuntimeSlot,
@@ -57,7 +57,7 @@ pub struct AgentWorker {
 
 impl AgentWorker {
     /// The worker for `config`, sharing `runtime` with the other agents.
-    pub fn new(config: AgentConfig, runtime: RuntimeSlot) -> Self {
+    pub(crate) fn new(config: AgentConfig, runtime: RuntimeSlot) -> Self {
         let allowed: Arc<[String]> = config.tools.clone().into();
         let description = format!(
             "{} (agent, model {}/{})",
@@ -76,7 +76,7 @@ impl AgentWorker {
     /// own. Registered with a
     /// factory: every restart of the agent's actor builds a new
     /// `AgentWorker`, so whatever the old one accumulated is let go.
-    pub fn registration(self) -> Registration {
+    pub(crate) fn registration(self) -> Registration {
         let concurrency = self.config.concurrency;
         let recycle = self.config.restart_after_tasks;
         let memory = self.config.restart_above_memory_mib;

@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
-pub use crate::config::parse_duration;
+pub(crate) use crate::config::parse_duration;
 
 /// Parses a JSON argument, naming the flag in the error.
-pub fn parse_json(flag: &str, text: &str) -> Result<Value, String> {
+pub(crate) fn parse_json(flag: &str, text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("invalid JSON in {flag}: {e}"))
 }
 

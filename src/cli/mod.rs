@@ -25,12 +25,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{parse_duration, parse_json};
-
 /// Troupe runs LLM agents as supervised actors, with a durable job queue.
 #[derive(Debug, Parser)]
 #[command(name = "troupe", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
@@ -39,7 +37,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
-pub struct Global {
+pub(crate) struct Global {
     /// The data directory (sled store).
     #[arg(
         long,
@@ -65,7 +63,7 @@ pub struct Global {
 
 impl Global {
     /// The config file's contents, or the empty config when none is given.
-    pub fn load_config(&self) -> Result<crate::config::TroupeConfig, CliError> {
+    pub(crate) fn load_config(&self) -> Result<crate::config::TroupeConfig, CliError> {
         match &self.config {
             Some(path) => Ok(crate::config::TroupeConfig::load(path)?),
             None => Ok(crate::config::TroupeConfig::default()),
@@ -74,7 +72,7 @@ impl Global {
 
     /// The data directory: `--data-dir` or `$TROUPE_DATA_DIR` when given,
     /// else the config's `store.dataDir`, else `./troupe-data`.
-    pub fn data_dir_for(&self, config: &crate::config::TroupeConfig) -> PathBuf {
+    pub(crate) fn data_dir_for(&self, config: &crate::config::TroupeConfig) -> PathBuf {
         let explicit = std::env::var_os("TROUPE_DATA_DIR").is_some()
             || std::env::args_os()
                 .any(|a| a == "--data-dir" || a.to_string_lossy().starts_with("--data-dir="));
@@ -157,7 +155,7 @@ pub fn main() -> ExitCode {
 
 /// A command's failure: one line for the user.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A flag or argument value is wrong.
     #[error("{0}")]
     Usage(String),

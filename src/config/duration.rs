@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses `250ms`, `5s`, `2m`, `1h`, `1d` (one number and one unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

@@ -13,13 +13,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use crate::provider::route::ModelConfig;
-pub use duration::parse_duration;
+pub(crate) use duration::parse_duration;
 pub use model::{
-    AgentConfig, EngineSection, Fallback, MemorySection, ScheduleConfig, StoreSection,
+    AgentConfig, EngineSection, HttpSection, MemorySection, ScheduleConfig, StoreSection,
     ToolsSection, TroupeConfig,
 };
 
-pub use crate::names::BUILTIN_TOOLS;
+pub(crate) use crate::names::BUILTIN_TOOLS;
 use crate::names::{BUILTIN_WORKERS, OFFLINE_PROVIDER};
 
 /// A configuration that cannot be used.

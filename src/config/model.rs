@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::provider::route::{ModelConfig, ModelRef};
+use crate::provider::route::ModelConfig;
 use crate::provider::ProviderConfig;
 use crate::provider::{Budget, PricingConfig};
 
@@ -162,9 +162,6 @@ pub(super) fn default_agent_concurrency() -> usize {
 pub(super) fn default_max_steps() -> u32 {
     8
 }
-
-/// One fallback model: a configured provider and a model id there.
-pub type Fallback = ModelRef;
 
 /// One `[[schedules]]` entry.
 #[derive(Debug, Clone, Deserialize)]

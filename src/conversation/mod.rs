@@ -7,7 +7,6 @@
 //! as soon as it has a message. Messages are ordered by their UUID v7 id,
 //! which the store assigns at append time, so "recent" means "appended last".
 
-pub use crate::store::{
-    Appended, ChatMessage, ConversationStore, MessageId, NewMessage, Role, MAX_MESSAGE_BYTES,
-    MAX_NAME_BYTES,
+pub(crate) use crate::store::{
+    Appended, ChatMessage, ConversationStore, MessageId, NewMessage, Role,
 };

@@ -11,7 +11,7 @@ use super::worker::{JobContext, Worker, WorkerCategory, WorkerError};
 
 /// `echo`: returns its args unchanged.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct EchoWorker;
+pub(crate) struct EchoWorker;
 
 #[async_trait]
 impl Worker for EchoWorker {
@@ -32,7 +32,7 @@ impl Worker for EchoWorker {
 /// `sleep`: `{"ms": N}` returns after N ms; `{"fail": true}` fails retryably
 /// (after the sleep, if any); `{"fail": "permanent"}` fails permanently.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SleepWorker;
+pub(crate) struct SleepWorker;
 
 #[async_trait]
 impl Worker for SleepWorker {

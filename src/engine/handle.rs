@@ -286,7 +286,7 @@ impl WorkerEngine {
     /// Job waits, run times, retries and outcomes by worker, as the
     /// scheduler records them: the figures `/metrics` cannot read back from
     /// the store.
-    pub fn stats(&self) -> &Arc<crate::engine::EngineStats> {
+    pub(crate) fn stats(&self) -> &Arc<crate::engine::EngineStats> {
         &self.inner.shared.stats
     }
 

@@ -28,12 +28,11 @@ mod waiters;
 mod worker;
 
 pub use config::EngineConfig;
-pub use diagnostic::{EchoWorker, SleepWorker};
+pub(crate) use diagnostic::{EchoWorker, SleepWorker};
 pub use error::EngineError;
 pub use handle::{EngineBuilder, NewJob, WorkerEngine};
 pub use scheduler::DrainReport;
-pub use stats::EngineStats;
+pub(crate) use stats::EngineStats;
 pub use worker::{
-    BoxError, JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerFactory,
-    WorkerInfo,
+    BoxError, JobContext, Registration, Worker, WorkerCategory, WorkerError, WorkerInfo,
 };

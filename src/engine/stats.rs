@@ -14,7 +14,7 @@ use crate::metrics::{CounterVec, HistogramVec, SECONDS_BUCKETS};
 /// Job figures of one engine, by worker. Shared by the engine and the
 /// metrics endpoint ([`crate::engine::WorkerEngine::stats`]).
 #[derive(Debug)]
-pub struct EngineStats {
+pub(crate) struct EngineStats {
     /// From when a job was ready (enqueued, or its delay or retry backoff
     /// ended) to when an attempt started.
     pub queue_wait: HistogramVec,
@@ -42,24 +42,29 @@ impl Default for EngineStats {
 
 impl EngineStats {
     /// An attempt of a job of `worker`, ready since `ready_at`, starts `now`.
-    pub fn attempt_started(&self, worker: &str, ready_at: DateTime<Utc>, now: DateTime<Utc>) {
+    pub(crate) fn attempt_started(
+        &self,
+        worker: &str,
+        ready_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         let wait = (now - ready_at).to_std().unwrap_or(Duration::ZERO);
         self.queue_wait.observe(worker, wait);
         self.started.inc(worker.to_string());
     }
 
     /// An attempt of `worker` answered after `ran`.
-    pub fn attempt_finished(&self, worker: &str, ran: Duration) {
+    pub(crate) fn attempt_finished(&self, worker: &str, ran: Duration) {
         self.run_time.observe(worker, ran);
     }
 
     /// A failed attempt of `worker` was queued again.
-    pub fn retried(&self, worker: &str) {
+    pub(crate) fn retried(&self, worker: &str) {
         self.retries.inc(worker.to_string());
     }
 
     /// A job of `worker` ended with `status`.
-    pub fn ended(&self, worker: &str, status: JobStatus) {
+    pub(crate) fn ended(&self, worker: &str, status: JobStatus) {
         self.ended.inc((worker.to_string(), status));
     }
 }

@@ -192,7 +192,7 @@ pub struct WorkerInfo {
 }
 
 /// Builds a fresh instance of a worker, at each start of its actor.
-pub type WorkerFactory = Arc<dyn Fn() -> Arc<dyn Worker> + Send + Sync>;
+pub(crate) type WorkerFactory = Arc<dyn Fn() -> Arc<dyn Worker> + Send + Sync>;
 
 /// Where a worker's actor gets its worker from at each (re)start.
 #[derive(Clone)]

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /healthz` | alive |
 //! | `GET /readyz` | store answers, supervision trees up, providers' circuits; 503 when not ready |
-//! | `GET /metrics` | Prometheus text, series `troupe_*` ([`crate::metrics`]) |
+//! | `GET /metrics` | Prometheus text, series `troupe_*` ([`Troupe::metrics`](crate::Troupe::metrics)) |
 //! | `POST /v1/jobs` | enqueue (`workerName`, `args`, `ctx`, `delayMs` or `runAt`, `priority`, `maxAttempts`, `uniqueKey`, `timeoutMs`) → 201 + job |
 //! | `GET /v1/jobs?status=&worker=&limit=&cursor=` | a page of jobs, newest first |
 //! | `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | one job; cancel it |

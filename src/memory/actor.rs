@@ -21,7 +21,7 @@ use crate::store::StoreError;
 
 /// Hosts the memory store for the actor tree. Build one per (re)start with
 /// [`MemoryActor::new`] from a child factory; it is cheap (two clones).
-pub struct MemoryActor {
+pub(crate) struct MemoryActor {
     store: Arc<dyn MemoryStore>,
     weights: RecallWeights,
 }
@@ -29,7 +29,10 @@ pub struct MemoryActor {
 impl MemoryActor {
     /// An actor over `store`, ranking recalls with `weights` (validated, so
     /// a bad config is refused at start and not at the first recall).
-    pub fn new(store: Arc<dyn MemoryStore>, weights: RecallWeights) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        store: Arc<dyn MemoryStore>,
+        weights: RecallWeights,
+    ) -> Result<Self, StoreError> {
         weights.validate()?;
         Ok(MemoryActor { store, weights })
     }
@@ -39,7 +42,7 @@ impl Actor for MemoryActor {}
 
 /// Store a memory (the `remember` tool, a reflection step).
 #[derive(Debug, Clone)]
-pub struct Remember {
+pub(crate) struct Remember {
     /// What to store.
     pub memory: NewMemory,
     /// Makes a replayed tool step store nothing new; see
@@ -56,7 +59,7 @@ impl Message for Remember {
 /// memories are touched (their `lastAccessedAt` becomes now, durably, and so
 /// in the answer), which is what makes recency mean "recently used".
 #[derive(Debug, Clone)]
-pub struct Recall {
+pub(crate) struct Recall {
     /// Whose memories.
     pub scope: MemoryScope,
     /// What they should be relevant to (free text; may be empty).
@@ -71,7 +74,7 @@ impl Message for Recall {
 
 /// Delete a memory for good; answers whether it existed.
 #[derive(Debug, Clone)]
-pub struct Forget {
+pub(crate) struct Forget {
     /// Which memory.
     pub id: MemoryId,
 }
@@ -82,7 +85,7 @@ impl Message for Forget {
 
 /// A scope's memories, oldest first (`troupe memories AGENT`, compaction).
 #[derive(Debug, Clone)]
-pub struct ListMemories {
+pub(crate) struct ListMemories {
     /// Whose memories.
     pub scope: MemoryScope,
     /// Also the archived originals of past compactions.
@@ -96,7 +99,7 @@ impl Message for ListMemories {
 /// Archive `originals` and store `summaries` in one atomic step (the
 /// `memory_compaction_worker`); see [`MemoryStore::compact`].
 #[derive(Debug, Clone)]
-pub struct Compact {
+pub(crate) struct Compact {
     /// The scope every original and summary belongs to.
     pub scope: MemoryScope,
     /// The memories the summaries replace.

@@ -12,11 +12,14 @@
 //! originals `archived` (with `archivedInto` naming the summary) and inserts
 //! the summaries in one atomic, durable step.
 
-pub mod actor;
-pub mod rank;
+pub(crate) mod actor;
+pub(crate) mod rank;
 
-pub use crate::store::{
+pub(crate) use crate::store::{
     Compacted, Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, Remembered,
-    MAX_CONTENT_BYTES, MAX_ID_BYTES, MAX_IMPORTANCE, MIN_IMPORTANCE,
 };
-pub use rank::{rank, RecallWeights, ScoredMemory};
+pub(crate) use rank::RecallWeights;
+pub use rank::ScoredMemory;
+
+#[cfg(test)]
+mod tests;

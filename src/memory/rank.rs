@@ -24,7 +24,7 @@ use super::Memory;
 use crate::store::StoreError;
 
 /// Recency decay per hour since last access, from the paper.
-pub const RECENCY_DECAY_PER_HOUR: f64 = 0.995;
+pub(crate) const RECENCY_DECAY_PER_HOUR: f64 = 0.995;
 /// BM25 term-frequency saturation.
 const BM25_K1: f64 = 1.2;
 /// BM25 length normalisation.
@@ -35,7 +35,7 @@ const BM25_B: f64 = 0.75;
 /// search-like agent. Weights are relative: only their ratios matter.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct RecallWeights {
+pub(crate) struct RecallWeights {
     /// Weight of recency.
     pub recency: f64,
     /// Weight of importance.
@@ -57,7 +57,7 @@ impl Default for RecallWeights {
 impl RecallWeights {
     /// Rejects weights that would make scores meaningless (negative, NaN,
     /// infinite), naming the weight.
-    pub fn validate(&self) -> Result<(), StoreError> {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
         for (field, w) in [
             ("recallWeights.recency", self.recency),
             ("recallWeights.importance", self.importance),
@@ -91,7 +91,7 @@ pub struct ScoredMemory {
 }
 
 /// Splits text into lowercase alphanumeric tokens (the BM25 vocabulary).
-pub fn tokenize(text: &str) -> Vec<String> {
+pub(crate) fn tokenize(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(|t| t.to_lowercase())
@@ -112,14 +112,14 @@ const STOPWORDS: &[&str] = &[
 
 /// Raw recency of a memory at `now`: `0.995 ^ hours since last access`, in
 /// `(0, 1]`.
-pub fn recency(last_accessed_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+pub(crate) fn recency(last_accessed_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
     let millis = (now - last_accessed_at).num_milliseconds().max(0);
     let hours = millis as f64 / 3_600_000.0;
     RECENCY_DECAY_PER_HOUR.powf(hours)
 }
 
 /// BM25 of `query` against each document, in input order.
-pub fn bm25(query: &str, documents: &[&str]) -> Vec<f64> {
+pub(crate) fn bm25(query: &str, documents: &[&str]) -> Vec<f64> {
     let docs: Vec<Vec<String>> = documents.iter().map(|d| tokenize(d)).collect();
     let terms: HashSet<String> = tokenize(query).into_iter().collect();
     if docs.is_empty() || terms.is_empty() {
@@ -198,7 +198,7 @@ fn normalise(values: &[f64]) -> Vec<f64> {
 /// Ranks `memories` for `query` at `now` and returns the best `limit`, best
 /// first. Pure: no clock, no I/O. Archived memories are ranked like any
 /// other; callers pass only what may be recalled.
-pub fn rank(
+pub(crate) fn rank(
     memories: Vec<Memory>,
     query: &str,
     now: DateTime<Utc>,

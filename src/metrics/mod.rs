@@ -23,5 +23,5 @@
 mod registry;
 mod text;
 
-pub use registry::{CounterVec, Histogram, HistogramSnapshot, HistogramVec, SECONDS_BUCKETS};
-pub use text::{Exposition, Kind, CONTENT_TYPE};
+pub(crate) use registry::{CounterVec, HistogramVec, SECONDS_BUCKETS};
+pub(crate) use text::{Exposition, Kind, CONTENT_TYPE};

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Bucket bounds in seconds for job waits and run times: 1 ms to 10 min.
-pub const SECONDS_BUCKETS: &[f64] = &[
+pub(crate) const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0, 600.0,
 ];
 
 /// A histogram of durations with fixed bucket bounds (seconds).
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// Non-cumulative count per bucket; the last slot is `+Inf`.
     buckets: Box<[AtomicU64]>,
@@ -28,7 +28,7 @@ pub struct Histogram {
 
 /// What a histogram held when it was read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
+pub(crate) struct HistogramSnapshot {
     /// `(upper bound, cumulative count)`, ascending; `+Inf` is `count`.
     pub buckets: Vec<(f64, u64)>,
     /// Observations.
@@ -39,7 +39,7 @@ pub struct HistogramSnapshot {
 
 impl Histogram {
     /// An empty histogram over `bounds` (ascending, in seconds).
-    pub fn new(bounds: &'static [f64]) -> Self {
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
         Histogram {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -49,7 +49,7 @@ impl Histogram {
     }
 
     /// Records one duration.
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = self
             .bounds
@@ -63,7 +63,7 @@ impl Histogram {
     }
 
     /// The cumulative buckets, count and sum now.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let mut cumulative = 0;
         let buckets = self
             .bounds
@@ -86,14 +86,14 @@ impl Histogram {
 
 /// One [`Histogram`] per label value (e.g. per worker), created on first use.
 #[derive(Debug)]
-pub struct HistogramVec {
+pub(crate) struct HistogramVec {
     bounds: &'static [f64],
     series: Mutex<BTreeMap<String, Arc<Histogram>>>,
 }
 
 impl HistogramVec {
     /// An empty family over `bounds`.
-    pub fn new(bounds: &'static [f64]) -> Self {
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
         HistogramVec {
             bounds,
             series: Mutex::new(BTreeMap::new()),
@@ -101,7 +101,7 @@ impl HistogramVec {
     }
 
     /// Records `d` in the series of `label`.
-    pub fn observe(&self, label: &str, d: Duration) {
+    pub(crate) fn observe(&self, label: &str, d: Duration) {
         let histogram = {
             let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
             match series.get(label) {
@@ -117,7 +117,7 @@ impl HistogramVec {
     }
 
     /// Every series, by label value.
-    pub fn snapshot(&self) -> Vec<(String, HistogramSnapshot)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, HistogramSnapshot)> {
         let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         series
             .iter()
@@ -128,7 +128,7 @@ impl HistogramVec {
 
 /// Monotonic counters keyed by a label tuple `K`, created on first use.
 #[derive(Debug)]
-pub struct CounterVec<K: Ord> {
+pub(crate) struct CounterVec<K: Ord> {
     series: Mutex<BTreeMap<K, u64>>,
 }
 
@@ -142,13 +142,13 @@ impl<K: Ord> Default for CounterVec<K> {
 
 impl<K: Ord + Clone> CounterVec<K> {
     /// Adds one to the series of `key`.
-    pub fn inc(&self, key: K) {
+    pub(crate) fn inc(&self, key: K) {
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         *series.entry(key).or_insert(0) += 1;
     }
 
     /// Every series and its value.
-    pub fn snapshot(&self) -> Vec<(K, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(K, u64)> {
         let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         series.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use super::registry::HistogramSnapshot;
 
 /// The content type of [`Exposition::finish`]'s text.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The kind of a metric family, as written in `# TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Only goes up (resets with the process).
     Counter,
     /// Goes up and down.
@@ -32,25 +32,25 @@ impl Kind {
 /// Builds one exposition. Declare a family with [`family`](Self::family),
 /// then write its samples; every family once.
 #[derive(Debug, Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     out: String,
 }
 
 impl Exposition {
     /// An empty exposition.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Starts family `name` (already prefixed `troupe_`).
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
     }
 
     /// One sample of the current family.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.out.push_str(name);
         write_labels(&mut self.out, labels, None);
         self.out.push(' ');
@@ -59,7 +59,7 @@ impl Exposition {
     }
 
     /// The `_bucket`, `_sum` and `_count` samples of one histogram series.
-    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &HistogramSnapshot) {
+    pub(crate) fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &HistogramSnapshot) {
         let mut le = String::new();
         for &(bound, n) in &h.buckets {
             le.clear();
@@ -82,7 +82,7 @@ impl Exposition {
     }
 
     /// The text.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }

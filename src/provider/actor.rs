@@ -29,7 +29,7 @@ use crate::secrets::check_expiry;
 /// Mailbox bound of a provider actor: callers wait beyond it. Calls are
 /// short-lived messages (each becomes a future at once), so this only
 /// bounds bursts.
-pub const PROVIDER_MAILBOX: usize = 256;
+pub(crate) const PROVIDER_MAILBOX: usize = 256;
 
 /// Ask a provider for the next turn. The one message agents send providers.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ impl Generate {
     }
 
     /// Names the job served (builder style).
-    pub fn job(mut self, job: JobId) -> Self {
+    pub(crate) fn job(mut self, job: JobId) -> Self {
         self.job = Some(job);
         self
     }
@@ -119,18 +119,18 @@ impl ProviderActor {
     }
 
     /// The client this actor forwards to.
-    pub fn provider(&self) -> &Provider {
+    pub(crate) fn provider(&self) -> &Provider {
         &self.shared.provider
     }
 
     /// The key's expiry date, if it has one.
-    pub fn key_expires(&self) -> Option<NaiveDate> {
+    pub(crate) fn key_expires(&self) -> Option<NaiveDate> {
         self.shared.key_expires
     }
 
     /// A permanent child named after the provider, rebuilt from this value
     /// at every restart.
-    pub fn child_spec(&self) -> ChildSpec<ProviderActor> {
+    pub(crate) fn child_spec(&self) -> ChildSpec<ProviderActor> {
         let proto = self.clone();
         ChildSpec::new(self.shared.provider.name().to_string(), move || {
             proto.clone()

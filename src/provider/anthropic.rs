@@ -17,14 +17,14 @@ use super::model::{
 };
 
 /// Path appended to the base URL.
-pub const PATH: &str = "/messages";
+pub(crate) const PATH: &str = "/messages";
 /// The `anthropic-version` header value this encoder is written against.
-pub const API_VERSION: &str = "2023-06-01";
+pub(crate) const API_VERSION: &str = "2023-06-01";
 /// `max_tokens` is mandatory for Anthropic; used when the request has none.
-pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+pub(crate) const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// Makes any tool-call id acceptable to Anthropic (letters, digits, `_`, `-`).
-pub fn anthropic_call_id(id: &str) -> Cow<'_, str> {
+pub(crate) fn anthropic_call_id(id: &str) -> Cow<'_, str> {
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if id.is_empty() {
         Cow::Borrowed("call")
@@ -162,12 +162,12 @@ fn wire_request(req: &GenerateRequest) -> WireRequest<'_> {
 
 /// Builds the JSON body of a Messages request, as a `Value` (for tests and
 /// debugging; the hot path uses [`encode_body`]).
-pub fn encode(req: &GenerateRequest) -> Value {
+pub(crate) fn encode(req: &GenerateRequest) -> Value {
     serde_json::to_value(wire_request(req)).unwrap_or(Value::Null)
 }
 
 /// Serializes the request body straight to bytes, borrowing from `req`.
-pub fn encode_body(req: &GenerateRequest) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn encode_body(req: &GenerateRequest) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&wire_request(req))
 }
 
@@ -216,7 +216,11 @@ fn finish_reason(raw: Option<&str>, has_calls: bool) -> FinishReason {
 
 /// Parses a 2xx Messages body. Anything unparsable is a malformed-response
 /// error naming provider and model.
-pub fn decode(body: &[u8], provider: &str, model: &str) -> Result<GenerateResponse, ProviderError> {
+pub(crate) fn decode(
+    body: &[u8],
+    provider: &str,
+    model: &str,
+) -> Result<GenerateResponse, ProviderError> {
     let m: WireMessage = ProviderError::parse_body(body, provider, model, "a Messages response")?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();

@@ -62,7 +62,7 @@ struct Inner {
 
 /// One provider's circuit breaker.
 #[derive(Debug)]
-pub struct CircuitBreaker {
+pub(crate) struct CircuitBreaker {
     config: BreakerConfig,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
@@ -70,14 +70,14 @@ pub struct CircuitBreaker {
 
 /// Returned when the circuit refuses a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     /// Time until a probe will be allowed (zero while a probe is running).
     pub retry_in: Duration,
 }
 
 /// Permission for one call; report its outcome, or drop it for "no verdict".
 #[derive(Debug)]
-pub struct Permit<'a> {
+pub(crate) struct Permit<'a> {
     breaker: &'a CircuitBreaker,
     probe: bool,
     done: bool,
@@ -85,13 +85,13 @@ pub struct Permit<'a> {
 
 impl Permit<'_> {
     /// The call succeeded.
-    pub fn success(mut self) {
+    pub(crate) fn success(mut self) {
         self.done = true;
         self.breaker.on_success(self.probe);
     }
 
     /// The call failed in a way that says the provider is unhealthy.
-    pub fn failure(mut self) {
+    pub(crate) fn failure(mut self) {
         self.done = true;
         self.breaker.on_failure(self.probe);
     }
@@ -107,7 +107,7 @@ impl Drop for Permit<'_> {
 
 impl CircuitBreaker {
     /// A closed breaker.
-    pub fn new(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
         CircuitBreaker {
             config,
             clock,
@@ -144,14 +144,14 @@ impl CircuitBreaker {
     }
 
     /// The current state.
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         let mut inner = self.lock();
         self.refresh(&mut inner);
         inner.state
     }
 
     /// Asks to send a call.
-    pub fn acquire(&self) -> Result<Permit<'_>, Rejected> {
+    pub(crate) fn acquire(&self) -> Result<Permit<'_>, Rejected> {
         let mut inner = self.lock();
         self.refresh(&mut inner);
         match inner.state {

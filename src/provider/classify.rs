@@ -18,7 +18,7 @@ use crate::secrets::ApiKey;
 
 /// The fields of a provider error body that classification looks at.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// `type` (OpenAI/Anthropic/Mistral).
     pub error_type: Option<String>,
     /// `code` (OpenAI/DeepSeek/Mistral), as text even when numeric.
@@ -36,7 +36,7 @@ fn text_of(v: &Value) -> Option<String> {
 }
 
 /// Extracts type, code and message from any of the known error body shapes.
-pub fn parse_error_body(body: &[u8]) -> ErrorBody {
+pub(crate) fn parse_error_body(body: &[u8]) -> ErrorBody {
     let raw = || {
         let s = String::from_utf8_lossy(body);
         let s = s.trim();
@@ -73,7 +73,7 @@ pub fn parse_error_body(body: &[u8]) -> ErrorBody {
 
 /// Who the failed call was for; errors must name both.
 #[derive(Debug, Clone, Copy)]
-pub struct CallContext<'a> {
+pub(crate) struct CallContext<'a> {
     /// Configured provider name.
     pub provider: &'a str,
     /// Model of the call.
@@ -84,7 +84,7 @@ pub struct CallContext<'a> {
 
 impl CallContext<'_> {
     /// Removes the key from text that came from the network.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         match self.key {
             Some(k) => k.scrub(text),
             None => text.to_string(),
@@ -92,7 +92,7 @@ impl CallContext<'_> {
     }
 
     /// An error of `kind` for this call with a scrubbed message.
-    pub fn error(&self, kind: ErrorKind, message: &str) -> ProviderError {
+    pub(crate) fn error(&self, kind: ErrorKind, message: &str) -> ProviderError {
         ProviderError::new(kind, self.provider, self.model, self.scrub(message))
     }
 }
@@ -102,7 +102,7 @@ fn has(hay: &Option<String>, needle: &str) -> bool {
 }
 
 /// Decides the error kind from status and body fields.
-pub fn kind_for(status: u16, body: &ErrorBody) -> ErrorKind {
+pub(crate) fn kind_for(status: u16, body: &ErrorBody) -> ErrorKind {
     let t = &body.error_type;
     let c = &body.code;
     let msg = body.message.to_ascii_lowercase();
@@ -162,7 +162,7 @@ pub fn kind_for(status: u16, body: &ErrorBody) -> ErrorKind {
 }
 
 /// Builds the error for a non-2xx response.
-pub fn classify(
+pub(crate) fn classify(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],

@@ -21,7 +21,7 @@ use super::headers;
 use super::http::HttpTransport;
 use super::model::{GenerateRequest, GenerateResponse};
 use super::openai;
-use super::ratelimit::{LimiterSnapshot, RateLimiter};
+use super::ratelimit::RateLimiter;
 use super::retry::{self, RetryPolicy};
 use crate::secrets::ApiKey;
 
@@ -52,7 +52,7 @@ impl Provider {
     }
 
     /// Builds a provider whose waits use `clock` (tests use a manual clock).
-    pub fn with_clock(
+    pub(crate) fn with_clock(
         config: ProviderConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ProviderError> {
@@ -90,22 +90,23 @@ impl Provider {
     }
 
     /// The configured name agents refer to.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.inner.name
     }
 
     /// The protocol family.
-    pub fn kind(&self) -> ProviderKind {
+    pub(crate) fn kind(&self) -> ProviderKind {
         self.inner.kind
     }
 
     /// Circuit state, for status output and failover decisions.
-    pub fn breaker_state(&self) -> BreakerState {
+    pub(crate) fn breaker_state(&self) -> BreakerState {
         self.inner.breaker.state()
     }
 
     /// Limits in force, for status output.
-    pub fn limiter_snapshot(&self) -> LimiterSnapshot {
+    #[cfg(test)]
+    pub(crate) fn limiter_snapshot(&self) -> super::ratelimit::LimiterSnapshot {
         self.inner.limiter.snapshot()
     }
 
@@ -228,7 +229,7 @@ impl Provider {
 
     /// Health probe: lists the provider's models (no tokens spent). Returns
     /// the round-trip time, or the classified error.
-    pub async fn probe(&self) -> Result<Duration, ProviderError> {
+    pub(crate) async fn probe(&self) -> Result<Duration, ProviderError> {
         let inner = &self.inner;
         let ctx = self.ctx("-");
         let started = Instant::now();

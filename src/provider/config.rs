@@ -87,7 +87,9 @@ pub struct ProviderConfig {
     pub breaker: BreakerConfig,
     /// In-line retries: the `retry` table (`maxAttempts`, `initialBackoffMs`,
     /// `maxBackoffMs`, `multiplier`, `jitter`, `maxTotalSecs`,
-    /// `maxInlineWaitSecs`; see [`retry::default_policy`] for the defaults).
+    /// `maxInlineWaitSecs`). Defaults: 4 attempts, 500 ms doubling to at
+    /// most 20 s with ±25 % jitter, 120 s in all, waits over 60 s handed
+    /// back.
     #[serde(default = "retry::default_policy", with = "retry::keys")]
     pub retry: RetryPolicy,
 }

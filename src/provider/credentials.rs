@@ -22,7 +22,7 @@ pub enum KeySource {
 
 /// A provider's key, ready to build its client.
 #[derive(Debug, Clone)]
-pub struct ResolvedKey {
+pub(crate) struct ResolvedKey {
     /// The key (redacted in `Debug`).
     pub key: Option<ApiKey>,
     /// First UTC day the key is refused on (stored keys only).
@@ -33,19 +33,20 @@ pub struct ResolvedKey {
 
 /// The key sources of one data directory.
 #[derive(Debug, Default)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     store: Option<SecretStore>,
     master: Option<MasterKey>,
 }
 
 impl Credentials {
     /// Keys from code and environment variables only.
-    pub fn env_only() -> Self {
+    #[cfg(test)]
+    pub(crate) fn env_only() -> Self {
         Credentials::default()
     }
 
     /// Keys from code, environment, and `store` decrypted with `master`.
-    pub fn new(store: SecretStore, master: Option<MasterKey>) -> Self {
+    pub(crate) fn new(store: SecretStore, master: Option<MasterKey>) -> Self {
         Credentials {
             store: Some(store),
             master,
@@ -56,7 +57,7 @@ impl Credentials {
     /// environment ([`MasterKey::from_env`]). A configured but unusable
     /// master key (bad text, key file readable by others) is an error now,
     /// not at the first call.
-    pub fn from_env(data_dir: &Path) -> Result<Self, SecretError> {
+    pub(crate) fn from_env(data_dir: &Path) -> Result<Self, SecretError> {
         Ok(Credentials::new(
             SecretStore::new(data_dir),
             MasterKey::from_env()?,
@@ -67,7 +68,7 @@ impl Credentials {
     /// `apiKeyEnv` variable, else its stored secret. An expired stored key is
     /// returned with its date; the provider actor refuses it at each call,
     /// so the other providers keep working.
-    pub fn resolve(&self, config: &ProviderConfig) -> Result<ResolvedKey, SecretError> {
+    pub(crate) fn resolve(&self, config: &ProviderConfig) -> Result<ResolvedKey, SecretError> {
         let provider = &config.name;
         if let Some(key) = &config.api_key {
             return Ok(ResolvedKey {

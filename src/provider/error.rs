@@ -135,7 +135,7 @@ impl fmt::Display for ErrorKind {
 /// A failed provider call, naming the provider and model, never the key.
 ///
 /// Messages that came from the network have been scrubbed of the key before
-/// they are stored here (see [`super::secret::ApiKey::scrub`]).
+/// they are stored here (see [`ApiKey::scrub`](crate::ApiKey::scrub)).
 #[derive(Debug, Clone, Error, PartialEq)]
 #[error("{provider} ({model}): {kind}{}: {message}", status_suffix(*.status))]
 pub struct ProviderError {
@@ -265,7 +265,7 @@ impl ProviderError {
     /// failover, the error is the one that clears soonest among the
     /// candidates', so it fails the job only when every candidate's error
     /// does. Attempts stay bounded by the job's `maxAttempts`.
-    pub fn job_retry(&self) -> JobRetry {
+    pub(crate) fn job_retry(&self) -> JobRetry {
         match self.kind {
             ErrorKind::RateLimited
             | ErrorKind::Overloaded
@@ -294,7 +294,7 @@ impl ProviderError {
 /// What becomes of a job whose attempt ended in a provider error; see
 /// [`ProviderError::job_retry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobRetry {
+pub(crate) enum JobRetry {
     /// Run the job again: after the engine's backoff, and no earlier than
     /// `after` when the error says when it clears.
     Retry {

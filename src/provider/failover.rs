@@ -13,76 +13,86 @@
 
 use std::time::Duration;
 
-use super::client::Provider;
-use super::error::{ErrorKind, JobRetry, ProviderError};
-use super::model::{GenerateRequest, GenerateResponse};
+use super::error::{JobRetry, ProviderError};
 
-/// One place a request may be sent.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    /// The provider client.
-    pub provider: Provider,
-    /// The model to ask there.
-    pub model: String,
-}
+#[cfg(test)]
+pub(crate) use list::{Candidate, Failover};
 
-impl Candidate {
-    /// A (provider, model) pair.
-    pub fn new(provider: Provider, model: impl Into<String>) -> Self {
-        Candidate {
-            provider,
-            model: model.into(),
-        }
-    }
-}
+/// The same walk over bare provider clients instead of the provider actors
+/// ([`ProviderSet::generate`](super::set::ProviderSet::generate) is the one
+/// agents use): the tests drive failover with it, without actors.
+#[cfg(test)]
+mod list {
+    use super::TotalFailure;
+    use crate::provider::client::Provider;
+    use crate::provider::error::{ErrorKind, ProviderError};
+    use crate::provider::model::{GenerateRequest, GenerateResponse};
 
-/// An ordered candidate list; the response names the one that answered.
-#[derive(Debug, Clone, Default)]
-pub struct Failover {
-    candidates: Vec<Candidate>,
-}
-
-impl Failover {
-    /// A list tried in the given order.
-    pub fn new(candidates: Vec<Candidate>) -> Self {
-        Failover { candidates }
+    /// One place a request may be sent.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Candidate {
+        /// The provider client.
+        pub provider: Provider,
+        /// The model to ask there.
+        pub model: String,
     }
 
-    /// The candidates, in order.
-    pub fn candidates(&self) -> &[Candidate] {
-        &self.candidates
-    }
-
-    /// Sends `req` to the first candidate that answers. The request's
-    /// `model` is replaced by each candidate's.
-    ///
-    /// On total failure the error returned is, of the errors a later attempt
-    /// can get past ([`ProviderError::job_retry`]), the one that clears
-    /// soonest (a rate limit's or an open circuit's `retry_after`), so the
-    /// scheduler runs the job again then; when none can, the last error.
-    pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, ProviderError> {
-        let mut failed = TotalFailure::default();
-        for c in &self.candidates {
-            let mut r = req.clone();
-            r.model.clone_from(&c.model);
-            match c.provider.generate(r).await {
-                Ok(resp) => return Ok(resp),
-                Err(e) if e.fails_over() => {
-                    tracing::warn!(provider = %e.provider, model = %e.model, kind = %e.kind,
-                        "provider failed; trying next candidate");
-                    failed.push(e);
-                }
-                Err(e) => return Err(e),
+    impl Candidate {
+        /// A (provider, model) pair.
+        pub(crate) fn new(provider: Provider, model: impl Into<String>) -> Self {
+            Candidate {
+                provider,
+                model: model.into(),
             }
         }
-        Err(failed.into_error().unwrap_or_else(|| {
-            ProviderError::new(
-                ErrorKind::NoCandidates,
-                "-",
-                &req.model,
-                "no provider candidates configured".into(),
-            )
-        }))
+    }
+
+    /// An ordered candidate list; the response names the one that answered.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Failover {
+        candidates: Vec<Candidate>,
+    }
+
+    impl Failover {
+        /// A list tried in the given order.
+        pub(crate) fn new(candidates: Vec<Candidate>) -> Self {
+            Failover { candidates }
+        }
+
+        /// Sends `req` to the first candidate that answers. The request's
+        /// `model` is replaced by each candidate's.
+        ///
+        /// On total failure the error returned is, of the errors a later attempt
+        /// can get past ([`ProviderError::job_retry`]), the one that clears
+        /// soonest (a rate limit's or an open circuit's `retry_after`), so the
+        /// scheduler runs the job again then; when none can, the last error.
+        pub(crate) async fn generate(
+            &self,
+            req: GenerateRequest,
+        ) -> Result<GenerateResponse, ProviderError> {
+            let mut failed = TotalFailure::default();
+            for c in &self.candidates {
+                let mut r = req.clone();
+                r.model.clone_from(&c.model);
+                match c.provider.generate(r).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(e) if e.fails_over() => {
+                        tracing::warn!(provider = %e.provider, model = %e.model, kind = %e.kind,
+                            "provider failed; trying next candidate");
+                        failed.push(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(failed.into_error().unwrap_or_else(|| {
+                ProviderError::new(
+                    ErrorKind::NoCandidates,
+                    "-",
+                    &req.model,
+                    "no provider candidates configured".into(),
+                )
+            }))
+        }
     }
 }
 
@@ -122,6 +132,7 @@ impl TotalFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::error::ErrorKind;
 
     fn error(provider: &str, kind: ErrorKind, retry_after: Option<u64>) -> ProviderError {
         let mut e = ProviderError::new(kind, provider, "m", "x".into());

@@ -20,7 +20,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// reset headers of an exhausted limit (OpenAI `x-ratelimit-reset-*`,
 /// Anthropic `anthropic-ratelimit-*-reset`). `now` is a parameter so tests
 /// can fix it.
-pub fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if (0.0..1e12).contains(&ms) {
             return Some(Duration::from_secs_f64(ms / 1000.0));
@@ -45,7 +45,7 @@ pub fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// Anthropic's explicit retry hint, `x-should-retry: true|false`.
-pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+pub(crate) fn should_retry(headers: &HeaderMap) -> Option<bool> {
     match header_str(headers, "x-should-retry")? {
         "true" => Some(true),
         "false" => Some(false),
@@ -55,7 +55,7 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
 
 /// What a provider reported about one of its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitReport {
+pub(crate) struct LimitReport {
     /// Whether this is the requests or the tokens limit.
     pub dimension: Dimension,
     /// The limit per minute, if reported.
@@ -68,7 +68,7 @@ pub struct LimitReport {
 
 /// The two quantities providers limit per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dimension {
+pub(crate) enum Dimension {
     /// Requests per minute.
     Requests,
     /// Tokens per minute.
@@ -110,7 +110,7 @@ const LIMIT_HEADERS: [(Dimension, &str, &str, &str, bool); 4] = [
 ];
 
 /// All limit reports found in `headers`, OpenAI and Anthropic styles.
-pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> Vec<LimitReport> {
+pub(crate) fn rate_limits(headers: &HeaderMap, now: SystemTime) -> Vec<LimitReport> {
     let any = headers.keys().any(|k| {
         let k = k.as_str();
         k.starts_with("x-ratelimit-") || k.starts_with("anthropic-ratelimit-")
@@ -149,7 +149,7 @@ fn until_rfc3339(v: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Parses OpenAI's reset durations: `6s`, `12ms`, `1m30s`, `0.5s`, `2h3m4.5s`.
-pub fn parse_duration(v: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let bytes = v.as_bytes();
     let mut i = 0;
     let mut total = 0.0f64;

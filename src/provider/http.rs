@@ -12,7 +12,7 @@ use super::error::ErrorKind;
 
 /// A response as received: status, headers, body bytes.
 #[derive(Debug, Clone)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     /// HTTP status code.
     pub status: u16,
     /// Response headers (rate-limit and retry hints live here).
@@ -23,7 +23,7 @@ pub struct RawResponse {
 
 /// A failure before a complete response arrived, already classified.
 #[derive(Debug, Clone)]
-pub struct TransportError {
+pub(crate) struct TransportError {
     /// `Timeout` or `Connection`.
     pub kind: ErrorKind,
     /// The transport's message with its causes (not yet scrubbed).
@@ -32,7 +32,7 @@ pub struct TransportError {
 
 /// A pooled HTTPS client with a per-request timeout.
 #[derive(Debug, Clone)]
-pub struct HttpTransport {
+pub(crate) struct HttpTransport {
     client: reqwest::Client,
 }
 
@@ -41,7 +41,7 @@ impl HttpTransport {
     /// and `headers` (auth, version, custom) sent with every request — set
     /// once here rather than copied per call. Secret values must be marked
     /// sensitive so `Debug` prints them as `Sensitive`.
-    pub fn new(timeout: Duration, headers: HeaderMap) -> Result<Self, String> {
+    pub(crate) fn new(timeout: Duration, headers: HeaderMap) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(timeout)
@@ -52,7 +52,7 @@ impl HttpTransport {
     }
 
     /// POSTs `body` (already JSON) to `url` and reads the whole response.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         url: &reqwest::Url,
         body: Vec<u8>,
@@ -62,7 +62,7 @@ impl HttpTransport {
     }
 
     /// GETs `url`; used by the health probe.
-    pub async fn get(&self, url: &reqwest::Url) -> Result<RawResponse, TransportError> {
+    pub(crate) async fn get(&self, url: &reqwest::Url) -> Result<RawResponse, TransportError> {
         let req = self.client.get(url.clone());
         Self::finish(req.send().await).await
     }

@@ -62,7 +62,7 @@ impl Budget {
 }
 
 /// What provider actors use to account for calls: a [`UsageStore`], the
-/// [`PriceTable`] and the per-agent [`Budget`]s. Cheap to clone.
+/// price table and the per-agent [`Budget`]s. Cheap to clone.
 ///
 /// A budget is checked before each call, so calls already in flight when it
 /// is crossed still finish (and are counted); the overshoot is at most the
@@ -97,7 +97,7 @@ impl UsageMeter {
     }
 
     /// Uses `prices` instead of the defaults.
-    pub fn with_prices(mut self, prices: PriceTable) -> Self {
+    pub(crate) fn with_prices(mut self, prices: PriceTable) -> Self {
         self.prices = Arc::new(prices);
         self
     }
@@ -109,29 +109,20 @@ impl UsageMeter {
     }
 
     /// Reads the day from `clock` (tests use a manual clock).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
-    /// The store behind this meter, for reports.
-    pub fn store(&self) -> &Arc<dyn UsageStore> {
-        &self.store
-    }
-
-    /// The price table in use.
-    pub fn prices(&self) -> &PriceTable {
-        &self.prices
-    }
-
     /// The current UTC day, by this meter's clock.
-    pub fn today(&self) -> NaiveDate {
+    pub(crate) fn today(&self) -> NaiveDate {
         DateTime::<Utc>::from(self.clock.wall()).date_naive()
     }
 
     /// Refuses the call with [`ErrorKind::BudgetExceeded`] when `agent` has
     /// spent its budget today. `provider` and `model` name the call refused.
-    pub async fn check_budget(
+    pub(crate) async fn check_budget(
         &self,
         agent: Option<&str>,
         provider: &str,
@@ -177,7 +168,7 @@ impl UsageMeter {
     }
 
     /// Prices and stores one answered call.
-    pub async fn record(&self, call: CallRecord<'_>) -> Result<UsageRecord, StoreError> {
+    pub(crate) async fn record(&self, call: CallRecord<'_>) -> Result<UsageRecord, StoreError> {
         let price = self.prices.lookup(call.model);
         let at = DateTime::<Utc>::from(self.clock.wall());
         // The id's time is the record's own (not the process's clock), so
@@ -209,7 +200,7 @@ impl UsageMeter {
 
 /// The facts of one answered call, for [`UsageMeter::record`].
 #[derive(Debug, Clone, Copy)]
-pub struct CallRecord<'a> {
+pub(crate) struct CallRecord<'a> {
     /// Provider that answered.
     pub provider: &'a str,
     /// Model asked.

@@ -11,8 +11,9 @@
 //! over the in-line cap) → [`CircuitBreaker`] (refuse while open) → HTTP
 //! ([`http`]) → decode ([`openai`] / [`anthropic`]) or classify
 //! ([`classify`]) — all inside [`retry::run`], which asks the shared
-//! [`RetryPolicy`] after each failed attempt. [`Failover`] walks an
-//! ordered list of (provider, model) candidates on top.
+//! [`RetryPolicy`] after each failed attempt. [`ProviderSet::generate`]
+//! walks an agent's candidates (its model, then its fallbacks) on top;
+//! [`failover`] decides which error a total failure returns.
 //!
 //! Decisions worth knowing:
 //! - Tool-call arguments that are not valid JSON do not fail the call: the
@@ -36,48 +37,53 @@
 //! - Keys live in [`ApiKey`] (redacted `Debug`, zeroed on drop, no
 //!   `Display`/`Serialize`); auth and custom header values are marked
 //!   sensitive; anything a provider echoes back is scrubbed of the key.
-//! - Time comes from a [`Clock`]; tests use [`ManualClock`] so waits are
+//! - Time comes from a [`Clock`]; tests use `ManualClock` so waits are
 //!   asserted exactly, never slept.
 
-pub mod actor;
-pub mod anthropic;
-pub mod breaker;
-pub mod classify;
-pub mod client;
-pub mod clock;
-pub mod config;
+pub(crate) mod actor;
+pub(crate) mod anthropic;
+pub(crate) mod breaker;
+pub(crate) mod classify;
+pub(crate) mod client;
+pub(crate) mod clock;
+pub(crate) mod config;
 mod credentials;
-pub mod error;
-pub mod failover;
-pub mod headers;
-pub mod http;
+pub(crate) mod error;
+pub(crate) mod failover;
+pub(crate) mod headers;
+pub(crate) mod http;
 mod meter;
-pub mod model;
-pub mod openai;
+pub(crate) mod model;
+pub(crate) mod openai;
 mod price;
-pub mod ratelimit;
-pub mod retry;
-pub mod route;
-pub mod set;
+pub(crate) mod ratelimit;
+pub(crate) mod retry;
+pub(crate) mod route;
+pub(crate) mod set;
 mod stats;
 
-pub use crate::secrets::ApiKey;
-pub use actor::{Generate, Probe, ProviderActor, PROVIDER_MAILBOX};
-pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub(crate) use crate::secrets::ApiKey;
+pub use actor::{Generate, Probe, ProviderActor};
+pub use breaker::{BreakerConfig, BreakerState};
 pub use client::Provider;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub(crate) use clock::{Clock, SystemClock};
 pub use config::{ProviderConfig, ProviderKind};
-pub use credentials::{Credentials, KeySource, ResolvedKey};
-pub use error::{ErrorKind, JobRetry, ProviderError};
-pub use failover::{Candidate, Failover};
-pub use meter::{Budget, CallRecord, UsageMeter};
+pub(crate) use credentials::Credentials;
+pub use credentials::KeySource;
+pub(crate) use error::JobRetry;
+pub use error::{ErrorKind, ProviderError};
+pub(crate) use meter::CallRecord;
+pub use meter::{Budget, UsageMeter};
 pub use model::{
     ArgumentsError, FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice,
     ToolDefinition, ToolResult, Usage,
 };
-pub use price::{Price, PriceTable, PricingConfig, DEFAULT_PRICES_AS_OF};
-pub use ratelimit::{RateLimitConfig, RateLimiter};
-pub use retry::RetryPolicy;
-pub use route::{ModelConfig, ModelRef};
-pub use set::{ProviderSet, ProviderSetError, ProviderStatus};
-pub use stats::{kind_label, CallStats};
+pub(crate) use price::PriceTable;
+pub use price::{Price, PricingConfig};
+pub use ratelimit::RateLimitConfig;
+pub use route::ModelRef;
+pub use set::{ProviderSet, ProviderSetError};
+pub(crate) use stats::CallStats;
+
+#[cfg(test)]
+mod tests;

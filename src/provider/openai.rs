@@ -21,14 +21,14 @@ use super::model::{
 };
 
 /// Path appended to the base URL.
-pub const PATH: &str = "/chat/completions";
+pub(crate) const PATH: &str = "/chat/completions";
 
 /// Maps any tool-call id to the 9 letters-or-digits Mistral insists on.
 ///
 /// Deterministic (FNV-1a, base 62), so the assistant's call and the later
 /// tool result map to the same id in every request. Ids that already fit are
 /// kept, so Mistral's own ids round-trip unchanged.
-pub fn mistral_call_id(id: &str) -> String {
+pub(crate) fn mistral_call_id(id: &str) -> String {
     if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return id.to_string();
     }
@@ -59,12 +59,12 @@ pub(crate) fn arguments_string(call: &ToolCall) -> String {
 
 /// Builds the JSON body of a chat-completions request, as a `Value` (for
 /// tests and debugging; the hot path uses [`encode_body`]).
-pub fn encode(req: &GenerateRequest, kind: ProviderKind) -> Value {
+pub(crate) fn encode(req: &GenerateRequest, kind: ProviderKind) -> Value {
     serde_json::to_value(wire_request(req, kind)).unwrap_or(Value::Null)
 }
 
 /// Serializes the request body straight to bytes, borrowing from `req`.
-pub fn encode_body(
+pub(crate) fn encode_body(
     req: &GenerateRequest,
     kind: ProviderKind,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -335,7 +335,11 @@ fn finish_reason(raw: Option<&str>, has_calls: bool) -> FinishReason {
 
 /// Parses a 2xx chat-completions body. Anything unparsable, or without a
 /// choice, is a malformed-response error naming provider and model.
-pub fn decode(body: &[u8], provider: &str, model: &str) -> Result<GenerateResponse, ProviderError> {
+pub(crate) fn decode(
+    body: &[u8],
+    provider: &str,
+    model: &str,
+) -> Result<GenerateResponse, ProviderError> {
     let c: Completion = ProviderError::parse_body(body, provider, model, "a chat completion")?;
     let Some(choice) = c.choices.into_iter().next() else {
         return Err(ProviderError::malformed(

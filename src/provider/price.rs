@@ -13,7 +13,7 @@ use super::Usage;
 
 /// The day the default prices were taken from the providers' public price
 /// pages (list prices, standard tier, no batch discount).
-pub const DEFAULT_PRICES_AS_OF: &str = "2025-10-01";
+pub(crate) const DEFAULT_PRICES_AS_OF: &str = "2025-10-01";
 
 /// One model's price in US dollars per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +65,7 @@ pub struct PricingConfig {
 /// with (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`), after dropping a router
 /// prefix such as `openai/`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PriceTable {
+pub(crate) struct PriceTable {
     models: BTreeMap<String, Price>,
 }
 
@@ -76,15 +76,8 @@ impl Default for PriceTable {
 }
 
 impl PriceTable {
-    /// No prices at all: every call costs 0 and is marked unpriced.
-    pub fn empty() -> Self {
-        PriceTable {
-            models: BTreeMap::new(),
-        }
-    }
-
     /// The default prices for common models, dated [`DEFAULT_PRICES_AS_OF`].
-    pub fn defaults() -> Self {
+    pub(crate) fn defaults() -> Self {
         let as_of = NaiveDate::parse_from_str(DEFAULT_PRICES_AS_OF, "%Y-%m-%d").ok();
         // (model, input, output, cached input) in $ per million tokens.
         const DEFAULTS: &[(&str, f64, f64, Option<f64>)] = &[
@@ -124,7 +117,7 @@ impl PriceTable {
     }
 
     /// The defaults with `config`'s prices added or replacing them.
-    pub fn from_config(config: &PricingConfig) -> Self {
+    pub(crate) fn from_config(config: &PricingConfig) -> Self {
         let mut table = Self::defaults();
         for (model, price) in &config.models {
             let mut price = price.clone();
@@ -134,14 +127,8 @@ impl PriceTable {
         table
     }
 
-    /// Sets one model's price (builder style).
-    pub fn with_price(mut self, model: impl Into<String>, price: Price) -> Self {
-        self.models.insert(model.into(), price);
-        self
-    }
-
     /// The price for `model`, if known.
-    pub fn lookup(&self, model: &str) -> Option<&Price> {
+    pub(crate) fn lookup(&self, model: &str) -> Option<&Price> {
         let model = model.rsplit('/').next().unwrap_or(model);
         if let Some(p) = self.models.get(model) {
             return Some(p);
@@ -157,7 +144,7 @@ impl PriceTable {
     }
 
     /// Every model with a price, by id.
-    pub fn models(&self) -> &BTreeMap<String, Price> {
+    pub(crate) fn models(&self) -> &BTreeMap<String, Price> {
         &self.models
     }
 }

@@ -84,7 +84,8 @@ struct State {
 
 /// What the limiter currently allows; for status pages and tests.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LimiterSnapshot {
+#[cfg(test)]
+pub(crate) struct LimiterSnapshot {
     /// Requests-per-minute limit in force, if any.
     pub requests_per_minute: Option<u64>,
     /// Tokens-per-minute limit in force, if any.
@@ -95,14 +96,14 @@ pub struct LimiterSnapshot {
 
 /// One provider's limiter; shared by all its concurrent calls.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
 
 impl RateLimiter {
     /// A limiter with the configured limits (if any), reading time from `clock`.
-    pub fn new(config: RateLimitConfig, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(config: RateLimitConfig, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         RateLimiter {
             state: Mutex::new(State {
@@ -120,15 +121,21 @@ impl RateLimiter {
     }
 
     /// Reserves one request and `tokens` tokens, and returns the wait
-    /// without sleeping (the caller sleeps; useful for tests and schedulers).
-    pub fn reserve(&self, tokens: u64) -> Duration {
+    /// without sleeping (the caller sleeps).
+    #[cfg(test)]
+    pub(crate) fn reserve(&self, tokens: u64) -> Duration {
         self.reserve_within(tokens, Duration::MAX)
             .unwrap_or_else(|w| w)
     }
 
-    /// Like [`reserve`](Self::reserve), but takes nothing and returns the
+    /// Reserves one request and `tokens` tokens, and returns the wait
+    /// without sleeping (the caller sleeps); takes nothing and returns the
     /// wait as `Err` when it would exceed `max_wait`.
-    pub fn reserve_within(&self, tokens: u64, max_wait: Duration) -> Result<Duration, Duration> {
+    pub(crate) fn reserve_within(
+        &self,
+        tokens: u64,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
         let now = self.clock.now();
         let mut s = self.lock();
         let (mut requests, mut token_bucket) = (s.requests, s.tokens);
@@ -154,7 +161,7 @@ impl RateLimiter {
     /// would take longer than `max_wait`: then nothing is reserved and the
     /// wait is returned as `Err`, so the caller can fail over or reschedule
     /// instead of holding a worker.
-    pub async fn acquire(&self, tokens: u64, max_wait: Duration) -> Result<(), Duration> {
+    pub(crate) async fn acquire(&self, tokens: u64, max_wait: Duration) -> Result<(), Duration> {
         let wait = self.reserve_within(tokens, max_wait)?;
         if !wait.is_zero() {
             tracing::debug!(
@@ -167,7 +174,7 @@ impl RateLimiter {
     }
 
     /// Corrects a reservation once the real token count is known.
-    pub fn settle(&self, reserved: u64, actual: u64) {
+    pub(crate) fn settle(&self, reserved: u64, actual: u64) {
         let now = self.clock.now();
         if let Some(b) = self.lock().tokens.as_mut() {
             b.refill(now);
@@ -178,14 +185,14 @@ impl RateLimiter {
     }
 
     /// Stops all calls for `d` (after a 429 that named a wait).
-    pub fn block_for(&self, d: Duration) {
+    pub(crate) fn block_for(&self, d: Duration) {
         let until = self.clock.now() + d;
         let mut s = self.lock();
         s.blocked_until = Some(s.blocked_until.map_or(until, |u| u.max(until)));
     }
 
     /// Adjusts to the limits the provider reported in its response headers.
-    pub fn observe(&self, reports: &[LimitReport]) {
+    pub(crate) fn observe(&self, reports: &[LimitReport]) {
         let now = self.clock.now();
         let mut s = self.lock();
         for r in reports {
@@ -218,7 +225,8 @@ impl RateLimiter {
     }
 
     /// The limits in force and any provider-imposed block.
-    pub fn snapshot(&self) -> LimiterSnapshot {
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> LimiterSnapshot {
         let now = self.clock.now();
         let s = self.lock();
         LimiterSnapshot {

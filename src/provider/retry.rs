@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use troupe_actors::{BackoffPolicy, FailedAttempt, RetryDecision};
 
-pub use troupe_actors::RetryPolicy;
+pub(crate) use troupe_actors::RetryPolicy;
 
 use super::clock::Clock;
 use super::error::ProviderError;
@@ -25,7 +25,7 @@ use super::error::ProviderError;
 /// The policy of a provider whose config has no `retry` table (and the
 /// value of each key the table leaves out): 4 attempts, 500 ms doubling to
 /// at most 20 s with ±25 % jitter, 120 s in all, waits over 60 s handed back.
-pub fn default_policy() -> RetryPolicy {
+pub(crate) fn default_policy() -> RetryPolicy {
     RetryKeys::default().into()
 }
 
@@ -119,7 +119,7 @@ pub(crate) mod keys {
 /// fails with an error that is not [`ProviderError::retryable`], or
 /// `policy` gives up; waits go through `clock`. The error returned records
 /// how many attempts were made.
-pub async fn run<T, F, Fut>(
+pub(crate) async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     clock: &dyn Clock,
     mut attempt: F,

@@ -35,9 +35,9 @@ impl ModelRef {
 }
 
 /// The temperature of a `modelConfig` that names none.
-pub const DEFAULT_TEMPERATURE: f32 = 0.7;
+pub(crate) const DEFAULT_TEMPERATURE: f32 = 0.7;
 /// The output token cap of a `modelConfig` that names none.
-pub const DEFAULT_MAX_TOKENS: u32 = 2000;
+pub(crate) const DEFAULT_MAX_TOKENS: u32 = 2000;
 
 /// `[agents.modelConfig]`: the first choice, the sampling settings every
 /// request of the agent is built with ([`request`](Self::request)), and the
@@ -51,12 +51,10 @@ pub struct ModelConfig {
     pub provider: String,
     /// Model asked first.
     pub model: String,
-    /// Sampling temperature, 0–2; [`DEFAULT_TEMPERATURE`] when the config
-    /// leaves it out.
+    /// Sampling temperature, 0–2; 0.7 when the config leaves it out.
     #[serde(default = "default_temperature")]
     pub temperature: f32,
-    /// Most output tokens per call; [`DEFAULT_MAX_TOKENS`] when the config
-    /// leaves it out.
+    /// Most output tokens per call; 2000 when the config leaves it out.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
     /// Tried in order after the first choice.

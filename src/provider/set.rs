@@ -60,7 +60,7 @@ pub enum ProviderSetError {
 /// One provider's state, for status output and the control API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ProviderStatus {
+pub(crate) struct ProviderStatus {
     /// Configured name.
     pub name: String,
     /// Protocol family.
@@ -109,7 +109,7 @@ impl std::fmt::Debug for ProviderSet {
 impl ProviderSet {
     /// Resolves each provider's key from `credentials` and builds its client.
     /// `meter` (shared by all) enforces budgets and records usage.
-    pub fn build(
+    pub(crate) fn build(
         configs: &[ProviderConfig],
         credentials: &Credentials,
         meter: Option<UsageMeter>,
@@ -150,11 +150,6 @@ impl ProviderSet {
         })
     }
 
-    /// Provider names, in config order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.inner.entries.iter().map(|e| e.actor.provider().name())
-    }
-
     fn entry(&self, name: &str) -> Option<&Entry> {
         self.inner
             .by_name
@@ -163,12 +158,13 @@ impl ProviderSet {
     }
 
     /// A provider's client (shared with its actor), e.g. to read its limiter.
-    pub fn provider(&self, name: &str) -> Option<&Provider> {
+    #[cfg(test)]
+    pub(crate) fn provider(&self, name: &str) -> Option<&Provider> {
         self.entry(name).map(|e| e.actor.provider())
     }
 
     /// One child spec per provider, named after it, in config order.
-    pub fn child_specs(&self) -> Vec<ChildSpec<ProviderActor>> {
+    pub(crate) fn child_specs(&self) -> Vec<ChildSpec<ProviderActor>> {
         self.inner
             .entries
             .iter()
@@ -190,7 +186,7 @@ impl ProviderSet {
     /// on `arbiter`'s thread: the runtime gives them one of their own, so
     /// encoding requests and decoding replies (and the HTTP work the
     /// client's connections do there) leave the thread of the scheduler.
-    pub fn supervisor_spec_on(&self, id: &str, arbiter: &Arbiter) -> SupervisorSpec {
+    pub(crate) fn supervisor_spec_on(&self, id: &str, arbiter: &Arbiter) -> SupervisorSpec {
         SupervisorSpec::new(id)
             .strategy(Strategy::OneForOne)
             .intensity(Intensity::new(10, Duration::from_secs(60)))
@@ -223,8 +219,15 @@ impl ProviderSet {
         self.entry(name).and_then(|e| e.addr.get().cloned())
     }
 
+    /// Provider names, in config order.
+    #[cfg(test)]
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.inner.entries.iter().map(|e| e.actor.provider().name())
+    }
+
     /// Checks that every provider `route` names is configured.
-    pub fn validate(&self, route: &ModelConfig) -> Result<(), ProviderSetError> {
+    #[cfg(test)]
+    pub(crate) fn validate(&self, route: &ModelConfig) -> Result<(), ProviderSetError> {
         for (provider, _) in route.candidates() {
             if self.entry(provider).is_none() {
                 return Err(ProviderSetError::UnknownProvider {
@@ -238,17 +241,18 @@ impl ProviderSet {
 
     /// Calls sent to provider `name` through the set and their errors by
     /// class, since the process started (for `/metrics`).
-    pub fn call_stats(&self, name: &str) -> Option<&crate::provider::CallStats> {
+    pub(crate) fn call_stats(&self, name: &str) -> Option<&crate::provider::CallStats> {
         self.entry(name).map(|e| &e.calls)
     }
 
     /// A circuit breaker's state, read without messaging the actor.
-    pub fn breaker_state(&self, name: &str) -> Option<BreakerState> {
+    #[cfg(test)]
+    pub(crate) fn breaker_state(&self, name: &str) -> Option<BreakerState> {
         self.provider(name).map(Provider::breaker_state)
     }
 
     /// Every provider's state, in config order.
-    pub fn status(&self) -> Vec<ProviderStatus> {
+    pub(crate) fn status(&self) -> Vec<ProviderStatus> {
         self.inner
             .entries
             .iter()
@@ -289,8 +293,8 @@ impl ProviderSet {
     /// next candidate; a bad request, an over-long context or a spent budget
     /// stops. On total failure the error that clears soonest among those a
     /// later attempt can get past is returned (when every circuit is open,
-    /// the one that closes first), else the last one; see
-    /// [`Failover`](super::failover::Failover).
+    /// the one that closes first), else the last one (see
+    /// [`failover`](super::failover)).
     pub async fn generate(
         &self,
         route: &ModelConfig,

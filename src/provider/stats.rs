@@ -9,30 +9,30 @@ use super::ErrorKind;
 
 /// Answered and failed calls of one provider since the process started.
 #[derive(Debug, Default)]
-pub struct CallStats {
+pub(crate) struct CallStats {
     ok: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl CallStats {
     /// Counts an answered call.
-    pub fn record_ok(&self) {
+    pub(crate) fn record_ok(&self) {
         self.ok.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failed call of class `kind`.
-    pub fn record_error(&self, kind: ErrorKind) {
+    pub(crate) fn record_error(&self, kind: ErrorKind) {
         let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
         *errors.entry(kind_label(kind)).or_insert(0) += 1;
     }
 
     /// Answered calls.
-    pub fn ok(&self) -> u64 {
+    pub(crate) fn ok(&self) -> u64 {
         self.ok.load(Ordering::Relaxed)
     }
 
     /// Failed calls by class (the camelCase name of the [`ErrorKind`]).
-    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
+    pub(crate) fn errors(&self) -> BTreeMap<&'static str, u64> {
         self.errors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -41,7 +41,7 @@ impl CallStats {
 }
 
 /// The label of an error class: the kind's camelCase JSON name.
-pub fn kind_label(kind: ErrorKind) -> &'static str {
+pub(crate) fn kind_label(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::RateLimited => "rateLimited",
         ErrorKind::QuotaExhausted => "quotaExhausted",

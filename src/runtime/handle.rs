@@ -227,14 +227,12 @@ impl Troupe {
     // tests read; not for embedders, whose surface is the methods above.
 
     /// The provider actors, when providers are configured.
-    #[doc(hidden)]
-    pub fn providers(&self) -> Option<&ProviderSet> {
+    pub(crate) fn providers(&self) -> Option<&ProviderSet> {
         self.parts().providers.as_ref()
     }
 
     /// Every supervision tree of the runtime (`troupe`, `engine`, `tools`).
-    #[doc(hidden)]
-    pub fn trees(&self) -> Vec<&Tree> {
+    pub(crate) fn trees(&self) -> Vec<&Tree> {
         let parts = self.parts();
         let mut trees: Vec<&Tree> = parts.trees.iter().collect();
         trees.insert(1.min(trees.len()), parts.engine.tree());
@@ -242,8 +240,7 @@ impl Troupe {
     }
 
     /// The store.
-    #[doc(hidden)]
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.parts().store
     }
 }

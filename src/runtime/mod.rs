@@ -33,3 +33,6 @@ pub use error::RuntimeError;
 pub use handle::Troupe;
 pub use handles::{Conversations, Memories};
 pub use task::{Answer, TaskError, TaskOptions};
+
+#[cfg(test)]
+mod tests;

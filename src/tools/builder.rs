@@ -8,27 +8,17 @@
 //! └── router         ToolRouter
 //! ```
 //!
-//! Mounting under a runtime's root supervisor:
-//!
-//! ```no_run
-//! # use troupe::tools::*;
-//! # use troupe_actors::*;
-//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let (spec, mount) = ToolsBuilder::new()
-//!     .tool(builtin::AnalyzeCodeTool::new("."))
-//!     .build()?
-//!     .into_parts();
-//! let tree = SupervisorSpec::new("root").supervisor(spec).start()?;
-//! let tools: Tools = mount.connect(&tree, "tools")?;
-//! # Ok(()) }
-//! ```
+//! The runtime starts them as a tree of their own
+//! (`ToolsBuilder::new()`, `.build()?.start()?`); the tests also mount the
+//! subtree under a supervisor of theirs (`ToolSystem::into_parts`, then
+//! `ToolMount::connect` once the tree has started).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use troupe_actors::{ActorRef, ChildSpec, Intensity, Recipient, Strategy, SupervisorSpec, Tree};
+use troupe_actors::{ActorRef, ChildSpec, Intensity, Strategy, SupervisorSpec, Tree};
 
 use super::actor::ToolActor;
 use super::error::ToolError;
@@ -37,7 +27,7 @@ use super::router::{ToolRequest, ToolRouter};
 use super::tool::{check_name, Tool};
 
 /// The time limit of a tool call when neither the tool nor the builder says.
-pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The tool runtime could not be assembled or connected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +52,7 @@ pub enum ToolSetupError {
 }
 
 /// Collects tools and settings for the tool runtime.
-pub struct ToolsBuilder {
+pub(crate) struct ToolsBuilder {
     id: String,
     tools: Vec<Arc<dyn Tool>>,
     default_timeout: Duration,
@@ -95,42 +85,25 @@ impl std::fmt::Debug for ToolsBuilder {
 
 impl ToolsBuilder {
     /// An empty runtime whose supervisor is called `tools`.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    /// Names the tools supervisor (its path in the tree).
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = id.into();
-        self
-    }
-
     /// Registers a tool.
-    pub fn tool(self, tool: impl Tool) -> Self {
+    #[cfg(test)]
+    pub(crate) fn tool(self, tool: impl Tool) -> Self {
         self.tool_arc(Arc::new(tool))
     }
 
     /// Registers a shared tool.
-    pub fn tool_arc(mut self, tool: Arc<dyn Tool>) -> Self {
+    pub(crate) fn tool_arc(mut self, tool: Arc<dyn Tool>) -> Self {
         self.tools.push(tool);
-        self
-    }
-
-    /// The time limit of calls to tools that set none themselves.
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
-        self
-    }
-
-    /// The mailbox bound of the router and of each tool actor.
-    pub fn mailbox(mut self, capacity: usize) -> Self {
-        self.mailbox = capacity;
         self
     }
 
     /// Checks every tool (name, unique, schema compiles, timeout) and
     /// compiles each schema once. Nothing starts yet.
-    pub fn build(self) -> Result<ToolSystem, ToolSetupError> {
+    pub(crate) fn build(self) -> Result<ToolSystem, ToolSetupError> {
         let mut entries = BTreeMap::new();
         for tool in self.tools {
             let name = tool.name().to_string();
@@ -182,7 +155,7 @@ fn child_id(tool: &str) -> String {
 
 /// The checked tool runtime, not started: a supervisor spec to mount and the
 /// means to connect to it once started.
-pub struct ToolSystem {
+pub(crate) struct ToolSystem {
     spec: SupervisorSpec,
     mount: ToolMount,
 }
@@ -196,21 +169,17 @@ impl std::fmt::Debug for ToolSystem {
 }
 
 impl ToolSystem {
-    /// The registered tools.
-    pub fn registry(&self) -> &ToolRegistry {
-        &self.mount.registry
-    }
-
     /// The supervisor spec to add under a parent
     /// ([`SupervisorSpec::supervisor`]) and the [`ToolMount`] to call once
     /// the tree has started.
-    pub fn into_parts(self) -> (SupervisorSpec, ToolMount) {
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (SupervisorSpec, ToolMount) {
         (self.spec, self.mount)
     }
 
     /// Starts the tools as a tree of their own on the current actix system
     /// (for a runtime that does not mount them, and for tests).
-    pub fn start(self) -> Result<(Tree, Tools), ToolSetupError> {
+    pub(crate) fn start(self) -> Result<(Tree, Tools), ToolSetupError> {
         let tree = self
             .spec
             .start()
@@ -221,7 +190,7 @@ impl ToolSystem {
 }
 
 /// Connects the router to the tool actors once the tree holding them runs.
-pub struct ToolMount {
+pub(crate) struct ToolMount {
     registry: ToolRegistry,
 }
 
@@ -238,7 +207,7 @@ impl ToolMount {
     /// `path` (e.g. `"tools"`; `""` when it is the root), and returns the
     /// handle agents use. Call it right after the tree starts, before the
     /// first tool call (a call before it fails with a tool error).
-    pub fn connect(self, tree: &Tree, path: &str) -> Result<Tools, ToolSetupError> {
+    pub(crate) fn connect(self, tree: &Tree, path: &str) -> Result<Tools, ToolSetupError> {
         let at = |child: &str| {
             if path.is_empty() {
                 child.to_string()
@@ -269,7 +238,7 @@ impl ToolMount {
 /// What agents hold to run tools: the router's address and the registry.
 /// Cheap to clone; addresses stay valid across restarts.
 #[derive(Clone)]
-pub struct Tools {
+pub(crate) struct Tools {
     router: ActorRef<ToolRouter>,
     registry: ToolRegistry,
 }
@@ -286,7 +255,7 @@ impl Tools {
     /// Runs one call through the router. Never fails other than with a
     /// [`ToolError`]: if the router itself was restarted mid-call, the call
     /// is reported as crashed.
-    pub async fn call(&self, call: ToolRequest) -> Result<Value, ToolError> {
+    pub(crate) async fn call(&self, call: ToolRequest) -> Result<Value, ToolError> {
         match self.router.send(call).await {
             Ok(result) => result,
             Err(e) => Err(ToolError::Crashed {
@@ -296,18 +265,7 @@ impl Tools {
     }
 
     /// The registered tools.
-    pub fn registry(&self) -> &ToolRegistry {
+    pub(crate) fn registry(&self) -> &ToolRegistry {
         &self.registry
-    }
-
-    /// The router's address.
-    pub fn router(&self) -> &ActorRef<ToolRouter> {
-        &self.router
-    }
-
-    /// The router as a recipient of [`ToolRequest`], for code that should
-    /// not name the actor type.
-    pub fn recipient(&self) -> Recipient<ToolRequest> {
-        self.router.recipient()
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 /// How many validation issues are reported at most; a model needs the first
 /// few to fix its call, not a wall of text.
-pub const MAX_ISSUES: usize = 20;
+pub(crate) const MAX_ISSUES: usize = 20;
 
 /// One thing wrong with a call's arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ pub enum ToolError {
     /// checks); each issue names the place and the problem.
     #[error("invalid arguments: {}", join_issues(.issues))]
     InvalidArguments {
-        /// What is wrong, at most [`MAX_ISSUES`].
+        /// What is wrong, at most 20 issues.
         issues: Vec<ArgumentIssue>,
     },
     /// The tool ran and reported an error.

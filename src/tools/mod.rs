@@ -21,16 +21,17 @@
 
 mod actor;
 mod builder;
-pub mod builtin;
+pub(crate) mod builtin;
 mod error;
 mod registry;
 mod router;
 mod tool;
 
-pub use builder::{
-    ToolMount, ToolSetupError, ToolSystem, Tools, ToolsBuilder, DEFAULT_TOOL_TIMEOUT,
-};
-pub use error::{ArgumentIssue, ToolError, MAX_ISSUES};
-pub use registry::ToolRegistry;
-pub use router::{tool_result, ToolRequest, ToolRouter};
-pub use tool::{parse_args, schema_for, Tool, ToolContext, ToolDefinition, TypedTool};
+pub use builder::ToolSetupError;
+pub(crate) use builder::{Tools, ToolsBuilder};
+pub use error::{ArgumentIssue, ToolError};
+pub(crate) use router::{tool_result, ToolRequest};
+pub use tool::{Tool, ToolContext, TypedTool};
+
+#[cfg(test)]
+mod tests;

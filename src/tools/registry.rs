@@ -84,7 +84,7 @@ fn truncate(mut s: String) -> String {
 /// ([`definitions_for`](Self::definitions_for)), and a config loader checks
 /// agents' tool lists against it ([`unknown`](Self::unknown)).
 #[derive(Clone)]
-pub struct ToolRegistry {
+pub(crate) struct ToolRegistry {
     pub(crate) entries: Arc<BTreeMap<String, ToolEntry>>,
 }
 
@@ -98,22 +98,23 @@ impl std::fmt::Debug for ToolRegistry {
 
 impl ToolRegistry {
     /// Every tool's name, sorted.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
     }
 
     /// Whether a tool of that name is registered.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
     /// One tool's definition.
-    pub fn get(&self, name: &str) -> Option<&ToolDefinition> {
+    pub(crate) fn get(&self, name: &str) -> Option<&ToolDefinition> {
         self.entries.get(name).map(|e| &e.definition)
     }
 
     /// Every tool's definition, sorted by name.
-    pub fn definitions(&self) -> Vec<ToolDefinition> {
+    #[cfg(test)]
+    pub(crate) fn definitions(&self) -> Vec<ToolDefinition> {
         self.entries
             .values()
             .map(|e| e.definition.clone())
@@ -122,7 +123,7 @@ impl ToolRegistry {
 
     /// The definitions of the tools in `allowed` that exist, in `allowed`'s
     /// order: what an agent's model request offers.
-    pub fn definitions_for(&self, allowed: &[String]) -> std::sync::Arc<[ToolDefinition]> {
+    pub(crate) fn definitions_for(&self, allowed: &[String]) -> std::sync::Arc<[ToolDefinition]> {
         allowed
             .iter()
             .filter_map(|name| self.get(name).cloned())
@@ -131,7 +132,7 @@ impl ToolRegistry {
 
     /// The names in `names` that are not registered (a config naming a tool
     /// that does not exist should be refused at start).
-    pub fn unknown(&self, names: &[String]) -> Vec<String> {
+    pub(crate) fn unknown(&self, names: &[String]) -> Vec<String> {
         names
             .iter()
             .filter(|n| !self.contains(n))
@@ -140,19 +141,9 @@ impl ToolRegistry {
     }
 
     /// The time limit of one call of `name`.
-    pub fn timeout(&self, name: &str) -> Option<Duration> {
+    #[cfg(test)]
+    pub(crate) fn timeout(&self, name: &str) -> Option<Duration> {
         self.entries.get(name).map(|e| e.timeout)
-    }
-
-    /// Checks `args` against `name`'s schema without running anything.
-    pub fn validate(&self, name: &str, args: &Value) -> Result<(), ToolError> {
-        match self.entries.get(name) {
-            Some(entry) => entry.validate(args),
-            None => Err(ToolError::UnknownTool {
-                name: name.to_string(),
-                available: self.names(),
-            }),
-        }
     }
 }
 

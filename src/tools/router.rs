@@ -27,7 +27,7 @@ use super::registry::ToolRegistry;
 use super::tool::ToolContext;
 
 /// Routes tool calls to tool actors; see the module docs.
-pub struct ToolRouter {
+pub(crate) struct ToolRouter {
     registry: ToolRegistry,
 }
 
@@ -47,7 +47,7 @@ impl Actor for ToolRouter {}
 /// configured tool list (shared, so building a request does not copy it);
 /// the calling agent is `ctx.agent_id`.
 #[derive(Debug, Clone)]
-pub struct ToolRequest {
+pub(crate) struct ToolRequest {
     /// The tool the model asked for.
     pub name: String,
     /// The arguments the model gave.
@@ -61,7 +61,7 @@ pub struct ToolRequest {
 impl ToolRequest {
     /// A request to run `name` with `args`, by the agent and task in `ctx`,
     /// allowed the tools in `allowed`.
-    pub fn new(
+    pub(crate) fn new(
         name: impl Into<String>,
         args: Value,
         ctx: ToolContext,
@@ -167,7 +167,7 @@ async fn route(registry: &ToolRegistry, call: ToolRequest) -> Result<Value, Tool
 /// The message that carries a tool call's outcome back to the model: the
 /// result's JSON on success, [`ToolError::to_model_message`] marked as an
 /// error otherwise.
-pub fn tool_result(call_id: &str, result: &Result<Value, ToolError>) -> ToolResult {
+pub(crate) fn tool_result(call_id: &str, result: &Result<Value, ToolError>) -> ToolResult {
     match result {
         Ok(value) => ToolResult {
             call_id: call_id.to_string(),

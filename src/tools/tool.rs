@@ -123,7 +123,7 @@ pub trait Tool: Send + Sync + 'static {
 /// ```
 /// use schemars::JsonSchema;
 /// use serde::{Deserialize, Serialize};
-/// use troupe::tools::{ToolContext, ToolError, TypedTool};
+/// use troupe::{async_trait, ToolContext, ToolError, TypedTool};
 ///
 /// /// Arguments of `add`.
 /// #[derive(Deserialize, JsonSchema)]
@@ -142,7 +142,7 @@ pub trait Tool: Send + Sync + 'static {
 ///
 /// struct Add;
 ///
-/// #[async_trait::async_trait]
+/// #[async_trait]
 /// impl TypedTool for Add {
 ///     type Args = AddArgs;
 ///     type Output = Sum;
@@ -221,7 +221,7 @@ pub(crate) fn ok_answer<T: Serialize + ?Sized>(data: &T) -> Result<Value, ToolEr
 /// The JSON Schema of `T` as the model APIs take it: one self-contained
 /// object (subschemas inlined, no `$schema`, `$defs` only for recursive
 /// types), with doc comments as descriptions.
-pub fn schema_for<T: JsonSchema>() -> Value {
+pub(crate) fn schema_for<T: JsonSchema>() -> Value {
     let generator = SchemaSettings::draft2020_12()
         .with(|s| {
             s.inline_subschemas = true;
@@ -307,12 +307,12 @@ fn collapse_documented_enums(schema: &mut Value) {
 /// Deserialises schema-checked arguments into `T`. A failure here means the
 /// schema let through something the type refuses (a custom `Deserialize`),
 /// reported as invalid arguments so the model can still fix it.
-pub fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
+pub(crate) fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
     serde_json::from_value(args).map_err(|e| ToolError::invalid_argument("", e))
 }
 
 /// A tool as the model sees it; the same type the provider layer sends.
-pub use crate::provider::model::ToolDefinition;
+pub(crate) use crate::provider::model::ToolDefinition;
 
 /// Checks a tool name the way the model APIs do (OpenAI and Anthropic both
 /// accept `^[a-zA-Z0-9_-]{1,64}$`), so a bad name fails at registration and

@@ -3,14 +3,16 @@
 //! `troupe_actors::run_system`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use troupe::config::TroupeConfig;
 use troupe::http::{ControlServer, HttpConfig, HttpToken};
-use troupe::runtime::Troupe;
 use troupe::sled::{SledConfig, SledStore};
+use troupe::store::Store;
+use troupe::Troupe;
+use troupe::TroupeConfig;
 
 /// How long a condition is waited for before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -24,6 +26,8 @@ pub struct Daemon {
     pub token: Option<String>,
     pub server: ControlServer,
     pub troupe: Troupe,
+    /// The store it runs on.
+    pub store: Arc<dyn Store>,
     /// The config it runs.
     pub config: TroupeConfig,
     _dir: tempfile::TempDir,
@@ -54,8 +58,12 @@ pub async fn start(token: Option<&str>) -> Daemon {
 /// `config` served, with `token` required when given.
 pub async fn start_with(config: TroupeConfig, token: Option<&str>) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap();
-    let troupe = Troupe::builder(config.clone()).store(store).start().await;
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap());
+    let troupe = Troupe::builder(config.clone())
+        .store_arc(store.clone())
+        .start()
+        .await;
     let troupe = troupe.unwrap();
     let server = ControlServer::start(
         troupe.clone(),
@@ -72,6 +80,7 @@ pub async fn start_with(config: TroupeConfig, token: Option<&str>) -> Daemon {
         token: token.map(str::to_string),
         server,
         troupe,
+        store,
         config,
         _dir: dir,
     }

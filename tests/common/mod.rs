@@ -9,12 +9,14 @@ pub mod daemon;
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 use troupe::job::{EnqueueOptions, Job, JobCtx};
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
 use troupe::store::{ClaimRequest, StoreError};
+use troupe::{JobContext, Worker, WorkerCategory, WorkerError};
 
 /// The sled store in `dir`, with the default configuration.
 pub fn open(dir: impl AsRef<Path>) -> SledStore {
@@ -57,5 +59,26 @@ pub fn field_of(err: &StoreError) -> &'static str {
     match err {
         StoreError::InvalidInput { field, .. } => field,
         other => panic!("expected InvalidInput, got {other:?}"),
+    }
+}
+
+/// `echo`: returns its args unchanged (as the engine's built-in diagnostic
+/// worker of that name does).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+#[async_trait]
+impl Worker for Echo {
+    fn name(&self) -> &str {
+        troupe::names::ECHO_WORKER
+    }
+    fn description(&self) -> &str {
+        "Returns its args unchanged."
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Diagnostic
+    }
+    async fn run(&self, args: Value, _: JobContext) -> Result<Value, WorkerError> {
+        Ok(args)
     }
 }

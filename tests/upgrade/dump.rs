@@ -21,13 +21,13 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use troupe::conversation::{NewMessage, Role};
 use troupe::job::Job;
-use troupe::memory::{MemoryScope, NewMemory};
 use troupe::secrets::{MasterKey, SecretStore};
 use troupe::sled::SledStore;
 use troupe::store::prelude::*;
 use troupe::store::ListQuery;
+use troupe::{MemoryScope, NewMemory};
+use troupe::{NewMessage, Role};
 
 /// What the dump says it is.
 pub const FORMAT: &str = "troupe-upgrade-fixture-dump/1";

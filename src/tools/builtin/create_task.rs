@@ -27,12 +27,12 @@ use crate::tools::{ToolContext, ToolError, TypedTool};
 use super::jobs::{enqueue_once, JobRequest};
 
 /// The longest delay a model may ask for (30 days).
-pub const MAX_DELAY_SECONDS: u64 = 30 * 24 * 3600;
+pub(crate) const MAX_DELAY_SECONDS: u64 = 30 * 24 * 3600;
 
 /// Arguments of `create_task`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateTaskArgs {
+pub(crate) struct CreateTaskArgs {
     /// What the task should do, as instructions to the agent.
     #[schemars(length(min = 1))]
     pub prompt: String,
@@ -48,7 +48,7 @@ pub struct CreateTaskArgs {
 /// What `create_task` answers: the task's job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TaskCreated {
+pub(crate) struct TaskCreated {
     /// False when a repeat of the call found the task made before.
     pub created: bool,
     /// The task's job.
@@ -58,14 +58,14 @@ pub struct TaskCreated {
 }
 
 /// The `create_task` tool.
-pub struct CreateTaskTool {
+pub(crate) struct CreateTaskTool {
     engine: WorkerEngine,
     registry: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl CreateTaskTool {
     /// Creates tasks through `engine`, once per call thanks to `registry`.
-    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
+    pub(crate) fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
         CreateTaskTool { engine, registry }
     }
 

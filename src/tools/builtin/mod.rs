@@ -20,14 +20,14 @@
 //! as happens when a task resumes after a crash. [`jobs`] states the exact
 //! guarantee for the two job-creating tools.
 
-pub mod analyze_code;
-pub mod create_task;
-pub mod jobs;
-pub mod recall;
-pub mod remember;
-pub mod scheduler;
-pub mod send_message;
-pub mod worker_manager;
+pub(crate) mod analyze_code;
+pub(crate) mod create_task;
+pub(crate) mod jobs;
+pub(crate) mod recall;
+pub(crate) mod remember;
+pub(crate) mod scheduler;
+pub(crate) mod send_message;
+pub(crate) mod worker_manager;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,27 +39,19 @@ use crate::engine::WorkerEngine;
 use crate::memory::actor::MemoryActor;
 use crate::store::IdempotencyStore;
 
-pub use analyze_code::{
-    analyze, guess_language, language_from_path, Analysis, AnalyzeCodeArgs, AnalyzeCodeTool, Block,
-    CodeReport, LineRef, DEEP_NESTING, DEFAULT_MAX_BYTES, LONG_BLOCK, LONG_LINE,
-};
-pub use create_task::{CreateTaskArgs, CreateTaskTool, TaskCreated, MAX_DELAY_SECONDS};
-pub use recall::{RecallArgs, RecallTool, RecalledMemory, DEFAULT_RECALL_LIMIT};
-pub use remember::{MemoryKind, MemoryStored, RememberArgs, RememberTool, ScopeArg};
-pub use scheduler::{
-    ScheduleKind, Scheduled, SchedulerArgs, SchedulerTool, MEMORY_COMPACTION_WORKER,
-};
-pub use send_message::{MessageSent, SendMessageArgs, SendMessageTool};
-pub use worker_manager::{
-    JobSummary, StatusFilter, WorkerAction, WorkerManagerArgs, WorkerManagerOutput,
-    WorkerManagerTool, DEFAULT_JOB_LIMIT,
-};
+pub(crate) use analyze_code::AnalyzeCodeTool;
+pub(crate) use create_task::CreateTaskTool;
+pub(crate) use recall::RecallTool;
+pub(crate) use remember::RememberTool;
+pub(crate) use scheduler::SchedulerTool;
+pub(crate) use send_message::SendMessageTool;
+pub(crate) use worker_manager::WorkerManagerTool;
 
 use super::Tool;
 
 /// What the built-in tools work on; [`Builtins::tools`] makes all seven.
 #[derive(Clone)]
-pub struct Builtins {
+pub(crate) struct Builtins {
     /// The job engine (`scheduler`, `create_task`, `worker_manager`).
     pub engine: WorkerEngine,
     /// The idempotency registry that makes job-creating calls happen once.
@@ -74,7 +66,7 @@ pub struct Builtins {
 
 impl Builtins {
     /// All built-in tools, ready for [`ToolsBuilder::tool_arc`](crate::tools::ToolsBuilder::tool_arc).
-    pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
+    pub(crate) fn tools(&self) -> Vec<Arc<dyn Tool>> {
         vec![
             Arc::new(SchedulerTool::new(
                 self.engine.clone(),

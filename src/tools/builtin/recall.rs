@@ -20,12 +20,12 @@ use super::jobs::store_error;
 use super::remember::{scope_for, ScopeArg};
 
 /// How many memories when no limit is given.
-pub const DEFAULT_RECALL_LIMIT: usize = 5;
+pub(crate) const DEFAULT_RECALL_LIMIT: usize = 5;
 
 /// Arguments of `recall`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RecallArgs {
+pub(crate) struct RecallArgs {
     /// What the memories should be about (keywords work best).
     pub query: String,
     /// At most this many memories (default 5).
@@ -40,7 +40,7 @@ pub struct RecallArgs {
 /// One memory `recall` answers with (it answers a list, best first).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RecalledMemory {
+pub(crate) struct RecalledMemory {
     /// The memory.
     pub id: MemoryId,
     /// Its kind.
@@ -70,13 +70,13 @@ impl From<ScoredMemory> for RecalledMemory {
 }
 
 /// The `recall` tool.
-pub struct RecallTool {
+pub(crate) struct RecallTool {
     memory: Recipient<Recall>,
 }
 
 impl RecallTool {
     /// Searches through the Memory actor (`ActorRef<MemoryActor>::recipient()`).
-    pub fn new(memory: Recipient<Recall>) -> Self {
+    pub(crate) fn new(memory: Recipient<Recall>) -> Self {
         RecallTool { memory }
     }
 }

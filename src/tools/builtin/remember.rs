@@ -25,7 +25,7 @@ use super::jobs::store_error;
 /// What kind of memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum MemoryKind {
+pub(crate) enum MemoryKind {
     /// Something learned from doing a task.
     Learning,
     /// A fact about the world or the project.
@@ -36,9 +36,10 @@ pub enum MemoryKind {
     Summary,
 }
 
-impl From<MemoryKind> for MemoryType {
-    fn from(k: MemoryKind) -> Self {
-        match k {
+impl MemoryKind {
+    /// The stored memory type of this kind.
+    fn memory_type(self) -> MemoryType {
+        match self {
             MemoryKind::Learning => MemoryType::Learning,
             MemoryKind::Fact => MemoryType::Fact,
             MemoryKind::Preference => MemoryType::Preference,
@@ -50,7 +51,7 @@ impl From<MemoryKind> for MemoryType {
 /// Whose memories a call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum ScopeArg {
+pub(crate) enum ScopeArg {
     /// The current user's (falls back to the agent's when the task has none).
     User,
     /// The agent's own, shared across users.
@@ -69,7 +70,7 @@ pub(crate) fn scope_for(arg: Option<ScopeArg>, ctx: &ToolContext) -> MemoryScope
 /// Arguments of `remember`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RememberArgs {
+pub(crate) struct RememberArgs {
     /// What kind of memory this is.
     #[serde(rename = "type")]
     pub kind: MemoryKind,
@@ -87,7 +88,7 @@ pub struct RememberArgs {
 /// What `remember` answers: the stored memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MemoryStored {
+pub(crate) struct MemoryStored {
     /// The memory.
     pub memory_id: MemoryId,
     /// False when a repeat of the call found the memory stored before.
@@ -95,13 +96,13 @@ pub struct MemoryStored {
 }
 
 /// The `remember` tool.
-pub struct RememberTool {
+pub(crate) struct RememberTool {
     memory: Recipient<Remember>,
 }
 
 impl RememberTool {
     /// Stores through the Memory actor (`ActorRef<MemoryActor>::recipient()`).
-    pub fn new(memory: Recipient<Remember>) -> Self {
+    pub(crate) fn new(memory: Recipient<Remember>) -> Self {
         RememberTool { memory }
     }
 }
@@ -123,8 +124,13 @@ impl TypedTool for RememberTool {
 
     async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<MemoryStored, ToolError> {
         let scope = scope_for(args.scope, &ctx);
-        let memory = NewMemory::new(&scope, args.kind, args.content, args.importance)
-            .with_source(ctx.job_id);
+        let memory = NewMemory::new(
+            &scope,
+            args.kind.memory_type(),
+            args.content,
+            args.importance,
+        )
+        .with_source(ctx.job_id);
         let remembered = self
             .memory
             .send(Remember {

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::WorkerEngine;
 use crate::job::{EnqueueOptions, JobCtx, JobId};
-pub use crate::names::MEMORY_COMPACTION_WORKER;
+pub(crate) use crate::names::MEMORY_COMPACTION_WORKER;
 use crate::names::SCHEDULER_TOOL;
 use crate::store::IdempotencyStore;
 use crate::tools::{ToolContext, ToolError, TypedTool};
@@ -26,7 +26,7 @@ use super::jobs::{enqueue_once, JobRequest};
 /// What can be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ScheduleKind {
+pub(crate) enum ScheduleKind {
     /// Summarise the memories of this agent (and user) into fewer summary
     /// memories; the originals are archived.
     MemoryCompaction,
@@ -35,7 +35,7 @@ pub enum ScheduleKind {
 /// Arguments of `scheduler`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     /// What to schedule.
     pub kind: ScheduleKind,
     /// The user whose memories to compact; defaults to the task's user.
@@ -56,7 +56,7 @@ pub struct SchedulerArgs {
 /// found).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Scheduled {
+pub(crate) struct Scheduled {
     /// Always true: a call either schedules (or finds) its job or fails.
     pub scheduled: bool,
     /// The job.
@@ -66,7 +66,7 @@ pub struct Scheduled {
 }
 
 /// The `scheduler` tool.
-pub struct SchedulerTool {
+pub(crate) struct SchedulerTool {
     engine: WorkerEngine,
     registry: Option<Arc<dyn IdempotencyStore>>,
 }
@@ -74,7 +74,7 @@ pub struct SchedulerTool {
 impl SchedulerTool {
     /// Schedules through `engine`, once per call thanks to `registry` (the
     /// job's unique key alone guards only while the job is queued or running).
-    pub fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
+    pub(crate) fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
         SchedulerTool { engine, registry }
     }
 }

@@ -23,7 +23,7 @@ use super::jobs::store_error;
 /// Arguments of `send_message`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SendMessageArgs {
+pub(crate) struct SendMessageArgs {
     /// The message text.
     #[schemars(length(min = 1))]
     pub content: String,
@@ -35,7 +35,7 @@ pub struct SendMessageArgs {
 /// What `send_message` answers: the stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageSent {
+pub(crate) struct MessageSent {
     /// The message.
     pub message_id: MessageId,
     /// The conversation it is in.
@@ -45,13 +45,13 @@ pub struct MessageSent {
 }
 
 /// The `send_message` tool.
-pub struct SendMessageTool {
+pub(crate) struct SendMessageTool {
     store: Arc<dyn ConversationStore>,
 }
 
 impl SendMessageTool {
     /// Stores messages in `store`.
-    pub fn new(store: Arc<dyn ConversationStore>) -> Self {
+    pub(crate) fn new(store: Arc<dyn ConversationStore>) -> Self {
         SendMessageTool { store }
     }
 }

@@ -21,12 +21,12 @@ use crate::tools::{ToolContext, ToolError, TypedTool};
 use super::jobs::engine_error;
 
 /// How many jobs `list_jobs` returns when no limit is given.
-pub const DEFAULT_JOB_LIMIT: usize = 20;
+pub(crate) const DEFAULT_JOB_LIMIT: usize = 20;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum WorkerAction {
+pub(crate) enum WorkerAction {
     /// List the registered workers.
     ListWorkers,
     /// List jobs, newest first.
@@ -36,7 +36,7 @@ pub enum WorkerAction {
 /// A job status to filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum StatusFilter {
+pub(crate) enum StatusFilter {
     /// Waiting to run.
     Queued,
     /// Running now.
@@ -49,9 +49,10 @@ pub enum StatusFilter {
     Cancelled,
 }
 
-impl From<StatusFilter> for JobStatus {
-    fn from(s: StatusFilter) -> Self {
-        match s {
+impl StatusFilter {
+    /// The job status it filters on.
+    fn job_status(self) -> JobStatus {
+        match self {
             StatusFilter::Queued => JobStatus::Queued,
             StatusFilter::Running => JobStatus::Running,
             StatusFilter::Completed => JobStatus::Completed,
@@ -64,7 +65,7 @@ impl From<StatusFilter> for JobStatus {
 /// Arguments of `worker_manager`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkerManagerArgs {
+pub(crate) struct WorkerManagerArgs {
     /// `list_workers` or `list_jobs`.
     pub action: WorkerAction,
     /// `list_jobs` only: only jobs with this status.
@@ -82,7 +83,7 @@ pub struct WorkerManagerArgs {
 /// What `worker_manager` answers: a list, of workers or of jobs by action.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum WorkerManagerOutput {
+pub(crate) enum WorkerManagerOutput {
     /// `list_workers`: the registered workers.
     Workers(Vec<WorkerInfo>),
     /// `list_jobs`: jobs, newest first.
@@ -93,7 +94,7 @@ pub enum WorkerManagerOutput {
 /// (which can be large; the id finds it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JobSummary {
+pub(crate) struct JobSummary {
     /// The job.
     pub id: JobId,
     /// Its worker.
@@ -131,13 +132,13 @@ impl From<Job> for JobSummary {
 }
 
 /// The `worker_manager` tool.
-pub struct WorkerManagerTool {
+pub(crate) struct WorkerManagerTool {
     engine: WorkerEngine,
 }
 
 impl WorkerManagerTool {
     /// Reads workers and jobs from `engine`.
-    pub fn new(engine: WorkerEngine) -> Self {
+    pub(crate) fn new(engine: WorkerEngine) -> Self {
         WorkerManagerTool { engine }
     }
 }
@@ -168,7 +169,7 @@ impl TypedTool for WorkerManagerTool {
             }
             WorkerAction::ListJobs => {
                 let query = ListQuery {
-                    status: args.status.map(JobStatus::from),
+                    status: args.status.map(StatusFilter::job_status),
                     worker: args.worker,
                     limit: args
                         .limit

@@ -19,20 +19,17 @@ use serde::{Deserialize, Serialize};
 use crate::names::ANALYZE_CODE_TOOL;
 use crate::tools::{ToolContext, ToolError, TypedTool};
 
-pub mod scanner;
+pub(crate) mod scanner;
 
-pub use scanner::{
-    analyze, guess_language, language_from_path, Block, CodeReport, LineRef, DEEP_NESTING,
-    LONG_BLOCK, LONG_LINE,
-};
+use scanner::{analyze, CodeReport};
 
 /// Largest file or snippet analysed, in bytes.
-pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Arguments of `analyze_code`: exactly one of `code` and `path`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AnalyzeCodeArgs {
+pub(crate) struct AnalyzeCodeArgs {
     /// Source code to analyse. Give this or `path`.
     #[serde(default)]
     pub code: Option<String>,
@@ -47,7 +44,7 @@ pub struct AnalyzeCodeArgs {
 /// What `analyze_code` answers: the report, and the file's path when it
 /// read one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Analysis {
+pub(crate) struct Analysis {
     /// The scanner's report.
     #[serde(flatten)]
     pub report: CodeReport,
@@ -57,24 +54,18 @@ pub struct Analysis {
 }
 
 /// The `analyze_code` tool.
-pub struct AnalyzeCodeTool {
+pub(crate) struct AnalyzeCodeTool {
     root: PathBuf,
     max_bytes: u64,
 }
 
 impl AnalyzeCodeTool {
     /// Analyses snippets, and files under `project_root`.
-    pub fn new(project_root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(project_root: impl Into<PathBuf>) -> Self {
         AnalyzeCodeTool {
             root: project_root.into(),
             max_bytes: DEFAULT_MAX_BYTES,
         }
-    }
-
-    /// Refuses files and snippets larger than `bytes`.
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.max_bytes = bytes;
-        self
     }
 
     /// Reads `rel` if it is a text file inside the project root.

@@ -15,18 +15,18 @@ use std::path::Path;
 use serde::Serialize;
 
 /// Lines longer than this (in characters) are reported.
-pub const LONG_LINE: usize = 120;
+pub(crate) const LONG_LINE: usize = 120;
 /// A function-like block longer than this (in lines) is a finding.
-pub const LONG_BLOCK: usize = 50;
+pub(crate) const LONG_BLOCK: usize = 50;
 /// Nesting deeper than this is a finding.
-pub const DEEP_NESTING: usize = 4;
+pub(crate) const DEEP_NESTING: usize = 4;
 /// How many TODO markers and long lines are listed (all are counted).
 const MAX_LISTED: usize = 20;
 
 /// A line worth pointing at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LineRef {
+pub(crate) struct LineRef {
     /// 1-based line number.
     pub line: usize,
     /// The line, trimmed and cut to 100 characters.
@@ -36,7 +36,7 @@ pub struct LineRef {
 /// The longest function-like block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Block {
+pub(crate) struct Block {
     /// Its name, when one could be read.
     pub name: Option<String>,
     /// 1-based line it starts on.
@@ -48,7 +48,7 @@ pub struct Block {
 /// What `analyze_code` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CodeReport {
+pub(crate) struct CodeReport {
     /// The given language, or the guess (`unknown` when nothing fits).
     pub language: String,
     /// All lines.
@@ -79,7 +79,7 @@ pub struct CodeReport {
 
 /// Analyses `source`. `language` overrides the guess; `path` lends its
 /// extension to the guess.
-pub fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> CodeReport {
+pub(crate) fn analyze(source: &str, language: Option<&str>, path: Option<&Path>) -> CodeReport {
     let lang = match language.map(str::trim).filter(|l| !l.is_empty()) {
         Some(l) => l.to_ascii_lowercase(),
         None => path
@@ -217,7 +217,7 @@ fn findings(report: &CodeReport) -> Vec<String> {
 }
 
 /// The language of a file by its extension.
-pub fn language_from_path(path: &Path) -> Option<&'static str> {
+pub(crate) fn language_from_path(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     Some(match ext.as_str() {
         "rs" => "rust",
@@ -248,7 +248,7 @@ pub fn language_from_path(path: &Path) -> Option<&'static str> {
 
 /// A naive guess from keywords: each language scores one point per marker
 /// found; the highest wins, ties going to the earlier language in the list.
-pub fn guess_language(source: &str) -> &'static str {
+pub(crate) fn guess_language(source: &str) -> &'static str {
     const MARKERS: &[(&str, &[&str])] = &[
         (
             "rust",

@@ -4,13 +4,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue};
-use troupe::provider::classify::{classify, CallContext};
-use troupe::provider::headers::{parse_duration, rate_limits, retry_wait, Dimension};
-use troupe::provider::{
+use crate::provider::classify::{classify, CallContext};
+use crate::provider::headers::{parse_duration, rate_limits, retry_wait, Dimension};
+use crate::provider::retry::RetryPolicy;
+use crate::provider::{
     ApiKey, ErrorKind, GenerateRequest, Message, Provider, ProviderConfig, ProviderKind,
-    RetryPolicy,
 };
+use reqwest::header::{HeaderMap, HeaderValue};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -5,20 +5,18 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::json;
-use troupe::provider::{
+use crate::provider::retry::RetryPolicy;
+use crate::provider::{
     ApiKey, ErrorKind, FinishReason, GenerateRequest, Message, Provider, ProviderConfig,
-    ProviderKind, RetryPolicy,
+    ProviderKind,
 };
+use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
-const KEY: &str = "sk-test-fixture-key-0123456789";
+use crate::test_support::{fixture, FIXTURES};
 
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
+const KEY: &str = "sk-test-fixture-key-0123456789";
 
 fn kind_of(file: &str) -> ProviderKind {
     match file.split('-').next().unwrap() {
@@ -61,18 +59,18 @@ struct Expect {
     file: &'static str,
     status: u16,
     headers: &'static [(&'static str, &'static str)],
-    check: fn(Result<troupe::provider::GenerateResponse, troupe::provider::ProviderError>),
+    check: fn(Result<crate::provider::GenerateResponse, crate::provider::ProviderError>),
 }
 
 fn ok(
-    r: Result<troupe::provider::GenerateResponse, troupe::provider::ProviderError>,
-) -> troupe::provider::GenerateResponse {
+    r: Result<crate::provider::GenerateResponse, crate::provider::ProviderError>,
+) -> crate::provider::GenerateResponse {
     r.unwrap()
 }
 
 fn err(
-    r: Result<troupe::provider::GenerateResponse, troupe::provider::ProviderError>,
-) -> troupe::provider::ProviderError {
+    r: Result<crate::provider::GenerateResponse, crate::provider::ProviderError>,
+) -> crate::provider::ProviderError {
     r.unwrap_err()
 }
 

@@ -10,28 +10,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::conversation::ConversationStore;
+use crate::engine::{JobContext, Worker, WorkerCategory, WorkerEngine, WorkerError};
+use crate::job::{EnqueueOptions, JobCtx, JobStatus};
+use crate::memory::actor::MemoryActor;
+use crate::memory::{MemoryScope, MemoryStore, RecallWeights};
+use crate::sled::{SledConfig, SledStore};
+use crate::store::prelude::*;
+use crate::store::{Claim, IdempotencyStore};
+use crate::store::{ListQuery, PauseTarget};
+use crate::tools::builtin::{
+    AnalyzeCodeTool, CreateTaskTool, RecallTool, RememberTool, SchedulerTool, SendMessageTool,
+    WorkerManagerTool,
+};
+use crate::tools::tool::schema_for;
+use crate::tools::{
+    Tool, ToolContext, ToolError, ToolRequest, ToolSetupError, Tools, ToolsBuilder, TypedTool,
+};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use troupe::conversation::ConversationStore;
-use troupe::engine::{JobContext, Worker, WorkerCategory, WorkerEngine, WorkerError};
-use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
-use troupe::memory::actor::MemoryActor;
-use troupe::memory::{MemoryScope, MemoryStore, RecallWeights};
-use troupe::sled::{SledConfig, SledStore};
-use troupe::store::prelude::*;
-use troupe::store::{Claim, IdempotencyStore};
-use troupe::store::{ListQuery, PauseTarget};
-use troupe::tools::builtin::{
-    AnalyzeCodeTool, CreateTaskTool, RecallTool, RememberTool, SchedulerTool, SendMessageTool,
-    WorkerManagerTool,
-};
-use troupe::tools::{
-    schema_for, Tool, ToolContext, ToolError, ToolRequest, ToolSetupError, Tools, ToolsBuilder,
-    TypedTool,
-};
 use troupe_actors::{run_system, ChildSpec, SupervisorSpec, Tree};
 use uuid::Uuid;
 
@@ -549,7 +549,7 @@ impl Env {
         call(&self.tools, name, args, ctx, ALL).await
     }
 
-    async fn jobs_of(&self, worker: &str) -> Vec<troupe::job::Job> {
+    async fn jobs_of(&self, worker: &str) -> Vec<crate::job::Job> {
         self.engine
             .list_jobs(&ListQuery {
                 worker: Some(worker.into()),
@@ -1194,7 +1194,7 @@ fn every_builtin_answers_in_the_exact_seed_json() {
         );
 
         let code = "def f(x):\n    return x\n";
-        let report = troupe::tools::builtin::analyze(code, None, None);
+        let report = crate::tools::builtin::analyze_code::scanner::analyze(code, None, None);
         let out = env
             .call("analyze_code", json!({"code": code}), ctx(0, "a"))
             .await

@@ -5,12 +5,12 @@
 
 use std::time::SystemTime;
 
+use crate::provider::classify::{classify, CallContext};
+use crate::provider::{anthropic, openai, ErrorKind};
 use proptest::prelude::*;
 use reqwest::header::HeaderMap;
-use troupe::provider::classify::{classify, CallContext};
-use troupe::provider::{anthropic, openai, ErrorKind};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+use crate::test_support::FIXTURES;
 
 fn success_fixtures() -> Vec<(bool, Vec<u8>)> {
     let mut out = Vec::new();
@@ -32,7 +32,7 @@ fn success_fixtures() -> Vec<(bool, Vec<u8>)> {
 
 fn decode_both(
     body: &[u8],
-) -> [Result<troupe::provider::GenerateResponse, troupe::provider::ProviderError>; 2] {
+) -> [Result<crate::provider::GenerateResponse, crate::provider::ProviderError>; 2] {
     [
         openai::decode(body, "p", "m"),
         anthropic::decode(body, "p", "m"),
@@ -142,12 +142,12 @@ fn invalid_tool_arguments_pass_through_for_the_agent() {
     assert_eq!(r.tool_calls[1].arguments, serde_json::json!({}));
     assert!(r.tool_calls[1].arguments_error.is_none());
     // Re-encoded for OpenAI the raw text goes back verbatim; for Anthropic as {}.
-    let req = troupe::provider::GenerateRequest {
+    let req = crate::provider::GenerateRequest {
         model: "m".into(),
         messages: vec![r.to_message()],
         ..Default::default()
     };
-    let o = openai::encode(&req, troupe::provider::ProviderKind::Openai);
+    let o = openai::encode(&req, crate::provider::ProviderKind::Openai);
     assert_eq!(
         o["messages"][0]["tool_calls"][0]["function"]["arguments"],
         "{\"q\": \"unterminated"
@@ -182,7 +182,8 @@ fn mistral_ids_are_deterministic_nine_alphanumerics() {
 
 #[test]
 fn openai_uses_max_completion_tokens_and_others_max_tokens() {
-    use troupe::provider::{GenerateRequest, ProviderKind, ToolChoice, ToolDefinition};
+    use crate::provider::model::ToolChoice;
+    use crate::provider::{GenerateRequest, ProviderKind, ToolDefinition};
     let req = GenerateRequest {
         model: "m".into(),
         max_tokens: Some(50),
@@ -257,8 +258,9 @@ proptest! {
         use std::sync::Arc;
         use std::time::Duration;
         use reqwest::header::HeaderValue;
-        use troupe::provider::headers::{rate_limits, retry_wait};
-        use troupe::provider::{ManualClock, RateLimitConfig, RateLimiter};
+        use crate::provider::headers::{rate_limits, retry_wait};
+        use crate::provider::clock::ManualClock;
+        use crate::provider::ratelimit::{RateLimitConfig, RateLimiter};
         let names = [
             "retry-after-ms", "retry-after", "x-ratelimit-reset-requests",
             "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens",

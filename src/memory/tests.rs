@@ -1,20 +1,18 @@
 //! The Memory actor on a sled store: recall ranking, touching what it
 //! returns, scopes, compaction through the actor, refused weights. What the
 //! store itself promises about memories is the conformance suite's
-//! (`troupe::store::conformance::memories`).
-
-mod common;
+//! (`crate::store::conformance::memories`).
 
 use std::sync::Arc;
 
+use crate::memory::actor::{Compact, Forget, ListMemories, MemoryActor, Recall, Remember};
+use crate::memory::{MemoryScope, MemoryStore, NewMemory, RecallWeights};
+use crate::sled::SledStore;
 use chrono::{Duration, Utc};
 use tempfile::TempDir;
-use troupe::memory::actor::{Compact, Forget, ListMemories, MemoryActor, Recall, Remember};
-use troupe::memory::{MemoryScope, MemoryStore, NewMemory, RecallWeights};
-use troupe::sled::SledStore;
 use troupe_actors::{run_system, ActorRef, ChildSpec, SupervisorSpec};
 
-use common::{field_of, open};
+use crate::test_support::{field_of, open};
 
 fn fact(scope: &MemoryScope, content: &str, importance: u8) -> NewMemory {
     NewMemory::new(scope, "fact", content, importance)

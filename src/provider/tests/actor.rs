@@ -7,26 +7,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::in_memory::InMemoryStore;
+use crate::provider::breaker::BreakerConfig;
+use crate::provider::clock::ManualClock;
+use crate::provider::retry::RetryPolicy;
+use crate::provider::{
+    ApiKey, BreakerState, Credentials, ErrorKind, Generate, GenerateRequest, KeySource, Message,
+    Provider, ProviderActor, ProviderConfig, ProviderKind, ProviderSet, UsageMeter,
+};
+use crate::store::{DayUsage, UsageRecord, UsageScope, UsageStore, UsageTotals};
+use crate::ModelConfig;
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use troupe::in_memory::InMemoryStore;
-use troupe::provider::UsageMeter;
-use troupe::provider::{
-    ApiKey, BreakerConfig, BreakerState, ErrorKind, Generate, GenerateRequest, ManualClock,
-    Message, ModelConfig, Provider, ProviderActor, ProviderConfig, ProviderKind, ProviderSet,
-    RetryPolicy,
-};
-use troupe::provider::{Credentials, KeySource};
-use troupe::store::{DayUsage, UsageRecord, UsageScope, UsageStore, UsageTotals};
 use troupe_actors::{run_system, CallError, SupervisorSpec, Tree};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
+use crate::test_support::fixture;
 
 async fn server(status: u16, fixture_name: &str) -> MockServer {
     let server = MockServer::start().await;
@@ -129,7 +126,7 @@ struct PanicOnce {
 
 #[async_trait]
 impl UsageStore for PanicOnce {
-    async fn record(&self, record: &UsageRecord) -> Result<(), troupe::store::StoreError> {
+    async fn record(&self, record: &UsageRecord) -> Result<(), crate::store::StoreError> {
         if !self.fired.swap(true, Ordering::SeqCst) {
             panic!("usage store exploded");
         }
@@ -139,13 +136,13 @@ impl UsageStore for PanicOnce {
         &self,
         scope: &UsageScope,
         day: NaiveDate,
-    ) -> Result<UsageTotals, troupe::store::StoreError> {
+    ) -> Result<UsageTotals, crate::store::StoreError> {
         self.inner.totals(scope, day).await
     }
-    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, troupe::store::StoreError> {
+    async fn day_usage(&self, day: NaiveDate) -> Result<DayUsage, crate::store::StoreError> {
         self.inner.day_usage(day).await
     }
-    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, troupe::store::StoreError> {
+    async fn calls(&self, day: NaiveDate) -> Result<Vec<UsageRecord>, crate::store::StoreError> {
         self.inner.calls(day).await
     }
 }

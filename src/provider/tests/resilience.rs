@@ -6,21 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use troupe::provider::breaker::CircuitBreaker;
-use troupe::provider::{
-    ApiKey, BreakerConfig, BreakerState, Candidate, ErrorKind, Failover, GenerateRequest,
-    ManualClock, Message, Provider, ProviderConfig, ProviderKind, RateLimitConfig, RateLimiter,
-    ToolCall, ToolDefinition,
+use crate::provider::breaker::{BreakerConfig, CircuitBreaker};
+use crate::provider::clock::ManualClock;
+use crate::provider::failover::{Candidate, Failover};
+use crate::provider::ratelimit::{RateLimitConfig, RateLimiter};
+use crate::provider::{
+    ApiKey, BreakerState, ErrorKind, GenerateRequest, Message, Provider, ProviderConfig,
+    ProviderKind, ToolCall, ToolDefinition,
 };
+use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
+use crate::test_support::fixture;
 
 fn openai_ok() -> ResponseTemplate {
     ResponseTemplate::new(200)
@@ -754,7 +752,7 @@ type = "openai-compatible"
 baseUrl = "http://127.0.0.1:9/v1"
 "#;
     let config =
-        troupe::config::TroupeConfig::parse(text, std::path::Path::new("troupe.toml")).unwrap();
+        crate::config::TroupeConfig::parse(text, std::path::Path::new("troupe.toml")).unwrap();
     let retry = &config.providers[0].retry;
     assert_eq!(retry.max_attempts, 6);
     assert_eq!(retry.backoff.initial, Duration::from_millis(100));
@@ -765,7 +763,7 @@ baseUrl = "http://127.0.0.1:9/v1"
     assert_eq!(retry.max_wait, Some(Duration::from_secs(5)));
     // No table: the provider defaults, waits over 60 s handed back.
     let plain = &config.providers[1].retry;
-    assert_eq!(plain, &troupe::provider::retry::default_policy());
+    assert_eq!(plain, &crate::provider::retry::default_policy());
     assert_eq!(plain.max_attempts, 4);
     assert_eq!(plain.max_wait, Some(Duration::from_secs(60)));
 }
