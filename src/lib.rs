@@ -99,6 +99,8 @@ pub use store::{
     ChatMessage, Memory, MemoryScope, MemoryType, NewMemory, NewMessage, Role, StoreError,
 };
 pub use tools::{ArgumentIssue, Tool, ToolContext, ToolError, ToolSetupError, TypedTool};
+/// The supervision crate's policies, which two config fields use.
+pub use troupe_actors::{BackoffPolicy, RetryPolicy};
 
 /// The attribute every trait an embedder implements ([`Tool`],
 /// [`TypedTool`], [`Worker`], [`ModelGateway`]) is written with, so an
