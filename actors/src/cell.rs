@@ -227,31 +227,15 @@ impl<A: Actor> Cell<A> {
                 self.generation = generation;
                 if delay.is_zero() {
                     self.start_instance(ctx, ack);
-                    true
-                } else {
-                    self.pending_start = Some(PendingStart {
-                        sleep: Box::pin(tokio::time::sleep(delay)),
-                        ack,
-                    });
-                    false
+                    return true;
                 }
+                self.pending_start = Some(PendingStart {
+                    sleep: Box::pin(tokio::time::sleep(delay)),
+                    ack,
+                });
+                false
             }
-            (Phase::Paused, Command::Stop { then, ack }) => {
-                self.pending_start = None;
-                match then {
-                    AfterStop::Pause => {
-                        send_ack(ack);
-                        false
-                    }
-                    AfterStop::Halt => {
-                        self.phase = Phase::Stopped;
-                        self.shared.set_state(ChildState::Stopped);
-                        send_ack(ack);
-                        actix::ActorContext::stop(ctx);
-                        true
-                    }
-                }
-            }
+            (Phase::Paused, Command::Stop { then, ack }) => self.stop_paused(then, ack, ctx),
             (
                 Phase::Stopped,
                 Command::Start {
@@ -259,28 +243,8 @@ impl<A: Actor> Cell<A> {
                     delay,
                     ack,
                 },
-            ) => {
-                self.generation = generation;
-                self.phase = Phase::Paused;
-                self.shared.set_state(ChildState::Restarting);
-                self.pending_start = Some(PendingStart {
-                    sleep: Box::pin(tokio::time::sleep(delay)),
-                    ack,
-                });
-                actix::ActorContext::stop(ctx);
-                true
-            }
-            (Phase::Stopped, Command::Stop { then, ack }) => {
-                if then == AfterStop::Pause {
-                    self.phase = Phase::Paused;
-                    self.shared.set_state(ChildState::Restarting);
-                    send_ack(ack);
-                    actix::ActorContext::stop(ctx);
-                    return true;
-                }
-                send_ack(ack);
-                false
-            }
+            ) => self.revive(generation, delay, ack, ctx),
+            (Phase::Stopped, Command::Stop { then, ack }) => self.stop_stopped(then, ack, ctx),
             // Init and Stopping have no listener; nothing arrives there.
             (
                 Phase::Init | Phase::Stopping,
@@ -290,6 +254,63 @@ impl<A: Actor> Cell<A> {
                 false
             }
         }
+    }
+
+    /// `Stop` while no instance runs: a pending start is dropped; `Halt`
+    /// stops the cell for good (its mailbox answers `Dropped`).
+    fn stop_paused(
+        &mut self,
+        then: AfterStop,
+        ack: Option<oneshot::Sender<()>>,
+        ctx: &mut actix::Context<Self>,
+    ) -> bool {
+        self.pending_start = None;
+        send_ack(ack);
+        if then == AfterStop::Pause {
+            return false;
+        }
+        self.phase = Phase::Stopped;
+        self.shared.set_state(ChildState::Stopped);
+        actix::ActorContext::stop(ctx);
+        true
+    }
+
+    /// `Start` of a stopped cell (its subtree restarted): back to paused,
+    /// with the start pending its delay, through an actix restart.
+    fn revive(
+        &mut self,
+        generation: u64,
+        delay: Duration,
+        ack: Option<oneshot::Sender<()>>,
+        ctx: &mut actix::Context<Self>,
+    ) -> bool {
+        self.generation = generation;
+        self.phase = Phase::Paused;
+        self.shared.set_state(ChildState::Restarting);
+        self.pending_start = Some(PendingStart {
+            sleep: Box::pin(tokio::time::sleep(delay)),
+            ack,
+        });
+        actix::ActorContext::stop(ctx);
+        true
+    }
+
+    /// `Stop` of a stopped cell: `Pause` makes it paused again (messages
+    /// queue for the next start); `Halt` changes nothing.
+    fn stop_stopped(
+        &mut self,
+        then: AfterStop,
+        ack: Option<oneshot::Sender<()>>,
+        ctx: &mut actix::Context<Self>,
+    ) -> bool {
+        send_ack(ack);
+        if then != AfterStop::Pause {
+            return false;
+        }
+        self.phase = Phase::Paused;
+        self.shared.set_state(ChildState::Restarting);
+        actix::ActorContext::stop(ctx);
+        true
     }
 
     /// Runs the instance's `stopping` hook within the shutdown timeout, then

@@ -249,12 +249,31 @@ async fn actors(troupe: &Troupe, e: &mut Exposition, errors: &mut u32) {
             }
         }
     }
+    actor_states(&rows, e);
+    e.family(
+        "troupe_actor_restarts_total",
+        Kind::Counter,
+        "Times its supervisor restarted the actor.",
+    );
+    for r in &rows {
+        let restarts = r.restarts as f64;
+        e.sample(
+            "troupe_actor_restarts_total",
+            &[("actor", &r.path)],
+            restarts,
+        );
+    }
+    mailboxes(&rows, e);
+}
+
+/// `troupe_actor_up`: one sample per actor and state, 1 for its state now.
+fn actor_states(rows: &[ActorRow], e: &mut Exposition) {
     e.family(
         "troupe_actor_up",
         Kind::Gauge,
         "1 for the current state of each supervised actor or supervisor.",
     );
-    for r in &rows {
+    for r in rows {
         let kind = if r.supervisor { "supervisor" } else { "actor" };
         for state in [
             ChildState::Running,
@@ -262,69 +281,45 @@ async fn actors(troupe: &Troupe, e: &mut Exposition, errors: &mut u32) {
             ChildState::Stopped,
         ] {
             let v = f64::from(u8::from(r.state == state));
-            e.sample(
-                "troupe_actor_up",
-                &[
-                    ("actor", &r.path),
-                    ("kind", kind),
-                    ("state", state.as_str()),
-                ],
-                v,
-            );
+            let labels = [
+                ("actor", r.path.as_str()),
+                ("kind", kind),
+                ("state", state.as_str()),
+            ];
+            e.sample("troupe_actor_up", &labels, v);
         }
     }
-    e.family(
-        "troupe_actor_restarts_total",
-        Kind::Counter,
-        "Times its supervisor restarted the actor.",
-    );
-    for r in &rows {
-        e.sample(
-            "troupe_actor_restarts_total",
-            &[("actor", &r.path)],
-            r.restarts as f64,
-        );
-    }
-    e.family(
-        "troupe_actor_mailbox_depth",
-        Kind::Gauge,
-        "Messages sent to the actor and not yet handled.",
-    );
-    for r in &rows {
-        if let Some((queued, _, _)) = r.mailbox {
-            e.sample(
-                "troupe_actor_mailbox_depth",
-                &[("actor", &r.path)],
-                queued as f64,
-            );
-        }
-    }
-    e.family(
-        "troupe_actor_mailbox_capacity",
-        Kind::Gauge,
-        "The mailbox bound: senders wait beyond it.",
-    );
-    for r in &rows {
-        if let Some((_, capacity, _)) = r.mailbox {
-            e.sample(
-                "troupe_actor_mailbox_capacity",
-                &[("actor", &r.path)],
-                capacity as f64,
-            );
-        }
-    }
-    e.family(
-        "troupe_actor_messages_handled_total",
-        Kind::Counter,
-        "Messages the actor handled, across restarts.",
-    );
-    for r in &rows {
-        if let Some((_, _, handled)) = r.mailbox {
-            e.sample(
-                "troupe_actor_messages_handled_total",
-                &[("actor", &r.path)],
-                handled as f64,
-            );
+}
+
+/// The mailbox series of every actor that has one (supervisors do not).
+fn mailboxes(rows: &[ActorRow], e: &mut Exposition) {
+    type Pick = fn((usize, usize, u64)) -> f64;
+    let series: [(&str, Kind, &str, Pick); 3] = [
+        (
+            "troupe_actor_mailbox_depth",
+            Kind::Gauge,
+            "Messages sent to the actor and not yet handled.",
+            |(queued, _, _)| queued as f64,
+        ),
+        (
+            "troupe_actor_mailbox_capacity",
+            Kind::Gauge,
+            "The mailbox bound: senders wait beyond it.",
+            |(_, capacity, _)| capacity as f64,
+        ),
+        (
+            "troupe_actor_messages_handled_total",
+            Kind::Counter,
+            "Messages the actor handled, across restarts.",
+            |(_, _, handled)| handled as f64,
+        ),
+    ];
+    for (name, kind, help, pick) in series {
+        e.family(name, kind, help);
+        for r in rows {
+            if let Some(mailbox) = r.mailbox {
+                e.sample(name, &[("actor", &r.path)], pick(mailbox));
+            }
         }
     }
 }
