@@ -793,3 +793,87 @@ fn an_auth_error_fails_the_task_at_once_naming_the_provider() {
         troupe.shutdown().await.unwrap();
     });
 }
+
+/// Answers 503 (an overloaded provider) while `down` holds, else a final
+/// answer.
+struct Flaky {
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl wiremock::Respond for Flaky {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            ResponseTemplate::new(503).set_body_json(
+                json!({"error": {"message": "overloaded", "type": "overloaded_error"}}),
+            )
+        } else {
+            ResponseTemplate::new(200).set_body_json(openai_text("Back and answering."))
+        }
+    }
+}
+
+#[test]
+fn a_provider_down_for_a_while_then_back_loses_no_task() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let down = std::sync::Arc::new(AtomicBool::new(true));
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(Flaky { down: down.clone() })
+            .mount(&server)
+            .await;
+        let mut provider = openai_provider("openai", &server);
+        provider.retry.max_attempts = 1;
+        provider.breaker = troupe::BreakerConfig {
+            failure_threshold: 2,
+            open_secs: 1,
+            half_open_successes: 1,
+        };
+        let engine = troupe::EngineConfig {
+            retry: troupe::BackoffPolicy {
+                initial: std::time::Duration::from_millis(20),
+                max: std::time::Duration::from_millis(50),
+                multiplier: 2.0,
+                jitter: 0.0,
+                immediate_first: false,
+                reset_after: std::time::Duration::ZERO,
+            },
+            drain_timeout: std::time::Duration::from_secs(2),
+            ..troupe::EngineConfig::default()
+        };
+        let troupe = Troupe::builder(config(vec![provider], vec![agent("sarah", "openai", &[])]))
+            .store(store(&dir))
+            .engine_config(engine)
+            .start()
+            .await
+            .unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..6 {
+            let prompt = format!("Task {i}");
+            jobs.push(
+                troupe
+                    .task("sarah", &prompt, TaskOptions::default())
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        // Each task waits out as many outages as it has attempts: before
+        // outages were told apart, every one of them failed here.
+        for id in &jobs {
+            job_when(&troupe, *id, "the task waited out three outages", |j| {
+                j.outages >= 3
+            })
+            .await;
+        }
+        down.store(false, Ordering::SeqCst);
+        for id in &jobs {
+            let answer = troupe.wait(*id).await.unwrap();
+            assert_eq!(answer.text, "Back and answering.");
+            let job = troupe.engine().get_job(*id).await.unwrap();
+            assert!(job.attempt - job.outages <= 3, "{job:?}");
+        }
+        troupe.shutdown().await.unwrap();
+    });
+}

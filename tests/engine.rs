@@ -1250,3 +1250,81 @@ fn a_retry_after_does_not_outlast_the_attempts() {
         engine.shutdown().await.unwrap();
     });
 }
+
+/// Its first `outages` attempts find a dependency out (an open circuit, an
+/// overload): it says so with [`WorkerError::outage`].
+struct DependsOnAnOutage {
+    outages: u32,
+}
+
+#[async_trait]
+impl Worker for DependsOnAnOutage {
+    fn name(&self) -> &str {
+        "depends"
+    }
+    fn description(&self) -> &str {
+        "waits out its dependency's outage"
+    }
+    fn category(&self) -> WorkerCategory {
+        WorkerCategory::Other("test".into())
+    }
+    async fn run(&self, _: Value, ctx: JobContext) -> Result<Value, WorkerError> {
+        if ctx.attempt > self.outages {
+            return Ok(json!({"attempt": ctx.attempt}));
+        }
+        Err(WorkerError::outage("the model's circuit is open")
+            .retry_after(Duration::from_millis(5)))
+    }
+}
+
+async fn run_through_outages(dir: &std::path::Path, outages: u32, allowance: u32) -> Job {
+    let engine = WorkerEngine::builder(open(dir))
+        .config(EngineConfig {
+            outage_allowance: allowance,
+            ..quick_config()
+        })
+        .worker(DependsOnAnOutage { outages })
+        .start()
+        .unwrap();
+    let job = engine
+        .enqueue(
+            "depends",
+            json!({}),
+            JobCtx::default(),
+            EnqueueOptions::default().max_attempts(2),
+        )
+        .await
+        .unwrap()
+        .into_job();
+    let done = engine.wait_for(job.id).await.unwrap();
+    engine.shutdown().await.unwrap();
+    done
+}
+
+#[test]
+fn outages_are_waited_out_without_spending_the_jobs_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        // Five outages, two attempts allowed: before outages were told
+        // apart, the job failed on its second attempt.
+        let done = run_through_outages(dir.path(), 5, 20).await;
+        assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+        assert_eq!((done.attempt, done.outages), (6, 5));
+        assert_eq!(done.errors.len(), 5, "every wait is in the history");
+    });
+}
+
+#[test]
+fn past_the_outage_allowance_the_waits_spend_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let done = run_through_outages(dir.path(), 10, 3).await;
+        assert_eq!(done.status, JobStatus::Failed);
+        assert_eq!(
+            (done.attempt, done.outages),
+            (5, 3),
+            "3 waits, then 2 attempts"
+        );
+        assert_eq!(done.error.as_deref(), Some("the model's circuit is open"));
+    });
+}

@@ -31,6 +31,8 @@ pub(crate) fn job_error(who: &str, e: ProviderError) -> WorkerError {
     let error = match e.job_retry() {
         JobRetry::Retry { after: None } => WorkerError::retryable(message),
         JobRetry::Retry { after: Some(wait) } => WorkerError::retryable(message).retry_after(wait),
+        JobRetry::Wait { after: None } => WorkerError::outage(message),
+        JobRetry::Wait { after: Some(wait) } => WorkerError::outage(message).retry_after(wait),
         JobRetry::Fail => WorkerError::permanent(message),
     };
     error.with_source(e)
@@ -127,11 +129,19 @@ mod tests {
         let mut e = ProviderError::new(ErrorKind::RateLimited, "openai", "gpt", "slow down".into());
         e.retry_after = Some(Duration::from_secs(120));
         let job = job_error("agent `sarah`", e.clone());
+        assert!(job.is_outage(), "a rate limit is waited out: {job:?}");
         assert!(job.is_retryable());
         assert_eq!(job.earliest_retry(), Some(Duration::from_secs(120)));
         assert_eq!(job.to_string(), format!("agent `sarah`: {e}"));
         let source = job.source().and_then(|s| s.downcast_ref::<ProviderError>());
         assert_eq!(source, Some(&e));
+
+        let e = ProviderError::new(ErrorKind::ServerError, "openai", "gpt", "500".into());
+        let job = job_error("agent `sarah`", e);
+        assert!(
+            job.is_retryable() && !job.is_outage(),
+            "a 5xx spends an attempt"
+        );
 
         let e = ProviderError::new(ErrorKind::Authentication, "openai", "gpt", "bad key".into());
         let job = job_error("agent `sarah`", e);

@@ -65,6 +65,7 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
             Some(d) => d,
             None => parse_duration(&config.engine.drain_timeout).map_err(CliError::Usage)?,
         },
+        outage_allowance: config.engine.outage_allowance,
         ..EngineConfig::default()
     };
     let exit_when_idle = args.exit_when_idle;

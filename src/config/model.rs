@@ -98,6 +98,14 @@ pub struct EngineSection {
     /// How long running jobs may take to finish at shutdown (e.g. `30s`).
     #[serde(default = "default_drain")]
     pub drain_timeout: String,
+    /// How many times a job may wait out a provider's outage (open circuit,
+    /// overload, rate limit, spent budget) without spending an attempt.
+    #[serde(default = "default_outage_allowance")]
+    pub outage_allowance: u32,
+}
+
+fn default_outage_allowance() -> u32 {
+    crate::engine::DEFAULT_OUTAGE_ALLOWANCE
 }
 
 fn default_concurrency() -> usize {
@@ -113,6 +121,7 @@ impl Default for EngineSection {
         Self {
             concurrency: default_concurrency(),
             drain_timeout: default_drain(),
+            outage_allowance: default_outage_allowance(),
         }
     }
 }

@@ -6,6 +6,9 @@ use troupe_actors::BackoffPolicy;
 
 use crate::store::Retention;
 
+/// The default [`EngineConfig::outage_allowance`].
+pub(crate) const DEFAULT_OUTAGE_ALLOWANCE: u32 = 40;
+
 /// How the engine runs jobs. The defaults suit a daemon; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -23,6 +26,12 @@ pub struct EngineConfig {
     pub prune_every: Duration,
     /// How long `shutdown` lets running jobs finish before stopping them.
     pub drain_timeout: Duration,
+    /// How many times a job may wait out an outage (an open circuit, an
+    /// overload, a rate limit: [`WorkerError::Outage`](crate::engine::WorkerError::Outage))
+    /// without spending one of its `maxAttempts`. A job waiting on an open
+    /// circuit goes again once per cooldown (30 s by default), so the
+    /// default 40 covers an outage of about 20 minutes.
+    pub outage_allowance: u32,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +53,7 @@ impl Default for EngineConfig {
             },
             prune_every: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            outage_allowance: DEFAULT_OUTAGE_ALLOWANCE,
         }
     }
 }

@@ -28,6 +28,7 @@ mod waiters;
 mod worker;
 
 pub use config::EngineConfig;
+pub(crate) use config::DEFAULT_OUTAGE_ALLOWANCE;
 pub(crate) use diagnostic::{EchoWorker, SleepWorker};
 pub use error::EngineError;
 pub use handle::{EngineBuilder, NewJob, WorkerEngine};

@@ -57,6 +57,11 @@ const RECYCLE_RECHECK: Duration = Duration::from_millis(2);
 /// answer before its watchdog gives up on it.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
 
+/// The shortest wait before a job that waited out an outage goes again, so
+/// a provider that says "retry now" while it is down is not called in a
+/// tight loop.
+const MIN_OUTAGE_WAIT: Duration = Duration::from_millis(250);
+
 /// After a store error, try again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -64,6 +69,8 @@ struct RunningJob {
     worker: String,
     /// The job's `maxAttempts`: with the engine's backoff, its retry policy.
     max_attempts: u32,
+    /// Outages the job has waited out so far (attempts not counted).
+    outages: u32,
     abort: AbortHandle,
     /// Aborted by a shutdown, not a cancel: leave it for recovery.
     shutdown: bool,
@@ -160,6 +167,12 @@ impl Scheduler {
             return;
         }
         self.next_prune = Instant::now() + self.shared.config.prune_every;
+        if self.timer.take_forward_jump() {
+            tracing::warn!(
+                "the wall clock jumped forward since the last retention pass; skipping this one"
+            );
+            return;
+        }
         let shared = self.shared.clone();
         ctx.spawn(async move {
             match shared
@@ -253,6 +266,7 @@ impl Scheduler {
             RunningJob {
                 worker: job.worker_name.clone(),
                 max_attempts: job.max_attempts,
+                outages: job.outages,
                 abort,
                 shutdown: false,
                 started: std::time::Instant::now(),
@@ -359,6 +373,28 @@ impl Scheduler {
         match policy.decide(&failed) {
             RetryDecision::RetryAfter(wait) => FailAction::RetryAt(after(Utc::now(), wait)),
             RetryDecision::GiveUp(_) => FailAction::Final,
+        }
+    }
+
+    /// An attempt that waited out an outage: queued again when the outage
+    /// says it may be over (`retry_after`: the provider's wait, the open
+    /// circuit's remaining cooldown; at least [`MIN_OUTAGE_WAIT`]), else
+    /// after the engine's backoff for the outages so far; not counted
+    /// against `maxAttempts` while within the outage allowance. Following
+    /// the breaker's cooldown rather than a growing backoff means tasks go
+    /// again within one cooldown of the provider's return.
+    fn outage_action(&self, outages: u32, retry_after: Option<Duration>) -> FailAction {
+        let wait = match retry_after {
+            Some(wait) => wait.max(MIN_OUTAGE_WAIT),
+            None => self
+                .shared
+                .config
+                .retry
+                .delay_for_attempt(outages.saturating_add(1)),
+        };
+        FailAction::Postpone {
+            at: after(Utc::now(), wait),
+            allowance: self.shared.config.outage_allowance,
         }
     }
 }
@@ -644,6 +680,8 @@ impl Handler<Finished> for Scheduler {
         }
         let (id, attempt) = (msg.id, msg.attempt);
         let max_attempts = run.max_attempts;
+        // Attempts that waited out an outage do not count against maxAttempts.
+        let counted = attempt.saturating_sub(run.outages);
         let shared = self.shared.clone();
         match msg.outcome {
             Ok(RunOutcome::Done(value)) => {
@@ -652,8 +690,10 @@ impl Handler<Finished> for Scheduler {
                 });
             }
             Ok(RunOutcome::Failed(e)) => {
-                let action = if e.is_retryable() {
-                    self.retry_action(attempt, max_attempts, e.earliest_retry())
+                let action = if e.is_outage() {
+                    self.outage_action(run.outages, e.earliest_retry())
+                } else if e.is_retryable() {
+                    self.retry_action(counted, max_attempts, e.earliest_retry())
                 } else {
                     FailAction::Final
                 };
@@ -667,7 +707,7 @@ impl Handler<Finished> for Scheduler {
                 let error = format!("attempt {attempt} timed out after {} ms", limit.as_millis());
                 // This and the failures below are not the worker's own
                 // answer, so they name no wait.
-                let action = self.retry_action(attempt, max_attempts, None);
+                let action = self.retry_action(counted, max_attempts, None);
                 let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
@@ -684,7 +724,7 @@ impl Handler<Finished> for Scheduler {
                     timeout.as_millis(),
                     WATCHDOG_GRACE.as_secs()
                 );
-                let action = self.retry_action(attempt, max_attempts, None);
+                let action = self.retry_action(counted, max_attempts, None);
                 let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
@@ -693,7 +733,7 @@ impl Handler<Finished> for Scheduler {
                     "worker `{}` crashed while running the job ({call})",
                     run.worker
                 );
-                let action = self.retry_action(attempt, max_attempts, None);
+                let action = self.retry_action(counted, max_attempts, None);
                 let write = async_fail(&shared, id, attempt, error, action);
                 self.record(ctx, id, write);
             }
@@ -850,11 +890,30 @@ impl Handler<AbortAll> for Scheduler {
 
 /// The single timer of a scheduler instance: sleeps until the earliest
 /// instant asked for, then sends a [`Wake`].
+///
+/// Its instants are monotonic, but what they stand for (a job's `runAt`, a
+/// schedule's next fire) are wall-clock times, converted when the timer was
+/// set. So while a timer is pending it also watches the wall clock, one
+/// [`CLOCK_WATCH`] slice at a time: when the wall clock moved by more than
+/// [`CLOCK_JUMP`] against the monotonic one (an NTP step, a resumed VM), it
+/// wakes the scheduler at once, which plans again from the wall clock —
+/// jobs that became due in the jump run now, not when the stale timer
+/// fires — and it records a forward jump, which skips the next retention
+/// pass (a clock set a year ahead by mistake must not prune a year of
+/// jobs; the pass after it prunes by the clock as it then is).
 #[derive(Default)]
 struct Timer {
     next: Cell<Option<Instant>>,
     notify: Notify,
+    /// A forward jump was seen since the last retention pass.
+    jumped_forward: Cell<bool>,
 }
+
+/// How long the timer sleeps at most before it looks at the wall clock.
+const CLOCK_WATCH: Duration = Duration::from_secs(1);
+
+/// The drift between the wall clock and the monotonic one taken for a jump.
+const CLOCK_JUMP: Duration = Duration::from_secs(2);
 
 impl Timer {
     /// Wake no later than `when`.
@@ -865,24 +924,134 @@ impl Timer {
         }
     }
 
+    /// Whether a forward jump of the wall clock was seen since the last
+    /// call (and forgets it).
+    fn take_forward_jump(&self) -> bool {
+        self.jumped_forward.replace(false)
+    }
+
     async fn run(self: Rc<Self>, me: ActorRef<Scheduler>) {
+        self.run_with(Utc::now, || async { me.send(Wake).await.is_ok() })
+            .await;
+    }
+
+    /// The timer's loop, with the wall clock and the wake-up as arguments
+    /// (tests give their own). Ends when `wake` says the scheduler is gone.
+    async fn run_with<F, W>(&self, wall: fn() -> DateTime<Utc>, wake: W)
+    where
+        W: Fn() -> F,
+        F: std::future::Future<Output = bool>,
+    {
+        let mut mark = (Instant::now(), wall());
         loop {
-            match self.next.get() {
-                None => self.notify.notified().await,
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {
-                            if self.next.get() == Some(at) {
-                                self.next.set(None);
-                            }
-                            if me.send(Wake).await.is_err() {
-                                return;
-                            }
-                        }
-                        _ = self.notify.notified() => {}
+            let Some(at) = self.next.get() else {
+                self.notify.notified().await;
+                mark = (Instant::now(), wall());
+                continue;
+            };
+            let slice = at.min(Instant::now() + CLOCK_WATCH);
+            tokio::select! {
+                _ = tokio::time::sleep_until(slice) => {
+                    let jumped = self.clock_jumped(&mut mark, wall);
+                    if slice < at && !jumped {
+                        continue;
+                    }
+                    if slice == at && self.next.get() == Some(at) {
+                        self.next.set(None);
+                    }
+                    if !wake().await {
+                        return;
                     }
                 }
+                _ = self.notify.notified() => {}
             }
         }
+    }
+
+    /// Compares the wall clock's progress since `mark` with the monotonic
+    /// clock's, moves `mark` on, and says whether it jumped.
+    fn clock_jumped(
+        &self,
+        mark: &mut (Instant, DateTime<Utc>),
+        wall: fn() -> DateTime<Utc>,
+    ) -> bool {
+        let (now, now_wall) = (Instant::now(), wall());
+        let monotonic = now.saturating_duration_since(mark.0);
+        let walled = now_wall - mark.1;
+        *mark = (now, now_wall);
+        let drift = walled - chrono::Duration::from_std(monotonic).unwrap_or(chrono::Duration::MAX);
+        let limit = chrono::Duration::from_std(CLOCK_JUMP).unwrap_or(chrono::Duration::MAX);
+        if drift.abs() <= limit {
+            return false;
+        }
+        if drift > chrono::Duration::zero() {
+            self.jumped_forward.set(true);
+        }
+        tracing::warn!(
+            drift_ms = drift.num_milliseconds(),
+            "the wall clock jumped; planning the jobs' wake-ups again"
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// How far the test's wall clock is set from the real one, in seconds.
+    static OFFSET: AtomicI64 = AtomicI64::new(0);
+
+    fn wall() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(OFFSET.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_jump_of_the_wall_clock_wakes_the_scheduler_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let timer = Rc::new(Timer::default());
+            // A job due in an hour of wall time: the timer sleeps an hour.
+            timer.at(Instant::now() + Duration::from_secs(3600));
+            let (tx, mut woken) = tokio::sync::mpsc::unbounded_channel();
+            let running = timer.clone();
+            tokio::task::spawn_local(async move {
+                running
+                    .run_with(wall, || {
+                        let tx = tx.clone();
+                        async move { tx.send(()).is_ok() }
+                    })
+                    .await
+            });
+            // Let the timer take its first look at the clocks.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            let deadline = Duration::from_secs(10);
+            // The wall clock jumps forward by that hour (a resumed VM):
+            // the scheduler is woken now, not in an hour.
+            OFFSET.store(3600, Ordering::SeqCst);
+            let woke = tokio::time::timeout(deadline, woken.recv()).await;
+            assert!(
+                matches!(woke, Ok(Some(()))),
+                "not woken after a forward jump"
+            );
+            assert!(timer.take_forward_jump(), "a forward jump is recorded");
+            assert!(!timer.take_forward_jump(), "and forgotten once taken");
+            assert!(timer.next.get().is_some(), "the planned wake-up stays");
+            // Back again (an NTP step backwards): woken too, not recorded.
+            OFFSET.store(0, Ordering::SeqCst);
+            let woke = tokio::time::timeout(deadline, woken.recv()).await;
+            assert!(
+                matches!(woke, Ok(Some(()))),
+                "not woken after a backward jump"
+            );
+            assert!(!timer.take_forward_jump());
+        });
     }
 }

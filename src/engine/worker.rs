@@ -85,6 +85,21 @@ pub enum WorkerError {
         #[source]
         source: Option<BoxError>,
     },
+    /// Something the work depends on is out for a while (a provider's open
+    /// circuit, overload or rate limit, a spent daily budget): the job waits
+    /// it out, queued again no earlier than `retry_after`, and the attempt
+    /// does not count against `maxAttempts` — up to the engine's outage
+    /// allowance, past which it counts like [`Retryable`](Self::Retryable).
+    #[error("{message}")]
+    Outage {
+        /// What is out, and for how long if known.
+        message: String,
+        /// When it should be back, if known.
+        retry_after: Option<Duration>,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// No attempt can succeed (bad args, a refused key): fail the job now.
     #[error("{message}")]
     Permanent {
@@ -106,6 +121,16 @@ impl WorkerError {
         }
     }
 
+    /// An outage to wait out without spending an attempt (see
+    /// [`Outage`](Self::Outage)).
+    pub fn outage(msg: impl fmt::Display) -> Self {
+        WorkerError::Outage {
+            message: msg.to_string(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
     /// A failure that retrying cannot fix.
     pub fn permanent(msg: impl fmt::Display) -> Self {
         WorkerError::Permanent {
@@ -118,7 +143,9 @@ impl WorkerError {
     /// (builder style). A permanent error has no next attempt, so it is
     /// returned unchanged.
     pub fn retry_after(mut self, wait: Duration) -> Self {
-        if let WorkerError::Retryable { retry_after, .. } = &mut self {
+        if let WorkerError::Retryable { retry_after, .. }
+        | WorkerError::Outage { retry_after, .. } = &mut self
+        {
             *retry_after = Some(wait);
         }
         self
@@ -128,7 +155,9 @@ impl WorkerError {
     /// (builder style). The message is not changed: say in it what matters.
     pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
         match &mut self {
-            WorkerError::Retryable { source, .. } | WorkerError::Permanent { source, .. } => {
+            WorkerError::Retryable { source, .. }
+            | WorkerError::Outage { source, .. }
+            | WorkerError::Permanent { source, .. } => {
                 *source = Some(cause.into());
             }
         }
@@ -137,13 +166,19 @@ impl WorkerError {
 
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WorkerError::Retryable { .. })
+        !matches!(self, WorkerError::Permanent { .. })
+    }
+
+    /// Whether it is an outage to wait out (see [`Outage`](Self::Outage)).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, WorkerError::Outage { .. })
     }
 
     /// The earliest time another attempt makes sense, if the failure said.
     pub fn earliest_retry(&self) -> Option<Duration> {
         match self {
-            WorkerError::Retryable { retry_after, .. } => *retry_after,
+            WorkerError::Retryable { retry_after, .. }
+            | WorkerError::Outage { retry_after, .. } => *retry_after,
             WorkerError::Permanent { .. } => None,
         }
     }
@@ -151,9 +186,9 @@ impl WorkerError {
     /// What went wrong (also the error's `Display`).
     pub fn message(&self) -> &str {
         match self {
-            WorkerError::Retryable { message, .. } | WorkerError::Permanent { message, .. } => {
-                message
-            }
+            WorkerError::Retryable { message, .. }
+            | WorkerError::Outage { message, .. }
+            | WorkerError::Permanent { message, .. } => message,
         }
     }
 }

@@ -42,8 +42,15 @@ pub struct Job {
     /// Attempts started so far (0 until first claimed). An attempt cut short
     /// by a crash stays counted.
     pub attempt: u32,
-    /// Attempts allowed before a retryable failure becomes final.
+    /// Attempts allowed before a retryable failure becomes final (attempts
+    /// that waited out an outage, counted in `outages`, do not count).
     pub max_attempts: u32,
+    /// Attempts that ended waiting out an outage of something the work
+    /// depends on (a provider's open circuit, overload or rate limit),
+    /// queued again without spending one of `maxAttempts`. Absent from the
+    /// JSON while 0, so records written before it existed read the same.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outages: u32,
     /// Higher runs first among ready jobs.
     pub priority: i32,
     /// Not claimed before this time (delays and retry backoff set it).
@@ -154,6 +161,7 @@ impl Job {
             status: JobStatus::Queued,
             attempt: 0,
             max_attempts: options.max_attempts,
+            outages: 0,
             priority: options.priority,
             run_at,
             unique_key: options.unique_key.clone(),
@@ -172,6 +180,10 @@ impl Job {
     /// True when another attempt may follow a retryable failure of the
     /// current one.
     pub fn has_attempts_left(&self) -> bool {
-        self.attempt < self.max_attempts
+        self.attempt.saturating_sub(self.outages) < self.max_attempts
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

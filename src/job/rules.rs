@@ -25,6 +25,16 @@ pub enum FailAction {
     RetryAt(DateTime<Utc>),
     /// End the job `failed` now (permanent error or last attempt).
     Final,
+    /// The attempt waited out an outage (an open circuit, an overload, a
+    /// rate limit): queue the job again, not to run before `at`, without
+    /// counting the attempt against `maxAttempts` — while the job has had
+    /// fewer than `allowance` such waits; past that, as [`RetryAt`](Self::RetryAt).
+    Postpone {
+        /// Not claimed before this time.
+        at: DateTime<Utc>,
+        /// Outages a job may wait out without spending attempts.
+        allowance: u32,
+    },
 }
 
 /// Why a transition that names an attempt changed nothing: the job is no
@@ -134,7 +144,12 @@ pub fn fail(
     let mut new = with_error(job, attempt, error, now);
     match action {
         _ if job.cancel_requested => new.status = JobStatus::Cancelled,
-        FailAction::RetryAt(at) if job.has_attempts_left() => {
+        FailAction::Postpone { at, allowance } if job.outages < allowance => {
+            new.status = JobStatus::Queued;
+            new.run_at = at;
+            new.outages = job.outages + 1;
+        }
+        FailAction::RetryAt(at) | FailAction::Postpone { at, .. } if job.has_attempts_left() => {
             new.status = JobStatus::Queued;
             new.run_at = at;
         }
@@ -250,8 +265,30 @@ fn running_attempt(job: &Job, attempt: u32) -> Result<(), Stale> {
     }
 }
 
+/// The longest error message a job keeps per attempt, in bytes: an error
+/// is stored with every attempt, and a worker or provider that answers
+/// with megabytes of text must not make the job record megabytes too.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// `message` cut to [`MAX_ERROR_BYTES`] at a character boundary, saying
+/// how much was left out.
+pub fn bounded_error(mut message: String) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message;
+    }
+    let mut at = MAX_ERROR_BYTES;
+    while !message.is_char_boundary(at) {
+        at -= 1;
+    }
+    let rest = message.len() - at;
+    message.truncate(at);
+    message.push_str(&format!("… ({rest} more bytes)"));
+    message
+}
+
 /// The job after attempt `attempt` ended with `message`.
 fn with_error(job: &Job, attempt: u32, message: String, now: DateTime<Utc>) -> Job {
+    let message = bounded_error(message);
     let mut new = job.clone();
     new.errors.push(AttemptError {
         attempt,
@@ -412,6 +449,52 @@ mod tests {
                 to.status
             );
         }
+    }
+
+    #[test]
+    fn an_outage_is_waited_out_without_spending_attempts_up_to_the_allowance() {
+        let options = EnqueueOptions::default().max_attempts(1);
+        let mut job = Job::new("w", Value::Null, JobCtx::default(), &options, at(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=2u32 {
+            let running = claim(&job, at(100)).unwrap_or_else(|| panic!("claimable"));
+            let when = at(i64::from(n));
+            let postpone = FailAction::Postpone {
+                at: when,
+                allowance: 2,
+            };
+            job = fail(&running, n, "circuit open".into(), postpone, when)
+                .unwrap_or_else(|s| panic!("{s:?}"));
+            assert_eq!(job.status, JobStatus::Queued, "outage {n} waited out");
+            assert_eq!((job.attempt, job.outages, job.run_at), (n, n, when));
+            assert!(job.has_attempts_left(), "its one attempt is still there");
+        }
+        let running = claim(&job, at(100)).unwrap_or_else(|| panic!("claimable"));
+        let postpone = FailAction::Postpone {
+            at: at(9),
+            allowance: 2,
+        };
+        let spent = fail(&running, 3, "circuit open".into(), postpone, at(9))
+            .unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(
+            spent.status,
+            JobStatus::Failed,
+            "past the allowance it counts"
+        );
+        assert_eq!((spent.attempt, spent.outages), (3, 2));
+        assert_eq!(spent.errors.len(), 3);
+    }
+
+    #[test]
+    fn a_huge_error_is_kept_bounded() {
+        let running = claim(&queued(), at(1)).unwrap_or_else(|| panic!("claimable"));
+        let huge = "é".repeat(3 * 1024 * 1024);
+        let failed =
+            fail(&running, 1, huge, FailAction::Final, at(2)).unwrap_or_else(|s| panic!("{s:?}"));
+        let kept = failed.error.unwrap_or_default();
+        assert!(kept.len() < MAX_ERROR_BYTES + 64, "{} bytes", kept.len());
+        assert!(kept.ends_with("more bytes)"));
+        assert_eq!(failed.errors[0].message, kept);
     }
 
     #[test]

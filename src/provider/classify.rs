@@ -38,10 +38,10 @@ fn text_of(v: &Value) -> Option<String> {
 /// Extracts type, code and message from any of the known error body shapes.
 pub(crate) fn parse_error_body(body: &[u8]) -> ErrorBody {
     let raw = || {
-        let s = String::from_utf8_lossy(body);
-        let s = s.trim();
-        // Bodies of proxies can be whole HTML pages; keep errors readable.
-        s.chars().take(500).collect::<String>()
+        // Whole: it is cut to a readable length only after the key is
+        // scrubbed from it ([`CallContext::error`]), so a key across the cut
+        // cannot leave its prefix behind.
+        String::from_utf8_lossy(body).trim().to_string()
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return ErrorBody {
@@ -91,9 +91,26 @@ impl CallContext<'_> {
         }
     }
 
-    /// An error of `kind` for this call with a scrubbed message.
+    /// An error of `kind` for this call with a scrubbed message, then cut
+    /// to [`MAX_MESSAGE_CHARS`] (bodies of proxies can be whole HTML pages,
+    /// and an error is stored with every attempt of a job).
     pub(crate) fn error(&self, kind: ErrorKind, message: &str) -> ProviderError {
-        ProviderError::new(kind, self.provider, self.model, self.scrub(message))
+        let message = cut(self.scrub(message), MAX_MESSAGE_CHARS);
+        ProviderError::new(kind, self.provider, self.model, message)
+    }
+}
+
+/// The longest provider message kept in an error, in characters.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `text` cut to `max` characters, saying how much was left out.
+pub(crate) fn cut(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text,
+        Some((at, _)) => {
+            let rest = text.len() - at;
+            format!("{}… ({rest} more bytes)", &text[..at])
+        }
     }
 }
 
@@ -157,7 +174,12 @@ pub(crate) fn kind_for(status: u16, body: &ErrorBody) -> ErrorKind {
     if (400..500).contains(&status) {
         return ErrorKind::BadRequest;
     }
-    // 1xx/3xx reaching us (redirects are followed) mean a misconfigured endpoint.
+    if (300..400).contains(&status) {
+        // Redirects are not followed (they could carry the key elsewhere):
+        // the base URL is not the endpoint's final address.
+        return ErrorKind::InvalidConfig;
+    }
+    // A 1xx reaching us means a misconfigured endpoint too, or a broken one.
     ErrorKind::MalformedResponse
 }
 
@@ -171,7 +193,13 @@ pub(crate) fn classify(
 ) -> ProviderError {
     let parsed = parse_error_body(body);
     let kind = kind_for(status, &parsed);
-    let message = if parsed.message.is_empty() {
+    let message = if (300..400).contains(&status) {
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere given");
+        format!("the endpoint redirects (HTTP {status}) to {to}; redirects are not followed, since they could carry the key elsewhere: set `baseUrl` to the final address")
+    } else if parsed.message.is_empty() {
         format!("HTTP {status} with empty body")
     } else {
         parsed.message.clone()

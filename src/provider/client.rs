@@ -61,7 +61,8 @@ impl Provider {
         let cfg_err =
             |msg: String| ProviderError::new(ErrorKind::InvalidConfig, &config.name, "-", msg);
         let headers = build_headers(&config, key.as_ref()).map_err(cfg_err)?;
-        let http = HttpTransport::new(config.timeout(), headers).map_err(cfg_err)?;
+        let http = HttpTransport::new(config.timeout(), headers, config.max_response_bytes())
+            .map_err(cfg_err)?;
         let path = if config.kind.is_openai_protocol() {
             openai::PATH
         } else {

@@ -92,6 +92,11 @@ pub struct ProviderConfig {
     /// back.
     #[serde(default = "retry::default_policy", with = "retry::keys")]
     pub retry: RetryPolicy,
+    /// Largest response body read, in bytes (`maxResponseBytes`; default
+    /// 32 MiB): a bigger one fails the call as a malformed response
+    /// instead of filling memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -109,9 +114,14 @@ impl std::fmt::Debug for ProviderConfig {
             .field("rate_limit", &self.rate_limit)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
+
+/// The default `maxResponseBytes`: 32 MiB, far above any real completion,
+/// far below what would hurt the process.
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 impl ProviderConfig {
     /// A config with defaults for everything but name, kind and key.
@@ -127,6 +137,7 @@ impl ProviderConfig {
             rate_limit: RateLimitConfig::default(),
             breaker: BreakerConfig::default(),
             retry: retry::default_policy(),
+            max_response_bytes: None,
         }
     }
 
@@ -145,6 +156,15 @@ impl ProviderConfig {
     /// The request timeout to use.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.unwrap_or(120))
+    }
+
+    /// The largest response body read (`maxResponseBytes`, default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`]).
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+            .map_or(DEFAULT_MAX_RESPONSE_BYTES, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            })
     }
 
     /// The base URL to use, without a trailing slash.

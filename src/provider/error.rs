@@ -244,19 +244,23 @@ impl ProviderError {
     ///
     /// | kind | job | next attempt no earlier than |
     /// |---|---|---|
-    /// | `RateLimited` | retry | the provider's `Retry-After` |
-    /// | `Overloaded`, `ServerError` | retry | the provider's `Retry-After`, if sent |
+    /// | `RateLimited` | wait | the provider's `Retry-After` |
+    /// | `Overloaded` | wait | the provider's `Retry-After`, if sent |
+    /// | `CircuitOpen` | wait | the breaker's remaining cooldown (the soonest of all candidates') |
+    /// | `BudgetExceeded` | wait | the next UTC day |
+    /// | `ServerError` | retry | the provider's `Retry-After`, if sent |
     /// | `Timeout`, `Connection`, `MalformedResponse` | retry | the engine's backoff |
-    /// | `CircuitOpen` | retry | the breaker's remaining cooldown (the soonest of all candidates') |
     /// | `Unavailable` (the provider actor restarted) | retry | the engine's backoff |
-    /// | `BudgetExceeded` | retry | the next UTC day |
     /// | `QuotaExhausted`, `Authentication`, `Permission`, `KeyExpired` | fail | — |
     /// | `ModelNotFound`, `InvalidConfig`, `NoCandidates` | fail | — |
     /// | `BadRequest`, `ContextTooLong` | fail | — |
     ///
-    /// Retry is for what passes with time (the provider's load or health,
-    /// the day's budget); fail is for what waits for someone to change a
-    /// key, an account, the config or the input. A malformed 2xx counts
+    /// Wait is for an outage that passes with time and says so (the
+    /// provider's load, its limits, its open circuit, the day's budget): the
+    /// attempt is not counted against `maxAttempts`, up to the engine's
+    /// outage allowance. Retry is for a failure that may pass (a 5xx, a
+    /// dropped connection), counted. Fail is for what waits for someone to
+    /// change a key, an account, the config or the input. A malformed 2xx counts
     /// against the breaker as a health failure and is retried like one. This
     /// differs from [`retryable`](Self::retryable), which decides the
     /// in-line retries of one call: those must not sleep through an open
@@ -269,13 +273,15 @@ impl ProviderError {
         match self.kind {
             ErrorKind::RateLimited
             | ErrorKind::Overloaded
-            | ErrorKind::ServerError
+            | ErrorKind::CircuitOpen
+            | ErrorKind::BudgetExceeded => JobRetry::Wait {
+                after: self.retry_after,
+            },
+            ErrorKind::ServerError
             | ErrorKind::Timeout
             | ErrorKind::Connection
             | ErrorKind::MalformedResponse
-            | ErrorKind::CircuitOpen
-            | ErrorKind::Unavailable
-            | ErrorKind::BudgetExceeded => JobRetry::Retry {
+            | ErrorKind::Unavailable => JobRetry::Retry {
                 after: self.retry_after,
             },
             ErrorKind::QuotaExhausted
@@ -301,6 +307,12 @@ pub(crate) enum JobRetry {
         /// The earliest time another attempt makes sense, if known.
         after: Option<Duration>,
     },
+    /// Wait out an outage: run the job again no earlier than `after`,
+    /// without counting the attempt (up to the engine's outage allowance).
+    Wait {
+        /// The earliest time another attempt makes sense, if known.
+        after: Option<Duration>,
+    },
     /// Fail the job now: no later attempt can succeed until someone changes
     /// something.
     Fail,
@@ -322,17 +334,21 @@ mod tests {
         let retry = |after: Option<u64>| JobRetry::Retry {
             after: after.map(Duration::from_secs),
         };
+        let wait = |after: Option<u64>| JobRetry::Wait {
+            after: after.map(Duration::from_secs),
+        };
         let table = [
-            (RateLimited, Some(120), retry(Some(120))),
-            (Overloaded, Some(3), retry(Some(3))),
-            (Overloaded, None, retry(None)),
+            (RateLimited, Some(120), wait(Some(120))),
+            (Overloaded, Some(3), wait(Some(3))),
+            (Overloaded, None, wait(None)),
+            (CircuitOpen, Some(30), wait(Some(30))),
+            (BudgetExceeded, Some(3600), wait(Some(3600))),
             (ServerError, None, retry(None)),
+            (ServerError, Some(5), retry(Some(5))),
             (Timeout, None, retry(None)),
             (Connection, None, retry(None)),
             (MalformedResponse, None, retry(None)),
-            (CircuitOpen, Some(30), retry(Some(30))),
             (Unavailable, None, retry(None)),
-            (BudgetExceeded, Some(3600), retry(Some(3600))),
             (QuotaExhausted, None, JobRetry::Fail),
             // A quota error that names a wait still does not clear by waiting.
             (QuotaExhausted, Some(60), JobRetry::Fail),
@@ -353,20 +369,19 @@ mod tests {
     #[test]
     fn in_line_retries_differ_where_the_engine_waits_instead() {
         // The engine waits these out; a call never sleeps through them.
-        for kind in [
-            ErrorKind::CircuitOpen,
-            ErrorKind::BudgetExceeded,
-            ErrorKind::Unavailable,
-        ] {
+        for kind in [ErrorKind::CircuitOpen, ErrorKind::BudgetExceeded] {
             let e = error(kind, Some(30));
             assert!(!e.retryable(), "{kind}");
-            assert!(matches!(e.job_retry(), JobRetry::Retry { .. }), "{kind}");
+            assert!(matches!(e.job_retry(), JobRetry::Wait { .. }), "{kind}");
         }
+        let e = error(ErrorKind::Unavailable, Some(30));
+        assert!(!e.retryable());
+        assert!(matches!(e.job_retry(), JobRetry::Retry { .. }));
         // `x-should-retry: false` stops the in-line retries of an overload,
-        // not a later attempt of the job.
+        // not the job, which waits it out.
         let mut e = error(ErrorKind::Overloaded, None);
         e.should_retry = Some(false);
         assert!(!e.retryable());
-        assert_eq!(e.job_retry(), JobRetry::Retry { after: None });
+        assert_eq!(e.job_retry(), JobRetry::Wait { after: None });
     }
 }

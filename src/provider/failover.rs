@@ -113,7 +113,7 @@ impl TotalFailure {
     /// Takes in one candidate's error, in candidate order.
     pub(crate) fn push(&mut self, e: ProviderError) {
         match e.job_retry() {
-            JobRetry::Retry { after } => {
+            JobRetry::Retry { after } | JobRetry::Wait { after } => {
                 let after = after.unwrap_or(Duration::ZERO);
                 if self.soonest.as_ref().is_none_or(|(best, _)| after < *best) {
                     self.soonest = Some((after, e));

@@ -21,6 +21,16 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Anthropic `anthropic-ratelimit-*-reset`). `now` is a parameter so tests
 /// can fix it.
 pub(crate) fn retry_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    asked_wait(headers, now).map(|wait| wait.min(MAX_PROVIDER_WAIT))
+}
+
+/// The longest wait a provider's headers can impose: a `Retry-After` date
+/// years ahead (a clock off at the provider, a proxy's mistake) must not
+/// block the provider, and the jobs waiting on it, until a restart. After
+/// an hour one call goes out and a provider still limited says so again.
+pub(crate) const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
+
+fn asked_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if (0.0..1e12).contains(&ms) {
             return Some(Duration::from_secs_f64(ms / 1000.0));
@@ -121,13 +131,15 @@ pub(crate) fn rate_limits(headers: &HeaderMap, now: SystemTime) -> Vec<LimitRepo
     let num = |n: &str| header_str(headers, n).and_then(|v| v.parse::<u64>().ok());
     let mut out = Vec::new();
     for (dimension, limit, remaining, reset, rfc3339) in LIMIT_HEADERS {
-        let reset = header_str(headers, reset).and_then(|v| {
-            if rfc3339 {
-                until_rfc3339(v, now)
-            } else {
-                parse_duration(v)
-            }
-        });
+        let reset = header_str(headers, reset)
+            .and_then(|v| {
+                if rfc3339 {
+                    until_rfc3339(v, now)
+                } else {
+                    parse_duration(v)
+                }
+            })
+            .map(|reset| reset.min(MAX_PROVIDER_WAIT));
         let limit = num(limit);
         let remaining = num(remaining);
         if reset.is_some() || limit.is_some() || remaining.is_some() {

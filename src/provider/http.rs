@@ -30,10 +30,12 @@ pub(crate) struct TransportError {
     pub message: String,
 }
 
-/// A pooled HTTPS client with a per-request timeout.
+/// A pooled HTTPS client with a per-request timeout, that follows no
+/// redirect and reads at most `max_body` bytes of a response.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTransport {
     client: reqwest::Client,
+    max_body: usize,
 }
 
 impl HttpTransport {
@@ -41,14 +43,24 @@ impl HttpTransport {
     /// and `headers` (auth, version, custom) sent with every request — set
     /// once here rather than copied per call. Secret values must be marked
     /// sensitive so `Debug` prints them as `Sensitive`.
-    pub(crate) fn new(timeout: Duration, headers: HeaderMap) -> Result<Self, String> {
+    ///
+    /// Redirects are not followed: the default headers carry the key, and a
+    /// redirect to another host (or from https to http) would carry it
+    /// there. A 3xx comes back as a response, which the classifier turns
+    /// into a configuration error naming where it pointed.
+    pub(crate) fn new(
+        timeout: Duration,
+        headers: HeaderMap,
+        max_body: usize,
+    ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(HttpTransport { client })
+        Ok(HttpTransport { client, max_body })
     }
 
     /// POSTs `body` (already JSON) to `url` and reads the whole response.
@@ -58,26 +70,50 @@ impl HttpTransport {
         body: Vec<u8>,
     ) -> Result<RawResponse, TransportError> {
         let req = self.client.post(url.clone()).body(body);
-        Self::finish(req.send().await).await
+        self.finish(req.send().await).await
     }
 
     /// GETs `url`; used by the health probe.
     pub(crate) async fn get(&self, url: &reqwest::Url) -> Result<RawResponse, TransportError> {
         let req = self.client.get(url.clone());
-        Self::finish(req.send().await).await
+        self.finish(req.send().await).await
     }
 
     async fn finish(
+        &self,
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<RawResponse, TransportError> {
         let mut resp = sent.map_err(transport_error)?;
         let status = resp.status().as_u16();
         let headers = std::mem::take(resp.headers_mut());
-        let body = resp.bytes().await.map_err(transport_error)?;
+        let too_big = || {
+            TransportError {
+            kind: ErrorKind::MalformedResponse,
+            message: format!(
+                "the response body is over {} bytes (the provider's `maxResponseBytes`); not read further",
+                self.max_body
+            ),
+        }
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(too_big());
+        }
+        // Read chunk by chunk, so a body without a length (or lying about
+        // it) stops at the limit instead of filling memory.
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(RawResponse {
             status,
             headers,
-            body: body.into(),
+            body,
         })
     }
 }

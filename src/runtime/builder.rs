@@ -301,6 +301,7 @@ fn start_engine(
         default_concurrency: config.engine.concurrency,
         drain_timeout: crate::config::parse_duration(&config.engine.drain_timeout)
             .unwrap_or(Duration::from_secs(30)),
+        outage_allowance: config.engine.outage_allowance,
         ..EngineConfig::default()
     });
     let job_store: Arc<dyn Store> = store.clone();

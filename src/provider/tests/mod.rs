@@ -5,6 +5,7 @@
 mod actor;
 mod errors;
 mod fixtures;
+mod hardening;
 mod keys;
 mod properties;
 mod resilience;

@@ -325,6 +325,7 @@ macro_rules! store_conformance {
                 a_job_keeps_every_field_it_was_stored_with,
                 a_completion_is_recorded_once,
                 failures_retry_until_attempts_run_out,
+                an_outage_is_waited_out_without_spending_attempts,
                 a_permanent_failure_ends_the_job_at_once,
                 cancel_ends_a_queued_job_and_requests_a_running_one,
                 ack_cancel_is_fenced_by_status_and_attempt,

@@ -197,6 +197,64 @@ pub async fn a_completion_is_recorded_once<H: Harness>(h: &H) -> Result<(), Conf
     Ok(())
 }
 
+/// An attempt that waited out an outage queues the job again at the given
+/// time without spending one of its attempts, and says so in `outages`,
+/// until the allowance is used; then it counts like a retry. Survives a
+/// crash.
+pub async fn an_outage_is_waited_out_without_spending_attempts<H: Harness>(
+    h: &H,
+) -> Result<(), ConformanceError> {
+    let mut f = Fixture::open(h).await?;
+    let job = enqueue(f.store(), "llm", EnqueueOptions::default().max_attempts(1)).await?;
+    let now = Utc::now();
+    for n in 1..=2u32 {
+        let store = f.store();
+        let claimed = claim_all(store, now).await?;
+        ensure_eq!(claimed.len(), 1, "claimed for attempt {n}");
+        let postpone = FailAction::Postpone {
+            at: now,
+            allowance: 2,
+        };
+        let queued = store_applied(
+            store
+                .fail(job.id, n, format!("circuit open {n}"), postpone)
+                .await
+                .context("fail with an outage")?,
+            "fail with an outage",
+        )?;
+        ensure_eq!(
+            (queued.status, queued.attempt, queued.outages),
+            (JobStatus::Queued, n, n),
+            "outage {n} waited out: queued, attempt kept, counted as an outage"
+        );
+        f = f.crash().await?;
+    }
+    let store = f.store();
+    ensure_eq!(
+        get(store, job.id).await?.outages,
+        2,
+        "outages survive a crash"
+    );
+    claim_all(store, now).await?;
+    let postpone = FailAction::Postpone {
+        at: now,
+        allowance: 2,
+    };
+    let failed = store_applied(
+        store
+            .fail(job.id, 3, "circuit open 3".into(), postpone)
+            .await
+            .context("fail past the allowance")?,
+        "fail past the allowance",
+    )?;
+    ensure_eq!(
+        failed.status,
+        JobStatus::Failed,
+        "past the allowance an outage spends the job's one attempt"
+    );
+    Ok(())
+}
+
 /// A retryable failure queues the job again at its backoff time while
 /// attempts are left; a retry asked for on the last attempt ends it
 /// `failed`; every attempt's error is kept.
