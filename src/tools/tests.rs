@@ -1211,3 +1211,55 @@ fn every_builtin_answers_in_the_exact_seed_json() {
         env.stop().await;
     });
 }
+
+/// A writer that appends to a shared buffer (the logs a test reads).
+#[derive(Clone)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 13: a tool name with a newline and ANSI escapes, chosen by the
+/// model, wrote a forged `ERROR` line into the text logs. Whatever the model
+/// chooses (the tool's name, the call's id) is escaped in every log line.
+#[test]
+fn a_model_chosen_tool_name_cannot_forge_a_log_line() {
+    let logs = LogBuf(Arc::new(std::sync::Mutex::new(Vec::new())));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let forged = "x\n2030-01-01T00:00:00.000000Z ERROR troupe: forged by the model \u{1b}[2K";
+    tracing::subscriber::with_default(subscriber, || {
+        run_system(async {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let (tree, tools) = test_tools(calls);
+            for name in [forged, "echo"] {
+                let mut c = ctx(0, "c\n2030-01-01T00:00:00.000000Z ERROR forged call id");
+                c.call_id.push('\u{1b}');
+                let args = json!({"text": forged, "times": 9});
+                call(&tools, name, args, c, &["echo"]).await.unwrap_err();
+            }
+            tree.shutdown().await;
+        })
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("tool call failed"), "{text}");
+    assert!(
+        text.contains("tool=echo "),
+        "a plain name logs as itself: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "a raw escape: {text}");
+    for line in text.lines() {
+        assert!(!line.starts_with("2030-01-01"), "a forged line: {line}");
+    }
+}
