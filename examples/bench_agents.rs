@@ -199,6 +199,8 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
             budget: None,
             restart_after_tasks: None,
             restart_above_memory_mib: None,
+            limits: Default::default(),
+            grants: Default::default(),
         }],
         ..TroupeConfig::default()
     }

@@ -155,6 +155,8 @@ fn main() -> Result<(), BoxError> {
         budget: None,
         restart_after_tasks: None,
         restart_above_memory_mib: None,
+        limits: Default::default(),
+        grants: Default::default(),
     });
     let engine = EngineConfig {
         retention: Retention {

@@ -75,8 +75,8 @@ mod test_support;
 
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
-    AgentConfig, ConfigError, EngineSection, HttpSection, MemorySection, ModelConfig,
-    ScheduleConfig, StoreSection, ToolsSection, TroupeConfig,
+    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection, MemorySection,
+    ModelConfig, ScheduleConfig, StoreSection, ToolsSection, TroupeConfig,
 };
 pub use engine::{
     BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,

@@ -49,3 +49,33 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     RECALL_TOOL,
     ANALYZE_CODE_TOOL,
 ];
+
+/// The tools whose effect is a job: what `maxTasksPerTask` counts.
+pub const JOB_CREATING_TOOLS: &[&str] = &[CREATE_TASK_TOOL, SCHEDULER_TOOL];
+
+/// The key of a task's job `ctx` that holds how deep in a chain of tasks
+/// creating tasks it is (absent: 0, a task from outside).
+pub const CTX_DEPTH: &str = "depth";
+
+// The limits and grants of an `[[agents]]` entry, as the file spells them:
+// a refusal names its key (in the tool error the model sees, and as the
+// `limit` label of `troupe_limit_refusals_total`).
+
+/// Tool calls run per model reply.
+pub const MAX_TOOL_CALLS_PER_REPLY: &str = "maxToolCallsPerReply";
+/// Jobs one task may create.
+pub const MAX_TASKS_PER_TASK: &str = "maxTasksPerTask";
+/// How deep a chain of tasks creating tasks may go.
+pub const MAX_TASK_DEPTH: &str = "maxTaskDepth";
+/// Queued tasks of an agent past which `create_task` for it is refused.
+pub const MAX_QUEUED_TASKS: &str = "maxQueuedTasks";
+/// Conversations beyond the task's own that tools may write to.
+pub const GRANT_CONVERSATIONS: &str = "conversations";
+/// Users beyond the task's own whose data tools may touch.
+pub const GRANT_USERS: &str = "users";
+/// Agent-wide memories written from a task done for a user.
+pub const GRANT_SHARED_MEMORY: &str = "sharedMemory";
+/// Hidden files and directories `analyze_code` may read.
+pub const GRANT_READ_HIDDEN_FILES: &str = "readHiddenFiles";
+/// A grant's value that grants every conversation or user.
+pub const GRANT_ANY: &str = "*";

@@ -66,6 +66,8 @@ fn a_runtime_with_a_memory_limit_refuses_to_start_without_the_allocator() {
         budget: None,
         restart_after_tasks: None,
         restart_above_memory_mib: Some(64),
+        limits: Default::default(),
+        grants: Default::default(),
     });
     let data = config.store.data_dir.clone();
     run_system(async move {

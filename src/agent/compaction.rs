@@ -5,6 +5,12 @@
 //! agent's model to summarise them, then archives the originals and stores
 //! the summary in one atomic step: originals are archived, never lost. A
 //! repeat after a crash finds only the summary left and does nothing.
+//!
+//! Compactions of one scope run one after the other: each holds the scope's
+//! lock ([`ScopeLocks`]) from the listing to the write, so a second one
+//! sees what the first left (a summary alone: nothing to do) instead of
+//! failing on originals the first archived meanwhile. The lock is this
+//! process's; the store still refuses an original already archived.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +21,7 @@ use crate::config::{AgentConfig, ModelConfig};
 use crate::engine::{JobContext, Worker, WorkerCategory, WorkerError};
 use crate::job::JobId;
 use crate::memory::actor::{Compact, ListMemories};
-use crate::memory::{Memory, MemoryScope, NewMemory};
+use crate::memory::{Memory, MemoryScope, NewMemory, ScopeLocks};
 use crate::names::{MEMORY_COMPACTION_WORKER, OFFLINE_PROVIDER};
 use crate::provider::Message;
 
@@ -32,6 +38,8 @@ pub(crate) struct CompactionWorker {
     models: BTreeMap<String, ModelConfig>,
     /// The model of a job whose agent is not configured (any more).
     offline: ModelConfig,
+    /// Held per scope from listing to writing.
+    locks: ScopeLocks,
 }
 
 impl CompactionWorker {
@@ -50,6 +58,7 @@ impl CompactionWorker {
             runtime,
             models,
             offline,
+            locks: ScopeLocks::default(),
         }
     }
 
@@ -137,6 +146,7 @@ impl Worker for CompactionWorker {
             ));
         };
         let scope = job_scope(&args, &ctx)?;
+        let _held = self.locks.lock(&scope).await;
         let memories = rt
             .memory
             .send(ListMemories {

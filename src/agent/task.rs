@@ -24,6 +24,14 @@
 //! is not run again. A crash between a tool's effect and its checkpoint
 //! repeats the round with the same idempotency keys (`tool:<job>:<step>:<call>`),
 //! which side-effecting tools use to do nothing twice.
+//!
+//! Two of the agent's limits are kept here, at no cost beyond a comparison
+//! per tool call: `maxToolCallsPerReply` (the calls of a reply beyond it get
+//! a tool error each and do not run) and `maxTasksPerTask` (the jobs the
+//! task's `create_task` and `scheduler` calls created, counted from its tool
+//! results, so a resumed or retried task counts what its checkpoints hold;
+//! calls beyond get a tool error). Every tool call carries the task's depth
+//! (`ctx.depth` of its job), for `create_task`'s `maxTaskDepth`.
 
 use std::sync::Arc;
 
@@ -39,11 +47,12 @@ use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
 use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
+use crate::names::{CTX_DEPTH, JOB_CREATING_TOOLS, MAX_TASKS_PER_TASK, MAX_TOOL_CALLS_PER_REPLY};
 use crate::provider::{
     GenerateResponse, Message, ProviderError, ToolCall, ToolDefinition, ToolResult, Usage,
 };
 use crate::store::StepStore;
-use crate::tools::{tool_result, ToolContext, ToolError, ToolRequest, Tools};
+use crate::tools::{tool_result, Policies, ToolContext, ToolError, ToolRequest, Tools};
 
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
 use super::gateway::{job_error, CallMeta, ModelGateway};
@@ -64,6 +73,8 @@ pub(crate) struct AgentRuntime {
     pub checkpoints: Arc<dyn StepStore>,
     /// Context sizes.
     pub settings: MemorySection,
+    /// The agents' tool policies; the loop counts its own refusals there.
+    pub policies: Arc<Policies>,
 }
 
 /// The args of an agent task job.
@@ -91,6 +102,9 @@ struct TaskState {
     /// Whether the context in `system` and `messages` is not checkpointed
     /// yet (it goes with the first model reply).
     context_unsaved: bool,
+    /// Jobs the task's tool calls created (or found created by an earlier
+    /// run of the same call): what `maxTasksPerTask` counts.
+    created: u32,
 }
 
 impl TaskState {
@@ -108,6 +122,9 @@ impl TaskState {
     /// Takes in one round of tool results, as just run or read back.
     fn push_tool_results(&mut self, results: Vec<ToolOutcome>) {
         for r in results {
+            if !r.is_error && JOB_CREATING_TOOLS.contains(&r.tool.as_str()) {
+                self.created = self.created.saturating_add(1);
+            }
             self.messages.push(Message::Tool(ToolResult {
                 call_id: r.call_id,
                 content: r.content,
@@ -192,6 +209,8 @@ struct Task<'a> {
     prompt: String,
     conversation: Option<String>,
     user: Option<String>,
+    /// How deep the task is in a chain of tasks creating tasks.
+    depth: u32,
     /// Who each model call is for.
     meta: CallMeta,
     /// The agent's tools as every model call offers them.
@@ -228,6 +247,12 @@ impl<'a> Task<'a> {
             prompt: args.prompt,
             conversation,
             user: job.ctx.user_id.clone(),
+            depth: job
+                .ctx
+                .extra
+                .get(CTX_DEPTH)
+                .and_then(Value::as_u64)
+                .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
             meta: CallMeta {
                 agent_id: id.to_string(),
                 job_id: Some(job.job_id),
@@ -272,7 +297,8 @@ impl<'a> Task<'a> {
     async fn run_steps(&self, state: &mut TaskState) -> Result<(), WorkerError> {
         loop {
             if let Some(reply) = state.pending_reply() {
-                let results = self.run_tools(reply, state.steps.saturating_sub(1)).await;
+                let step = state.steps.saturating_sub(1);
+                let results = self.run_tools(reply, step, state.created).await;
                 self.save_tool_results(state, results).await?;
                 continue;
             }
@@ -503,31 +529,91 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// Runs the tool calls of `reply` (model step `step`) at once.
-    async fn run_tools(&self, reply: &GenerateResponse, step: u32) -> Vec<ToolOutcome> {
-        join_all(
-            reply
-                .tool_calls
-                .iter()
-                .map(|call| self.run_tool(call, step)),
-        )
-        .await
+    /// Runs the tool calls of `reply` (model step `step`) at once, within
+    /// the agent's limits: the calls beyond `maxToolCallsPerReply`, and the
+    /// job-creating calls beyond what is left of `maxTasksPerTask` after the
+    /// `created` jobs, get a tool error each and do not run.
+    async fn run_tools(
+        &self,
+        reply: &GenerateResponse,
+        step: u32,
+        created: u32,
+    ) -> Vec<ToolOutcome> {
+        let limits = &self.agent.limits;
+        let per_reply = usize::try_from(limits.max_tool_calls_per_reply).unwrap_or(usize::MAX);
+        let asked = reply.tool_calls.len();
+        let mut room = limits.max_tasks_per_task.saturating_sub(created);
+        let calls = reply.tool_calls.iter().enumerate().map(|(i, call)| {
+            let refusal = if i >= per_reply {
+                // Short: a reply may ask for thousands of calls, and each
+                // refusal goes into the checkpoint and the next request.
+                Some(self.refuse(
+                    MAX_TOOL_CALLS_PER_REPLY,
+                    format!(
+                        "this reply asked for {asked} tool calls; only the first {per_reply} \
+                         run ({MAX_TOOL_CALLS_PER_REPLY} = {per_reply})."
+                    ),
+                ))
+            } else if self.creates_jobs(&call.name) {
+                match room.checked_sub(1) {
+                    Some(left) => {
+                        room = left;
+                        None
+                    }
+                    None => Some(self.refuse(
+                        MAX_TASKS_PER_TASK,
+                        format!(
+                            "this task has created (or is creating in this reply) the {max} \
+                             tasks and jobs its agent may create per task \
+                             ({MAX_TASKS_PER_TASK} = {max}); this call did not run. Do the \
+                             rest of the work in this task.",
+                            max = limits.max_tasks_per_task
+                        ),
+                    )),
+                }
+            } else {
+                None
+            };
+            self.run_tool(call, step, refusal)
+        });
+        join_all(calls).await
     }
 
-    /// Runs one tool call through the router; its failure is an outcome too.
-    async fn run_tool(&self, call: &ToolCall, step: u32) -> ToolOutcome {
-        let result = match &call.arguments_error {
-            Some(bad) => Err(ToolError::invalid_argument(
+    /// Whether a call of tool `name` would create a job (a tool this agent
+    /// may use that `maxTasksPerTask` counts).
+    fn creates_jobs(&self, name: &str) -> bool {
+        JOB_CREATING_TOOLS.contains(&name) && self.allowed.iter().any(|t| t == name)
+    }
+
+    /// A refusal by the agent's limit `limit`, counted.
+    fn refuse(&self, limit: &str, message: String) -> ToolError {
+        self.rt
+            .policies
+            .refuse(self.id(), ToolError::limit_reached(limit, message))
+    }
+
+    /// Runs one tool call through the router, unless it is refused; its
+    /// failure is an outcome too.
+    async fn run_tool(
+        &self,
+        call: &ToolCall,
+        step: u32,
+        refusal: Option<ToolError>,
+    ) -> ToolOutcome {
+        let result = match (refusal, &call.arguments_error) {
+            (Some(refused), _) => Err(refused),
+            (None, Some(bad)) => Err(ToolError::invalid_argument(
                 "",
                 format!(
                     "the arguments are not valid JSON ({}): {}",
                     bad.message, bad.raw
                 ),
             )),
-            None => {
+            (None, None) => {
                 let mut ctx = ToolContext::new(self.id(), self.job.job_id, step, call.id.clone());
                 ctx.user_id = self.user.clone();
                 ctx.conversation_id = self.conversation.clone();
+                ctx.depth = self.depth;
                 let request = ToolRequest::new(
                     call.name.clone(),
                     call.arguments.clone(),

@@ -88,6 +88,8 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         budget: None,
         restart_after_tasks: None,
         restart_above_memory_mib: None,
+        limits: Default::default(),
+        grants: Default::default(),
     });
     (config, note)
 }

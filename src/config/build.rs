@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::names::OFFLINE_PROVIDER;
 use crate::provider::{Budget, ProviderConfig};
 
-use super::{AgentConfig, ModelConfig, ScheduleConfig, TroupeConfig};
+use super::{AgentConfig, AgentGrants, AgentLimits, ModelConfig, ScheduleConfig, TroupeConfig};
 
 impl TroupeConfig {
     /// Adds an agent.
@@ -37,7 +37,8 @@ impl TroupeConfig {
 
 impl AgentConfig {
     /// An agent with the file's defaults: no tools, concurrency 4, at most
-    /// 8 model calls per task, no reflection, no budget, never recycled.
+    /// 8 model calls per task, no reflection, no budget, never recycled,
+    /// the default [`AgentLimits`] and no [`AgentGrants`].
     pub fn new(
         id: impl Into<String>,
         name: impl Into<String>,
@@ -56,6 +57,8 @@ impl AgentConfig {
             budget: None,
             restart_after_tasks: None,
             restart_above_memory_mib: None,
+            limits: AgentLimits::default(),
+            grants: AgentGrants::default(),
         }
     }
 
@@ -96,6 +99,18 @@ impl AgentConfig {
     /// Restart its actor after this many tasks, between tasks.
     pub fn restart_after_tasks(mut self, tasks: u64) -> Self {
         self.restart_after_tasks = Some(tasks);
+        self
+    }
+
+    /// How much work its tasks may start.
+    pub fn limits(mut self, limits: AgentLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// What its tools may touch beyond the task's own user and conversation.
+    pub fn grants(mut self, grants: AgentGrants) -> Self {
+        self.grants = grants;
         self
     }
 }

@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 pub use crate::provider::route::ModelConfig;
 pub(crate) use duration::parse_duration;
 pub use model::{
-    AgentConfig, EngineSection, HttpSection, MemorySection, ScheduleConfig, StoreSection,
-    ToolsSection, TroupeConfig,
+    AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection, MemorySection,
+    ScheduleConfig, StoreSection, ToolsSection, TroupeConfig,
 };
 
 pub(crate) use crate::names::BUILTIN_TOOLS;
-use crate::names::{BUILTIN_WORKERS, OFFLINE_PROVIDER};
+use crate::names::{self, BUILTIN_WORKERS, OFFLINE_PROVIDER};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +217,25 @@ fn check_agent(
             "must be at least 1 (MiB); leave it out to never restart for memory",
         ));
     }
+    if agent.limits.max_tool_calls_per_reply == 0 {
+        return Err(check.invalid(
+            at(names::MAX_TOOL_CALLS_PER_REPLY),
+            "must be at least 1; to have the agent call no tools, give it none",
+        ));
+    }
+    for (key, list) in [
+        (names::GRANT_CONVERSATIONS, &agent.grants.conversations),
+        (names::GRANT_USERS, &agent.grants.users),
+    ] {
+        for (j, entry) in list.iter().enumerate() {
+            if entry.trim().is_empty() {
+                return Err(check.invalid(
+                    at(&format!("{key}[{j}]")),
+                    "must not be empty; name one, or `*` for any",
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -290,6 +309,12 @@ model = "m"
             "anthropic"
         );
         assert_eq!(config.providers.len(), 2);
+        // It shows the limits and grants with their defaults, and a budget.
+        assert_eq!(config.agents[0].limits, AgentLimits::default());
+        assert_eq!(config.agents[0].grants, AgentGrants::default());
+        let budget = config.agents[0].budget.unwrap();
+        assert_eq!(budget.daily_tokens, Some(2_000_000));
+        assert_eq!(budget.daily_cost_usd, Some(5.0));
     }
 
     #[test]
@@ -389,6 +414,107 @@ model = "m"
             err,
             "troupe.toml: `agents[0].restartAboveMemoryMib`: must be at least 1 (MiB); leave it out to never restart for memory"
         );
+    }
+
+    #[test]
+    fn limits_and_grants_read_their_keys_with_defaults() {
+        let a = &parse(AGENT).unwrap().agents[0];
+        assert_eq!(a.limits, AgentLimits::default());
+        assert_eq!(
+            (
+                a.limits.max_tool_calls_per_reply,
+                a.limits.max_tasks_per_task,
+                a.limits.max_task_depth,
+                a.limits.max_queued_tasks
+            ),
+            (16, 10, 3, 100)
+        );
+        assert_eq!(a.grants, AgentGrants::default());
+        let text = AGENT.replace(
+            "tools = [\"send_message\"]",
+            "tools = [\"send_message\"]\nmaxToolCallsPerReply = 4\nmaxTasksPerTask = 0\n\
+             maxTaskDepth = 1\nmaxQueuedTasks = 7\nconversations = [\"team\", \"ops\"]\n\
+             users = [\"*\"]\nsharedMemory = true\nreadHiddenFiles = true",
+        );
+        // The names refusals give are the keys the file spells.
+        for key in [
+            names::MAX_TOOL_CALLS_PER_REPLY,
+            names::MAX_TASKS_PER_TASK,
+            names::MAX_TASK_DEPTH,
+            names::MAX_QUEUED_TASKS,
+            names::GRANT_CONVERSATIONS,
+            names::GRANT_USERS,
+            names::GRANT_SHARED_MEMORY,
+            names::GRANT_READ_HIDDEN_FILES,
+        ] {
+            assert!(text.contains(&format!("\n{key} = ")), "{key}");
+        }
+        let a = &parse(&text).unwrap().agents[0];
+        assert_eq!(
+            a.limits,
+            AgentLimits {
+                max_tool_calls_per_reply: 4,
+                max_tasks_per_task: 0,
+                max_task_depth: 1,
+                max_queued_tasks: 7,
+            }
+        );
+        assert_eq!(
+            a.grants,
+            AgentGrants {
+                conversations: vec!["team".into(), "ops".into()],
+                users: vec!["*".into()],
+                shared_memory: true,
+                read_hidden_files: true,
+            }
+        );
+    }
+
+    /// Each new key of an agent, given a value it cannot take: refused,
+    /// naming the file and the key.
+    #[test]
+    fn bad_limits_and_grants_name_their_key() {
+        let agent = |extra: &str| {
+            AGENT.replace(
+                "tools = [\"send_message\"]",
+                &format!("tools = [\"send_message\"]\n{extra}"),
+            )
+        };
+        let invalid = [
+            (
+                "maxToolCallsPerReply = 0",
+                "`agents[0].maxToolCallsPerReply`: must be at least 1; to have the agent call no tools, give it none",
+            ),
+            (
+                "conversations = [\"team\", \"\"]",
+                "`agents[0].conversations[1]`: must not be empty; name one, or `*` for any",
+            ),
+            (
+                "users = [\" \"]",
+                "`agents[0].users[0]`: must not be empty; name one, or `*` for any",
+            ),
+        ];
+        for (line, expected) in invalid {
+            let err = parse(&agent(line)).expect_err(line).to_string();
+            assert_eq!(err, format!("troupe.toml: {expected}"), "{line}");
+        }
+        let mistyped = [
+            ("maxToolCallsPerReply = -1", "maxToolCallsPerReply"),
+            ("maxToolCallsPerReply = 5000000000", "maxToolCallsPerReply"),
+            ("maxTasksPerTask = \"ten\"", "maxTasksPerTask"),
+            ("maxTaskDepth = -1", "maxTaskDepth"),
+            ("maxQueuedTasks = 1.5", "maxQueuedTasks"),
+            ("conversations = \"*\"", "conversations"),
+            ("users = [1]", "users"),
+            ("sharedMemory = \"yes\"", "sharedMemory"),
+            ("readHiddenFiles = 1", "readHiddenFiles"),
+            ("maxTaskDepht = 3", "maxTaskDepht"),
+        ];
+        for (line, key) in mistyped {
+            let err = parse(&agent(line)).expect_err(line).to_string();
+            assert!(err.starts_with("troupe.toml: "), "{err}");
+            assert!(err.contains(key), "`{key}` in: {err}");
+        }
     }
 
     #[test]

@@ -127,8 +127,12 @@ impl Default for EngineSection {
 }
 
 /// One `[[agents]]` entry (the seed's agent config).
+///
+/// In the file every key is flat in the entry (`maxTaskDepth = 3`,
+/// `conversations = ["team"]`); in code the limits and the grants are
+/// grouped in [`AgentLimits`] and [`AgentGrants`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(from = "AgentEntry")]
 pub struct AgentConfig {
     /// Unique id; also the worker name of its tasks.
     pub id: String,
@@ -137,31 +141,154 @@ pub struct AgentConfig {
     /// The system prompt.
     pub system_prompt: String,
     /// Tools the agent may use.
-    #[serde(default)]
     pub tools: Vec<String>,
     /// Which model, with fallbacks.
     pub model_config: ModelConfig,
     /// Tasks of this agent that may run at once.
-    #[serde(default = "default_agent_concurrency")]
     pub concurrency: usize,
     /// Model calls per task before it fails.
-    #[serde(default = "default_max_steps")]
     pub max_steps: u32,
     /// After a task, ask the model what it learned and remember it.
-    #[serde(default)]
     pub reflect: bool,
     /// Daily token and/or cost limit; calls past it are refused.
-    #[serde(default)]
     pub budget: Option<Budget>,
     /// Restart the agent's actor after this many tasks, between tasks.
-    #[serde(default)]
     pub restart_after_tasks: Option<u64>,
     /// Restart the agent's actor, between tasks, once the heap it gained
     /// since it started is past this many MiB. Needs the accounting
     /// allocator ([`crate::alloc::AccountingAllocator`], installed in the
     /// `troupe` binary); the runtime refuses to start without it.
-    #[serde(default)]
     pub restart_above_memory_mib: Option<u64>,
+    /// How much work its tasks may start.
+    pub limits: AgentLimits,
+    /// What its tools may touch beyond the task's own user and conversation.
+    pub grants: AgentGrants,
+}
+
+/// How much work an agent's tasks may start (keys of `[[agents]]`). Each
+/// refusal goes back to the model as a tool error naming the key, and the
+/// task goes on; each is counted in `troupe_limit_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentLimits {
+    /// `maxToolCallsPerReply`: tool calls run per model reply; the calls
+    /// beyond get a tool error each and none of them runs. Default 16.
+    pub max_tool_calls_per_reply: u32,
+    /// `maxTasksPerTask`: jobs one task may create (`create_task`, and the
+    /// jobs `scheduler` enqueues), counted from its checkpoints, so a
+    /// retried or resumed task does not start over. Default 10.
+    pub max_tasks_per_task: u32,
+    /// `maxTaskDepth`: how deep a chain of tasks creating tasks may go. A
+    /// task from outside is at depth 0, a task it creates at 1 (carried in
+    /// the job's `ctx.depth`); `create_task` refuses beyond this. Default 3.
+    pub max_task_depth: u32,
+    /// `maxQueuedTasks`: past this many queued tasks of this agent,
+    /// `create_task` for it is refused (tasks queued from outside are not).
+    /// Default 100.
+    pub max_queued_tasks: u64,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        AgentLimits {
+            max_tool_calls_per_reply: 16,
+            max_tasks_per_task: 10,
+            max_task_depth: 3,
+            max_queued_tasks: 100,
+        }
+    }
+}
+
+/// What an agent's tools may touch beyond the task's own user and
+/// conversation (keys of `[[agents]]`). By default nothing: a tool acts on
+/// the task's user and conversation only, and a refusal says which key
+/// would have to grant more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentGrants {
+    /// `conversations`: other conversations `send_message` may post to and
+    /// `scheduler` may name; `["*"]` for any.
+    pub conversations: Vec<String>,
+    /// `users`: other users whose memories `scheduler` may compact and
+    /// whose jobs `worker_manager` shows unredacted; `["*"]` for any.
+    pub users: Vec<String>,
+    /// `sharedMemory`: `remember` may write agent-wide memories (which every
+    /// user's tasks can recall) from a task done for a user.
+    pub shared_memory: bool,
+    /// `readHiddenFiles`: `analyze_code` may read hidden files and
+    /// directories (`.env`, `.git/`) under the project root.
+    pub read_hidden_files: bool,
+}
+
+/// An `[[agents]]` entry as written: every key flat.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AgentEntry {
+    id: String,
+    name: String,
+    system_prompt: String,
+    #[serde(default)]
+    tools: Vec<String>,
+    model_config: ModelConfig,
+    #[serde(default = "default_agent_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_max_steps")]
+    max_steps: u32,
+    #[serde(default)]
+    reflect: bool,
+    #[serde(default)]
+    budget: Option<Budget>,
+    #[serde(default)]
+    restart_after_tasks: Option<u64>,
+    #[serde(default)]
+    restart_above_memory_mib: Option<u64>,
+    #[serde(default)]
+    max_tool_calls_per_reply: Option<u32>,
+    #[serde(default)]
+    max_tasks_per_task: Option<u32>,
+    #[serde(default)]
+    max_task_depth: Option<u32>,
+    #[serde(default)]
+    max_queued_tasks: Option<u64>,
+    #[serde(default)]
+    conversations: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    shared_memory: bool,
+    #[serde(default)]
+    read_hidden_files: bool,
+}
+
+impl From<AgentEntry> for AgentConfig {
+    fn from(e: AgentEntry) -> Self {
+        let d = AgentLimits::default();
+        AgentConfig {
+            id: e.id,
+            name: e.name,
+            system_prompt: e.system_prompt,
+            tools: e.tools,
+            model_config: e.model_config,
+            concurrency: e.concurrency,
+            max_steps: e.max_steps,
+            reflect: e.reflect,
+            budget: e.budget,
+            restart_after_tasks: e.restart_after_tasks,
+            restart_above_memory_mib: e.restart_above_memory_mib,
+            limits: AgentLimits {
+                max_tool_calls_per_reply: e
+                    .max_tool_calls_per_reply
+                    .unwrap_or(d.max_tool_calls_per_reply),
+                max_tasks_per_task: e.max_tasks_per_task.unwrap_or(d.max_tasks_per_task),
+                max_task_depth: e.max_task_depth.unwrap_or(d.max_task_depth),
+                max_queued_tasks: e.max_queued_tasks.unwrap_or(d.max_queued_tasks),
+            },
+            grants: AgentGrants {
+                conversations: e.conversations,
+                users: e.users,
+                shared_memory: e.shared_memory,
+                read_hidden_files: e.read_hidden_files,
+            },
+        }
+    }
 }
 
 pub(super) fn default_agent_concurrency() -> usize {

@@ -8,16 +8,19 @@
 //! one scope only, so one user's preferences never reach another user's
 //! prompt; agent-wide knowledge lives in the scope without a user.
 //!
-//! Nothing is lost by compaction: [`MemoryStore::compact`] marks the
+//! Compactions of one scope run one after the other ([`ScopeLocks`]), and
+//! nothing is lost by compaction: [`MemoryStore::compact`] marks the
 //! originals `archived` (with `archivedInto` naming the summary) and inserts
 //! the summaries in one atomic, durable step.
 
 pub(crate) mod actor;
+mod locks;
 pub(crate) mod rank;
 
 pub(crate) use crate::store::{
     Compacted, Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, Remembered,
 };
+pub(crate) use locks::ScopeLocks;
 pub(crate) use rank::RecallWeights;
 pub use rank::ScoredMemory;
 

@@ -154,6 +154,7 @@ impl TroupeBuilder {
         // 3. The tools.
         let checkpoints: Arc<dyn StepStore> = store.clone();
         let conversations: Arc<dyn ConversationStore> = store.clone();
+        let policies = crate::agent::tool_policies(&config.agents);
         let builtins = Builtins {
             engine: engine.clone(),
             idempotency: Some(store.clone()),
@@ -164,6 +165,7 @@ impl TroupeBuilder {
                 .project_root
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".")),
+            policies: policies.clone(),
         };
         let (tools_tree, tools) = start_tools(&config, &builtins, extra_tools)?;
 
@@ -175,6 +177,7 @@ impl TroupeBuilder {
             conversations: conversations.clone(),
             checkpoints,
             settings: config.memory.clone(),
+            policies,
         });
 
         // 5. Schedules from the config (idempotent: replaced by id).

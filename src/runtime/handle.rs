@@ -243,6 +243,13 @@ impl Troupe {
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.parts().store
     }
+
+    /// Refusals by the agents' limits and grants: `(agent, key, count)`
+    /// (none once the runtime has stopped).
+    pub(crate) fn limit_refusals(&self) -> Vec<(String, String, u64)> {
+        let runtime = self.parts().slot.get();
+        runtime.map_or_else(Vec::new, |rt| rt.policies.refusals().snapshot())
+    }
 }
 
 impl Drop for Inner {

@@ -34,6 +34,7 @@ pub(crate) async fn render(troupe: &Troupe) -> String {
     heap(troupe, &mut e);
     actors(troupe, &mut e, &mut errors).await;
     providers(troupe, &mut e);
+    limits(troupe, &mut e);
     usage(troupe, &mut e, &mut errors).await;
 
     e.family(
@@ -384,6 +385,22 @@ fn providers(troupe: &Troupe, e: &mut Exposition) {
                 *n as f64,
             );
         }
+    }
+}
+
+/// What the agents' limits and grants refused, by agent and config key.
+fn limits(troupe: &Troupe, e: &mut Exposition) {
+    e.family(
+        "troupe_limit_refusals_total",
+        Kind::Counter,
+        "Tool calls refused by an agent's limit or for want of a grant, by agent and config key (maxToolCallsPerReply, maxTasksPerTask, maxTaskDepth, maxQueuedTasks, conversations, users, sharedMemory, readHiddenFiles).",
+    );
+    for (agent, limit, n) in troupe.limit_refusals() {
+        e.sample(
+            "troupe_limit_refusals_total",
+            &[("agent", &agent), ("limit", &limit)],
+            n as f64,
+        );
     }
 }
 

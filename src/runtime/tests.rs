@@ -70,6 +70,8 @@ fn agent(id: &str, provider: &str, tools: &[&str]) -> AgentConfig {
         budget: None,
         restart_after_tasks: None,
         restart_above_memory_mib: None,
+        limits: Default::default(),
+        grants: Default::default(),
     }
 }
 

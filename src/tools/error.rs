@@ -35,8 +35,10 @@ impl fmt::Display for ArgumentIssue {
 }
 
 /// Why a tool call produced no result. One enum for the whole tool layer:
-/// the router makes the first three and the last two, tools make `Failed`
-/// (and `InvalidArguments` for checks a schema cannot express).
+/// the router makes `UnknownTool`, `Denied`, `InvalidArguments`, `TimedOut`
+/// and `Crashed`; tools make `Failed` (and `InvalidArguments` for checks a
+/// schema cannot express); the agent's limits and grants make
+/// `LimitReached` and `NotGranted`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToolError {
@@ -83,6 +85,25 @@ pub enum ToolError {
         /// What is known of the crash.
         message: String,
     },
+    /// A limit of the calling agent's config (`maxToolCallsPerReply`,
+    /// `maxTasksPerTask`, `maxTaskDepth`, `maxQueuedTasks`) stopped the
+    /// call before it had any effect. The task goes on.
+    #[error("limit `{limit}` reached: {message}")]
+    LimitReached {
+        /// The config key of the limit.
+        limit: String,
+        /// What was refused and why, with the limit's value.
+        message: String,
+    },
+    /// The call would act beyond the task's own user or conversation (or
+    /// read a hidden file), and the agent's config does not grant it.
+    #[error("not granted by `{grant}`: {message}")]
+    NotGranted {
+        /// The config key that would have to grant it.
+        grant: String,
+        /// What was refused, and what the agent's config would have to say.
+        message: String,
+    },
 }
 
 fn join_issues(issues: &[ArgumentIssue]) -> String {
@@ -111,6 +132,23 @@ impl ToolError {
         }
     }
 
+    /// A refusal by the limit `limit` (its config key), explained by `message`.
+    pub fn limit_reached(limit: impl Into<String>, message: impl fmt::Display) -> Self {
+        ToolError::LimitReached {
+            limit: limit.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A refusal for want of the grant `grant` (its config key), explained by
+    /// `message`.
+    pub fn not_granted(grant: impl Into<String>, message: impl fmt::Display) -> Self {
+        ToolError::NotGranted {
+            grant: grant.into(),
+            message: message.to_string(),
+        }
+    }
+
     /// A timeout of `after`.
     pub fn timed_out(after: Duration) -> Self {
         ToolError::TimedOut {
@@ -119,8 +157,8 @@ impl ToolError {
     }
 
     /// A short stable name of the kind (`unknown_tool`, `denied`,
-    /// `invalid_arguments`, `failed`, `timed_out`, `crashed`), for records
-    /// and metrics.
+    /// `invalid_arguments`, `failed`, `timed_out`, `crashed`,
+    /// `limit_reached`, `not_granted`), for records and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             ToolError::UnknownTool { .. } => "unknown_tool",
@@ -129,6 +167,8 @@ impl ToolError {
             ToolError::Failed { .. } => "failed",
             ToolError::TimedOut { .. } => "timed_out",
             ToolError::Crashed { .. } => "crashed",
+            ToolError::LimitReached { .. } => "limit_reached",
+            ToolError::NotGranted { .. } => "not_granted",
         }
     }
 
@@ -161,6 +201,12 @@ impl ToolError {
             ToolError::Crashed { .. } => "The tool crashed and was restarted; its work was lost. \
                  You may call it again."
                 .to_string(),
+            ToolError::LimitReached { limit, message } => {
+                format!("Refused by the limit `{limit}`: {message} Not done.")
+            }
+            ToolError::NotGranted { message, .. } => {
+                format!("Not allowed: {message} Nothing was done.")
+            }
         }
     }
 

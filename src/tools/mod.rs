@@ -17,12 +17,15 @@
 //!
 //! A Rust user adds a tool by implementing [`Tool`], or [`TypedTool`] to
 //! have the schema generated from a Rust type. The built-in tools are in
-//! [`builtin`].
+//! [`builtin`]; what each agent's built-in tools may reach beyond the
+//! task's own user and conversation, and the limits they enforce, in
+//! [`policy`].
 
 mod actor;
 mod builder;
 pub(crate) mod builtin;
 mod error;
+pub(crate) mod policy;
 mod registry;
 mod router;
 mod tool;
@@ -30,6 +33,7 @@ mod tool;
 pub use builder::ToolSetupError;
 pub(crate) use builder::{Tools, ToolsBuilder};
 pub use error::{ArgumentIssue, ToolError};
+pub(crate) use policy::{Grant, Policies, ToolPolicy};
 pub(crate) use router::{tool_result, ToolRequest};
 pub use tool::{Tool, ToolContext, TypedTool};
 

@@ -12,7 +12,14 @@
 //! actor and waits at most the tool's timeout ([`ToolError::TimedOut`]); a
 //! call error from the tool actor means it crashed ([`ToolError::Crashed`]).
 //! Calls run as reply futures, so a slow tool never holds up another call.
+//!
+//! What the model chose (the tool's name, the call's id, and so the error
+//! messages quoting them) is logged through [`Escaped`], which escapes
+//! newlines and other control characters (ANSI escapes among them): a name
+//! such as `"x\n… ERROR …"` cannot forge a line of a text log, while a
+//! plain name logs as itself (in JSON logs too).
 
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -89,7 +96,7 @@ impl Handler<ToolRequest> for ToolRouter {
         let registry = self.registry.clone();
         let span = tracing::info_span!(
             "tool_call",
-            tool = %call.name,
+            tool = %Escaped(&call.name),
             agent = %call.ctx.agent_id,
             job = %call.ctx.job_id,
             step = call.ctx.step,
@@ -103,19 +110,41 @@ impl Handler<ToolRequest> for ToolRouter {
                 let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 match &result {
                     Ok(_) => tracing::debug!(
-                        tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
-                        step = ctx.step, call = %ctx.call_id, elapsed_ms, "tool call ok"
+                        tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
+                        step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
+                        "tool call ok"
                     ),
                     Err(e) => tracing::warn!(
-                        tool = %name, agent = %ctx.agent_id, job = %ctx.job_id,
-                        step = ctx.step, call = %ctx.call_id, elapsed_ms,
-                        kind = e.kind(), error = %e, "tool call failed"
+                        tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
+                        step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
+                        kind = e.kind(), error = %Escaped(&e.to_string()), "tool call failed"
                     ),
                 }
                 result
             },
             span,
         ))
+    }
+}
+
+/// A string the model chose, as a log field (`%Escaped(&name)`): control
+/// characters (newlines, carriage returns, the escape of ANSI sequences)
+/// and the invisible characters that reorder text are written escaped
+/// (`\u{a}`, `\u{1b}`), so the value cannot end the log line, start a forged
+/// one or restyle it; anything else is written as it is.
+pub(crate) struct Escaped<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            let reorders = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || reorders {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -179,5 +208,20 @@ pub(crate) fn tool_result(call_id: &str, result: &Result<Value, ToolError>) -> T
             content: e.to_model_message(),
             is_error: true,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escaped;
+
+    #[test]
+    fn escaped_leaves_plain_text_and_escapes_what_breaks_a_line() {
+        assert_eq!(Escaped("remember").to_string(), "remember");
+        assert_eq!(Escaped("née, 名前").to_string(), "née, 名前");
+        assert_eq!(
+            Escaped("x\n2030 ERROR y\r\u{1b}[2K\u{202e}").to_string(),
+            "x\\u{a}2030 ERROR y\\u{d}\\u{1b}[2K\\u{202e}"
+        );
     }
 }

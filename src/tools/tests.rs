@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{AgentConfig, AgentGrants, AgentLimits};
 use crate::conversation::ConversationStore;
 use crate::engine::{JobContext, Worker, WorkerCategory, WorkerEngine, WorkerError};
 use crate::job::{EnqueueOptions, JobCtx, JobStatus};
@@ -473,6 +474,7 @@ struct Env {
     engine: WorkerEngine,
     trees: Vec<Tree>,
     tools: Tools,
+    policies: Arc<crate::tools::Policies>,
 }
 
 const ALL: &[&str] = &[
@@ -487,6 +489,13 @@ const ALL: &[&str] = &[
 
 impl Env {
     fn start(registry: bool) -> Env {
+        Env::start_with(registry, &[])
+    }
+
+    /// An environment whose tools follow the limits and grants of `agents`
+    /// (the defaults for any other agent).
+    fn start_with(registry: bool, agents: &[AgentConfig]) -> Env {
+        let policies = crate::agent::tool_policies(agents);
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap();
         let engine = WorkerEngine::builder(Arc::new(store.clone()) as Arc<dyn Store>)
@@ -521,13 +530,24 @@ impl Env {
         let project = dir.path().join("project");
         std::fs::create_dir_all(project.join("src")).unwrap();
         let (tools_tree, tools) = ToolsBuilder::new()
-            .tool(SchedulerTool::new(engine.clone(), checkpoints.clone()))
-            .tool(WorkerManagerTool::new(engine.clone()))
-            .tool(CreateTaskTool::new(engine.clone(), checkpoints))
-            .tool(SendMessageTool::new(Arc::new(store.clone())))
-            .tool(RememberTool::new(memory.recipient()))
+            .tool(SchedulerTool::new(
+                engine.clone(),
+                checkpoints.clone(),
+                policies.clone(),
+            ))
+            .tool(WorkerManagerTool::new(engine.clone(), policies.clone()))
+            .tool(CreateTaskTool::new(
+                engine.clone(),
+                checkpoints,
+                policies.clone(),
+            ))
+            .tool(SendMessageTool::new(
+                Arc::new(store.clone()),
+                policies.clone(),
+            ))
+            .tool(RememberTool::new(memory.recipient(), policies.clone()))
             .tool(RecallTool::new(memory.recipient()))
-            .tool(AnalyzeCodeTool::new(&project))
+            .tool(AnalyzeCodeTool::new(&project, policies.clone()))
             .build()
             .unwrap()
             .start()
@@ -538,6 +558,7 @@ impl Env {
             engine,
             trees: vec![memory_tree, tools_tree],
             tools,
+            policies,
         }
     }
 
@@ -567,6 +588,17 @@ impl Env {
         }
         self.engine.shutdown().await.unwrap();
     }
+}
+
+/// Sarah, the calling agent of `ctx`, with these grants.
+fn sarah(grants: AgentGrants) -> AgentConfig {
+    AgentConfig::new(
+        "sarah",
+        "Sarah",
+        "You are Sarah.",
+        crate::config::ModelConfig::new("offline", "offline"),
+    )
+    .grants(grants)
 }
 
 fn job_id_of(out: &Value) -> Uuid {
@@ -701,7 +733,14 @@ fn scheduler_refuses_unknown_kinds() {
 #[test]
 fn worker_manager_lists_workers_and_jobs() {
     run_system(async {
-        let env = Env::start(true);
+        // Granted every user's jobs: the echo jobs below are done for no user.
+        let env = Env::start_with(
+            true,
+            &[sarah(AgentGrants {
+                users: vec!["*".into()],
+                ..AgentGrants::default()
+            })],
+        );
         let out = env
             .call(
                 "worker_manager",
@@ -821,7 +860,14 @@ fn create_task_enqueues_a_task_for_an_agent_once() {
 #[test]
 fn send_message_stores_one_message_per_call() {
     run_system(async {
-        let env = Env::start(true);
+        // Granted `c2` beside the task's own `c1`.
+        let env = Env::start_with(
+            true,
+            &[sarah(AgentGrants {
+                conversations: vec!["c2".into()],
+                ..AgentGrants::default()
+            })],
+        );
         let out = env
             .call("send_message", json!({"content": "Hello!"}), ctx(0, "m1"))
             .await
@@ -871,7 +917,14 @@ fn send_message_stores_one_message_per_call() {
 #[test]
 fn remember_and_recall_go_through_the_memory_actor() {
     run_system(async {
-        let env = Env::start(true);
+        // Granted agent-wide memories from a user's task.
+        let env = Env::start_with(
+            true,
+            &[sarah(AgentGrants {
+                shared_memory: true,
+                ..AgentGrants::default()
+            })],
+        );
         let args =
             json!({"type": "preference", "content": "The user prefers dark mode", "importance": 8});
         let first = env
@@ -1208,6 +1261,564 @@ fn every_builtin_answers_in_the_exact_seed_json() {
         let mut data = json!(report);
         data["path"] = json!("src/f.py");
         exact(&out, json!({"ok": true, "data": data}));
+        env.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Issue 13: tools are bound to the task's user and conversation
+
+#[test]
+fn send_message_posts_only_in_the_tasks_conversation_unless_granted() {
+    run_system(async {
+        let env = Env::start(true);
+        let err = env
+            .call(
+                "send_message",
+                json!({"content": "hello from elsewhere", "conversationId": "c2"}),
+                ctx(0, "m1"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "not_granted", "{err:?}");
+        let text = err.to_model_message();
+        assert!(text.contains("`c2`"), "{text}");
+        assert!(text.contains("conversations = [\"c2\"]"), "{text}");
+        assert_eq!(
+            env.policies.refusals().snapshot(),
+            [("sarah".to_string(), "conversations".to_string(), 1)],
+            "counted for the metric"
+        );
+        assert!(
+            ConversationStore::list_messages(&env.store, "c2")
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing was written"
+        );
+        // The task's own conversation, named or not, is fine.
+        for (call, args) in [
+            ("m2", json!({"content": "here"})),
+            ("m3", json!({"content": "here", "conversationId": "c1"})),
+        ] {
+            env.call("send_message", args, ctx(0, call)).await.unwrap();
+        }
+        // A task without a conversation cannot pick one either.
+        let err = env
+            .call(
+                "send_message",
+                json!({"content": "hi", "conversationId": "c1"}),
+                ToolContext::new("sarah", Uuid::nil(), 0, "m4").user("u1"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "not_granted", "{err:?}");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn scheduler_compacts_only_the_tasks_user_unless_granted() {
+    run_system(async {
+        let env = Env::start(true);
+        for (call, args, grant) in [
+            (
+                "s1",
+                json!({"kind": "memory_compaction", "userId": "u2"}),
+                "users",
+            ),
+            (
+                "s2",
+                json!({"kind": "memory_compaction", "conversationId": "c2"}),
+                "conversations",
+            ),
+        ] {
+            let err = env.call("scheduler", args, ctx(0, call)).await.unwrap_err();
+            assert_eq!(err.kind(), "not_granted", "{err:?}");
+            let text = err.to_model_message();
+            assert!(text.contains(&format!("{grant} = [")), "{text}");
+        }
+        assert!(env.jobs_of("memory_compaction_worker").await.is_empty());
+        // Its own user, named or not.
+        env.call(
+            "scheduler",
+            json!({"kind": "memory_compaction", "userId": "u1"}),
+            ctx(0, "s3"),
+        )
+        .await
+        .unwrap();
+        env.stop().await;
+    });
+}
+
+#[test]
+fn worker_manager_redacts_the_jobs_of_other_users() {
+    run_system(async {
+        let env = Env::start(true);
+        let mut ids = Vec::new();
+        for (user, prompt) in [
+            ("u1", "my own prompt"),
+            ("u2", "another user's secret prompt"),
+        ] {
+            let job = env
+                .engine
+                .enqueue(
+                    "echo",
+                    json!({"prompt": prompt}),
+                    JobCtx {
+                        user_id: Some(user.into()),
+                        conversation_id: Some(format!("conv-of-{user}")),
+                        ..JobCtx::default()
+                    },
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap();
+            ids.push(job.job().id);
+            env.engine.wait_for(job.job().id).await.unwrap();
+        }
+        let out = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_jobs", "worker": "echo"}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap();
+        let text = out.to_string();
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("conv-of-u2"), "{text}");
+        let jobs = out["data"].as_array().unwrap();
+        assert_eq!(jobs.len(), 2, "both are listed");
+        let own = jobs.iter().find(|j| j["id"] == json!(ids[0])).unwrap();
+        assert_eq!(own["args"]["prompt"], "my own prompt");
+        let other = jobs.iter().find(|j| j["id"] == json!(ids[1])).unwrap();
+        assert_eq!(other["redacted"], true, "{other}");
+        assert_eq!(other["status"], "completed");
+        env.stop().await;
+    });
+}
+
+#[test]
+fn remember_writes_agent_wide_memories_only_with_shared_memory() {
+    run_system(async {
+        let env = Env::start(true);
+        let err = env
+            .call(
+                "remember",
+                json!({"type": "fact", "content": "everyone sees this", "importance": 5, "scope": "agent"}),
+                ctx(0, "r1"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "not_granted", "{err:?}");
+        assert!(
+            err.to_model_message().contains("sharedMemory = true"),
+            "{err:?}"
+        );
+        let agent_scope = MemoryScope::agent("sarah");
+        assert!(MemoryStore::list_memories(&env.store, &agent_scope, false)
+            .await
+            .unwrap()
+            .is_empty());
+        // A task without a user has the agent's scope as its own.
+        env.call(
+            "remember",
+            json!({"type": "fact", "content": "no user here", "importance": 5, "scope": "agent"}),
+            ToolContext::new("sarah", Uuid::nil(), 0, "r2"),
+        )
+        .await
+        .unwrap();
+        env.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Issue 13: limits on the work a task may start
+
+#[test]
+fn create_task_is_refused_past_the_target_agents_queue_cap() {
+    run_system(async {
+        let env = Env::start(true);
+        env.engine
+            .pause(PauseTarget::Worker("bob".into()))
+            .await
+            .unwrap();
+        let jobs = (0..100)
+            .map(|i| crate::engine::NewJob {
+                worker_name: "bob".into(),
+                args: json!({"prompt": format!("queued {i}")}),
+                ctx: JobCtx::default(),
+                options: EnqueueOptions::default(),
+            })
+            .collect();
+        env.engine.enqueue_many(jobs).await.unwrap();
+        let err = env
+            .call(
+                "create_task",
+                json!({"prompt": "one more", "agentId": "bob"}),
+                ctx(0, "t1"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "limit_reached", "{err:?}");
+        assert!(err.to_model_message().contains("maxQueuedTasks"), "{err:?}");
+        assert_eq!(env.jobs_of("bob").await.len(), 100);
+        // Another agent's queue is its own.
+        env.call(
+            "create_task",
+            json!({"prompt": "for me", "agentId": "sarah"}),
+            ctx(0, "t2"),
+        )
+        .await
+        .unwrap();
+        env.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Issue 13: analyze_code reads what it checked, and no dotfiles
+
+#[test]
+fn analyze_code_refuses_hidden_files_and_directories() {
+    run_system(async {
+        let env = Env::start(true);
+        let project = env.project();
+        std::fs::write(project.join(".env"), "API_KEY=sk-secret\n").unwrap();
+        std::fs::create_dir_all(project.join(".git")).unwrap();
+        std::fs::write(project.join(".git/config"), "[core]\n").unwrap();
+        std::fs::create_dir_all(project.join("src/.cache")).unwrap();
+        std::fs::write(project.join("src/.cache/x.rs"), "fn x() {}\n").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(project.join(".env"), project.join("src/env.txt")).unwrap();
+        let mut hidden = vec![".env", ".git/config", "src/.cache/x.rs", "./.env"];
+        if cfg!(unix) {
+            hidden.push("src/env.txt");
+        }
+        for path in hidden {
+            let err = env
+                .call("analyze_code", json!({"path": path}), ctx(0, "h"))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), "not_granted", "{path}: {err:?}");
+            assert!(
+                err.to_model_message().contains("readHiddenFiles"),
+                "{path}: {err:?}"
+            );
+        }
+        env.stop().await;
+    });
+}
+
+/// A directory of the checked path is swapped for a symlink to outside the
+/// root, over and over, while the tool reads: whatever it answers must come
+/// from the file inside. (Before, the path was resolved and checked, then
+/// opened again later, so a swap in between read the file outside.)
+#[cfg(unix)]
+#[test]
+fn analyze_code_reads_only_what_it_checked_while_the_path_is_swapped() {
+    use std::sync::atomic::AtomicBool;
+    run_system(async {
+        let env = Env::start(true);
+        let project = env.project();
+        let outside = env._dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("f.rs"), "// outside\n".repeat(50)).unwrap();
+        std::fs::create_dir_all(project.join("real")).unwrap();
+        std::fs::write(project.join("real/f.rs"), "fn f() {}\n").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let (stop, project, outside) = (stop.clone(), project.clone(), outside.clone());
+            std::thread::spawn(move || {
+                let (real, parked, tmp) = (
+                    project.join("real"),
+                    project.join("parked"),
+                    project.join("tmp"),
+                );
+                // Errors are ignored: only the reader's answers are checked.
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = std::fs::rename(&real, &parked);
+                    let _ = std::os::unix::fs::symlink(&outside, &tmp);
+                    let _ = std::fs::rename(&tmp, &real);
+                    let _ = std::fs::remove_file(&real);
+                    let _ = std::fs::rename(&parked, &real);
+                }
+            })
+        };
+        let (mut inside, mut refused) = (0, 0);
+        for i in 0..5000 {
+            match env
+                .call(
+                    "analyze_code",
+                    json!({"path": "real/f.rs"}),
+                    ctx(0, &format!("p{i}")),
+                )
+                .await
+            {
+                Ok(out) => {
+                    assert_eq!(out["data"]["lines"], 1, "read outside the root: {out}");
+                    inside += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        flipper.join().unwrap();
+        println!("swapped path: {inside} reads inside, {refused} refused");
+        env.stop().await;
+    });
+}
+
+/// A writer that appends to a shared buffer (the logs a test reads).
+#[derive(Clone)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 13: a tool name with a newline and ANSI escapes, chosen by the
+/// model, wrote a forged `ERROR` line into the text logs. Whatever the model
+/// chooses (the tool's name, the call's id) is escaped in every log line.
+#[test]
+fn a_model_chosen_tool_name_cannot_forge_a_log_line() {
+    let logs = LogBuf(Arc::new(std::sync::Mutex::new(Vec::new())));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let forged = "x\n2030-01-01T00:00:00.000000Z ERROR troupe: forged by the model \u{1b}[2K";
+    tracing::subscriber::with_default(subscriber, || {
+        run_system(async {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let (tree, tools) = test_tools(calls);
+            for name in [forged, "echo"] {
+                let mut c = ctx(0, "c\n2030-01-01T00:00:00.000000Z ERROR forged call id");
+                c.call_id.push('\u{1b}');
+                let args = json!({"text": forged, "times": 9});
+                call(&tools, name, args, c, &["echo"]).await.unwrap_err();
+            }
+            tree.shutdown().await;
+        })
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("tool call failed"), "{text}");
+    assert!(
+        text.contains("tool=echo "),
+        "a plain name logs as itself: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "a raw escape: {text}");
+    for line in text.lines() {
+        assert!(!line.starts_with("2030-01-01"), "a forged line: {line}");
+    }
+}
+
+/// The size limit holds for what is read, not for what the file's metadata
+/// said before: a procfs file reports 0 bytes and has more. (Before, the
+/// size was checked on the path, then the whole file read.)
+#[cfg(target_os = "linux")]
+#[test]
+fn analyze_code_reads_at_most_the_limit_whatever_the_size_said() {
+    let tool =
+        AnalyzeCodeTool::new("/proc/self", crate::agent::tool_policies(&[])).with_max_bytes(16);
+    let status = std::fs::read("/proc/self/status").unwrap();
+    assert!(status.len() > 16);
+    assert_eq!(std::fs::metadata("/proc/self/status").unwrap().len(), 0);
+    let out = run_system(Tool::call(&tool, json!({"path": "status"}), ctx(0, "p")));
+    let err = out.unwrap_err();
+    assert_eq!(err.kind(), "invalid_arguments", "{err:?}");
+    assert!(err.to_model_message().contains("limit of 16"), "{err:?}");
+}
+
+#[test]
+fn what_an_agents_config_grants_its_tools_may_do() {
+    run_system(async {
+        let env = Env::start_with(
+            true,
+            &[sarah(AgentGrants {
+                conversations: vec!["team".into()],
+                users: vec!["u2".into()],
+                shared_memory: false,
+                read_hidden_files: true,
+            })],
+        );
+        env.call(
+            "send_message",
+            json!({"content": "to the team", "conversationId": "team"}),
+            ctx(0, "m"),
+        )
+        .await
+        .unwrap();
+        let err = env
+            .call(
+                "send_message",
+                json!({"content": "elsewhere", "conversationId": "other"}),
+                ctx(0, "m2"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "not_granted");
+        env.call(
+            "scheduler",
+            json!({"kind": "memory_compaction", "userId": "u2", "conversationId": "team"}),
+            ctx(0, "s"),
+        )
+        .await
+        .unwrap();
+        let err = env
+            .call(
+                "scheduler",
+                json!({"kind": "memory_compaction", "userId": "u3"}),
+                ctx(0, "s2"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "not_granted");
+        // u2's jobs unredacted, u3's not.
+        for user in ["u2", "u3"] {
+            let job = env
+                .engine
+                .enqueue(
+                    "echo",
+                    json!({"prompt": format!("prompt of {user}")}),
+                    JobCtx {
+                        user_id: Some(user.into()),
+                        ..JobCtx::default()
+                    },
+                    EnqueueOptions::default(),
+                )
+                .await
+                .unwrap();
+            env.engine.wait_for(job.job().id).await.unwrap();
+        }
+        let out = env
+            .call(
+                "worker_manager",
+                json!({"action": "list_jobs", "worker": "echo"}),
+                ctx(0, "w"),
+            )
+            .await
+            .unwrap();
+        let text = out.to_string();
+        assert!(text.contains("prompt of u2"), "{text}");
+        assert!(!text.contains("prompt of u3"), "{text}");
+        std::fs::write(env.project().join(".env"), "KEY=1\n").unwrap();
+        let out = env
+            .call("analyze_code", json!({"path": ".env"}), ctx(0, "a"))
+            .await
+            .unwrap();
+        assert_eq!(out["data"]["lines"], 1);
+        let mut refused = env.policies.refusals().snapshot();
+        refused.sort();
+        assert_eq!(
+            refused,
+            [
+                ("sarah".to_string(), "conversations".to_string(), 1),
+                ("sarah".to_string(), "users".to_string(), 1),
+            ]
+        );
+        env.stop().await;
+    });
+}
+
+#[test]
+fn create_task_carries_the_depth_and_refuses_beyond_max_task_depth() {
+    run_system(async {
+        let bob = AgentConfig {
+            id: "bob".into(),
+            limits: AgentLimits {
+                max_task_depth: 0,
+                ..AgentLimits::default()
+            },
+            ..AgentConfig::default()
+        };
+        let env = Env::start_with(true, &[bob]);
+        env.engine
+            .pause(PauseTarget::Worker("bob".into()))
+            .await
+            .unwrap();
+        // From outside (depth 0) down to depth 3, sarah's default limit.
+        for depth in 0..3 {
+            let out = env
+                .call(
+                    "create_task",
+                    json!({"prompt": "deeper", "agentId": "bob"}),
+                    ctx(0, &format!("d{depth}")).depth(depth),
+                )
+                .await
+                .unwrap();
+            let job = env.engine.get_job(job_id_of(&out)).await.unwrap();
+            assert_eq!(job.ctx.extra["depth"], depth + 1);
+        }
+        let err = env
+            .call(
+                "create_task",
+                json!({"prompt": "deeper still", "agentId": "bob"}),
+                ctx(0, "d3").depth(3),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "limit_reached", "{err:?}");
+        let text = err.to_model_message();
+        assert!(text.contains("maxTaskDepth = 3"), "{text}");
+        assert_eq!(env.jobs_of("bob").await.len(), 3);
+        // The caller's limit counts: bob may create none, even from depth 0.
+        let bobs = ToolContext::new("bob", Uuid::nil(), 0, "b").user("u1");
+        let err = env
+            .call("create_task", json!({"prompt": "x"}), bobs)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_model_message().contains("maxTaskDepth = 0"),
+            "{err:?}"
+        );
+        env.stop().await;
+    });
+}
+
+#[test]
+fn a_repeated_create_task_call_is_not_refused_by_the_queue_it_filled() {
+    run_system(async {
+        let bob = AgentConfig {
+            id: "bob".into(),
+            limits: AgentLimits {
+                max_queued_tasks: 1,
+                ..AgentLimits::default()
+            },
+            ..AgentConfig::default()
+        };
+        let env = Env::start_with(true, &[bob]);
+        env.engine
+            .pause(PauseTarget::Worker("bob".into()))
+            .await
+            .unwrap();
+        let args = json!({"prompt": "once", "agentId": "bob"});
+        let first = env
+            .call("create_task", args.clone(), ctx(0, "t"))
+            .await
+            .unwrap();
+        // The same step again (a resumed task): the same task, not a refusal.
+        let again = env
+            .call("create_task", args.clone(), ctx(0, "t"))
+            .await
+            .unwrap();
+        assert_eq!(job_id_of(&again), job_id_of(&first));
+        let err = env
+            .call("create_task", args, ctx(0, "t2"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_model_message().contains("maxQueuedTasks = 1"),
+            "{err:?}"
+        );
         env.stop().await;
     });
 }

@@ -18,7 +18,9 @@ use super::error::ToolError;
 
 /// Who is calling a tool and from where: the agent, its task (job), the step
 /// of the task loop and the model's call id, plus the user and conversation
-/// the task is for.
+/// the task is for and how deep it is in a chain of tasks. The built-in
+/// tools act on that user and conversation only, unless the agent's config
+/// grants more.
 ///
 /// A task may run again after a crash or a retry and repeat a step; the
 /// [`idempotency_key`](Self::idempotency_key) is the same each time, so a
@@ -40,6 +42,15 @@ pub struct ToolContext {
     /// The conversation the task belongs to, from the job's ctx.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// How deep the task is in a chain of tasks creating tasks: 0 for a
+    /// task from outside, one more for each `create_task` (the job's
+    /// `ctx.depth`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ToolContext {
@@ -57,6 +68,7 @@ impl ToolContext {
             call_id: call_id.into(),
             user_id: None,
             conversation_id: None,
+            depth: 0,
         }
     }
 
@@ -69,6 +81,12 @@ impl ToolContext {
     /// Sets the conversation the task belongs to.
     pub fn conversation(mut self, conversation_id: impl Into<String>) -> Self {
         self.conversation_id = Some(conversation_id.into());
+        self
+    }
+
+    /// Sets how deep the task is in a chain of tasks creating tasks.
+    pub fn depth(mut self, depth: u32) -> Self {
+        self.depth = depth;
         self
     }
 

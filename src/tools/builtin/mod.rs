@@ -15,6 +15,10 @@
 //! | `recall` | touches the memories it returns | — |
 //! | `analyze_code` | none (reads a file under the project root) | — |
 //!
+//! Each acts on the task's own user and conversation unless the agent's
+//! config grants more, and the job-creating ones stay within the agent's
+//! limits; see [`policy`](crate::tools::policy).
+//!
 //! "Repeat" means the same task, step and model call id
 //! ([`ToolContext::idempotency_key`](crate::tools::ToolContext::idempotency_key)),
 //! as happens when a task resumes after a crash. [`jobs`] states the exact
@@ -47,7 +51,7 @@ pub(crate) use scheduler::SchedulerTool;
 pub(crate) use send_message::SendMessageTool;
 pub(crate) use worker_manager::WorkerManagerTool;
 
-use super::Tool;
+use super::{Policies, Tool};
 
 /// What the built-in tools work on; [`Builtins::tools`] makes all seven.
 #[derive(Clone)]
@@ -62,6 +66,8 @@ pub(crate) struct Builtins {
     pub memory: ActorRef<MemoryActor>,
     /// The only directory tree `analyze_code` may read.
     pub project_root: PathBuf,
+    /// What each agent's tools may reach, and the limits they enforce.
+    pub policies: Arc<Policies>,
 }
 
 impl Builtins {
@@ -71,16 +77,30 @@ impl Builtins {
             Arc::new(SchedulerTool::new(
                 self.engine.clone(),
                 self.idempotency.clone(),
+                self.policies.clone(),
             )),
-            Arc::new(WorkerManagerTool::new(self.engine.clone())),
+            Arc::new(WorkerManagerTool::new(
+                self.engine.clone(),
+                self.policies.clone(),
+            )),
             Arc::new(CreateTaskTool::new(
                 self.engine.clone(),
                 self.idempotency.clone(),
+                self.policies.clone(),
             )),
-            Arc::new(SendMessageTool::new(self.conversations.clone())),
-            Arc::new(RememberTool::new(self.memory.recipient())),
+            Arc::new(SendMessageTool::new(
+                self.conversations.clone(),
+                self.policies.clone(),
+            )),
+            Arc::new(RememberTool::new(
+                self.memory.recipient(),
+                self.policies.clone(),
+            )),
             Arc::new(RecallTool::new(self.memory.recipient())),
-            Arc::new(AnalyzeCodeTool::new(self.project_root.clone())),
+            Arc::new(AnalyzeCodeTool::new(
+                self.project_root.clone(),
+                self.policies.clone(),
+            )),
         ]
     }
 }

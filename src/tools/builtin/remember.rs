@@ -4,11 +4,15 @@
 //! Args `{"type":"learning"|"fact"|"preference"|"summary","content":…,
 //! "importance":1–10,"scope"?:"user"|"agent"}`. A memory about the task's
 //! user goes to that user's scope, agent-wide knowledge to the agent's; by
-//! default the user's when the task has one. The memory is stored with the
+//! default the user's when the task has one. Agent-wide memories reach every
+//! user's tasks, so a task done for a user writes one only when the agent's
+//! config has `sharedMemory = true` (see [`policy`](crate::tools::policy)). The memory is stored with the
 //! idempotency key `remember:<job>:<step>:<call>`, so a repeated call stores
 //! nothing new.
 //!
 //! Result: `{"ok":true,"data":{"memoryId":…,"created":…}}`.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -18,7 +22,7 @@ use troupe_actors::Recipient;
 use crate::memory::actor::Remember;
 use crate::memory::{MemoryId, MemoryScope, MemoryType, NewMemory};
 use crate::names::REMEMBER_TOOL;
-use crate::tools::{ToolContext, ToolError, TypedTool};
+use crate::tools::{Policies, ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
 
@@ -98,12 +102,14 @@ pub(crate) struct MemoryStored {
 /// The `remember` tool.
 pub(crate) struct RememberTool {
     memory: Recipient<Remember>,
+    policies: Arc<Policies>,
 }
 
 impl RememberTool {
-    /// Stores through the Memory actor (`ActorRef<MemoryActor>::recipient()`).
-    pub(crate) fn new(memory: Recipient<Remember>) -> Self {
-        RememberTool { memory }
+    /// Stores through the Memory actor (`ActorRef<MemoryActor>::recipient()`),
+    /// in the scopes `policies` allow.
+    pub(crate) fn new(memory: Recipient<Remember>, policies: Arc<Policies>) -> Self {
+        RememberTool { memory, policies }
     }
 }
 
@@ -123,6 +129,9 @@ impl TypedTool for RememberTool {
     }
 
     async fn run(&self, args: RememberArgs, ctx: ToolContext) -> Result<MemoryStored, ToolError> {
+        if args.scope == Some(ScopeArg::Agent) {
+            self.policies.check_shared_memory(&ctx)?;
+        }
         let scope = scope_for(args.scope, &ctx);
         let memory = NewMemory::new(
             &scope,

@@ -5,7 +5,10 @@
 //! "content"?}`; result `{"ok":true,"data":{"scheduled":true,"jobId":…,
 //! "workerName":"memory_compaction_worker"}}`. A repeated call (same task,
 //! step and call id) schedules nothing new and answers with the same job;
-//! see [`jobs`](super::jobs) for the exact guarantee.
+//! see [`jobs`](super::jobs) for the exact guarantee. A `userId` or
+//! `conversationId` other than the task's is refused unless the agent's
+//! config grants it (`users`, `conversations`; see
+//! [`policy`](crate::tools::policy)).
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use crate::job::{EnqueueOptions, JobCtx, JobId};
 pub(crate) use crate::names::MEMORY_COMPACTION_WORKER;
 use crate::names::SCHEDULER_TOOL;
 use crate::store::IdempotencyStore;
-use crate::tools::{ToolContext, ToolError, TypedTool};
+use crate::tools::{Policies, ToolContext, ToolError, TypedTool};
 
 use super::jobs::{enqueue_once, JobRequest};
 
@@ -69,13 +72,23 @@ pub(crate) struct Scheduled {
 pub(crate) struct SchedulerTool {
     engine: WorkerEngine,
     registry: Option<Arc<dyn IdempotencyStore>>,
+    policies: Arc<Policies>,
 }
 
 impl SchedulerTool {
     /// Schedules through `engine`, once per call thanks to `registry` (the
-    /// job's unique key alone guards only while the job is queued or running).
-    pub(crate) fn new(engine: WorkerEngine, registry: Option<Arc<dyn IdempotencyStore>>) -> Self {
-        SchedulerTool { engine, registry }
+    /// job's unique key alone guards only while the job is queued or
+    /// running), for the users and conversations `policies` allow.
+    pub(crate) fn new(
+        engine: WorkerEngine,
+        registry: Option<Arc<dyn IdempotencyStore>>,
+        policies: Arc<Policies>,
+    ) -> Self {
+        SchedulerTool {
+            engine,
+            registry,
+            policies,
+        }
     }
 }
 
@@ -97,6 +110,14 @@ impl TypedTool for SchedulerTool {
 
     async fn run(&self, args: SchedulerArgs, ctx: ToolContext) -> Result<Scheduled, ToolError> {
         let ScheduleKind::MemoryCompaction = args.kind;
+        if let Some(user) = &args.user_id {
+            self.policies
+                .check_user(&ctx, user, "compact the memories of")?;
+        }
+        if let Some(conversation) = &args.conversation_id {
+            self.policies
+                .check_conversation(&ctx, conversation, "schedule work for")?;
+        }
         let user_id = args.user_id.or_else(|| ctx.user_id.clone());
         let conversation_id = args.conversation_id.or_else(|| ctx.conversation_id.clone());
         let mut job_args = Map::new();

@@ -1,5 +1,7 @@
 //! The `send_message` tool: stores a message from the agent in a
 //! conversation (the task's, unless another is named) and returns its id.
+//! Another conversation than the task's is refused unless the agent's
+//! config grants it (`conversations`, see [`policy`](crate::tools::policy)).
 //!
 //! The message is appended with the idempotency key
 //! `send_message:<job>:<step>:<call>`, which the conversation store records
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conversation::{ConversationStore, MessageId, NewMessage, Role};
 use crate::names::SEND_MESSAGE_TOOL;
-use crate::tools::{ToolContext, ToolError, TypedTool};
+use crate::tools::{Policies, ToolContext, ToolError, TypedTool};
 
 use super::jobs::store_error;
 
@@ -47,12 +49,13 @@ pub(crate) struct MessageSent {
 /// The `send_message` tool.
 pub(crate) struct SendMessageTool {
     store: Arc<dyn ConversationStore>,
+    policies: Arc<Policies>,
 }
 
 impl SendMessageTool {
-    /// Stores messages in `store`.
-    pub(crate) fn new(store: Arc<dyn ConversationStore>) -> Self {
-        SendMessageTool { store }
+    /// Stores messages in `store`, in the conversations `policies` allow.
+    pub(crate) fn new(store: Arc<dyn ConversationStore>, policies: Arc<Policies>) -> Self {
+        SendMessageTool { store, policies }
     }
 }
 
@@ -72,12 +75,17 @@ impl TypedTool for SendMessageTool {
     }
 
     async fn run(&self, args: SendMessageArgs, ctx: ToolContext) -> Result<MessageSent, ToolError> {
-        let Some(conversation_id) = args.conversation_id.or_else(|| ctx.conversation_id.clone())
-        else {
-            return Err(ToolError::invalid_argument(
-                "/conversationId",
-                "this task has no conversation; give conversationId",
-            ));
+        let conversation_id = match args.conversation_id {
+            Some(named) => {
+                self.policies.check_conversation(&ctx, &named, "post to")?;
+                named
+            }
+            None => ctx.conversation_id.clone().ok_or_else(|| {
+                ToolError::invalid_argument(
+                    "/conversationId",
+                    "this task has no conversation; give conversationId",
+                )
+            })?,
         };
         let message = NewMessage::new(
             conversation_id,

@@ -5,6 +5,14 @@
 //! category, concurrency}…]}`; `{"action":"list_jobs","status"?,"worker"?,
 //! "limit"?}` → `{"ok":true,"data":[job…]}`, newest first, each job in the
 //! seed's shape without its `result` (which can be large; the id finds it).
+//!
+//! A job done for another user than the task's (or for no user, when the
+//! task has one) is listed with its `args`, `ctx` and `error` redacted
+//! (`null`, and `"redacted": true`): they hold that user's prompts. The
+//! agent's config may grant more (`users`, see
+//! [`policy`](crate::tools::policy)).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,7 +24,7 @@ use crate::engine::{WorkerEngine, WorkerInfo};
 use crate::job::{Job, JobCtx, JobId, JobStatus};
 use crate::names::WORKER_MANAGER_TOOL;
 use crate::store::ListQuery;
-use crate::tools::{ToolContext, ToolError, TypedTool};
+use crate::tools::{Policies, ToolContext, ToolError, ToolPolicy, TypedTool};
 
 use super::jobs::engine_error;
 
@@ -91,7 +99,8 @@ pub(crate) enum WorkerManagerOutput {
 }
 
 /// A job as `list_jobs` shows it: the seed's shape without its `result`
-/// (which can be large; the id finds it).
+/// (which can be large; the id finds it); another user's job without its
+/// `args`, `ctx` and `error` either.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JobSummary {
@@ -107,16 +116,22 @@ pub(crate) struct JobSummary {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
-    /// Its args.
+    /// Its args (`null` when redacted).
     pub args: Value,
-    /// Its ctx.
-    pub ctx: JobCtx,
-    /// The last attempt's error, if any.
+    /// Its ctx (`null` when redacted).
+    pub ctx: Option<JobCtx>,
+    /// The last attempt's error, if any (`null` when redacted).
     pub error: Option<String>,
+    /// Whether `args`, `ctx` and `error` were left out: the job is another
+    /// user's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
-impl From<Job> for JobSummary {
-    fn from(job: Job) -> Self {
+impl JobSummary {
+    /// `job` as a task done for `user` may see it under `policy`.
+    fn of(job: Job, user: Option<&str>, policy: &ToolPolicy) -> Self {
+        let visible = policy.sees_user(user, job.ctx.user_id.as_deref());
         JobSummary {
             id: job.id,
             worker_name: job.worker_name,
@@ -124,9 +139,10 @@ impl From<Job> for JobSummary {
             attempt: job.attempt,
             created_at: job.created_at,
             updated_at: job.updated_at,
-            args: job.args,
-            ctx: job.ctx,
-            error: job.error,
+            args: if visible { job.args } else { Value::Null },
+            ctx: visible.then_some(job.ctx),
+            error: job.error.filter(|_| visible),
+            redacted: !visible,
         }
     }
 }
@@ -134,12 +150,14 @@ impl From<Job> for JobSummary {
 /// The `worker_manager` tool.
 pub(crate) struct WorkerManagerTool {
     engine: WorkerEngine,
+    policies: Arc<Policies>,
 }
 
 impl WorkerManagerTool {
-    /// Reads workers and jobs from `engine`.
-    pub(crate) fn new(engine: WorkerEngine) -> Self {
-        WorkerManagerTool { engine }
+    /// Reads workers and jobs from `engine`, other users' jobs redacted
+    /// unless `policies` grant them.
+    pub(crate) fn new(engine: WorkerEngine, policies: Arc<Policies>) -> Self {
+        WorkerManagerTool { engine, policies }
     }
 }
 
@@ -161,7 +179,7 @@ impl TypedTool for WorkerManagerTool {
     async fn run(
         &self,
         args: WorkerManagerArgs,
-        _ctx: ToolContext,
+        ctx: ToolContext,
     ) -> Result<WorkerManagerOutput, ToolError> {
         match args.action {
             WorkerAction::ListWorkers => {
@@ -178,7 +196,13 @@ impl TypedTool for WorkerManagerTool {
                     cursor: None,
                 };
                 let page = self.engine.list_jobs(&query).await.map_err(engine_error)?;
-                let jobs = page.jobs.into_iter().map(JobSummary::from).collect();
+                let policy = self.policies.of(&ctx.agent_id);
+                let user = ctx.user_id.as_deref();
+                let jobs = page
+                    .jobs
+                    .into_iter()
+                    .map(|job| JobSummary::of(job, user, policy))
+                    .collect();
                 Ok(WorkerManagerOutput::Jobs(jobs))
             }
         }
