@@ -390,7 +390,8 @@ fn a_token_guards_v1_and_metrics() {
         let (s, _) = d.post("/v1/jobs", json!({"workerName": "echo"})).await;
         assert_eq!(s, StatusCode::CREATED);
 
-        // Beyond loopback without a token: refused, naming the address.
+        // Beyond loopback with no names to answer to: refused, naming the
+        // address.
         let err = ControlServer::start(
             d.troupe.clone(),
             HttpConfig {
@@ -399,8 +400,19 @@ fn a_token_guards_v1_and_metrics() {
             },
         )
         .unwrap_err();
-        assert!(matches!(err, HttpError::TokenRequired { .. }), "{err}");
+        assert!(matches!(err, HttpError::HostsRequired { .. }), "{err}");
         assert!(err.to_string().contains("0.0.0.0:0"));
+        assert!(err.to_string().contains("allowedHosts"));
+        let err = ControlServer::start(
+            d.troupe.clone(),
+            HttpConfig {
+                addr: "127.0.0.1:0".into(),
+                allowed_hosts: vec!["https://troupe.lan".into()],
+                ..HttpConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, HttpError::InvalidHost { .. }), "{err}");
         let err = ControlServer::start(
             d.troupe.clone(),
             HttpConfig {
@@ -497,7 +509,7 @@ fn metrics_change_as_jobs_run() {
 }
 
 #[test]
-fn troupe_run_refuses_a_public_address_without_a_token() {
+fn troupe_run_refuses_a_public_address_without_allowed_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let out = common::cli::command()
         .args(["--data-dir"])
@@ -507,7 +519,7 @@ fn troupe_run_refuses_a_public_address_without_a_token() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without a token"), "{err}");
+    assert!(err.contains("no `[http] allowedHosts`"), "{err}");
 }
 
 fn mock_provider(name: &str, server: &wiremock::MockServer) -> ProviderConfig {
