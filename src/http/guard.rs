@@ -221,10 +221,10 @@ pub(crate) fn check_origin(req: &ServiceRequest) -> Result<(), ControlError> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(split_host);
-    let from = origin
-        .trim()
+    let lower = origin.trim().to_ascii_lowercase();
+    let from = lower
         .strip_prefix("http://")
-        .or_else(|| origin.trim().strip_prefix("https://"))
+        .or_else(|| lower.strip_prefix("https://"))
         .and_then(split_host);
     match (from, own) {
         (Some(from), Some(own)) if from == own => Ok(()),
