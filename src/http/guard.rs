@@ -250,9 +250,15 @@ pub(crate) fn check_token(token: &HttpToken, req: &ServiceRequest) -> Result<(),
     }
 }
 
-/// Check 4: a body is JSON, and says so.
+/// Check 4: a body is JSON, and says so. Every `POST` is held to it (an
+/// empty body stands for `{}`); another method only when it sends a body.
 pub(crate) fn check_content_type(req: &ServiceRequest) -> Result<(), ControlError> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() != b"0");
+    if *req.method() != Method::POST && !has_body {
         return Ok(());
     }
     let refused = |got: String| {
