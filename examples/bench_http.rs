@@ -52,15 +52,19 @@ fn args() -> Args {
     a
 }
 
-/// Sends `jobs` enqueue requests from `clients` concurrent clients; returns
-/// the elapsed time and how many answered 201.
-fn load(base: String, jobs: usize, clients: usize) -> (Duration, usize) {
+/// Sends `jobs` enqueue requests from `clients` concurrent clients, with
+/// the server's `token`; returns the elapsed time and how many answered 201.
+fn load(base: String, token: String, jobs: usize, clients: usize) -> (Duration, usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("client runtime");
     rt.block_on(async move {
+        let mut auth = reqwest::header::HeaderMap::new();
+        let bearer = format!("Bearer {token}").parse().expect("token header");
+        auth.insert(reqwest::header::AUTHORIZATION, bearer);
         let client = reqwest::Client::builder()
+            .default_headers(auth)
             .pool_max_idle_per_host(clients)
             .build()
             .expect("client");
@@ -130,17 +134,15 @@ fn main() {
                 .await
                 .expect("pause");
         }
-        let server = ControlServer::start(
-            troupe.clone(),
-            HttpConfig {
-                addr: "127.0.0.1:0".into(),
-                ..HttpConfig::default()
-            },
-        )
-        .expect("server");
+        let http = HttpConfig {
+            addr: "127.0.0.1:0".into(),
+            ..HttpConfig::default()
+        };
+        let token = http.token.secret().to_string();
+        let server = ControlServer::start(troupe.clone(), http).expect("server");
         let base = format!("http://{}", server.local_addr());
         let (jobs, clients) = (args.jobs, args.clients);
-        let client = std::thread::spawn(move || load(base, jobs, clients));
+        let client = std::thread::spawn(move || load(base, token, jobs, clients));
         // Let the System run the server and the engine while the clients work.
         let (elapsed, created) = loop {
             if client.is_finished() {

@@ -135,15 +135,41 @@ fn job_types_survive_their_wire_format() {
         worker: Some("a worker/with spaces&more".into()),
         limit: Some(1000),
         cursor: Some(job().id),
+        fields: vec![JobField::Result, JobField::Args],
+    });
+    round_trip_query(&JobsQuery {
+        fields: vec![JobField::Args],
+        ..JobsQuery::default()
     });
     round_trip(&JobsPage {
         jobs: vec![job(), job()],
         next_cursor: Some(job().id),
+        omitted: vec![],
     });
     round_trip(&JobsPage {
         jobs: vec![],
         next_cursor: None,
+        omitted: vec![],
     });
+    // A list's jobs without their args and results: the fields are absent
+    // on the wire, and come back empty.
+    let mut listed = job();
+    listed.args = Value::Null;
+    listed.result = None;
+    round_trip(&JobsPage {
+        jobs: vec![listed.clone()],
+        next_cursor: None,
+        omitted: JobField::ALL.to_vec(),
+    });
+    let wire = serde_json::to_value(JobsPage {
+        jobs: vec![listed],
+        next_cursor: None,
+        omitted: JobField::ALL.to_vec(),
+    })
+    .unwrap();
+    assert!(wire["jobs"][0].get("args").is_none(), "{wire}");
+    assert!(wire["jobs"][0].get("result").is_none(), "{wire}");
+    assert_eq!(wire["omitted"], json!(["args", "result"]));
     for outcome in [
         CancelKind::Cancelled,
         CancelKind::Requested,
@@ -279,6 +305,7 @@ fn the_wire_shapes_are_the_documented_ones() {
     let page = serde_json::to_value(JobsPage {
         jobs: vec![],
         next_cursor: None,
+        omitted: vec![],
     })
     .unwrap();
     assert_eq!(page, json!({"jobs": [], "nextCursor": null}));
@@ -455,6 +482,13 @@ fn bad_queries_name_the_parameter() {
     refused_query::<J>("limit=-1", "limit");
     refused_query::<J>("cursor=zzz", "cursor");
     refused_query::<J>("colour=red", "colour");
+    refused_query::<J>("fields=args,secrets", "fields");
+    refused_query::<J>("fields=ctx", "fields");
+    let q: J = parse_query("fields=%20result%20,,args,result").unwrap();
+    assert_eq!(q.fields, [JobField::Result, JobField::Args]);
+    assert_eq!(q.omitted(), []);
+    let q: J = parse_query("fields=").unwrap();
+    assert_eq!(q.omitted(), JobField::ALL);
     let q: J = parse_query("status=running&worker=a%20b&limit=7").unwrap();
     assert_eq!(q.status, Some(JobStatus::Running));
     assert_eq!(q.worker.as_deref(), Some("a b"));

@@ -60,9 +60,24 @@ fn enqueue_list_show_cancel_round_trip() {
     assert_eq!(jobs[0]["workerName"], "echo");
     assert_eq!(jobs[0]["priority"], -3);
     assert_eq!(jobs[0]["ctx"]["userId"], "u7");
+    assert!(
+        jobs[0].get("args").is_none(),
+        "a list leaves out args: {jobs}"
+    );
+    let out = troupe(dir.path(), &["jobs", "--json", "--fields", "args,result"]);
+    let jobs: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(jobs[0]["args"], serde_json::json!({"x": 1}));
+    assert_eq!(jobs[0]["result"], serde_json::Value::Null);
+    let out = troupe(dir.path(), &["jobs", "--fields", "secrets"]);
+    assert!(
+        stderr(&out).contains("`secrets` is not a job field"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = troupe(dir.path(), &["job", &id]);
     assert!(stdout(&out).contains("status      queued"));
+    assert!(stdout(&out).contains(r#"args        {"x":1}"#));
 
     let out = troupe(dir.path(), &["cancel", &id]);
     assert!(out.status.success());
@@ -116,7 +131,7 @@ fn bad_input_fails_with_one_line_naming_the_problem() {
             &["pause", "--worker", "a", "--agent", "b"],
             "cannot be used with",
         ),
-        (&["run", "--http", "0.0.0.0:0"], "token"),
+        (&["run", "--http", "0.0.0.0:0"], "allowedHosts"),
         (&["jobs", "--server", "ftp://x"], "must start with http://"),
     ];
     for (args, expected) in cases {

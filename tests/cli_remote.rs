@@ -197,3 +197,144 @@ fn an_unreachable_server_is_named() {
     let out = troupe(&config, &["jobs", "--server", "localhost:7700"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("must start with http://"));
 }
+
+/// `troupe run` on 127.0.0.1:0 with `env` set, its log going to `log`;
+/// returns once it has announced its address.
+fn start_daemon_with(config: &Path, data: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    let mut command = command();
+    command
+        .args(["run", "--http", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("daemon.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never announced its address"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// The status line and body of `GET path` on the daemon of `data`, with
+/// `token` as the bearer token when given.
+fn get_raw(data: &Path, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let daemon: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("daemon.json")).unwrap()).unwrap();
+    let addr = daemon["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_daemon_keeps_a_token_that_the_cli_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = setup(dir.path());
+    let log = dir.path().join("daemon.log");
+    let daemon = start_daemon_with(&config, &data, &log, &[]);
+    // Made at first start, random, readable by its owner alone.
+    let file = data.join("http.token");
+    let token = std::fs::read_to_string(&file)
+        .expect("the daemon writes http.token at first start")
+        .trim()
+        .to_string();
+    assert!(token.len() >= 43, "{} characters", token.len());
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+    // Required even on loopback; the probes stay open.
+    assert!(get_raw(&data, "/v1/jobs", None).starts_with("HTTP/1.1 401"));
+    assert!(get_raw(&data, "/metrics", None).starts_with("HTTP/1.1 401"));
+    assert!(get_raw(&data, "/healthz", None).starts_with("HTTP/1.1 200"));
+    assert!(get_raw(&data, "/v1/jobs", Some(&token)).starts_with("HTTP/1.1 200"));
+    // The CLI finds it by itself: no flag, no variable.
+    ok_json(troupe(&config, &["enqueue", "echo", "--json"]));
+    let jobs = ok_json(troupe(&config, &["jobs", "--json"]));
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    // TROUPE_HTTP_TOKEN wins over the file; a wrong one says where to look.
+    let out = command()
+        .env("TROUPE_HTTP_TOKEN", "not-the-token")
+        .args(["jobs", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.token"), "{err}");
+    assert!(err.contains("TROUPE_HTTP_TOKEN"), "{err}");
+    stop(daemon);
+
+    // Kept across restarts, and never logged.
+    let daemon = start_daemon_with(&config, &data, &log, &[]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    ok_json(troupe(&config, &["status", "--json"]));
+    stop(daemon);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(&token),
+        "the token is in the log:\n{logged}"
+    );
+
+    // TROUPE_HTTP_TOKEN sets the daemon's token instead of the file.
+    let env = [("TROUPE_HTTP_TOKEN", "an-operator-chosen-token")];
+    let daemon = start_daemon_with(&config, &data, &log, &env);
+    assert!(get_raw(&data, "/v1/jobs", Some(&token)).starts_with("HTTP/1.1 401"));
+    assert!(get_raw(&data, "/v1/jobs", Some(env[0].1)).starts_with("HTTP/1.1 200"));
+    let out = command()
+        .envs(env)
+        .args(["jobs", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    ok_json(out);
+    stop(daemon);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(env[0].1),
+        "the token is in the log:\n{logged}"
+    );
+}
+
+#[test]
+fn a_token_on_the_command_line_is_refused_saying_where_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = setup(dir.path());
+    for args in [
+        &["jobs", "--token", "s3cret"][..],
+        &["--token=s3cret", "status"],
+        &["task", "sarah", "hi", "--token", "s3cret"],
+        &["jobs", "--token"],
+    ] {
+        let out = troupe(&config, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--token"), "{args:?}: {err}");
+        assert!(err.contains("TROUPE_HTTP_TOKEN"), "{args:?}: {err}");
+        assert!(err.contains("http.token"), "{args:?}: {err}");
+        assert!(!err.contains("s3cret"), "{args:?}: {err}");
+    }
+}

@@ -24,7 +24,7 @@ struct Ways {
 fn ways(d: &Daemon) -> Ways {
     Ways {
         local: LocalControl::new(d.troupe.clone()),
-        remote: RemoteControl::new(&d.base, None).unwrap(),
+        remote: RemoteControl::new(&d.base, d.token.clone()).unwrap(),
         offline: StoreControl::new(d.store.clone(), d.config.clone()),
     }
 }

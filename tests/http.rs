@@ -14,14 +14,14 @@ use troupe_actors::run_system;
 use common::daemon::{config, error_of, eventually, start, start_with};
 
 /// Sends `body` as a chunked request (no length declared up front) over a
-/// raw connection; returns what the server answered. Writing stops if the
-/// server answers early and closes.
-async fn chunked_post(base: &str, path: &str, body: &[u8]) -> String {
+/// raw connection, with `token`; returns what the server answered. Writing
+/// stops if the server answers early and closes.
+async fn chunked_post(base: &str, token: &str, path: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     for chunk in body.chunks(64 * 1024) {
@@ -187,7 +187,13 @@ fn jobs_bad_requests_name_the_problem() {
         let big = json!({"workerName": "echo", "args": {"blob": "x".repeat(2 << 20)}}).to_string();
         let (s, b) = d.post_raw("/v1/jobs", big.clone()).await;
         assert!(error_of(s, &b, StatusCode::PAYLOAD_TOO_LARGE).contains("1048576"));
-        let head = chunked_post(&d.base, "/v1/jobs", big.as_bytes()).await;
+        let head = chunked_post(
+            &d.base,
+            d.token.as_deref().unwrap(),
+            "/v1/jobs",
+            big.as_bytes(),
+        )
+        .await;
         assert!(head.starts_with("HTTP/1.1 413"), "{head}");
         assert!(head.contains("\"status\":413"), "{head}");
 
@@ -390,7 +396,8 @@ fn a_token_guards_v1_and_metrics() {
         let (s, _) = d.post("/v1/jobs", json!({"workerName": "echo"})).await;
         assert_eq!(s, StatusCode::CREATED);
 
-        // Beyond loopback without a token: refused, naming the address.
+        // Beyond loopback with no names to answer to: refused, naming the
+        // address.
         let err = ControlServer::start(
             d.troupe.clone(),
             HttpConfig {
@@ -399,8 +406,19 @@ fn a_token_guards_v1_and_metrics() {
             },
         )
         .unwrap_err();
-        assert!(matches!(err, HttpError::TokenRequired { .. }), "{err}");
+        assert!(matches!(err, HttpError::HostsRequired { .. }), "{err}");
         assert!(err.to_string().contains("0.0.0.0:0"));
+        assert!(err.to_string().contains("allowedHosts"));
+        let err = ControlServer::start(
+            d.troupe.clone(),
+            HttpConfig {
+                addr: "127.0.0.1:0".into(),
+                allowed_hosts: vec!["https://troupe.lan".into()],
+                ..HttpConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, HttpError::InvalidHost { .. }), "{err}");
         let err = ControlServer::start(
             d.troupe.clone(),
             HttpConfig {
@@ -497,7 +515,7 @@ fn metrics_change_as_jobs_run() {
 }
 
 #[test]
-fn troupe_run_refuses_a_public_address_without_a_token() {
+fn troupe_run_refuses_a_public_address_without_allowed_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let out = common::cli::command()
         .args(["--data-dir"])
@@ -507,7 +525,7 @@ fn troupe_run_refuses_a_public_address_without_a_token() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without a token"), "{err}");
+    assert!(err.contains("no `[http] allowedHosts`"), "{err}");
 }
 
 fn mock_provider(name: &str, server: &wiremock::MockServer) -> ProviderConfig {

@@ -18,14 +18,27 @@ pub enum ControlError {
     #[error("{0}")]
     BadRequest(String),
     /// No bearer token, or the wrong one (401).
-    #[error("missing or wrong bearer token: send `Authorization: Bearer <token>`")]
+    #[error("missing or wrong bearer token: send `Authorization: Bearer <token>`; the daemon's token is in `http.token` in its data directory, unless TROUPE_HTTP_TOKEN or `[http] token` set another (the CLI reads them in that order)")]
     Unauthorized,
+    /// The request comes from a web page of another origin (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The job, worker, agent or conversation named does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request body did not arrive in time (408).
+    #[error("{0}")]
+    Timeout(String),
     /// The request body is larger than the daemon takes (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The request body is not `application/json` (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request names a host this daemon does not answer to (421): a
+    /// DNS rebinding page, or a name missing from `[http] allowedHosts`.
+    #[error("{0}")]
+    MisdirectedRequest(String),
     /// The JSON is well formed but a field is missing or invalid (422); the
     /// message names the field.
     #[error("{0}")]
@@ -80,8 +93,12 @@ impl ControlError {
         match self {
             ControlError::BadRequest(_) => 400,
             ControlError::Unauthorized => 401,
+            ControlError::Forbidden(_) => 403,
             ControlError::NotFound(_) => 404,
+            ControlError::Timeout(_) => 408,
             ControlError::TooLarge(_) => 413,
+            ControlError::UnsupportedMediaType(_) => 415,
+            ControlError::MisdirectedRequest(_) => 421,
             ControlError::Invalid(_) => 422,
             ControlError::Internal(_) => 500,
             ControlError::Unavailable(_) | ControlError::Unreachable { .. } => 503,
@@ -95,8 +112,12 @@ impl ControlError {
         match status {
             400 => ControlError::BadRequest(message),
             401 => ControlError::Unauthorized,
+            403 => ControlError::Forbidden(message),
             404 => ControlError::NotFound(message),
+            408 => ControlError::Timeout(message),
             413 => ControlError::TooLarge(message),
+            415 => ControlError::UnsupportedMediaType(message),
+            421 => ControlError::MisdirectedRequest(message),
             422 => ControlError::Invalid(message),
             500 => ControlError::Internal(message),
             503 => ControlError::Unavailable(message),
@@ -198,8 +219,12 @@ mod tests {
         for e in [
             ControlError::BadRequest("b".into()),
             ControlError::Unauthorized,
+            ControlError::Forbidden("f".into()),
             ControlError::NotFound("n".into()),
+            ControlError::Timeout("t".into()),
             ControlError::too_large(8),
+            ControlError::UnsupportedMediaType("m".into()),
+            ControlError::MisdirectedRequest("h".into()),
             ControlError::field("x", "bad"),
             ControlError::Internal("i".into()),
             ControlError::Unavailable("u".into()),

@@ -3,19 +3,28 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::parse::{fields, Request};
 use super::ControlError;
 use crate::job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus, DEFAULT_MAX_ATTEMPTS};
-use crate::store::{CancelOutcome, InsertOutcome, ListQuery};
+use crate::store::{CancelOutcome, InsertOutcome, ListQuery, Store};
 
 /// Largest page of [`JobsQuery::limit`].
 pub const MAX_PAGE: usize = 1000;
 
 /// Page size when [`JobsQuery::limit`] is not given.
 pub const DEFAULT_PAGE: usize = 50;
+
+/// Largest JSON of one page's jobs, in bytes (4 MiB): a page that would
+/// pass it ends early, and its `nextCursor` continues after its last job.
+/// A single job larger than this still comes, alone on its page.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// Jobs read from the store at a time while a page is gathered, so that a
+/// page of large jobs never holds many more of them than it answers.
+const READ_CHUNK: usize = 32;
 
 /// `POST /v1/jobs`: the fields of `troupe enqueue`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,8 +146,50 @@ impl From<InsertOutcome> for Enqueued {
     }
 }
 
-/// `GET /v1/jobs?status=&worker=&limit=&cursor=`: a page of jobs, newest
-/// first.
+/// A field of a job that lists leave out unless asked for: what a worker
+/// was given and what it answered, the parts that can be large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobField {
+    /// The job's `args`.
+    Args,
+    /// The job's `result`.
+    Result,
+}
+
+impl JobField {
+    /// Every field a list may leave out.
+    pub const ALL: [JobField; 2] = [JobField::Args, JobField::Result];
+
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobField::Args => "args",
+            JobField::Result => "result",
+        }
+    }
+
+    /// The field named `name` (`args`, `result`).
+    pub fn parse(name: &str) -> Result<Self, String> {
+        JobField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .ok_or_else(|| {
+                format!("`{name}` is not a job field a list can add: expected `args` or `result`")
+            })
+    }
+
+    /// Leaves this field out of `job` (empties it).
+    fn leave_out(self, job: &mut Job) {
+        match self {
+            JobField::Args => job.args = Value::Null,
+            JobField::Result => job.result = None,
+        }
+    }
+}
+
+/// `GET /v1/jobs?status=&worker=&limit=&cursor=&fields=`: a page of jobs,
+/// newest first, without their `args` and `result` unless `fields` asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobsQuery {
@@ -148,12 +199,21 @@ pub struct JobsQuery {
     /// Only jobs of this worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
-    /// Page size, 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]).
+    /// Page size, 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]); a page
+    /// also ends before its jobs pass [`MAX_PAGE_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// The `nextCursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<JobId>,
+    /// Fields to list too, left out otherwise: `fields=args,result`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "comma_list",
+        deserialize_with = "from_comma_list"
+    )]
+    pub fields: Vec<JobField>,
 }
 
 impl JobsQuery {
@@ -166,6 +226,88 @@ impl JobsQuery {
             cursor: self.cursor,
         }
     }
+
+    /// The fields a page for this query leaves out.
+    pub fn omitted(&self) -> Vec<JobField> {
+        JobField::ALL
+            .into_iter()
+            .filter(|f| !self.fields.contains(f))
+            .collect()
+    }
+
+    /// Gathers the page this query asks for from `store`, [`READ_CHUNK`]
+    /// jobs at a time, leaving out the fields not asked for, until it
+    /// holds `limit` jobs or the next would take it past
+    /// [`MAX_PAGE_BYTES`].
+    pub(crate) async fn page(&self, store: &dyn Store) -> Result<JobsPage, ControlError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        let mut page = JobsPage {
+            jobs: Vec::new(),
+            next_cursor: None,
+            omitted: self.omitted(),
+        };
+        let mut bytes = 0;
+        let mut query = self.list_query();
+        loop {
+            query.limit = (limit - page.jobs.len()).min(READ_CHUNK);
+            let chunk = store.list_jobs(&query).await?;
+            for mut job in chunk.jobs {
+                page.omitted.iter().for_each(|f| f.leave_out(&mut job));
+                let size = json_len(&job);
+                if !page.jobs.is_empty() && bytes + size > MAX_PAGE_BYTES {
+                    page.next_cursor = page.jobs.last().map(|j| j.id);
+                    return Ok(page);
+                }
+                bytes += size;
+                page.jobs.push(job);
+            }
+            match chunk.next_cursor {
+                Some(next) if page.jobs.len() < limit && query.cursor != Some(next) => {
+                    query.cursor = Some(next);
+                }
+                next => {
+                    page.next_cursor = next;
+                    return Ok(page);
+                }
+            }
+        }
+    }
+}
+
+/// The length of `job`'s JSON, without writing it anywhere.
+fn json_len(job: &Job) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, job);
+    count.0
+}
+
+/// `fields` on the wire: `args,result`.
+fn comma_list<S: Serializer>(fields: &[JobField], s: S) -> Result<S::Ok, S::Error> {
+    let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
+    s.serialize_str(&names.join(","))
+}
+
+/// `fields` off the wire: names separated by commas, blanks ignored.
+fn from_comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<JobField>, D::Error> {
+    let text = Option::<String>::deserialize(d)?.unwrap_or_default();
+    let mut fields = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let field = JobField::parse(name).map_err(serde::de::Error::custom)?;
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    Ok(fields)
 }
 
 impl Request for JobsQuery {
@@ -180,14 +322,72 @@ impl Request for JobsQuery {
     }
 }
 
-/// A page of jobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A page of jobs. On the wire its jobs lack the fields in `omitted`
+/// (here they are empty: `args` null, no `result`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobsPage {
     /// Newest first.
     pub jobs: Vec<Job>,
     /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<JobId>,
+    /// The fields left out of every job of this page (absent when none).
+    #[serde(default)]
+    pub omitted: Vec<JobField>,
+}
+
+impl JobsPage {
+    /// The jobs as the wire shows them: without the omitted fields.
+    pub fn listed(&self) -> ListedJobs<'_> {
+        ListedJobs {
+            jobs: &self.jobs,
+            omitted: &self.omitted,
+        }
+    }
+}
+
+impl Serialize for JobsPage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            jobs: ListedJobs<'a>,
+            next_cursor: &'a Option<JobId>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            omitted: &'a [JobField],
+        }
+        Wire {
+            jobs: self.listed(),
+            next_cursor: &self.next_cursor,
+            omitted: &self.omitted,
+        }
+        .serialize(s)
+    }
+}
+
+/// Jobs as a list shows them: a JSON array whose jobs lack the omitted
+/// fields ([`JobsPage::listed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ListedJobs<'a> {
+    jobs: &'a [Job],
+    omitted: &'a [JobField],
+}
+
+impl Serialize for ListedJobs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.jobs.len()))?;
+        for job in self.jobs {
+            let mut value = serde_json::to_value(job).map_err(S::Error::custom)?;
+            if let Value::Object(map) = &mut value {
+                for field in self.omitted {
+                    map.remove(field.as_str());
+                }
+            }
+            seq.serialize_element(&value)?;
+        }
+        seq.end()
+    }
 }
 
 /// What a cancel did.

@@ -115,11 +115,7 @@ impl Control for LocalControl {
 
     async fn jobs(&self, query: JobsQuery) -> Result<JobsPage, ControlError> {
         query.validate()?;
-        let page = self.troupe.engine().list_jobs(&query.list_query()).await?;
-        Ok(JobsPage {
-            jobs: page.jobs,
-            next_cursor: page.next_cursor,
-        })
+        query.page(self.troupe.engine().store().as_ref()).await
     }
 
     async fn job(&self, id: JobId) -> Result<Job, ControlError> {

@@ -37,7 +37,8 @@ pub use agents::{
 };
 pub use error::{ControlError, ErrorBody, ErrorDetail};
 pub use jobs::{
-    CancelAnswer, CancelKind, EnqueueRequest, Enqueued, JobsPage, JobsQuery, DEFAULT_PAGE, MAX_PAGE,
+    CancelAnswer, CancelKind, EnqueueRequest, Enqueued, JobField, JobsPage, JobsQuery, ListedJobs,
+    DEFAULT_PAGE, MAX_PAGE, MAX_PAGE_BYTES,
 };
 pub use local::LocalControl;
 pub use offline::StoreControl;

@@ -121,11 +121,7 @@ impl Control for StoreControl {
 
     async fn jobs(&self, query: JobsQuery) -> Result<JobsPage, ControlError> {
         query.validate()?;
-        let page = self.store.list_jobs(&query.list_query()).await?;
-        Ok(JobsPage {
-            jobs: page.jobs,
-            next_cursor: page.next_cursor,
-        })
+        query.page(self.store.as_ref()).await
     }
 
     async fn job(&self, id: JobId) -> Result<Job, ControlError> {

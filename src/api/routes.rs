@@ -8,7 +8,7 @@ pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 /// Prometheus text.
 pub const METRICS: &str = "/metrics";
-/// Every route below needs the token when one is configured.
+/// Every route below needs the token (and `/metrics` too).
 pub const V1: &str = "/v1";
 /// Enqueue (POST), list (GET).
 pub const JOBS: &str = "/v1/jobs";

@@ -30,11 +30,31 @@ pub(super) fn daemon_file(data_dir: &Path) -> PathBuf {
 }
 
 /// Writes the daemon file (best effort: without it, `--server` still works).
+/// A daemon bound to every address (`0.0.0.0`, `[::]`) is written as
+/// reachable on loopback, a name it answers to.
 pub(super) fn write_daemon_file(data_dir: &Path, url: &str) {
+    let url = on_loopback(url);
     let body = serde_json::json!({ "url": url, "pid": std::process::id() });
     if let Err(e) = std::fs::write(daemon_file(data_dir), body.to_string()) {
         tracing::warn!(error = %e, "could not write daemon.json; use --server to reach this daemon");
     }
+}
+
+/// `url` with an unspecified address (`0.0.0.0`, `[::]`) replaced by the
+/// loopback one.
+fn on_loopback(url: &str) -> String {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return url.to_string();
+    };
+    let host = parsed.host_str().unwrap_or("");
+    let loopback: std::net::IpAddr = match host.trim_matches(['[', ']']).parse() {
+        Ok(std::net::IpAddr::V4(ip)) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        Ok(std::net::IpAddr::V6(ip)) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        _ => return url.to_string(),
+    };
+    let _ = parsed.set_ip_host(loopback);
+    parsed.as_str().trim_end_matches('/').to_string()
 }
 
 /// Removes the daemon file at shutdown.
@@ -67,7 +87,8 @@ pub(super) async fn connect(
     need: Need,
 ) -> Result<Box<dyn Control>, CliError> {
     let remote = |url: &str| -> Result<Box<dyn Control>, CliError> {
-        Ok(Box::new(RemoteControl::new(url, global.token.clone())?))
+        let token = super::token::for_client(global, config, url);
+        Ok(Box::new(RemoteControl::new(url, token)?))
     };
     if let Some(url) = &global.server {
         return remote(url);

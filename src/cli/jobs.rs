@@ -4,9 +4,10 @@
 use clap::Args;
 
 use crate::api::{
-    parse_job_id, CancelKind, Control, ControlError, EnqueueRequest, JobsQuery, Request, MAX_PAGE,
+    parse_job_id, CancelKind, Control, ControlError, EnqueueRequest, JobField, JobsPage, JobsQuery,
+    Request, MAX_PAGE,
 };
-use crate::job::{Job, JobCtx, JobStatus};
+use crate::job::{JobCtx, JobStatus};
 
 use super::args::{parse_duration, parse_json};
 use super::connect::{call, Need};
@@ -87,6 +88,10 @@ pub(super) struct JobsArgs {
     /// At most this many jobs.
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Also list these fields, left out otherwise (`args`, `result`,
+    /// comma-separated; `troupe job ID` shows everything).
+    #[arg(long, value_delimiter = ',', value_parser = JobField::parse)]
+    fields: Vec<JobField>,
     /// Redraw the list every second until interrupted.
     #[arg(long)]
     watch: bool,
@@ -121,12 +126,13 @@ pub(super) fn list(global: &Global, args: JobsArgs) -> Result<(), CliError> {
         worker: args.worker,
         limit: None,
         cursor: None,
+        fields: args.fields,
     };
-    let show = |jobs: &[Job]| {
+    let show = |jobs: &JobsPage| {
         if global.json {
-            output::json(jobs)
+            output::json(&jobs.listed())
         } else {
-            output::job_table(jobs)
+            output::job_table(&jobs.jobs)
         }
     };
     loop {
@@ -146,24 +152,30 @@ pub(super) fn list(global: &Global, args: JobsArgs) -> Result<(), CliError> {
     }
 }
 
-/// The newest `limit` jobs matching `query`, in pages of at most
-/// [`MAX_PAGE`] (a longer list than one page is asked for page by page).
+/// The newest `limit` jobs matching `query`, as one page, asked for in
+/// pages of at most [`MAX_PAGE`] (the daemon also ends a page early when
+/// its jobs are large).
 async fn newest(
     control: &dyn Control,
     mut query: JobsQuery,
     limit: usize,
-) -> Result<Vec<Job>, ControlError> {
-    let mut jobs = Vec::new();
-    while jobs.len() < limit {
-        query.limit = Some((limit - jobs.len()).min(MAX_PAGE));
+) -> Result<JobsPage, ControlError> {
+    let mut all = JobsPage {
+        jobs: Vec::new(),
+        next_cursor: None,
+        omitted: query.omitted(),
+    };
+    while all.jobs.len() < limit {
+        query.limit = Some((limit - all.jobs.len()).min(MAX_PAGE));
         let page = control.jobs(query.clone()).await?;
-        jobs.extend(page.jobs);
+        all.jobs.extend(page.jobs);
+        all.next_cursor = page.next_cursor;
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),
             None => break,
         }
     }
-    Ok(jobs)
+    Ok(all)
 }
 
 pub(super) fn show(global: &Global, id: &str) -> Result<(), CliError> {

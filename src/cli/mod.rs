@@ -7,7 +7,8 @@
 //! renders the answer as text or, with `--json`, as the answer's JSON.
 //!
 //! Every command takes `--data-dir` (default `./troupe-data`, or
-//! `$TROUPE_DATA_DIR`) and `--json`. Errors are one line on stderr naming the
+//! `$TROUPE_DATA_DIR`) and `--json`. The daemon's token is never a flag
+//! (`token.rs`). Errors are one line on stderr naming the
 //! problem, with exit code 1 (2 for a malformed command line).
 
 mod agents;
@@ -19,6 +20,7 @@ mod output;
 mod run;
 mod secrets;
 mod status;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,10 +58,23 @@ pub(crate) struct Global {
     /// it, a daemon holding the data directory is found by itself.
     #[arg(long, global = true, env = "TROUPE_SERVER")]
     pub server: Option<String>,
-    /// The control API's bearer token.
-    #[arg(long, global = true, env = "TROUPE_HTTP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Refused: a token on the command line shows in process listings (the
+    /// token comes from TROUPE_HTTP_TOKEN, the config, or the data
+    /// directory). The value is dropped unread.
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        num_args = 0..=1,
+        default_missing_value = "",
+        value_parser = |_: &str| Ok::<_, String>(Refused)
+    )]
+    token: Option<Refused>,
 }
+
+/// A flag that is refused; what was given with it is not kept.
+#[derive(Debug, Clone, Copy)]
+struct Refused;
 
 impl Global {
     /// The config file's contents, or the empty config when none is given.
@@ -128,6 +143,10 @@ enum Command {
 /// Parses the command line, runs the command, returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.global.token.is_some() {
+        eprintln!("error: {}", token::flag_refused());
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Enqueue(args) => jobs::enqueue(&cli.global, args),
         Command::Jobs(args) => jobs::list(&cli.global, args),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::api::LocalControl;
 use crate::engine::EngineConfig;
-use crate::http::{ControlServer, HttpConfig, HttpError, HttpToken, DEFAULT_ADDR};
+use crate::http::{ControlServer, HttpConfig, HttpError, DEFAULT_ADDR};
 use crate::runtime::Troupe;
 use crate::sled::{SledConfig, SledStore};
 
@@ -36,8 +36,8 @@ pub(super) struct RunArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Serve the control API and metrics on this address (default: the
-    /// config's `[http] addr`, else 127.0.0.1:7700). Beyond loopback a token
-    /// is required.
+    /// config's `[http] addr`, else 127.0.0.1:7700). Beyond loopback
+    /// `[http] allowedHosts` is required.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     http: Option<String>,
     /// Do not serve the control API.
@@ -156,19 +156,12 @@ fn http_config(
     let given = args.http.clone().or_else(|| config.http.addr.clone());
     let explicit = given.is_some();
     let addr = given.unwrap_or_else(|| DEFAULT_ADDR.to_string());
-    let token = match args.http_token.as_ref().or(config.http.token.as_ref()) {
-        None => None,
-        Some(t) => Some(HttpToken::new(t.as_str()).ok_or_else(|| {
-            CliError::Usage(
-                "the control API token (`[http] token` or TROUPE_HTTP_TOKEN) is empty".into(),
-            )
-        })?),
-    };
+    let token = super::token::for_daemon(args.http_token.as_deref(), config)?;
     Ok(Some((
         HttpConfig {
             addr,
             token,
-            ..HttpConfig::default()
+            ..HttpConfig::from(&config.http)
         },
         explicit,
     )))

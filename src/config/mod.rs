@@ -101,6 +101,32 @@ impl TroupeConfig {
         }
         parse_duration(&self.engine.drain_timeout)
             .map_err(|e| check.invalid("engine.drainTimeout", e))?;
+        self.check_http(&check)
+    }
+
+    /// Checks `[http]`: limits in range, host names that could be ones.
+    fn check_http(&self, check: &Check<'_>) -> Result<(), ConfigError> {
+        let http = &self.http;
+        if http.max_connections == Some(0) {
+            return Err(check.invalid("http.maxConnections", "must be at least 1"));
+        }
+        if let Some(timeout) = &http.read_timeout {
+            let t = parse_duration(timeout).map_err(|e| check.invalid("http.readTimeout", e))?;
+            if t.is_zero() {
+                return Err(check.invalid("http.readTimeout", "must be longer than 0"));
+            }
+        }
+        for (i, host) in http.allowed_hosts.iter().enumerate() {
+            let bad = host.trim().is_empty()
+                || host.contains("://")
+                || host.contains(['/', '@', ' ', ',']);
+            if bad {
+                return Err(check.invalid(
+                    format!("http.allowedHosts[{i}]"),
+                    format!("`{host}` is not a host name (give `name`, `name:port` or \"*\")"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -637,5 +663,42 @@ model = "m"
             );
             parse(&text).unwrap();
         }
+    }
+
+    #[test]
+    fn the_http_section_is_checked() {
+        let ok = parse(
+            "[http]\naddr = \"0.0.0.0:7700\"\nallowedHosts = [\"troupe.lan\", \"api.example:443\", \"*\"]\nmaxConnections = 64\nreadTimeout = \"2s\"",
+        )
+        .unwrap();
+        assert_eq!(ok.http.allowed_hosts.len(), 3);
+        assert_eq!(ok.http.max_connections, Some(64));
+        for (text, expected) in [
+            (
+                "maxConnections = 0",
+                "`http.maxConnections`: must be at least 1",
+            ),
+            (
+                "readTimeout = \"0s\"",
+                "`http.readTimeout`: must be longer than 0",
+            ),
+            ("readTimeout = \"soon\"", "`http.readTimeout`: "),
+            ("allowedHosts = [\"\"]", "`http.allowedHosts[0]`: "),
+            (
+                "allowedHosts = [\"a\", \"https://b\"]",
+                "`http.allowedHosts[1]`: `https://b` is not a host name",
+            ),
+            ("allowedHosts = [\"a/b\"]", "`http.allowedHosts[0]`: "),
+        ] {
+            let err = parse(&format!("[http]\n{text}"))
+                .expect_err(expected)
+                .to_string();
+            assert!(
+                err.starts_with(&format!("troupe.toml: {expected}")),
+                "{err}"
+            );
+        }
+        let text = "[http]\ntoken = \"s3cret\"";
+        assert!(!format!("{:?}", parse(text).unwrap().http).contains("s3cret"));
     }
 }

@@ -51,10 +51,25 @@ pub struct HttpSection {
     /// all. A given address that cannot be bound stops `troupe run`.
     #[serde(default)]
     pub addr: Option<String>,
-    /// Bearer token required on `/v1` and `/metrics`; required to bind
-    /// beyond loopback. A secret: prefer `TROUPE_HTTP_TOKEN` to the file.
+    /// Bearer token required on `/v1` and `/metrics`. Unset (and no
+    /// `TROUPE_HTTP_TOKEN`): the daemon makes one at its first start and
+    /// keeps it in `http.token` in the data directory, where the CLI reads
+    /// it. A secret: prefer `TROUPE_HTTP_TOKEN` or that file to this one.
     #[serde(default)]
     pub token: Option<String>,
+    /// Names clients may give as `Host` besides `127.0.0.1`, `localhost`
+    /// and `[::1]` with the bound port: `name` (any port), `name:port`, or
+    /// `"*"` for any. Required to bind beyond loopback.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once (default 256); more wait in the kernel's
+    /// queue.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// How long a request's head, and then its body, may take to arrive,
+    /// e.g. `10s` (the default).
+    #[serde(default)]
+    pub read_timeout: Option<String>,
 }
 
 impl std::fmt::Debug for HttpSection {
@@ -63,6 +78,9 @@ impl std::fmt::Debug for HttpSection {
         f.debug_struct("HttpSection")
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_connections", &self.max_connections)
+            .field("read_timeout", &self.read_timeout)
             .finish()
     }
 }

@@ -9,8 +9,8 @@
 //! | `GET /readyz` | store answers, supervision trees up, providers' circuits; 503 when not ready |
 //! | `GET /metrics` | Prometheus text, series `troupe_*` ([`Troupe::metrics`](crate::Troupe::metrics)) |
 //! | `POST /v1/jobs` | enqueue (`workerName`, `args`, `ctx`, `delayMs` or `runAt`, `priority`, `maxAttempts`, `uniqueKey`, `timeoutMs`) → 201 + job |
-//! | `GET /v1/jobs?status=&worker=&limit=&cursor=` | a page of jobs, newest first |
-//! | `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | one job; cancel it |
+//! | `GET /v1/jobs?status=&worker=&limit=&cursor=&fields=` | a page of jobs, newest first, without `args` and `result` unless `fields=args,result` |
+//! | `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | one job, whole; cancel it |
 //! | `GET /v1/workers`, `GET /v1/agents` | registered workers; configured agents |
 //! | `POST /v1/agents/{id}/tasks` | a task (`prompt`, `conversationId`, `userId`, `wait`) → job, or with `wait` its ProcessingResult |
 //! | `GET /v1/agents/{id}/memories?userId=&archived=` | an agent's memories |
@@ -23,16 +23,33 @@
 //! was given and writes the answer; the wire format is those types.
 //!
 //! Errors are `{"error":{"status":…,"message":…}}`
-//! ([`ControlError`](crate::api::ControlError)); bodies
-//! are limited ([`HttpConfig::body_limit`], 413 beyond). With a token
-//! configured, `/v1` and `/metrics` need `Authorization: Bearer <token>`
-//! (401 otherwise); binding beyond loopback without one is refused.
+//! ([`ControlError`](crate::api::ControlError)).
+//!
+//! Loopback is not trust (a web page in a browser on the same machine can
+//! send requests to 127.0.0.1), so `/v1` and `/metrics` take a request
+//! only if its `Host` is the daemon's own (421 otherwise), it has no
+//! foreign `Origin` (403), it carries the token as `Authorization: Bearer
+//! <token>` (401) and any body it sends is `Content-Type:
+//! application/json` (415); see `guard.rs`. `/healthz` and `/readyz` stay
+//! open for probes. The token is [`HttpConfig::token`]: `troupe run` keeps
+//! it in [`TOKEN_FILE`] in its data directory unless one is configured.
+//!
+//! No client can hold the server up: a request's head and then its body
+//! must arrive within [`HttpConfig::read_timeout`] (408, and the connection
+//! closes), a body is at most [`HttpConfig::body_limit`] (413), at most
+//! [`HttpConfig::max_connections`] are open at once, and job lists are
+//! paged by count and by size ([`crate::api::MAX_PAGE_BYTES`]). Binding
+//! beyond loopback needs [`HttpConfig::allowed_hosts`].
 
-mod auth;
 mod body;
 mod errors;
+mod guard;
 mod handlers;
 mod server;
+mod token;
 
-pub use auth::HttpToken;
-pub use server::{ControlServer, HttpConfig, HttpError, DEFAULT_ADDR, DEFAULT_BODY_LIMIT};
+pub use server::{
+    ControlServer, HttpConfig, HttpError, DEFAULT_ADDR, DEFAULT_BACKLOG, DEFAULT_BODY_LIMIT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT,
+};
+pub use token::{HttpToken, TokenFileError, TOKEN_FILE};

@@ -2,46 +2,98 @@
 //! an embedding service) already runs.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 
-use super::auth::{require_token, HttpToken};
+use super::body::bounded_body;
 use super::errors::error_response;
+use super::guard::{guard, Hosts};
 use super::handlers;
+use super::token::HttpToken;
 use crate::api::routes::{self, in_v1};
 use crate::api::{Control, ControlError, LocalControl};
+use crate::config::{parse_duration, HttpSection};
 use crate::runtime::Troupe;
 
 /// Default bound of a request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
-/// Default address: loopback only, so no token is needed.
+/// Default address: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7700";
+
+/// Default limit of connections open at once, over all workers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default length of the queue of connections waiting to be taken.
+pub const DEFAULT_BACKLOG: u32 = 256;
+
+/// Default time a request's head, and then its body, may take to arrive.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to serve the control API.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// `host:port` to bind (`127.0.0.1:0` picks a free port).
     pub addr: String,
-    /// Required as `Authorization: Bearer …` on `/v1` and `/metrics` when
-    /// set; must be set to bind beyond loopback.
-    pub token: Option<HttpToken>,
+    /// Required as `Authorization: Bearer …` on `/v1` and `/metrics`. The
+    /// default is a new random one: hand [`HttpToken::secret`] to clients.
+    pub token: HttpToken,
+    /// Names clients may give as `Host` besides `127.0.0.1`, `localhost`
+    /// and `[::1]` with the bound port (and the bound address): `name`
+    /// (any port), `name:port`, or `*` (any name; the token still needed).
+    /// Required to bind beyond loopback.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body in bytes (larger: 413).
     pub body_limit: usize,
     /// HTTP worker threads (each runs its own event loop).
     pub workers: usize,
+    /// Connections open at once, over all workers; more wait in the
+    /// kernel's queue, holding none of the daemon's descriptors.
+    pub max_connections: usize,
+    /// Connections the kernel queues until they are taken.
+    pub backlog: u32,
+    /// How long a request's head, and then its body, may take to arrive
+    /// (408 after, and the connection closes); also how long an idle
+    /// connection is kept.
+    pub read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: DEFAULT_ADDR.into(),
-            token: None,
+            token: HttpToken::generate(),
+            allowed_hosts: Vec::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             workers: 2,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            backlog: DEFAULT_BACKLOG,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+        }
+    }
+}
+
+impl From<&HttpSection> for HttpConfig {
+    /// The config file's `[http]` settings (address, allowed hosts,
+    /// limits); the token is chosen apart (it may come from the
+    /// environment or the token file): here a new random one.
+    fn from(section: &HttpSection) -> Self {
+        let default = HttpConfig::default();
+        HttpConfig {
+            addr: section.addr.clone().unwrap_or(default.addr),
+            allowed_hosts: section.allowed_hosts.clone(),
+            max_connections: section.max_connections.unwrap_or(default.max_connections),
+            read_timeout: section
+                .read_timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .unwrap_or(default.read_timeout),
+            ..default
         }
     }
 }
@@ -57,12 +109,20 @@ pub enum HttpError {
         /// Why.
         reason: String,
     },
-    /// Bound beyond loopback without a token: anyone who can reach the port
-    /// could run jobs and read memories.
-    #[error("refusing to serve the control API on `{addr}` without a token: it is reachable beyond this machine; set `[http] token` (or TROUPE_HTTP_TOKEN), or bind to 127.0.0.1")]
-    TokenRequired {
+    /// Bound beyond loopback with no names to answer to: clients elsewhere
+    /// reach it under names it cannot tell from a rebinding page's.
+    #[error("refusing to serve the control API on `{addr}` with no `[http] allowedHosts`: it is reachable beyond this machine; list the names its clients use (\"*\" for any; the token is required either way), or bind to 127.0.0.1")]
+    HostsRequired {
         /// The address given.
         addr: String,
+    },
+    /// An entry of `allowed_hosts` is not a host name.
+    #[error("invalid entry `{host}` in `[http] allowedHosts`: {reason}")]
+    InvalidHost {
+        /// The entry.
+        host: String,
+        /// Why.
+        reason: String,
     },
     /// The port could not be bound.
     #[error("cannot bind the control API to `{addr}`: {source}")]
@@ -78,8 +138,11 @@ pub enum HttpError {
 /// What every handler reads: the control API it serves and its settings.
 pub(crate) struct ApiState {
     pub(crate) control: Arc<dyn Control>,
-    pub(crate) token: Option<HttpToken>,
+    pub(crate) token: HttpToken,
+    /// The names requests may give as `Host`: set once the ports are bound.
+    pub(crate) hosts: OnceLock<Hosts>,
     pub(crate) body_limit: usize,
+    pub(crate) read_timeout: Duration,
 }
 
 /// A running control API. Dropping it leaves the server running until the
@@ -92,40 +155,33 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds `config.addr` and serves the API of `troupe` on the current
-    /// actix System. Refuses a non-loopback address without a token.
+    /// actix System. Refuses a non-loopback address with no allowed hosts.
     pub fn start(troupe: Troupe, config: HttpConfig) -> Result<Self, HttpError> {
         Self::serve(Arc::new(LocalControl::new(troupe)), config)
     }
 
     /// Binds `config.addr` and serves `control` over HTTP on the current
     /// actix System: usually a [`LocalControl`], but any implementation
-    /// answers the same routes. Refuses a non-loopback address without a
-    /// token.
+    /// answers the same routes. Refuses a non-loopback address with no
+    /// allowed hosts.
     pub fn serve(control: Arc<dyn Control>, config: HttpConfig) -> Result<Self, HttpError> {
-        let resolved: Vec<SocketAddr> = config
-            .addr
-            .to_socket_addrs()
-            .map_err(|e| HttpError::InvalidAddr {
-                addr: config.addr.clone(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        if resolved.is_empty() {
-            return Err(HttpError::InvalidAddr {
-                addr: config.addr.clone(),
-                reason: "it resolves to no address".into(),
-            });
-        }
-        if config.token.is_none() && resolved.iter().any(|a| !a.ip().is_loopback()) {
-            return Err(HttpError::TokenRequired { addr: config.addr });
-        }
+        let resolved = resolve(&config)?;
         let state = web::Data::new(ApiState {
             control,
             token: config.token.clone(),
+            hosts: OnceLock::new(),
             body_limit: config.body_limit,
+            read_timeout: config.read_timeout,
         });
-        let server = HttpServer::new(move || app(state.clone()))
-            .workers(config.workers.max(1))
+        let factory_state = state.clone();
+        let workers = config.workers.max(1);
+        let server = HttpServer::new(move || app(factory_state.clone()))
+            .workers(workers)
+            .max_connections(config.max_connections.max(1).div_ceil(workers))
+            .backlog(config.backlog.max(1))
+            .client_request_timeout(config.read_timeout)
+            .client_disconnect_timeout(config.read_timeout.min(Duration::from_secs(1)))
+            .keep_alive(KeepAlive::Timeout(config.read_timeout))
             .disable_signals()
             .shutdown_timeout(5)
             .bind(&resolved[..])
@@ -134,6 +190,9 @@ impl ControlServer {
                 source,
             })?;
         let addrs = server.addrs();
+        let hosts = Hosts::new(&addrs, &config.allowed_hosts)
+            .map_err(|(host, reason)| HttpError::InvalidHost { host, reason })?;
+        let _ = state.hosts.set(hosts);
         let server = server.run();
         let handle = server.handle();
         actix_web::rt::spawn(async move {
@@ -141,7 +200,7 @@ impl ControlServer {
                 tracing::error!(error = %e, "control API stopped with an error");
             }
         });
-        tracing::info!(addrs = ?addrs, auth = config.token.is_some(), "control API listening");
+        tracing::info!(addrs = ?addrs, allowed_hosts = ?config.allowed_hosts, "control API listening");
         Ok(ControlServer { addrs, handle })
     }
 
@@ -162,6 +221,9 @@ impl ControlServer {
     }
 }
 
+/// The whole API: every request's body read within the deadline
+/// (`bounded_body`); the probes open; `/metrics` and `/v1` behind the
+/// guard (host, origin, token, content type).
 fn app(
     state: web::Data<ApiState>,
 ) -> App<
@@ -175,34 +237,61 @@ fn app(
 > {
     App::new()
         .app_data(state)
+        .wrap(from_fn(bounded_body))
         .service(open(routes::HEALTHZ).route(web::get().to(handlers::healthz)))
         .service(open(routes::READYZ).route(web::get().to(handlers::readyz)))
         .service(
             open(routes::METRICS)
-                .wrap(from_fn(require_token))
+                .wrap(from_fn(guard))
                 .route(web::get().to(handlers::metrics)),
         )
-        .service(
-            web::scope(routes::V1)
-                .wrap(from_fn(require_token))
-                .service(
-                    v1(routes::JOBS)
-                        .route(web::post().to(handlers::enqueue))
-                        .route(web::get().to(handlers::jobs)),
-                )
-                .service(v1(routes::JOB).route(web::get().to(handlers::job)))
-                .service(v1(routes::CANCEL).route(web::post().to(handlers::cancel)))
-                .service(v1(routes::WORKERS).route(web::get().to(handlers::workers)))
-                .service(v1(routes::AGENTS).route(web::get().to(handlers::agents)))
-                .service(v1(routes::TASKS).route(web::post().to(handlers::task)))
-                .service(v1(routes::MEMORIES).route(web::get().to(handlers::memories)))
-                .service(v1(routes::MESSAGES).route(web::get().to(handlers::messages)))
-                .service(v1(routes::PAUSE).route(web::post().to(handlers::pause)))
-                .service(v1(routes::RESUME).route(web::post().to(handlers::resume)))
-                .service(v1(routes::STATUS).route(web::get().to(handlers::status)))
-                .default_service(web::to(not_found)),
-        )
+        .service(v1_routes().wrap(from_fn(guard)))
         .default_service(web::to(not_found))
+}
+
+/// The `/v1` scope: one route per operation of [`Control`].
+fn v1_routes() -> actix_web::Scope {
+    web::scope(routes::V1)
+        .service(
+            v1(routes::JOBS)
+                .route(web::post().to(handlers::enqueue))
+                .route(web::get().to(handlers::jobs)),
+        )
+        .service(v1(routes::JOB).route(web::get().to(handlers::job)))
+        .service(v1(routes::CANCEL).route(web::post().to(handlers::cancel)))
+        .service(v1(routes::WORKERS).route(web::get().to(handlers::workers)))
+        .service(v1(routes::AGENTS).route(web::get().to(handlers::agents)))
+        .service(v1(routes::TASKS).route(web::post().to(handlers::task)))
+        .service(v1(routes::MEMORIES).route(web::get().to(handlers::memories)))
+        .service(v1(routes::MESSAGES).route(web::get().to(handlers::messages)))
+        .service(v1(routes::PAUSE).route(web::post().to(handlers::pause)))
+        .service(v1(routes::RESUME).route(web::post().to(handlers::resume)))
+        .service(v1(routes::STATUS).route(web::get().to(handlers::status)))
+        .default_service(web::to(not_found))
+}
+
+/// `config.addr` resolved; refused beyond loopback with no allowed hosts.
+fn resolve(config: &HttpConfig) -> Result<Vec<SocketAddr>, HttpError> {
+    let resolved: Vec<SocketAddr> = config
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| HttpError::InvalidAddr {
+            addr: config.addr.clone(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    if resolved.is_empty() {
+        return Err(HttpError::InvalidAddr {
+            addr: config.addr.clone(),
+            reason: "it resolves to no address".into(),
+        });
+    }
+    if config.allowed_hosts.is_empty() && resolved.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(HttpError::HostsRequired {
+            addr: config.addr.clone(),
+        });
+    }
+    Ok(resolved)
 }
 
 /// A route outside `/v1`; other methods than its own are 405.

@@ -22,7 +22,7 @@ pub struct Daemon {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     pub client: reqwest::Client,
-    /// Sent as the bearer token when set.
+    /// Sent as the bearer token when set (the server's, to begin with).
     pub token: Option<String>,
     pub server: ControlServer,
     pub troupe: Troupe,
@@ -50,13 +50,25 @@ model = "offline"
     .unwrap()
 }
 
-/// [`config`] served, with `token` required when given.
+/// [`config`] served, with `token` required (a random one when not given).
 pub async fn start(token: Option<&str>) -> Daemon {
     start_with(config(), token).await
 }
 
-/// `config` served, with `token` required when given.
+/// `config` served, with `token` required (a random one when not given).
 pub async fn start_with(config: TroupeConfig, token: Option<&str>) -> Daemon {
+    let mut http = HttpConfig {
+        addr: "127.0.0.1:0".into(),
+        ..HttpConfig::default()
+    };
+    if let Some(token) = token {
+        http.token = HttpToken::new(token).unwrap();
+    }
+    start_http(config, http).await
+}
+
+/// `config` served as `http` says.
+pub async fn start_http(config: TroupeConfig, http: HttpConfig) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(SledConfig::new(dir.path().join("data"))).unwrap());
@@ -65,19 +77,12 @@ pub async fn start_with(config: TroupeConfig, token: Option<&str>) -> Daemon {
         .start()
         .await;
     let troupe = troupe.unwrap();
-    let server = ControlServer::start(
-        troupe.clone(),
-        HttpConfig {
-            addr: "127.0.0.1:0".into(),
-            token: token.and_then(HttpToken::new),
-            ..HttpConfig::default()
-        },
-    )
-    .unwrap();
+    let token = http.token.secret().to_string();
+    let server = ControlServer::start(troupe.clone(), http).unwrap();
     Daemon {
         base: format!("http://{}", server.local_addr()),
         client: reqwest::Client::new(),
-        token: token.map(str::to_string),
+        token: Some(token),
         server,
         troupe,
         store,
