@@ -56,6 +56,7 @@ pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod conversation;
 pub(crate) mod engine;
+pub(crate) mod escape;
 pub mod http;
 pub mod in_memory;
 pub mod job;

@@ -657,7 +657,7 @@ impl<'a> Task<'a> {
             Ok(r) if !r.text.trim().is_empty() => r.text,
             Ok(_) => return,
             Err(e) => {
-                tracing::warn!(agent = %agent.id, job = %job, error = %e, "reflection failed");
+                tracing::warn!(agent = %agent.id, job = %job, error = %crate::escape::Escaped(&e.to_string()), "reflection failed");
                 return;
             }
         };

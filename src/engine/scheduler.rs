@@ -697,7 +697,8 @@ impl Handler<Finished> for Scheduler {
                 } else {
                     FailAction::Final
                 };
-                tracing::debug!(job = %id, worker = %run.worker, attempt, error = %e,
+                tracing::debug!(job = %id, worker = %run.worker, attempt,
+                    error = %crate::escape::Escaped(e.message()),
                     retry_after_ms = e.earliest_retry().map(|d| d.as_millis() as u64), ?action,
                     "attempt failed");
                 let write = async_fail(&shared, id, attempt, e.to_string(), action);

@@ -19,7 +19,7 @@
 //! such as `"x\n… ERROR …"` cannot forge a line of a text log, while a
 //! plain name logs as itself (in JSON logs too).
 
-use std::fmt::{self, Write as _};
+use crate::escape::Escaped;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -127,27 +127,6 @@ impl Handler<ToolRequest> for ToolRouter {
     }
 }
 
-/// A string the model chose, as a log field (`%Escaped(&name)`): control
-/// characters (newlines, carriage returns, the escape of ANSI sequences)
-/// and the invisible characters that reorder text are written escaped
-/// (`\u{a}`, `\u{1b}`), so the value cannot end the log line, start a forged
-/// one or restyle it; anything else is written as it is.
-pub(crate) struct Escaped<'a>(pub(crate) &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            let reorders = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            if c.is_control() || reorders {
-                write!(f, "{}", c.escape_unicode())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 async fn route(registry: &ToolRegistry, call: ToolRequest) -> Result<Value, ToolError> {
     let allowed_names = || -> Vec<String> {
         call.allowed
@@ -213,7 +192,7 @@ pub(crate) fn tool_result(call_id: &str, result: &Result<Value, ToolError>) -> T
 
 #[cfg(test)]
 mod tests {
-    use super::Escaped;
+    use crate::escape::Escaped;
 
     #[test]
     fn escaped_leaves_plain_text_and_escapes_what_breaks_a_line() {
