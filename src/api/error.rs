@@ -188,6 +188,7 @@ impl From<StoreError> for ControlError {
             StoreError::InvalidJob { .. } | StoreError::InvalidInput { .. } => {
                 ControlError::Invalid(e.to_string())
             }
+            StoreError::Failed { .. } => ControlError::Unavailable(e.to_string()),
             other => ControlError::Internal(other.to_string()),
         }
     }

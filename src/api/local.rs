@@ -243,7 +243,7 @@ impl Control for LocalControl {
     }
 
     async fn readiness(&self) -> Result<Readiness, ControlError> {
-        let store = match self.troupe.store().get_job(uuid::Uuid::nil()).await {
+        let store = match self.troupe.store().health().await {
             Ok(_) => StoreCheck {
                 ok: true,
                 error: None,

@@ -40,7 +40,7 @@ impl ConversationStore for InMemoryStore {
         if let Some(key) = &idempotency_key {
             validate_key(key)?;
         }
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let conversations = &mut state.conversations;
         if let Some((conversation, id)) = idempotency_key
             .as_ref()

@@ -26,4 +26,9 @@ impl Harness for InMemoryHarness {
     async fn reopen(&self, data: &InMemoryStore) -> Result<InMemoryStore, HarnessError> {
         Ok(data.reopen())
     }
+
+    async fn fail(&self, store: &InMemoryStore, reason: &str) -> Result<(), HarnessError> {
+        store.mark_failed(reason);
+        Ok(())
+    }
 }

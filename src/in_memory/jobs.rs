@@ -204,14 +204,14 @@ fn validate_new(job: &Job) -> Result<(), StoreError> {
 impl JobStore for InMemoryStore {
     async fn insert(&self, job: Job) -> Result<InsertOutcome, StoreError> {
         validate_new(&job)?;
-        self.lock().jobs.insert(job)
+        self.write()?.jobs.insert(job)
     }
 
     async fn insert_many(&self, jobs: Vec<Job>) -> Result<Vec<InsertOutcome>, StoreError> {
         for job in &jobs {
             validate_new(job)?;
         }
-        let mut state = self.lock();
+        let mut state = self.write()?;
         jobs.into_iter().map(|job| state.jobs.insert(job)).collect()
     }
 
@@ -246,7 +246,7 @@ impl JobStore for InMemoryStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Job>, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let State {
             jobs, schedules, ..
         } = &mut *state;
@@ -260,7 +260,7 @@ impl JobStore for InMemoryStore {
         result: Value,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        self.lock()
+        self.write()?
             .jobs
             .fenced(id, |job| rules::complete(job, attempt, result, now))
     }
@@ -273,14 +273,14 @@ impl JobStore for InMemoryStore {
         action: FailAction,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        self.lock()
+        self.write()?
             .jobs
             .fenced(id, |job| rules::fail(job, attempt, error, action, now))
     }
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
         let now = Utc::now();
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let job = state.jobs.get(id)?;
         Ok(match rules::cancel(job, now) {
             CancelMove::Cancel(new) => {
@@ -298,20 +298,20 @@ impl JobStore for InMemoryStore {
 
     async fn ack_cancel(&self, id: JobId, attempt: u32) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        self.lock()
+        self.write()?
             .jobs
             .fenced(id, |job| rules::ack_cancel(job, attempt, now))
     }
 
     async fn discard(&self, id: JobId, error: String) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        self.lock()
+        self.write()?
             .jobs
             .fenced(id, |job| rules::discard(job, error, now))
     }
 
     async fn recover(&self, now: DateTime<Utc>) -> Result<Recovered, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let recovered: Vec<Job> = state
             .jobs
             .records
@@ -350,7 +350,7 @@ impl JobStore for InMemoryStore {
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let doomed = state.jobs.prunable(retention, now);
         let mut removed = 0;
         for id in &doomed {
@@ -381,5 +381,9 @@ impl JobStore for InMemoryStore {
                 .or_default() += 1;
         }
         Ok(counts)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.healthy()
     }
 }

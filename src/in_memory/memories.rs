@@ -41,7 +41,7 @@ impl MemoryStore for InMemoryStore {
         if let Some(key) = &idempotency_key {
             validate_key(key)?;
         }
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let memories = &mut state.memories;
         if let Some(id) = idempotency_key
             .as_ref()
@@ -90,11 +90,11 @@ impl MemoryStore for InMemoryStore {
     }
 
     async fn forget(&self, id: MemoryId) -> Result<bool, StoreError> {
-        Ok(self.lock().memories.by_id.remove(&id).is_some())
+        Ok(self.write()?.memories.by_id.remove(&id).is_some())
     }
 
     async fn touch(&self, ids: &[MemoryId], at: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let mut touched = 0;
         for id in ids {
             if let Some(memory) = state.memories.by_id.get_mut(id) {
@@ -117,7 +117,7 @@ impl MemoryStore for InMemoryStore {
         let now = Utc::now();
         let summaries: Vec<Memory> = summaries.into_iter().map(|s| s.into_memory(now)).collect();
         let into = summaries.first().map(|s| s.id);
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let memories = &mut state.memories;
         let archived = originals
             .iter()

@@ -20,6 +20,11 @@
 //! - **Durable means "in the map".** A call returns once its change is in
 //!   memory, which is all the durability it has: [`crate::store::Durability`]
 //!   does not apply.
+//! - **A failure is asked for.** Nothing here can fail to flush, so
+//!   [`InMemoryStore::mark_failed`] stands in for it: from then on every
+//!   write is refused with [`StoreError::Failed`] and reads go on, as the
+//!   ports' contract says of a failed store; a [`reopen`](InMemoryStore::reopen)
+//!   (the "restart") takes writes again.
 //! - **Records and what is derived from them.** Like a real store it keeps
 //!   records (jobs, schedules, pauses, memories, messages, steps, keys,
 //!   usage) and indexes derived from them (the unique keys of active jobs,
@@ -45,7 +50,9 @@ mod schedules;
 mod steps;
 mod usage;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::store::StoreError;
 
 pub use harness::InMemoryHarness;
 
@@ -54,6 +61,8 @@ pub use harness::InMemoryHarness;
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     state: Arc<Mutex<State>>,
+    /// Why this handle (and its clones) failed, when told to.
+    failed: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -87,6 +96,27 @@ impl InMemoryStore {
         self.lock().jobs.rebuild_index();
         InMemoryStore {
             state: Arc::clone(&self.state),
+            failed: Arc::default(),
+        }
+    }
+
+    /// Marks this store (every clone of this handle) failed, as a store
+    /// whose flush failed is: every later write is refused with
+    /// [`StoreError::Failed`] and `reason` (the first reason given stays),
+    /// reads go on, and [`crate::store::JobStore::health`] reports it, until
+    /// [`reopen`](Self::reopen). For tests of what a failed store does to
+    /// the code above it, and the conformance suite's failure cases.
+    pub fn mark_failed(&self, reason: impl Into<String>) {
+        let _ = self.failed.set(reason.into());
+    }
+
+    /// [`StoreError::Failed`] once [`mark_failed`](Self::mark_failed).
+    fn healthy(&self) -> Result<(), StoreError> {
+        match self.failed.get() {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Failed {
+                reason: reason.clone(),
+            }),
         }
     }
 
@@ -94,5 +124,11 @@ impl InMemoryStore {
         // No code panics while holding the lock (every rule is total); if
         // one did, the data is still whole: keep going.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lock, for a write: refused once the store has failed.
+    fn write(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.healthy()?;
+        Ok(self.lock())
     }
 }

@@ -99,7 +99,7 @@ impl ScheduleStore for InMemoryStore {
         paused: bool,
     ) -> Result<PauseState, StoreError> {
         target.validate()?;
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let pause = &mut state.schedules.pause;
         match (target, paused) {
             (PauseTarget::All, p) => pause.all = p,
@@ -119,7 +119,7 @@ impl ScheduleStore for InMemoryStore {
 
     async fn put_schedule(&self, schedule: Schedule) -> Result<(), StoreError> {
         validate_schedule(&schedule)?;
-        self.lock()
+        self.write()?
             .schedules
             .by_id
             .insert(schedule.id.clone(), schedule);
@@ -135,14 +135,14 @@ impl ScheduleStore for InMemoryStore {
     }
 
     async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().schedules.by_id.remove(id).is_some())
+        Ok(self.write()?.schedules.by_id.remove(id).is_some())
     }
 
     async fn fire_due_schedules(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<FiredSchedule>, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let due: Vec<Schedule> = state
             .schedules
             .by_id

@@ -52,7 +52,7 @@ impl StepStore for InMemoryStore {
                 field: "record",
                 reason: format!("step {step_index} of job {job_id} is not one JSON value: {e}"),
             })?;
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let saved = state.steps.by_job.get(&job_id).map_or(0, Vec::len);
         check_step_index(job_id, step_index, u32::try_from(saved).unwrap_or(u32::MAX))?;
         let steps = state.steps.by_job.entry(job_id).or_default();
@@ -75,7 +75,7 @@ impl StepStore for InMemoryStore {
 
     async fn clear_steps(&self, job_id: JobId) -> Result<usize, StoreError> {
         Ok(self
-            .lock()
+            .write()?
             .steps
             .by_job
             .remove(&job_id)
@@ -88,7 +88,7 @@ impl IdempotencyStore for InMemoryStore {
     async fn claim_key(&self, key: &str, value: Value) -> Result<Claim, StoreError> {
         validate_key(key)?;
         encode_key_value(&value)?;
-        let mut state = self.lock();
+        let mut state = self.write()?;
         match state.steps.keys.get(key) {
             Some(existing) => Ok(Claim::Existing(existing.clone())),
             None => {

@@ -29,7 +29,7 @@ impl Usage {
 impl UsageStore for InMemoryStore {
     async fn record(&self, record: &UsageRecord) -> Result<(), StoreError> {
         let day = record.day();
-        let mut state = self.lock();
+        let mut state = self.write()?;
         let usage = &mut state.usage;
         if let Some(agent) = &record.agent {
             usage

@@ -115,6 +115,7 @@ impl ConversationStore for SledStore {
         message: NewMessage,
         idempotency_key: Option<String>,
     ) -> Result<Appended, StoreError> {
+        self.writable()?;
         message.validate()?;
         let messages = self.conversation_tree(MESSAGES)?;
         let message = message.into_message(Utc::now());
@@ -124,7 +125,7 @@ impl ConversationStore for SledStore {
         let Some(idem) = idempotency_key else {
             messages
                 .insert(key, bytes)
-                .map_err(|e| StoreError::backend("append message", e))?;
+                .map_err(|e| self.write_error("append message", e))?;
             self.durable("append message").await?;
             return Ok(Appended {
                 message,
@@ -145,7 +146,7 @@ impl ConversationStore for SledStore {
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::backend("append message", e),
+                TransactionError::Storage(e) => self.write_error("append message", e),
             })?;
         if let Some(existing) = existing {
             return self.appended_by_key(&messages, &idem, &existing).await;

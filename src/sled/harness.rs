@@ -71,4 +71,9 @@ impl Harness for SledHarness {
     async fn reopen(&self, dir: &TempDataDir) -> Result<SledStore, HarnessError> {
         Ok(SledStore::open(self.config(dir.path()))?)
     }
+
+    async fn fail(&self, store: &SledStore, reason: &str) -> Result<(), HarnessError> {
+        store.mark_failed(reason);
+        Ok(())
+    }
 }

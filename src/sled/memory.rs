@@ -89,14 +89,6 @@ fn not_found(id: MemoryId) -> StoreError {
     }
 }
 
-/// Turns a failed transaction into the store error (ours when aborted).
-fn tx_error(operation: &'static str, e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::backend(operation, e),
-    }
-}
-
 /// Reads and decodes one memory inside a transaction.
 fn tx_read(
     tree: &TransactionalTree,
@@ -127,6 +119,14 @@ fn tx_insert(
 }
 
 impl SledStore {
+    /// Turns a failed transaction into the store error (ours when aborted).
+    fn tx_error(&self, operation: &'static str, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => self.write_error(operation, e),
+        }
+    }
+
     fn memory_tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
         // sled keeps opened trees in a map: a lookup after the first call.
         self.inner
@@ -183,6 +183,7 @@ impl MemoryStore for SledStore {
         memory: NewMemory,
         idempotency_key: Option<String>,
     ) -> Result<Remembered, StoreError> {
+        self.writable()?;
         memory.validate()?;
         if let Some(key) = &idempotency_key {
             validate_key(key)?;
@@ -216,7 +217,7 @@ impl MemoryStore for SledStore {
                 tx_insert(memories, scopes, &memory, &bytes)?;
                 Ok(None)
             })
-            .map_err(|e| tx_error("remember", e))?;
+            .map_err(|e| self.tx_error("remember", e))?;
         if let Some(id) = outcome {
             return self.remembered_by_key(&memories, id).await;
         }
@@ -262,6 +263,7 @@ impl MemoryStore for SledStore {
     }
 
     async fn forget(&self, id: MemoryId) -> Result<bool, StoreError> {
+        self.writable()?;
         let memories = self.memory_tree(MEMORIES)?;
         let scopes = self.memory_tree(MEMORY_SCOPES)?;
         let existed = (&memories, &scopes)
@@ -273,7 +275,7 @@ impl MemoryStore for SledStore {
                 scopes.remove(scope_key(&memory.scope(), id))?;
                 Ok(true)
             })
-            .map_err(|e| tx_error("forget", e))?;
+            .map_err(|e| self.tx_error("forget", e))?;
         if existed {
             self.durable("forget").await?;
         }
@@ -281,6 +283,7 @@ impl MemoryStore for SledStore {
     }
 
     async fn touch(&self, ids: &[MemoryId], at: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.writable()?;
         if ids.is_empty() {
             return Ok(0);
         }
@@ -305,7 +308,7 @@ impl MemoryStore for SledStore {
                 }
                 Ok(touched)
             })
-            .map_err(|e| tx_error("touch memories", e))?;
+            .map_err(|e| self.tx_error("touch memories", e))?;
         if touched > 0 {
             self.durable("touch memories").await?;
         }
@@ -318,6 +321,7 @@ impl MemoryStore for SledStore {
         originals: Vec<MemoryId>,
         summaries: Vec<NewMemory>,
     ) -> Result<Compacted, StoreError> {
+        self.writable()?;
         validate_compaction(scope, &originals, &summaries)?;
         let now = Utc::now();
         let summaries: Vec<Memory> = summaries.into_iter().map(|s| s.into_memory(now)).collect();
@@ -325,37 +329,69 @@ impl MemoryStore for SledStore {
             .iter()
             .map(encode)
             .collect::<Result<Vec<_>, _>>()?;
-        let into = summaries.first().map(|s| s.id);
+        let compaction = Compaction {
+            scope,
+            originals: &originals,
+            into: summaries.first().map(|s| s.id),
+            summaries: &summaries,
+            encoded: &encoded,
+        };
         let memories = self.memory_tree(MEMORIES)?;
         let scopes = self.memory_tree(MEMORY_SCOPES)?;
         let archived = (&memories, &scopes)
-            .transaction(|(memories, scopes)| {
-                let mut archived = Vec::with_capacity(originals.len());
-                for &id in &originals {
-                    let Some(original) = tx_read(memories, id)? else {
-                        return abort(not_found(id));
-                    };
-                    let memory = match archive_original(&original, scope, into) {
-                        Ok(m) => m,
-                        Err(e) => return abort(e),
-                    };
-                    let bytes = match encode(&memory) {
-                        Ok(b) => b,
-                        Err(e) => return abort(e),
-                    };
-                    memories.insert(id.as_bytes(), bytes)?;
-                    archived.push(memory);
-                }
-                for (summary, bytes) in summaries.iter().zip(&encoded) {
-                    tx_insert(memories, scopes, summary, bytes)?;
-                }
-                Ok(archived)
-            })
-            .map_err(|e| tx_error("compact memories", e))?;
+            .transaction(|(memories, scopes)| compaction.write(memories, scopes))
+            .map_err(|e| self.tx_error("compact memories", e))?;
         self.durable("compact memories").await?;
         Ok(Compacted {
             archived,
             summaries,
         })
+    }
+}
+
+/// One compaction, as its transaction writes it (and may run it again when
+/// it conflicts).
+struct Compaction<'a> {
+    scope: &'a MemoryScope,
+    originals: &'a [MemoryId],
+    /// The summary the originals are archived into.
+    into: Option<MemoryId>,
+    summaries: &'a [Memory],
+    /// The summaries' JSON, encoded once outside the transaction.
+    encoded: &'a [Vec<u8>],
+}
+
+impl Compaction<'_> {
+    /// Archives every original and stores the summaries; aborts, writing
+    /// nothing, when an original is missing or may not be archived.
+    fn write(
+        &self,
+        memories: &TransactionalTree,
+        scopes: &TransactionalTree,
+    ) -> Result<Vec<Memory>, ConflictableTransactionError<StoreError>> {
+        let mut archived = Vec::with_capacity(self.originals.len());
+        for &id in self.originals {
+            archived.push(self.archive(memories, id)?);
+        }
+        for (summary, bytes) in self.summaries.iter().zip(self.encoded) {
+            tx_insert(memories, scopes, summary, bytes)?;
+        }
+        Ok(archived)
+    }
+
+    /// One original, archived into the summary (see [`archive_original`]).
+    fn archive(
+        &self,
+        memories: &TransactionalTree,
+        id: MemoryId,
+    ) -> Result<Memory, ConflictableTransactionError<StoreError>> {
+        let Some(original) = tx_read(memories, id)? else {
+            return abort(not_found(id));
+        };
+        let memory = archive_original(&original, self.scope, self.into)
+            .map_err(ConflictableTransactionError::Abort)?;
+        let bytes = encode(&memory).map_err(ConflictableTransactionError::Abort)?;
+        memories.insert(id.as_bytes(), bytes)?;
+        Ok(memory)
     }
 }

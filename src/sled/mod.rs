@@ -24,6 +24,14 @@
 //!   `examples/bench_store.rs` for what each costs. Log entries larger than
 //!   ~128 KiB (a job with huge args or result) go to sled's `blobs/` files,
 //!   which neither mode `fdatasync`s.
+//! - **A failed flush fails the store.** A flush that errs, or still runs
+//!   after [`SledConfig::flush_timeout`] (a watchdog thread watches the
+//!   committer), or an I/O error from a sled write marks the store failed:
+//!   every waiting and later write gets [`StoreError::Failed`] at once,
+//!   reads go on, [`JobStore::health`] says so, and only opening the
+//!   directory again (a new process) clears it; see `group_commit.rs` for
+//!   why, and for how a store whose committer is stuck in sled is dropped
+//!   without waiting for it.
 //!
 //! # Layout of the sled store
 //!
@@ -53,7 +61,7 @@
 //!   open (~300 ms for 50,000 jobs here, so ~6 s per million) and roughly
 //!   100-200 bytes per stored job; retention (`prune`) bounds both.
 //! - Trees `pause` and `schedules` hold the pause state and the recurring
-//!   schedules (small, also mirrored in memory).
+//!   schedules (small, also mirrored in memory; `sled/schedules.rs`).
 //! - **Agent data** lives in the same database, on its own trees, made
 //!   durable by the same group commit (see each file's documentation for
 //!   the exact key encoding):
@@ -90,6 +98,8 @@ mod harness;
 mod index;
 mod keys;
 mod memory;
+mod open;
+mod schedules;
 mod steps;
 mod usage;
 
@@ -102,20 +112,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
 use crate::job::rules::{self, CancelMove};
-use crate::job::schedule::{plan_firings, Schedule, ScheduleError};
+use crate::job::schedule::Schedule;
 use crate::job::{FailAction, Job, JobError, JobId, JobStatus};
 use crate::store::{
-    parked, validate_schedule, CancelOutcome, ClaimRequest, Durability, FiredSchedule,
-    InsertOutcome, JobCounts, JobPage, JobStore, ListQuery, Outcome, PauseState, PauseTarget,
-    Recovered, Retention, ScheduleStore, StoreError,
+    CancelOutcome, ClaimRequest, Durability, InsertOutcome, JobCounts, JobPage, JobStore,
+    ListQuery, Outcome, Recovered, Retention, StoreError,
 };
 
 pub use group_commit::CommitStats;
-use group_commit::GroupCommit;
+use group_commit::{CommitFate, GroupCommit};
 pub use harness::{SledHarness, TempDataDir};
 use index::Index;
 
@@ -142,10 +149,19 @@ pub struct SledConfig {
     /// write and adds up to this much to each durable write's latency.
     /// Default [`DEFAULT_COMMIT_WINDOW`] (500 µs); zero turns it off.
     pub commit_window: Duration,
+    /// A flush still running after this long fails the store: its writers,
+    /// and every later one, get [`StoreError::Failed`] instead of waiting
+    /// for ever on a disk (or a sled) that is stuck. Default
+    /// [`DEFAULT_FLUSH_TIMEOUT`] (30 s): far beyond what a flush of a
+    /// working disk takes, even a slow one under load.
+    pub flush_timeout: Duration,
 }
 
 /// The default [`SledConfig::commit_window`].
 pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_micros(500);
+
+/// The default [`SledConfig::flush_timeout`].
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SledConfig {
     /// Defaults for `dir`.
@@ -156,6 +172,7 @@ impl SledConfig {
             cache_capacity: None,
             quarantine_corrupt: false,
             commit_window: DEFAULT_COMMIT_WINDOW,
+            flush_timeout: DEFAULT_FLUSH_TIMEOUT,
         }
     }
 
@@ -169,7 +186,9 @@ impl SledConfig {
 /// The embedded job store. Cheap to clone (shared handle); the directory is
 /// locked while any clone lives. Dropping the last clone flushes, stops the
 /// committer and returns once sled has released the directory (at most ~2 s),
-/// so the same process can open it again straight away.
+/// so the same process can open it again straight away; a store whose
+/// committer is stuck in a flush (see [`SledConfig::flush_timeout`]) is let
+/// go of at once, and its directory stays locked until the process ends.
 #[derive(Clone)]
 pub struct SledStore {
     inner: Arc<Inner>,
@@ -188,40 +207,82 @@ struct Inner {
     index: Mutex<Index>,
     schedules: Mutex<BTreeMap<String, Schedule>>,
     db: sled::Db,
-    // Last field, so it drops after every sled handle above.
-    _release: ReleaseWait,
+    // Last field, so it drops after every sled handle above, holding the
+    // last one.
+    _release: Release,
 }
 
-/// Waits, when the store is dropped, until sled has really let go of its
+/// The last handle on sled, dropped after every other field of [`Inner`]:
+/// lets go of the database, then waits until sled has really let go of its
 /// data directory. sled's background write threads keep the log file (and
 /// its lock) open for a moment after the last handle is dropped; without
 /// this, reopening the directory right away in the same process (a restart
 /// in tests, a supervisor restarting the engine) can fail as "in use".
-struct ReleaseWait {
+///
+/// Dropping the last handle makes sled flush what it holds. On a failed
+/// store that flush may never end (sled 0.34.7 leaves its log waiting for
+/// ever after a failed blob write), so there the handle is let go of on a
+/// thread of its own, waited for at most [`RELEASE_WAIT`]; and when the
+/// committer was left behind in a stuck flush, it still holds the database
+/// and nothing is waited for.
+struct Release {
+    db: Option<sled::Db>,
     db_file: PathBuf,
+    fate: CommitFate,
 }
 
-/// Longest time a drop waits for sled's threads to release the lock.
+/// Longest a drop waits for sled to let go (of a failed store's handle, and
+/// of the directory's lock).
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl Drop for ReleaseWait {
+impl Drop for Release {
     fn drop(&mut self) {
-        use fs2::FileExt;
-        let Ok(file) = File::open(&self.db_file) else {
+        let Some(db) = self.db.take() else {
             return;
         };
-        let start = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_micros(100);
-        while file.try_lock_exclusive().is_err() {
-            if start.elapsed() >= RELEASE_WAIT {
-                tracing::warn!(file = %self.db_file.display(), "sled still holds its lock after the store was dropped");
-                return;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        if self.fate.left_behind() {
+            // Not the last handle: no flush runs here, and the lock stays.
+            return;
         }
-        let _ = FileExt::unlock(&file);
+        if !self.fate.failed() {
+            drop(db);
+        } else if !drop_within(db, RELEASE_WAIT) {
+            tracing::warn!(dir = %self.db_file.display(), "sled's last flush of a failed store does not end; leaving it behind");
+            return;
+        }
+        wait_for_lock(&self.db_file);
     }
+}
+
+/// Drops `db` on a thread of its own; whether that ended within `limit`.
+fn drop_within(db: sled::Db, limit: std::time::Duration) -> bool {
+    let (done, dropped) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("troupe-store-release".into())
+        .spawn(move || {
+            drop(db);
+            let _ = done.send(());
+        });
+    spawned.is_ok() && dropped.recv_timeout(limit).is_ok()
+}
+
+/// Waits (at most [`RELEASE_WAIT`]) until the lock on sled's log file is free.
+fn wait_for_lock(db_file: &Path) {
+    use fs2::FileExt;
+    let Ok(file) = File::open(db_file) else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(100);
+    while file.try_lock_exclusive().is_err() {
+        if start.elapsed() >= RELEASE_WAIT {
+            tracing::warn!(file = %db_file.display(), "sled still holds its lock after the store was dropped");
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
+    }
+    let _ = FileExt::unlock(&file);
 }
 
 /// What a transition closure decided about one job.
@@ -235,134 +296,6 @@ enum Decision<R> {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `config.dir` and rebuilds the indexes
-    /// from the records. Fails with [`StoreError::Locked`] when another
-    /// process holds the directory, and with [`StoreError::CorruptJob`]
-    /// naming the job when a record cannot be decoded (unless
-    /// `quarantine_corrupt`).
-    ///
-    /// Blocking (file I/O and a full scan); call it before starting actors or
-    /// from `spawn_blocking`.
-    pub fn open(config: SledConfig) -> Result<SledStore, StoreError> {
-        let dir = config.dir.clone();
-        let open_err = |e: sled::Error| StoreError::Open {
-            dir: dir.clone(),
-            source: Box::new(e),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
-            dir: dir.clone(),
-            source: Box::new(e),
-        })?;
-        let mut sled_config = sled::Config::new().path(&dir);
-        if let Some(bytes) = config.cache_capacity {
-            sled_config = sled_config.cache_capacity(bytes);
-        }
-        let db = sled_config.open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked { dir: dir.clone() }
-            }
-            other => open_err(other),
-        })?;
-        let jobs = db.open_tree(keys::JOBS).map_err(open_err)?;
-        let pause = db.open_tree(keys::PAUSE).map_err(open_err)?;
-        let schedules_tree = db.open_tree(keys::SCHEDULES).map_err(open_err)?;
-
-        let mut index = Index::default();
-        let mut quarantined = 0usize;
-        for entry in jobs.iter() {
-            let (key, value) = entry.map_err(open_err)?;
-            let decoded = keys::decode_job_key(&key)
-                .map_err(|hex| StoreError::CorruptJob {
-                    id: hex,
-                    reason: "key is not a 16-byte job id".into(),
-                })
-                .and_then(|id| {
-                    let job = keys::decode_job(&id.to_string(), &value)?;
-                    if job.id == id {
-                        Ok(job)
-                    } else {
-                        Err(StoreError::CorruptJob {
-                            id: id.to_string(),
-                            reason: format!("record holds id {}", job.id),
-                        })
-                    }
-                });
-            match decoded {
-                Ok(job) => index.add(&job),
-                Err(e) if config.quarantine_corrupt => {
-                    tracing::error!(error = %e, "moving corrupt job record to quarantine");
-                    let quarantine = db.open_tree(keys::QUARANTINE).map_err(open_err)?;
-                    quarantine.insert(&key, value).map_err(open_err)?;
-                    jobs.remove(&key).map_err(open_err)?;
-                    quarantined += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for entry in pause.iter() {
-            let (key, _) = entry.map_err(open_err)?;
-            match keys::decode_pause_key(&key)? {
-                None => index.paused.all = true,
-                Some(worker) => {
-                    index.paused.workers.insert(worker);
-                }
-            }
-        }
-        let mut schedules = BTreeMap::new();
-        for entry in schedules_tree.iter() {
-            let (key, value) = entry.map_err(open_err)?;
-            let schedule = keys::decode_schedule(&key, &value)?;
-            schedules.insert(schedule.id.clone(), schedule);
-        }
-
-        let sync_file = match config.durability {
-            Durability::Process => None,
-            Durability::PowerLoss => {
-                let io_err = |e: std::io::Error| StoreError::Open {
-                    dir: dir.clone(),
-                    source: Box::new(e),
-                };
-                // Make the directory entries of sled's files durable once.
-                File::open(&dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_err)?;
-                Some(File::open(dir.join("db")).map_err(io_err)?)
-            }
-        };
-        let usage = Arc::new(usage::UsageBuffer::open(&db).map_err(open_err)?);
-        let buffered = Arc::clone(&usage);
-        let commit = GroupCommit::start(
-            db.clone(),
-            sync_file,
-            config.commit_window,
-            Box::new(move || buffered.apply_logged()),
-        )
-        .map_err(|e| StoreError::Open {
-            dir: dir.clone(),
-            source: Box::new(e),
-        })?;
-        let store = SledStore {
-            inner: Arc::new(Inner {
-                dir: dir.clone(),
-                commit,
-                usage,
-                jobs,
-                pause,
-                schedules_tree,
-                index: Mutex::new(index),
-                schedules: Mutex::new(schedules),
-                _release: ReleaseWait {
-                    db_file: dir.join("db"),
-                },
-                db,
-            }),
-        };
-        if quarantined > 0 {
-            store.inner.db.flush().map_err(open_err)?;
-        }
-        Ok(store)
-    }
-
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -386,12 +319,48 @@ impl SledStore {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Marks the store failed, as a failed flush does: every write waiting
+    /// for durability and every later one gets [`StoreError::Failed`] with
+    /// `reason` (the first reason given stays), reads go on, and
+    /// [`JobStore::health`] reports it. Nothing clears it but opening the
+    /// store again. For a service that learns by other means that the disk
+    /// cannot be trusted, and for the conformance suite's failure cases.
+    pub fn mark_failed(&self, reason: impl Into<String>) {
+        self.inner.commit.fail(reason.into());
+    }
+
+    /// Refuses a write at once when the store has failed.
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.inner.commit.failure() {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Failed {
+                reason: reason.to_owned(),
+            }),
+        }
+    }
+
+    /// Waits until this thread's writes so far are durable (group commit).
     async fn durable(&self, operation: &'static str) -> Result<(), StoreError> {
-        self.inner
-            .commit
-            .wait()
-            .await
-            .map_err(|message| StoreError::Durability { operation, message })
+        self.inner.commit.wait().await.map_err(|reason| {
+            tracing::debug!(operation, %reason, "a write could not be made durable");
+            StoreError::Failed { reason }
+        })
+    }
+
+    /// The error of a sled write. An I/O error (or corruption, or a bug sled
+    /// reports) means sled cannot make writes durable any more (it keeps the
+    /// error, or its log is left waiting for ever), so it fails the store
+    /// like a failed flush; any other error is the operation's own.
+    fn write_error(&self, operation: &'static str, e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+                self.inner.commit.fail(format!("{operation}: {e}"));
+                self.writable()
+                    .err()
+                    .unwrap_or_else(|| StoreError::backend(operation, e))
+            }
+            other => StoreError::backend(operation, other),
+        }
     }
 
     fn read(
@@ -435,7 +404,7 @@ impl SledStore {
                 .inner
                 .jobs
                 .compare_and_swap(keys::job_key(id), Some(&old_bytes), Some(new_bytes))
-                .map_err(|e| StoreError::backend(operation, e))?;
+                .map_err(|e| self.write_error(operation, e))?;
             if swapped.is_ok() {
                 index.replace(&old, &new);
                 return Ok(answer);
@@ -461,7 +430,7 @@ impl SledStore {
             .inner
             .jobs
             .compare_and_swap(keys::job_key(job.id), None::<&[u8]>, Some(bytes))
-            .map_err(|e| StoreError::backend("insert", e))?;
+            .map_err(|e| self.write_error("insert", e))?;
         if swapped.is_err() {
             return Err(StoreError::InvalidJob {
                 id: job.id,
@@ -510,6 +479,7 @@ fn decided(next: Result<Job, rules::Stale>) -> Decision<Outcome> {
 #[async_trait]
 impl JobStore for SledStore {
     async fn insert(&self, job: Job) -> Result<InsertOutcome, StoreError> {
+        self.writable()?;
         validate_new(&job)?;
         let bytes = keys::encode_job(&job)?;
         let outcome = {
@@ -521,6 +491,7 @@ impl JobStore for SledStore {
     }
 
     async fn insert_many(&self, jobs: Vec<Job>) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.writable()?;
         let mut encoded = Vec::with_capacity(jobs.len());
         for job in jobs {
             validate_new(&job)?;
@@ -583,6 +554,7 @@ impl JobStore for SledStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Job>, StoreError> {
+        self.writable()?;
         let now = request.now;
         let candidates =
             self.index()
@@ -609,7 +581,7 @@ impl JobStore for SledStore {
                     .inner
                     .jobs
                     .compare_and_swap(keys::job_key(old.id), Some(&old_bytes), Some(new_bytes))
-                    .map_err(|e| StoreError::backend("claim", e))?;
+                    .map_err(|e| self.write_error("claim", e))?;
                 // A job changed since it was read (cancelled, claimed by
                 // another caller) is simply not claimed.
                 if swapped.is_ok() {
@@ -630,6 +602,7 @@ impl JobStore for SledStore {
         attempt: u32,
         result: Value,
     ) -> Result<Outcome, StoreError> {
+        self.writable()?;
         let now = Utc::now();
         let outcome = self.transition("complete", id, |job| {
             decided(rules::complete(job, attempt, result.clone(), now))
@@ -645,6 +618,7 @@ impl JobStore for SledStore {
         error: String,
         action: FailAction,
     ) -> Result<Outcome, StoreError> {
+        self.writable()?;
         let now = Utc::now();
         let outcome = self.transition("fail", id, |job| {
             decided(rules::fail(job, attempt, error.clone(), action, now))
@@ -654,6 +628,7 @@ impl JobStore for SledStore {
     }
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        self.writable()?;
         let now = Utc::now();
         let outcome = self.transition("cancel", id, |job| match rules::cancel(job, now) {
             CancelMove::Cancel(new) => Decision::Write(new.clone(), CancelOutcome::Cancelled(new)),
@@ -666,6 +641,7 @@ impl JobStore for SledStore {
     }
 
     async fn ack_cancel(&self, id: JobId, attempt: u32) -> Result<Outcome, StoreError> {
+        self.writable()?;
         let now = Utc::now();
         let outcome = self.transition("ack_cancel", id, |job| {
             decided(rules::ack_cancel(job, attempt, now))
@@ -675,6 +651,7 @@ impl JobStore for SledStore {
     }
 
     async fn discard(&self, id: JobId, error: String) -> Result<Outcome, StoreError> {
+        self.writable()?;
         let now = Utc::now();
         let outcome = self.transition("discard", id, |job| {
             decided(rules::discard(job, error.clone(), now))
@@ -684,6 +661,7 @@ impl JobStore for SledStore {
     }
 
     async fn recover(&self, now: DateTime<Utc>) -> Result<Recovered, StoreError> {
+        self.writable()?;
         let running = self.index().running();
         let mut recovered = Recovered::default();
         for id in running {
@@ -713,6 +691,7 @@ impl JobStore for SledStore {
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.writable()?;
         let ids = self.index().prunable(retention, now);
         let mut removed = 0;
         for chunk in ids.chunks(INSERT_CHUNK) {
@@ -732,7 +711,7 @@ impl JobStore for SledStore {
                     .inner
                     .jobs
                     .compare_and_swap(keys::job_key(*id), Some(&bytes), None::<&[u8]>)
-                    .map_err(|e| StoreError::backend("prune", e))?;
+                    .map_err(|e| self.write_error("prune", e))?;
                 if swapped.is_ok() {
                     index.remove(&job);
                     removed += 1;
@@ -758,209 +737,10 @@ impl JobStore for SledStore {
     async fn counts(&self) -> Result<JobCounts, StoreError> {
         Ok(self.index().counts())
     }
-}
 
-#[async_trait]
-impl ScheduleStore for SledStore {
-    async fn set_paused(
-        &self,
-        target: PauseTarget,
-        paused: bool,
-    ) -> Result<PauseState, StoreError> {
-        target.validate()?;
-        let key = match &target {
-            PauseTarget::All => keys::PAUSE_ALL.to_vec(),
-            PauseTarget::Worker(w) => keys::pause_worker_key(w),
-        };
-        let state = {
-            let mut index = self.index();
-            let result = if paused {
-                self.inner.pause.insert(key, &b"1"[..]).map(|_| ())
-            } else {
-                self.inner.pause.remove(key).map(|_| ())
-            };
-            result.map_err(|e| StoreError::backend("set_paused", e))?;
-            match (target, paused) {
-                (PauseTarget::All, p) => index.paused.all = p,
-                (PauseTarget::Worker(w), true) => {
-                    index.paused.workers.insert(w);
-                }
-                (PauseTarget::Worker(w), false) => {
-                    index.paused.workers.remove(&w);
-                }
-            }
-            index.paused.clone()
-        };
-        self.durable("set_paused").await?;
-        Ok(state)
-    }
-
-    async fn pause_state(&self) -> Result<PauseState, StoreError> {
-        Ok(self.index().paused.clone())
-    }
-
-    async fn put_schedule(&self, schedule: Schedule) -> Result<(), StoreError> {
-        validate_schedule(&schedule)?;
-        let bytes = keys::encode_schedule(&schedule)?;
-        {
-            let mut schedules = self.schedules();
-            self.inner
-                .schedules_tree
-                .insert(schedule.id.as_bytes(), bytes)
-                .map_err(|e| StoreError::backend("put_schedule", e))?;
-            schedules.insert(schedule.id.clone(), schedule);
-        }
-        self.durable("put_schedule").await
-    }
-
-    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
-        Ok(self.schedules().get(id).cloned())
-    }
-
-    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
-        Ok(self.schedules().values().cloned().collect())
-    }
-
-    async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        let existed = {
-            let mut schedules = self.schedules();
-            self.inner
-                .schedules_tree
-                .remove(id.as_bytes())
-                .map_err(|e| StoreError::backend("delete_schedule", e))?;
-            schedules.remove(id).is_some()
-        };
-        self.durable("delete_schedule").await?;
-        Ok(existed)
-    }
-
-    async fn fire_due_schedules(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<FiredSchedule>, StoreError> {
-        let mut fired = Vec::new();
-        {
-            let mut schedules = self.schedules();
-            let due: Vec<String> = schedules
-                .values()
-                .filter(|s| s.next_fire_at <= now)
-                .map(|s| s.id.clone())
-                .collect();
-            for id in due {
-                let Some(schedule) = schedules.get(&id).cloned() else {
-                    continue;
-                };
-                if let Some(done) = self.fire_one(&schedule, now)? {
-                    schedules.insert(id, done.schedule.clone());
-                    fired.push(done);
-                }
-            }
-        }
-        if !fired.is_empty() {
-            self.durable("fire_due_schedules").await?;
-        }
-        Ok(fired)
-    }
-
-    async fn next_schedule_fire(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.schedules().values().map(|s| s.next_fire_at).min())
-    }
-}
-
-impl SledStore {
-    /// Fires one due schedule: its jobs and its advanced record in one sled
-    /// transaction (rare, so off the hot path), under the index lock.
-    fn fire_one(
-        &self,
-        schedule: &Schedule,
-        now: DateTime<Utc>,
-    ) -> Result<Option<FiredSchedule>, StoreError> {
-        let schedule_err = |source: ScheduleError| StoreError::Schedule {
-            id: schedule.id.clone(),
-            source,
-        };
-        let plan = match plan_firings(
-            &schedule.spec,
-            schedule.next_fire_at,
-            now,
-            schedule.catch_up,
-        ) {
-            Ok(plan) => plan,
-            Err(ScheduleError::Exhausted { .. }) => {
-                // Never fires again: park it instead of finding it due forever.
-                let parked = parked(schedule);
-                let bytes = keys::encode_schedule(&parked)?;
-                self.inner
-                    .schedules_tree
-                    .insert(parked.id.as_bytes(), bytes)
-                    .map_err(|e| StoreError::backend("fire_due_schedules", e))?;
-                return Ok(Some(FiredSchedule {
-                    schedule: parked,
-                    jobs: Vec::new(),
-                }));
-            }
-            Err(e) => return Err(schedule_err(e)),
-        };
-        let Some(last) = plan.fire_times.last().copied() else {
-            return Ok(None);
-        };
-        let mut advanced = schedule.clone();
-        advanced.next_fire_at = plan.next_fire_at;
-        advanced.last_fired_at = Some(last);
-        let schedule_bytes = keys::encode_schedule(&advanced)?;
-
-        let mut index = self.index();
-        let mut jobs = Vec::new();
-        for fire_at in &plan.fire_times {
-            if let Some(key) = &schedule.unique_key {
-                let held = index.unique_holder(key).is_some()
-                    || jobs
-                        .iter()
-                        .any(|j: &Job| j.unique_key.as_deref() == Some(key));
-                if held {
-                    continue;
-                }
-            }
-            let job = rules::scheduled_job(schedule, *fire_at, now).map_err(|e| {
-                StoreError::InvalidInput {
-                    field: "schedule",
-                    reason: format!("schedule {:?}: {e}", schedule.id),
-                }
-            })?;
-            jobs.push(job);
-        }
-        let mut encoded = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            encoded.push((keys::job_key(job.id), keys::encode_job(job)?));
-        }
-        let result: Result<(), TransactionError<()>> =
-            (&self.inner.jobs, &self.inner.schedules_tree).transaction(
-                |(jobs_tx, schedules_tx)| {
-                    for (key, bytes) in &encoded {
-                        jobs_tx.insert(&key[..], bytes.as_slice())?;
-                    }
-                    schedules_tx.insert(advanced.id.as_bytes(), schedule_bytes.as_slice())?;
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                },
-            );
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => {
-                return Err(StoreError::backend("fire_due_schedules", e))
-            }
-            Err(TransactionError::Abort(())) => {
-                return Err(StoreError::InvalidInput {
-                    field: "schedule",
-                    reason: format!("firing schedule {:?} was aborted", schedule.id),
-                })
-            }
-        }
-        for job in &jobs {
-            index.add(job);
-        }
-        Ok(Some(FiredSchedule {
-            schedule: advanced,
-            jobs,
-        }))
+    async fn health(&self) -> Result<(), StoreError> {
+        self.writable()?;
+        self.read("health", JobId::nil())?;
+        Ok(())
     }
 }

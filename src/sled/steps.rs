@@ -61,7 +61,7 @@ impl SledStore {
         for key in tree.scan_prefix(job_id.as_bytes()).keys() {
             let key = key.map_err(|e| StoreError::backend("drop steps", e))?;
             tree.remove(key)
-                .map_err(|e| StoreError::backend("drop steps", e))?;
+                .map_err(|e| self.write_error("drop steps", e))?;
             count += 1;
         }
         let keys = self.checkpoint_tree(IDEMPOTENCY)?;
@@ -70,11 +70,11 @@ impl SledStore {
             let entry = entry.map_err(|e| StoreError::backend("drop keys", e))?;
             if let Some(key) = entry.get(16..) {
                 keys.remove(key)
-                    .map_err(|e| StoreError::backend("drop keys", e))?;
+                    .map_err(|e| self.write_error("drop keys", e))?;
             }
             by_job
                 .remove(&entry)
-                .map_err(|e| StoreError::backend("drop keys", e))?;
+                .map_err(|e| self.write_error("drop keys", e))?;
         }
         Ok(count)
     }
@@ -96,6 +96,7 @@ impl StepStore for SledStore {
         step_index: u32,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
+        self.writable()?;
         validate_step_json(job_id, step_index, &bytes)?;
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         let last = tree
@@ -118,7 +119,7 @@ impl StepStore for SledStore {
         };
         check_step_index(job_id, step_index, next)?;
         tree.insert(step_key(job_id, step_index), bytes)
-            .map_err(|e| StoreError::backend("save step", e))?;
+            .map_err(|e| self.write_error("save step", e))?;
         self.durable("save step").await
     }
 
@@ -136,6 +137,7 @@ impl StepStore for SledStore {
     }
 
     async fn clear_steps(&self, job_id: JobId) -> Result<usize, StoreError> {
+        self.writable()?;
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
         let mut batch = sled::Batch::default();
         let mut count = 0usize;
@@ -148,7 +150,7 @@ impl StepStore for SledStore {
             return Ok(0);
         }
         tree.apply_batch(batch)
-            .map_err(|e| StoreError::backend("clear steps", e))?;
+            .map_err(|e| self.write_error("clear steps", e))?;
         self.durable("clear steps").await?;
         Ok(count)
     }
@@ -157,6 +159,7 @@ impl StepStore for SledStore {
 #[async_trait]
 impl IdempotencyStore for SledStore {
     async fn claim_key(&self, key: &str, value: Value) -> Result<Claim, StoreError> {
+        self.writable()?;
         validate_key(key)?;
         let bytes = encode_key_value(&value)?;
         let tree = self.checkpoint_tree(IDEMPOTENCY)?;
@@ -168,11 +171,11 @@ impl IdempotencyStore for SledStore {
             entry.extend_from_slice(key.as_bytes());
             self.checkpoint_tree(IDEMPOTENCY_JOBS)?
                 .insert(entry, &[])
-                .map_err(|e| StoreError::backend("claim key", e))?;
+                .map_err(|e| self.write_error("claim key", e))?;
         }
         let swapped = tree
             .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(bytes))
-            .map_err(|e| StoreError::backend("claim key", e))?;
+            .map_err(|e| self.write_error("claim key", e))?;
         // Both answers wait for durability: the winner's claim must survive
         // before anyone acts on it, whoever asks.
         self.durable("claim key").await?;

@@ -205,9 +205,13 @@ fn add_to(tree: &sled::Tree, key: &[u8], delta: &UsageTotals) -> Result<(), Stor
 }
 
 impl SledStore {
-    /// The `usage` tree, with every pending record written to it.
+    /// The `usage` tree, with every pending record written to it (unless
+    /// the store has failed: then it takes no writes, and reads see what was
+    /// written before).
     fn usage_tree(&self) -> Result<&sled::Tree, StoreError> {
-        self.inner.usage.apply()?;
+        if self.writable().is_ok() {
+            self.inner.usage.apply()?;
+        }
         Ok(&self.inner.usage.tree)
     }
 
@@ -262,6 +266,7 @@ impl SledStore {
 #[async_trait]
 impl UsageStore for SledStore {
     async fn record(&self, record: &UsageRecord) -> Result<(), StoreError> {
+        self.writable()?;
         self.inner.usage.push(record.clone());
         Ok(())
     }

@@ -39,13 +39,16 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
-    /// Making a write durable failed; the write may or may not survive a crash.
-    #[error("store operation {operation} could not be made durable: {message}")]
-    Durability {
-        /// Which operation was waiting.
-        operation: &'static str,
-        /// The flush or fdatasync error.
-        message: String,
+    /// The store has failed: a write could not be made durable (a flush
+    /// failed, or did not end in time) or the backend could no longer write.
+    /// The write that met the failure may or may not survive a crash; every
+    /// later write is refused with this error until the store is opened
+    /// again (a restart), while reads go on. The control API answers it
+    /// with 503. See the durability contract in [`crate::store`].
+    #[error("the store has failed and refuses writes until it is restarted: {reason}")]
+    Failed {
+        /// What failed (the flush error, the timeout, the backend's error).
+        reason: String,
     },
     /// A stored job record cannot be decoded.
     #[error("job {id}: stored record is corrupt: {reason}")]

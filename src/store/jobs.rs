@@ -84,4 +84,10 @@ pub trait JobStore: Send + Sync {
 
     /// Counts by status and by worker.
     async fn counts(&self) -> Result<JobCounts, StoreError>;
+
+    /// Whether the store serves reads and takes writes: `Ok`, or the error
+    /// a read meets, or [`StoreError::Failed`] once the store has failed
+    /// (a write could not be made durable: see the durability contract in
+    /// the [module documentation](super)). What a readiness check asks.
+    async fn health(&self) -> Result<(), StoreError>;
 }

@@ -50,6 +50,15 @@
 //!   written together, so each firing happens once across restarts.
 //! - **A compaction is atomic**: the originals archived and the summaries
 //!   stored together, or neither.
+//! - **A write that cannot be made durable fails the store, in bounded
+//!   time.** When a flush fails (a full disk) or does not end (a stuck
+//!   disk), the writers waiting for it get [`StoreError::Failed`] naming
+//!   why, and so does every later write, at once and before it changes
+//!   anything; reads go on, and [`JobStore::health`] reports the failure.
+//!   The write that met the failure may or may not survive a restart; what
+//!   was acknowledged before it does. Nothing but opening the store again
+//!   (a restart) clears it. The conformance suite's `failure` group checks
+//!   it through [`conformance::Harness::fail`].
 //! - Opening a store does not change job states: the scheduler calls
 //!   [`JobStore::recover`] when it starts, so read-only commands (listing
 //!   jobs) never requeue anything.

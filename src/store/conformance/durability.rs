@@ -18,7 +18,7 @@ use crate::store::{
 
 /// Everything a store answers about, captured to compare across a crash.
 #[derive(Debug, PartialEq)]
-struct Snapshot {
+pub(super) struct Snapshot {
     jobs: Vec<Job>,
     counts: JobCounts,
     schedules: Vec<Schedule>,
@@ -31,7 +31,9 @@ struct Snapshot {
     calls: Vec<UsageRecord>,
 }
 
-async fn snapshot<S: Store + ?Sized>(
+/// What `store` answers about everything the cases store (the steps of
+/// `job_for_steps`, usage of `day`).
+pub(super) async fn snapshot<S: Store + ?Sized>(
     store: &S,
     job_for_steps: crate::job::JobId,
     day: NaiveDate,

@@ -46,6 +46,7 @@
 //! | [`inserts`] | unique keys (also within one `insert_many`, and concurrently), duplicate ids, `validate_new` refusals |
 //! | [`listing`] | paging newest first with a cursor, filters, counts |
 //! | [`durability`] | crash and reopen: everything acknowledged survives, running jobs wait for `recover`, derived state rebuilt |
+//! | [`failure`] | a failed store (a flush that failed): every write refused with `StoreError::Failed`, reads go on, `health` says so; whole and writable again after a restart |
 //! | [`retention`] | `prune` by age and count, ended jobs only, with their steps, keys and old usage calls |
 //! | [`schedules`] | put/get/list/delete, validation, firing once per due time, catch-up, unique keys, parking, atomic firing |
 //! | [`memories`] | validation, scopes, idempotent remember, forget, touch, compaction and its refusals |
@@ -106,6 +107,7 @@ mod support;
 pub mod claims;
 pub mod conversations;
 pub mod durability;
+pub mod failure;
 pub mod idempotency;
 pub mod inserts;
 pub mod listing;
@@ -141,6 +143,13 @@ pub trait Harness: Send + Sync {
     /// restarted process would (sled: open the directory again; in-memory:
     /// a new handle over the same data that rebuilds what an open rebuilds).
     async fn reopen(&self, place: &Self::Place) -> Result<Self::Store, HarnessError>;
+
+    /// Makes `store` fail as it does when a write cannot be made durable (a
+    /// flush failed, the disk is full), with `reason`: from then on it must
+    /// refuse every write with [`StoreError::Failed`](super::StoreError::Failed)
+    /// naming the reason. sled: `SledStore::mark_failed`, the same path a
+    /// failed flush takes; in-memory: `InMemoryStore::mark_failed`.
+    async fn fail(&self, store: &Self::Store, reason: &str) -> Result<(), HarnessError>;
 }
 
 /// One case's store: opened fresh from the harness, crashed and reopened
@@ -176,6 +185,14 @@ impl<'h, H: Harness> Fixture<'h, H> {
     /// before [`crash`](Self::crash).
     pub fn shared(&self) -> Arc<H::Store> {
         Arc::clone(&self.store)
+    }
+
+    /// Makes the store fail, as a failed flush does ([`Harness::fail`]).
+    pub async fn fail(&self, reason: &str) -> Result<(), ConformanceError> {
+        match self.harness.fail(&self.store, reason).await {
+            Ok(()) => Ok(()),
+            Err(e) => bail!("the harness could not make the store fail: {e}"),
+        }
     }
 
     /// Drops the store without a shutdown and reopens the same data: see
@@ -359,6 +376,10 @@ macro_rules! store_conformance {
                 everything_acknowledged_survives_a_crash,
                 running_jobs_stay_running_until_recover,
                 derived_state_is_rebuilt_after_a_crash,
+            ],
+            failure: [
+                a_failed_store_refuses_every_write_and_serves_reads,
+                a_failed_store_is_whole_and_writable_after_a_restart,
             ],
             retention: [
                 prune_by_age_and_by_count_keeps_active_jobs,
