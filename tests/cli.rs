@@ -100,6 +100,10 @@ fn enqueue_list_show_cancel_round_trip() {
 #[test]
 fn bad_input_fails_with_one_line_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
+    // Owner-only, as the store makes its own: `troupe run` warns about a
+    // data directory others can read before anything else it says.
+    let owner_only = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(dir.path(), owner_only).unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["enqueue", "nope"], "unknown worker `nope`"),
         (

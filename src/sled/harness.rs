@@ -26,10 +26,15 @@ pub struct TempDataDir {
 }
 
 impl TempDataDir {
-    /// A new, empty directory under the system's temporary directory.
+    /// A new, empty directory under the system's temporary directory,
+    /// owner-only (0700) as the store makes its own.
     pub fn new() -> std::io::Result<Self> {
         let path = std::env::temp_dir().join(format!("troupe-store-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&path)?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path)?;
         Ok(TempDataDir { path })
     }
 

@@ -32,6 +32,9 @@
 //!   directory again (a new process) clears it; see `group_commit.rs` for
 //!   why, and for how a store whose committer is stuck in sled is dropped
 //!   without waiting for it.
+//! - **Owner-only files.** The data directory is created 0700 and sled's
+//!   files are 0600, also those sled creates later; an existing directory
+//!   open to others is warned about (see `files.rs`).
 //!
 //! # Layout of the sled store
 //!
@@ -93,6 +96,7 @@
 //!   never requeue anything.
 
 mod conversation;
+mod files;
 mod group_commit;
 mod harness;
 mod index;

@@ -1,4 +1,5 @@
-//! Opening a [`SledStore`]: the data directory, sled itself, the job index, pauses and schedules rebuilt from the records,
+//! Opening a [`SledStore`]: the data directory and its permissions, sled
+//! itself, the job index, pauses and schedules rebuilt from the records,
 //! and the committer.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::group_commit::{CommitSettings, GroupCommit};
 use super::index::Index;
-use super::{keys, usage, Inner, Release, SledConfig, SledStore};
+use super::{files, keys, usage, Inner, Release, SledConfig, SledStore};
 use crate::job::schedule::Schedule;
 use crate::job::Job;
 use crate::store::{Durability, StoreError};
@@ -26,14 +27,17 @@ impl SledStore {
     /// from the records. Fails with [`StoreError::Locked`] when another
     /// process holds the directory, and with [`StoreError::CorruptJob`]
     /// naming the job when a record cannot be decoded (unless
-    /// `quarantine_corrupt`).
+    /// `quarantine_corrupt`). A new directory is made owner-only (0700,
+    /// sled's files 0600); an existing one open to other users is warned
+    /// about (see ARCHITECTURE.md, "Store layout").
     ///
     /// Blocking (file I/O and a full scan); call it before starting actors or
     /// from `spawn_blocking`.
     pub fn open(config: SledConfig) -> Result<SledStore, StoreError> {
         let dir = &config.dir;
-        std::fs::create_dir_all(dir).map_err(|e| open_error(dir, e))?;
+        files::prepare_dir(dir).map_err(|e| open_error(dir, e))?;
         let db = open_db(&config)?;
+        files::restrict_sled_files(dir).map_err(|e| open_error(dir, e))?;
         let open_err = |e: sled::Error| open_error(dir, e);
         let jobs = db.open_tree(keys::JOBS).map_err(open_err)?;
         let pause = db.open_tree(keys::PAUSE).map_err(open_err)?;
