@@ -247,3 +247,62 @@ fn the_secrets_cli_works_while_the_store_is_held() {
     drop(held);
     assert_no_plaintext(dir.path(), KEY);
 }
+
+/// The temporary file `set` writes before renaming it over `secrets.json`
+/// (its name in every version: `.secrets.json.tmp-<pid>`).
+fn temp_file(dir: &Path) -> PathBuf {
+    dir.join(format!(".secrets.json.tmp-{}", std::process::id()))
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A temporary file left by a crash (here with a pid this process has
+/// again, and open to others) is not written into: the secrets file comes
+/// out 0600 all the same; stale ones of other pids are cleared away.
+#[test]
+fn a_stale_temp_file_left_by_a_crash_is_replaced_not_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stale = temp_file(dir.path());
+    std::fs::write(&stale, "left by a crash").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let other = dir.path().join(".secrets.json.tmp-999999999");
+    std::fs::write(&other, "left by another crash").unwrap();
+    let store = SecretStore::new(dir.path());
+    store
+        .set(&master(HEX_A), "openai", &ApiKey::new(KEY), None)
+        .unwrap();
+    assert_eq!(mode_of(store.path()), 0o600, "secrets.json");
+    assert!(
+        !stale.exists() && !other.exists(),
+        "no temporary file is left"
+    );
+    let got = store.get(&master(HEX_A), "openai").unwrap().unwrap();
+    assert_eq!(got.key.expose(), KEY);
+}
+
+/// A link planted at the temporary file's name is not followed: the file it
+/// points to is untouched and `secrets.json` is a file of its own, 0600.
+#[test]
+fn a_link_at_the_temp_files_name_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("collected");
+    std::fs::write(&target, "nothing yet").unwrap();
+    std::os::unix::fs::symlink(&target, temp_file(dir.path())).unwrap();
+    let store = SecretStore::new(dir.path());
+    store
+        .set(&master(HEX_A), "openai", &ApiKey::new(KEY), None)
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "nothing yet");
+    let meta = std::fs::symlink_metadata(store.path()).unwrap();
+    assert!(meta.file_type().is_file(), "secrets.json is not a link");
+    assert_eq!(mode_of(store.path()), 0o600);
+}

@@ -27,6 +27,9 @@ use super::{check_expiry, MasterKey, SecretError, SecretInfo, StoredKey};
 
 /// The secrets file's name inside the data directory.
 pub const SECRETS_FILE: &str = "secrets.json";
+/// How the temporary files written before the rename begin (then the
+/// writer's pid).
+const TEMP_PREFIX: &str = ".secrets.json.tmp-";
 const VERSION: u32 = 1;
 const CIPHER: &str = "xchacha20poly1305";
 
@@ -132,12 +135,13 @@ impl SecretStore {
         change: impl FnOnce(&mut FileFormat) -> Result<R, SecretError>,
     ) -> Result<R, SecretError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io("cannot create the directory of", e))?;
+        create_private_dir(dir).map_err(|e| self.io("cannot create the directory of", e))?;
         let lock_path = self.path.with_extension("json.lock");
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let lock = options
             .open(&lock_path)
             .map_err(|e| self.io("cannot open the lock file of", e))?;
         lock.lock_exclusive()
@@ -150,17 +154,15 @@ impl SecretStore {
         Ok(answer)
     }
 
-    /// Temp file (mode 600) in the same directory, fsync, rename over the
-    /// old file, fsync the directory: a crash leaves the old or the new file.
+    /// Temp file in the same directory, fsync, rename over the old file,
+    /// fsync the directory: a crash leaves the old or the new file. Called
+    /// under the lock file, so any temp file already there was left by a
+    /// writer that crashed: those are removed first.
     fn write_atomic(&self, dir: &Path, bytes: &[u8]) -> Result<(), SecretError> {
-        let tmp = dir.join(format!(".{SECRETS_FILE}.tmp-{}", std::process::id()));
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options
-            .open(&tmp)
-            .map_err(|e| self.io("cannot write a temporary file for", e))?;
+        remove_stale_temps(dir);
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}", std::process::id()));
+        let mut f =
+            create_temp(&tmp).map_err(|e| self.io("cannot write a temporary file for", e))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| self.io("cannot write a temporary file for", e))?;
@@ -305,5 +307,58 @@ impl SecretStore {
             check_expiry(provider, k.expires, today)?;
         }
         Ok(key)
+    }
+}
+
+/// Creates the temporary file exclusively (`O_EXCL`: never an existing file,
+/// nor what a link at its name points to) and 0600 from the start. Should the
+/// name still be taken (a stale file of a crashed writer with this pid, or
+/// something planted), the name itself is removed (a link, not its target)
+/// and the file created afresh, once.
+fn create_temp(tmp: &Path) -> std::io::Result<File> {
+    let create = || {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(tmp)
+    };
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(tmp)?;
+            create()
+        }
+        other => other,
+    }
+}
+
+/// Removes the temporary files crashed writers left in `dir` (best effort:
+/// one that stays is replaced by [`create_temp`] if its name comes up).
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Creates `dir` when missing, owner-only (0700) as the store creates the
+/// data directory; missing parents with the usual mode.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
     }
 }
