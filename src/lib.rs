@@ -63,6 +63,7 @@ pub mod job;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub mod names;
+pub mod postgres;
 pub(crate) mod provider;
 pub(crate) mod runtime;
 pub mod secrets;

@@ -39,6 +39,32 @@ pub enum StoreError {
         #[source]
         source: BackendError,
     },
+    /// The database could not be reached or refused the connection: a bad
+    /// URL, bad credentials, a server that is down. `target` is the URL
+    /// with its password replaced.
+    #[error("cannot connect to the database at {target}: {reason}")]
+    Connect {
+        /// Where (password redacted).
+        target: String,
+        /// What the client or the server said.
+        reason: String,
+    },
+    /// The database's schema is not one this build can use (older without
+    /// migrations allowed, newer than this build, or not troupe's).
+    #[error("database schema {schema:?}: {reason}")]
+    SchemaVersion {
+        /// The schema.
+        schema: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A write for a job whose lease this node no longer holds: another
+    /// node may be running it now, so the write was dropped.
+    #[error("job {id}: this node no longer holds its lease (another node may run it now); the write was dropped")]
+    Fenced {
+        /// The job.
+        id: JobId,
+    },
     /// The store has failed: a write could not be made durable (a flush
     /// failed, or did not end in time) or the backend could no longer write.
     /// The write that met the failure may or may not survive a crash; every

@@ -7,7 +7,7 @@ use crate::job::{FailAction, Job, JobId};
 
 use super::{
     CancelOutcome, ClaimRequest, InsertOutcome, JobCounts, JobPage, ListQuery, Outcome, Recovered,
-    Retention, StoreError,
+    Retention, StoreError, StoreEvent,
 };
 
 /// Durable storage of jobs. Object safe, so the engine holds it behind an
@@ -90,4 +90,12 @@ pub trait JobStore: Send + Sync {
     /// (a write could not be made durable: see the durability contract in
     /// the [module documentation](super)). What a readiness check asks.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Events from other processes sharing this store (work enqueued there,
+    /// a cancel of a job running here), for a store that several processes
+    /// share; `None` (the default) for one that only this process holds,
+    /// whose engine hears of everything directly.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
 }

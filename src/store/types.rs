@@ -259,3 +259,17 @@ pub struct FiredSchedule {
     /// unique key coalesced a firing into a still-active job).
     pub jobs: Vec<Job>,
 }
+
+/// What another process sharing the store did that this process's engine
+/// must act on. A store that one process holds (sled, in memory) has no
+/// one else to hear from; a cluster store ([`super::JobStore::subscribe`])
+/// tells every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Jobs may be ready to claim: enqueued elsewhere, requeued by a
+    /// rescue, resumed, or a poll (a notification may have been lost).
+    Wake,
+    /// A cancel was requested for this running job: the node running it
+    /// stops the attempt and acknowledges.
+    CancelRequested(JobId),
+}

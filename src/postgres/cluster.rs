@@ -1,0 +1,378 @@
+//! How a node takes part in the cluster: its record in `nodes`, the
+//! heartbeat that renews its leases, the rescuer that requeues the jobs of
+//! nodes that stopped renewing theirs, and the listener that turns other
+//! nodes' notifications into [`StoreEvent`]s (with a poll besides, for a
+//! notification lost while the listener reconnects).
+//!
+//! Nodes never talk to each other: everything goes through the database.
+//! Notifications go out on one channel per schema, `troupe_<schema>`, with
+//! payloads `w:<node>` (work may be ready) and `c:<node>:<job>` (cancel
+//! requested); a node ignores its own.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_postgres::Transaction;
+use futures::StreamExt;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use uuid::Uuid;
+
+use super::{db, describe, jobs, migrations, PostgresConfig, Shared};
+use crate::store::{StoreError, StoreEvent};
+
+/// The client configuration for `config`: the schema on the search path,
+/// `troupe` as the application name, a connect timeout unless the URL
+/// sets one.
+fn client_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
+    let mut pg: tokio_postgres::Config =
+        config
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Connect {
+                target: config.redacted_url(),
+                reason: format!("not a valid PostgreSQL URL: {e}"),
+            })?;
+    pg.options(format!("-c search_path={}", config.schema));
+    if pg.get_application_name().is_none() {
+        pg.application_name("troupe");
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(5));
+    }
+    Ok(pg)
+}
+
+/// One connection outside the pool (migrations, the listener), its driver
+/// spawned on the current runtime.
+pub(super) async fn connect_one(config: &PostgresConfig) -> Result<Client, StoreError> {
+    let pg = client_config(config)?;
+    let (client, connection) = pg.connect(NoTls).await.map_err(|e| StoreError::Connect {
+        target: config.redacted_url(),
+        reason: describe(&e),
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %describe(&e), "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Connects, migrates, registers the node and starts its background tasks.
+pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreError> {
+    let pg = client_config(&config)?;
+    let mut first = connect_one(&config).await?;
+    migrations::migrate(&mut first, &config.schema, config.migrate).await?;
+    let pool = super::pool(&config, pg)?;
+    let node = config.node_id.unwrap_or_else(Uuid::now_v7);
+    let (events, _) = tokio::sync::broadcast::channel(1024);
+    register(&first, node).await?;
+    drop(first);
+    let shared = Arc::new(Shared {
+        pool,
+        config,
+        node,
+        failed: OnceLock::new(),
+        events,
+    });
+    tokio::spawn(heartbeat(Arc::downgrade(&shared)));
+    tokio::spawn(rescuer(Arc::downgrade(&shared)));
+    tokio::spawn(listener(Arc::downgrade(&shared)));
+    Ok(shared)
+}
+
+/// Adds (or, for a node id kept across restarts, renews) the node's record.
+async fn register(client: &Client, node: Uuid) -> Result<(), StoreError> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let pid = i32::try_from(std::process::id()).unwrap_or(0);
+    client
+        .execute(
+            "INSERT INTO nodes (id, host, pid, version, started_at, heartbeat, running) \
+             VALUES ($1, $2, $3, $4, now(), now(), 0) \
+             ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, version = $4, \
+                 started_at = now(), heartbeat = now(), running = 0",
+            &[&node, &host, &pid, &env!("CARGO_PKG_VERSION")],
+        )
+        .await
+        .map_err(db("registering the node"))?;
+    Ok(())
+}
+
+/// The notification channel of `config`'s schema.
+fn channel(config: &PostgresConfig) -> String {
+    format!("troupe_{}", config.schema)
+}
+
+async fn notify(tx: &Transaction<'_>, shared: &Shared, payload: String) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT pg_notify($1, $2)")
+        .await
+        .map_err(db("notify"))?;
+    tx.execute(&stmt, &[&channel(&shared.config), &payload])
+        .await
+        .map_err(db("notify"))?;
+    Ok(())
+}
+
+/// Tells the other nodes that work may be ready, when `tx` commits.
+pub(super) async fn notify_wake(tx: &Transaction<'_>, shared: &Shared) -> Result<(), StoreError> {
+    notify(tx, shared, format!("w:{}", shared.node)).await
+}
+
+/// Tells the node running `job` to stop it, when `tx` commits.
+pub(super) async fn notify_cancel(
+    tx: &Transaction<'_>,
+    shared: &Shared,
+    job: Uuid,
+) -> Result<(), StoreError> {
+    notify(tx, shared, format!("c:{}:{job}", shared.node)).await
+}
+
+/// What a payload asks of this node; `None` for its own and for payloads
+/// it does not know (a newer node's).
+fn event_of(payload: &str, me: Uuid) -> Option<StoreEvent> {
+    let mut parts = payload.splitn(3, ':');
+    let kind = parts.next()?;
+    let from: Uuid = parts.next()?.parse().ok()?;
+    if from == me {
+        return None;
+    }
+    match kind {
+        "w" => Some(StoreEvent::Wake),
+        "c" => parts.next()?.parse().ok().map(StoreEvent::CancelRequested),
+        _ => None,
+    }
+}
+
+/// Renews this node's leases and its record every heartbeat, until the
+/// store is dropped. A failed beat is logged and tried again next beat;
+/// if the database stays away past the lease, other nodes rescue the jobs
+/// and this node's late results are fenced.
+async fn heartbeat(shared: std::sync::Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => s.config.heartbeat,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(e) = beat(&shared).await {
+            tracing::warn!(node = %shared.node, error = %e, "heartbeat failed; retrying next beat");
+        }
+    }
+}
+
+async fn beat(shared: &Shared) -> Result<(), StoreError> {
+    let client = shared
+        .pool
+        .get()
+        .await
+        .map_err(|e| super::pool_error("heartbeat", e))?;
+    let lease = shared.config.lease.as_secs_f64();
+    let stmt = client
+        .prepare_cached(
+            "WITH renewed AS ( \
+                 UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
+                 WHERE status = 'running' AND lease_node = $1 RETURNING 1) \
+             UPDATE nodes SET heartbeat = now(), running = (SELECT count(*) FROM renewed) \
+             WHERE id = $1",
+        )
+        .await
+        .map_err(db("heartbeat"))?;
+    client
+        .execute(&stmt, &[&shared.node, &lease])
+        .await
+        .map_err(db("heartbeat"))?;
+    Ok(())
+}
+
+/// Every heartbeat, on whichever node gets the rescue lock: requeues the
+/// running jobs whose lease ended (their node died, froze or lost the
+/// database), counting the attempt, and wakes the cluster.
+async fn rescuer(shared: std::sync::Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => s.config.heartbeat,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.failed.get().is_some() {
+            continue;
+        }
+        match rescue(&shared).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(node = %shared.node, jobs = n, "rescued jobs whose node stopped renewing its lease")
+            }
+            Err(e) => {
+                tracing::warn!(node = %shared.node, error = %e, "rescue pass failed; retrying next beat")
+            }
+        }
+    }
+}
+
+/// One rescue pass; how many jobs it requeued (or cancelled).
+pub(super) async fn rescue(shared: &Shared) -> Result<usize, StoreError> {
+    let mut client = shared
+        .pool
+        .get()
+        .await
+        .map_err(|e| super::pool_error("rescue", e))?;
+    let tx = client.transaction().await.map_err(db("rescue"))?;
+    let key = format!("troupe-rescue:{}", shared.config.schema);
+    let locked: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock(hashtext($1))", &[&key])
+        .await
+        .map_err(db("rescue"))?
+        .get(0);
+    if !locked {
+        return Ok(0);
+    }
+    let found = jobs::requeue(
+        &tx,
+        "lease_until < now() AND lease_node IS DISTINCT FROM $1",
+        &[&shared.node],
+        "its node stopped renewing the lease",
+        Utc::now(),
+    )
+    .await?;
+    let n = found.requeued.len() + found.cancelled.len();
+    if !found.requeued.is_empty() {
+        notify_wake(&tx, shared).await?;
+    }
+    tx.commit().await.map_err(db("rescue"))?;
+    // Woken here too: the notification is ignored by the node that sent it.
+    if !found.requeued.is_empty() {
+        let _ = shared.events.send(StoreEvent::Wake);
+    }
+    Ok(n)
+}
+
+/// Listens for other nodes' notifications until the store is dropped,
+/// reconnecting with a growing pause (up to the poll period × 10) when
+/// the connection drops; polls besides, so a lost notification delays
+/// work by at most one poll period.
+async fn listener(shared: std::sync::Weak<Shared>) {
+    let (config, node) = match shared.upgrade() {
+        Some(s) => (s.config.clone(), s.node),
+        None => return,
+    };
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match listen_once(&shared, &config, node).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "lost the notification listener; reconnecting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(config.poll * 10);
+            }
+        }
+        if shared.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
+/// One listening connection: `Ok` when the store was dropped, `Err` when
+/// the connection failed.
+async fn listen_once(
+    shared: &std::sync::Weak<Shared>,
+    config: &PostgresConfig,
+    node: Uuid,
+) -> Result<(), StoreError> {
+    let pg = client_config(config)?;
+    let (client, mut connection) = pg.connect(NoTls).await.map_err(|e| StoreError::Connect {
+        target: config.redacted_url(),
+        reason: describe(&e),
+    })?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %describe(&e), "the listener's connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    let listen = client
+        .batch_execute(&format!("LISTEN {}", channel(config)))
+        .await
+        .map_err(db("listen"));
+    if let Err(e) = listen {
+        driver.abort();
+        return Err(e);
+    }
+    // Anything enqueued while no one listened.
+    if let Some(s) = shared.upgrade() {
+        let _ = s.events.send(StoreEvent::Wake);
+    }
+    let mut poll = tokio::time::interval(config.poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            payload = rx.recv() => match payload {
+                Some(payload) => {
+                    let Some(s) = shared.upgrade() else { break };
+                    if let Some(event) = event_of(&payload, node) {
+                        let _ = s.events.send(event);
+                    }
+                }
+                None => {
+                    return Err(StoreError::Backend {
+                        operation: "listen",
+                        source: "the listening connection ended".into(),
+                    });
+                }
+            },
+            _ = poll.tick() => {
+                let Some(s) = shared.upgrade() else { break };
+                let _ = s.events.send(StoreEvent::Wake);
+            }
+        }
+    }
+    driver.abort();
+    drop(client);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_from_others_become_events() {
+        let me = Uuid::now_v7();
+        let other = Uuid::now_v7();
+        let job = Uuid::now_v7();
+        assert_eq!(event_of(&format!("w:{other}"), me), Some(StoreEvent::Wake));
+        assert_eq!(event_of(&format!("w:{me}"), me), None);
+        assert_eq!(
+            event_of(&format!("c:{other}:{job}"), me),
+            Some(StoreEvent::CancelRequested(job))
+        );
+        assert_eq!(event_of(&format!("c:{other}:nope"), me), None);
+        assert_eq!(event_of("x:y", me), None);
+        assert_eq!(event_of("", me), None);
+    }
+}

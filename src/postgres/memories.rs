@@ -1,0 +1,1 @@
+//! Memories (stub: being written).
