@@ -24,6 +24,10 @@ use super::scheduler::{Cancel, Drain, DrainReport, ScheduleAt, Scheduler, Wake};
 use super::shared::{EngineShared, WorkerEntry};
 use super::worker::{Registration, Worker, WorkerInfo};
 
+/// How often [`WorkerEngine::wait_for`] looks at a job another node may
+/// be running (a cluster store).
+const CLUSTER_WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One job of a bulk enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -450,14 +454,31 @@ impl WorkerEngine {
 
     /// Resolves with the job once it has ended (completed, failed, cancelled).
     pub async fn wait_for(&self, id: JobId) -> Result<Job, EngineError> {
-        let rx = self.inner.shared.waiters.register(id);
+        let mut rx = self.inner.shared.waiters.register(id);
         let job = self.get_job(id).await?;
         if job.status.is_terminal() {
             self.inner.shared.waiters.forget(id);
             return Ok(job);
         }
-        rx.await
-            .map_err(|_| EngineError::Stopped(format!("stopped while waiting for job {id}")))
+        let stopped = || EngineError::Stopped(format!("stopped while waiting for job {id}"));
+        if self.inner.shared.store.subscribe().is_none() {
+            return rx.await.map_err(|_| stopped());
+        }
+        // A store several processes share: another node may run the job and
+        // end it there, where this process's waiters never hear of it.
+        let mut look = tokio::time::interval(CLUSTER_WAIT_POLL);
+        loop {
+            tokio::select! {
+                ended = &mut rx => return ended.map_err(|_| stopped()),
+                _ = look.tick() => {
+                    let job = self.get_job(id).await?;
+                    if job.status.is_terminal() {
+                        self.inner.shared.waiters.forget(id);
+                        return Ok(job);
+                    }
+                }
+            }
+        }
     }
 
     /// Creates or replaces a recurring schedule (durable); it fires once per

@@ -7,7 +7,10 @@
 //! Takes: [`Wake`] (new work may be ready), [`Cancel`], [`Drain`], and its
 //! own internal messages: [`Ready`] (recovery done), [`Claimed`] (a claim
 //! pass ended), [`Finished`] (a worker actor answered), [`Recorded`] (a job's
-//! outcome is durable), [`AbortJob`], [`AbortAll`].
+//! outcome is durable), [`AbortJob`], [`AbortAll`]. With a store several
+//! processes share, it also hears the store's events (`listen`): another
+//! node's enqueue is a [`Wake`], its cancel of a job running here an
+//! [`AbortJob`].
 //!
 //! The store is the source of truth. At most one claim pass is in flight;
 //! wakes that arrive meanwhile fold into one more pass, so under load claims
@@ -36,7 +39,9 @@ use troupe_actors::{
 };
 
 use crate::job::{Job, JobId, JobStatus};
-use crate::store::{CancelOutcome, ClaimRequest, FailAction, ListQuery, Outcome, StoreError};
+use crate::store::{
+    CancelOutcome, ClaimRequest, FailAction, ListQuery, Outcome, StoreError, StoreEvent,
+};
 
 use super::runner::{RunJob, RunOutcome};
 use super::shared::EngineShared;
@@ -488,6 +493,10 @@ impl Actor for Scheduler {
         let me = ctx.address();
         ctx.spawn(async move { timer.run(me).await });
 
+        if let Some(events) = self.shared.store.subscribe() {
+            ctx.spawn(listen(events, ctx.address()));
+        }
+
         let shared = self.shared.clone();
         let me = ctx.address();
         ctx.spawn(async move {
@@ -504,6 +513,26 @@ impl Actor for Scheduler {
             let next_schedule = shared.store.next_schedule_fire().await.ok().flatten();
             let _ = me.send(Ready { next_schedule }).await;
         });
+    }
+}
+
+/// Acts on what other processes sharing the store did (a cluster): work
+/// they enqueued or requeued wakes this scheduler, a cancel of a job that
+/// runs here aborts it. Ends with the scheduler.
+async fn listen(
+    mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
+    me: ActorRef<Scheduler>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let sent = match events.recv().await {
+            Ok(StoreEvent::Wake) | Err(RecvError::Lagged(_)) => me.send(Wake).await,
+            Ok(StoreEvent::CancelRequested(id)) => me.send(AbortJob(id)).await,
+            Err(RecvError::Closed) => return,
+        };
+        if sent.is_err() {
+            return;
+        }
     }
 }
 

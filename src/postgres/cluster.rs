@@ -156,7 +156,9 @@ async fn heartbeat(shared: std::sync::Weak<Shared>) {
         Some(s) => s.config.heartbeat,
         None => return,
     };
-    let mut tick = tokio::time::interval(period);
+    // The first beat one period after the start: the node was registered
+    // just now, and its leases are new.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -244,7 +246,7 @@ pub(super) async fn rescue(shared: &Shared) -> Result<usize, StoreError> {
         &tx,
         "lease_until < now() AND lease_node IS DISTINCT FROM $1",
         &[&shared.node],
-        "its node stopped renewing the lease",
+        Some("its node stopped renewing the lease"),
         Utc::now(),
     )
     .await?;

@@ -312,18 +312,21 @@ async fn fenced(
 
 /// Requeues running jobs `pick` selects (`WHERE` text over `jobs`, with
 /// `params` bound), as crash recovery does: attempt kept and counted, the
-/// interruption recorded with `why`. At most 1,000 per call.
+/// interruption recorded (with `why` instead of the rules' words, when
+/// given). At most 1,000 per call. Rows are locked waiting, not skipped: a
+/// heartbeat renewing a lease holds its row only for a moment, and a
+/// skipped job would stay running with no node.
 pub(super) async fn requeue(
     tx: &Transaction<'_>,
     pick: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    why: &str,
+    why: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Recovered, StoreError> {
     let stmt = tx
         .prepare_cached(&format!(
             "SELECT data, id FROM jobs WHERE status = 'running' AND ({pick}) \
-             ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED"
+             ORDER BY id LIMIT 1000 FOR UPDATE"
         ))
         .await
         .map_err(db("recover"))?;
@@ -332,8 +335,9 @@ pub(super) async fn requeue(
     let mut moved = Vec::with_capacity(rows.len());
     for job in jobs_of(&rows)? {
         if let Some(mut new) = rules::recover(&job, now) {
-            if let Some(last) = new.errors.last_mut() {
+            if let (Some(why), Some(last)) = (why, new.errors.last_mut()) {
                 last.message = format!("attempt {} interrupted: {why}", job.attempt);
+                new.error = Some(last.message.clone());
             }
             match new.status {
                 JobStatus::Queued => answer.requeued.push(new.id),
@@ -552,7 +556,7 @@ impl JobStore for PostgresStore {
                     &tx,
                     "lease_node = $1 OR lease_node IS NULL OR lease_until < now()",
                     &[&shared.node],
-                    "this node stopped while it was running",
+                    None,
                     now,
                 )
                 .await?;
@@ -578,16 +582,21 @@ impl JobStore for PostgresStore {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let workers: Option<Vec<String>> = workers.map(<[String]>::to_vec);
         self.run("next wake", move |client, _| async move {
-            let row = client
-                .query_one(
-                    "SELECT min(run_at) FROM jobs \
-                     WHERE status = 'queued' AND ($1::text[] IS NULL OR worker = ANY($1)) \
-                       AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.target = '*' OR p.target = jobs.worker)",
+            // The column holds microseconds; the job's own `runAt` (in
+            // `data`) is exact, so the earliest is decoded from the rows
+            // that share the earliest column value.
+            let rows = client
+                .query(
+                    "WITH ready AS ( \
+                         SELECT data, id, run_at FROM jobs \
+                         WHERE status = 'queued' AND ($1::text[] IS NULL OR worker = ANY($1)) \
+                           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.target = '*' OR p.target = jobs.worker)) \
+                     SELECT data, id FROM ready WHERE run_at = (SELECT min(run_at) FROM ready)",
                     &[&workers],
                 )
                 .await
                 .map_err(db("next wake"))?;
-            Ok(row.get::<_, Option<DateTime<Utc>>>(0))
+            Ok(jobs_of(&rows)?.iter().map(|j| j.run_at).min())
         })
         .await
     }
