@@ -78,7 +78,7 @@ mod test_support;
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
     AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection, MemorySection,
-    ModelConfig, ScheduleConfig, StoreSection, ToolsSection, TroupeConfig,
+    ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
 };
 pub use engine::{
     BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,

@@ -9,12 +9,10 @@
 //! for what needs one (`task --wait`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::api::{Control, ControlError, LocalControl, RemoteControl, StoreControl};
 use crate::config::TroupeConfig;
 use crate::runtime::Troupe;
-use crate::sled::{SledConfig, SledStore};
 use crate::store::StoreError;
 
 use super::{CliError, Global};
@@ -94,7 +92,9 @@ pub(super) async fn connect(
         return remote(url);
     }
     let dir = global.data_dir_for(config);
-    let store = match SledStore::open(SledConfig::new(&dir)) {
+    let mut section = config.store.clone();
+    section.data_dir = dir.clone();
+    let store = match crate::runtime::connect_store(&section).await {
         Ok(store) => store,
         Err(locked @ StoreError::Locked { .. }) => {
             return match daemon_url(&dir) {
@@ -105,9 +105,12 @@ pub(super) async fn connect(
         Err(e) => return Err(e.into()),
     };
     Ok(match need {
-        Need::Store => Box::new(StoreControl::new(Arc::new(store), config.clone())),
+        Need::Store => Box::new(StoreControl::new(store, config.clone())),
         Need::Runtime => {
-            let troupe = Troupe::builder(config.clone()).store(store).start().await?;
+            let troupe = Troupe::builder(config.clone())
+                .store_arc(store)
+                .start()
+                .await?;
             Box::new(LocalControl::owning(troupe).source("cli"))
         }
     })

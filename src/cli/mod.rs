@@ -16,6 +16,7 @@ mod args;
 mod connect;
 mod demo;
 mod jobs;
+mod migrate;
 mod output;
 mod run;
 mod secrets;
@@ -138,6 +139,9 @@ enum Command {
     Status,
     /// Provider API keys stored encrypted in the data directory.
     Secrets(secrets::SecretsArgs),
+    /// Bring the PostgreSQL schema to this build's version (nodes do it
+    /// at start unless `migrate = false`).
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -162,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => status::pause(&cli.global, args, false),
         Command::Status => status::status(&cli.global),
         Command::Secrets(args) => secrets::run(&cli.global, args),
+        Command::Migrate(args) => migrate::migrate(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

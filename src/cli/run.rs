@@ -24,8 +24,8 @@ use crate::engine::DrainReport;
 use crate::engine::EngineConfig;
 use crate::http::{ControlServer, HttpConfig, HttpError, DEFAULT_ADDR};
 use crate::runtime::Troupe;
-use crate::sled::{SledConfig, SledStore};
-use crate::store::{JobStore, StoreError};
+use crate::store::prelude::*;
+use crate::store::StoreError;
 
 use super::args::parse_duration;
 use super::connect::{remove_daemon_file, write_daemon_file};
@@ -71,7 +71,7 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
     let mut config = config;
     let dir = global.data_dir_for(&config);
     config.store.data_dir = dir.clone();
-    let store = SledStore::open(SledConfig::new(&dir))?;
+    let store = crate::runtime::open_store(&config.store)?;
     // Watched while the runtime runs: a failed store stops the daemon.
     let health = store.clone();
     let engine_config = EngineConfig {
@@ -89,7 +89,7 @@ pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
     let agents: Vec<_> = config.agents.iter().map(|a| a.id.clone()).collect();
     troupe_actors::run_system(async move {
         let troupe = Troupe::builder(config)
-            .store(store)
+            .store_arc(store)
             .engine_config(engine_config)
             .start()
             .await?;
@@ -225,7 +225,7 @@ const STORE_CHECK: Duration = Duration::from_millis(100);
 
 /// Why the store failed, if it has (see [`StoreError::Failed`]); other
 /// errors of the check are no reason to stop.
-async fn failed(store: &SledStore) -> Option<StoreError> {
+async fn failed(store: &Arc<dyn Store>) -> Option<StoreError> {
     match store.health().await {
         Err(failure @ StoreError::Failed { .. }) => Some(failure),
         Ok(()) | Err(_) => None,
@@ -233,7 +233,7 @@ async fn failed(store: &SledStore) -> Option<StoreError> {
 }
 
 /// Resolves once the store has failed, with why.
-async fn store_failure(store: &SledStore) -> StoreError {
+async fn store_failure(store: &Arc<dyn Store>) -> StoreError {
     loop {
         match failed(store).await {
             Some(failure) => return failure,

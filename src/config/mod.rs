@@ -11,12 +11,13 @@ mod model;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use crate::provider::route::ModelConfig;
 pub(crate) use duration::parse_duration;
 pub use model::{
     AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection, MemorySection,
-    ScheduleConfig, StoreSection, ToolsSection, TroupeConfig,
+    ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
 };
 
 pub(crate) use crate::names::BUILTIN_TOOLS;
@@ -101,7 +102,69 @@ impl TroupeConfig {
         }
         parse_duration(&self.engine.drain_timeout)
             .map_err(|e| check.invalid("engine.drainTimeout", e))?;
+        self.check_store(&check)?;
         self.check_http(&check)
+    }
+
+    /// Checks `[store]`: PostgreSQL settings only with `type = "postgres"`,
+    /// durations that parse and leave the heartbeat inside the lease.
+    fn check_store(&self, check: &Check<'_>) -> Result<(), ConfigError> {
+        let store = &self.store;
+        if store.kind == StoreKind::Sled {
+            let set = [
+                ("store.url", store.url.is_some()),
+                ("store.schema", store.schema.is_some()),
+                ("store.poolSize", store.pool_size.is_some()),
+                ("store.lease", store.lease.is_some()),
+                ("store.heartbeat", store.heartbeat.is_some()),
+                ("store.poll", store.poll.is_some()),
+                ("store.nodeId", store.node_id.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
+                return Err(check.invalid(*key, "applies only with type = \"postgres\""));
+            }
+            return Ok(());
+        }
+        if store.pool_size == Some(0) {
+            return Err(check.invalid("store.poolSize", "must be at least 1"));
+        }
+        let duration = |key: &str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+            match value {
+                None => Ok(None),
+                Some(text) => match parse_duration(text) {
+                    Ok(d) if d.is_zero() => Err(check.invalid(key, "must be longer than 0")),
+                    Ok(d) => Ok(Some(d)),
+                    Err(e) => Err(check.invalid(key, e)),
+                },
+            }
+        };
+        let lease = duration("store.lease", &store.lease)?.unwrap_or(Duration::from_secs(15));
+        let heartbeat =
+            duration("store.heartbeat", &store.heartbeat)?.unwrap_or(Duration::from_secs(3));
+        duration("store.poll", &store.poll)?;
+        if heartbeat >= lease {
+            return Err(check.invalid(
+                "store.heartbeat",
+                format!("must be shorter than the lease ({lease:?}), got {heartbeat:?}"),
+            ));
+        }
+        if let Some(schema) = &store.schema {
+            let plain = schema
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && schema.len() <= 63;
+            if !plain {
+                return Err(check.invalid(
+                    "store.schema",
+                    format!("`{schema}` must be lowercase letters, digits and _, starting with a letter or _"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks `[http]`: limits in range, host names that could be ones.

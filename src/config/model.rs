@@ -86,12 +86,64 @@ impl std::fmt::Debug for HttpSection {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreSection {
-    /// The sled data directory.
+    /// Which store: `sled` (embedded, the default) or `postgres` (several
+    /// nodes sharing one queue).
+    #[serde(default, rename = "type")]
+    pub kind: StoreKind,
+    /// The sled data directory; with PostgreSQL, where this node keeps its
+    /// local files (the API token, the daemon's address).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// PostgreSQL: `postgres://user:password@host:port/database`; when
+    /// absent, `$TROUPE_DATABASE_URL`. Never printed whole (`Debug` hides
+    /// the password).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: the schema the tables live in (default `troupe`).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// PostgreSQL: connections this node keeps at most (default 16).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// PostgreSQL: how long a claim holds a job without a heartbeat
+    /// (default `15s`): a dead node's jobs run again elsewhere this long
+    /// after its last heartbeat.
+    #[serde(default)]
+    pub lease: Option<String>,
+    /// PostgreSQL: how often a node renews its leases (default `3s`).
+    #[serde(default)]
+    pub heartbeat: Option<String>,
+    /// PostgreSQL: how often an idle node looks for work without being
+    /// told (default `1s`).
+    #[serde(default)]
+    pub poll: Option<String>,
+    /// PostgreSQL: this node's id, kept across restarts so a restarted node
+    /// takes its interrupted jobs back at once (default: a new id per
+    /// process). Never give two live nodes the same id.
+    #[serde(default)]
+    pub node_id: Option<uuid::Uuid>,
+    /// PostgreSQL: apply missing migrations at start (default true); when
+    /// false, an older schema is an error that says to run `troupe migrate`.
+    #[serde(default = "default_true")]
+    pub migrate: bool,
+}
+
+/// Which adapter of the storage ports `troupe` opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// sled, embedded in the process (one process per data directory).
+    #[default]
+    Sled,
+    /// PostgreSQL, shared by several nodes.
+    Postgres,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_data_dir() -> PathBuf {
@@ -101,8 +153,34 @@ fn default_data_dir() -> PathBuf {
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
+            kind: StoreKind::default(),
             data_dir: default_data_dir(),
+            url: None,
+            schema: None,
+            pool_size: None,
+            lease: None,
+            heartbeat: None,
+            poll: None,
+            node_id: None,
+            migrate: true,
         }
+    }
+}
+
+impl std::fmt::Debug for StoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSection")
+            .field("kind", &self.kind)
+            .field("data_dir", &self.data_dir)
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("lease", &self.lease)
+            .field("heartbeat", &self.heartbeat)
+            .field("poll", &self.poll)
+            .field("node_id", &self.node_id)
+            .field("migrate", &self.migrate)
+            .finish()
     }
 }
 

@@ -20,7 +20,6 @@ use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
 use crate::provider::set::ProviderSet;
 use crate::provider::{Credentials, PriceTable, UsageMeter};
-use crate::sled::{SledConfig, SledStore};
 use crate::store::{ConversationStore, StepStore, Store, UsageStore};
 use crate::tools::builtin::Builtins;
 use crate::tools::{Tool, Tools, ToolsBuilder};
@@ -135,7 +134,7 @@ impl TroupeBuilder {
         check_allocator(&config)?;
         let store = match store {
             Some(s) => s,
-            None => Arc::new(SledStore::open(SledConfig::new(&config.store.data_dir))?),
+            None => super::store::connect_store(&config.store).await?,
         };
         let slot = RuntimeSlot::default();
 

@@ -26,12 +26,15 @@ mod error;
 mod handle;
 mod handles;
 mod metrics;
+mod store;
 mod task;
 
 pub use builder::TroupeBuilder;
 pub use error::RuntimeError;
 pub use handle::Troupe;
 pub use handles::{Conversations, Memories};
+pub(crate) use store::{connect_store, open_store, postgres_config};
+
 pub use task::{Answer, TaskError, TaskOptions};
 
 #[cfg(test)]
