@@ -33,7 +33,14 @@ fn client_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, Stor
                 target: config.redacted_url(),
                 reason: format!("not a valid PostgreSQL URL: {e}"),
             })?;
-    pg.options(format!("-c search_path={}", config.schema));
+    // A node frozen in the middle of a transaction (SIGSTOP, a VM pause)
+    // must not hold its row locks past its lease: the server ends such a
+    // session, and the node's late writes are fenced anyway.
+    pg.options(format!(
+        "-c search_path={} -c idle_in_transaction_session_timeout={}",
+        config.schema,
+        config.lease.as_millis()
+    ));
     if pg.get_application_name().is_none() {
         pg.application_name("troupe");
     }

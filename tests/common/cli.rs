@@ -13,6 +13,7 @@ pub fn command() -> Command {
         "TROUPE_CONFIG",
         "TROUPE_SERVER",
         "TROUPE_HTTP_TOKEN",
+        "TROUPE_DATABASE_URL",
         "OPENAI_API_KEY",
         "ANTHROPIC_API_KEY",
         "DEEPSEEK_API_KEY",

@@ -1,0 +1,189 @@
+//! A cluster on the test database: `troupe run` nodes as real processes on
+//! one schema of their own, a client that counts in the database, and the
+//! store a test enqueues through.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use troupe::postgres::{PostgresStore, ScratchSchema, TEST_DATABASE_URL};
+
+use super::cli;
+
+/// How long a cluster condition is waited for before the test fails.
+pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The test database's URL, or `None` (the test prints that it skipped).
+pub fn database_url(test: &str) -> Option<String> {
+    match std::env::var(TEST_DATABASE_URL) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!("{test}: skipped: {TEST_DATABASE_URL} is not set (no PostgreSQL)");
+            None
+        }
+    }
+}
+
+/// One schema, its config file, and the nodes running on it.
+pub struct Cluster {
+    pub schema: ScratchSchema,
+    pub dir: tempfile::TempDir,
+    pub config_file: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+/// A `troupe run` process.
+pub struct Node {
+    pub index: usize,
+    pub child: Child,
+    pub log: PathBuf,
+    /// How many times it was started.
+    pub starts: usize,
+}
+
+impl Cluster {
+    /// A fresh schema and a config for it: `extra` is appended to the
+    /// `[store]` section (lease timing), `rest` after it (agents, engine).
+    pub fn new(url: &str, store_extra: &str, rest: &str) -> Cluster {
+        let schema = ScratchSchema::new(url);
+        let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("troupe.toml");
+        let config = schema.config();
+        let toml = format!(
+            "[store]\ntype = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\n{store_extra}\n{rest}\n",
+            config.url, config.schema
+        );
+        std::fs::write(&config_file, toml).unwrap();
+        Cluster {
+            schema,
+            dir,
+            config_file,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// A store on the cluster's schema (itself a node that never claims).
+    pub async fn store(&self) -> PostgresStore {
+        let mut config = self.schema.config().clone();
+        config.node_id = None;
+        PostgresStore::connect(config).await.unwrap()
+    }
+
+    /// A client for counting.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let config = self.schema.config();
+        let (client, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO {}", config.schema))
+            .await
+            .unwrap();
+        client
+    }
+
+    /// Starts `n` nodes.
+    pub fn start(&mut self, n: usize, args: &[&str]) {
+        for _ in 0..n {
+            let index = self.nodes.len();
+            let node = self.spawn(index, 1, args);
+            self.nodes.push(node);
+        }
+    }
+
+    fn spawn(&self, index: usize, starts: usize, args: &[&str]) -> Node {
+        let data = self.dir.path().join(format!("node{index}"));
+        let log = self.dir.path().join(format!("node{index}-{starts}.log"));
+        let child = start_node(&self.config_file, &data, &log, args);
+        Node {
+            index,
+            child,
+            log,
+            starts,
+        }
+    }
+
+    /// SIGKILLs node `index` and starts it again (a new process, so a new
+    /// node id: its jobs are rescued by lease, not by its own recovery).
+    pub fn kill_and_restart(&mut self, index: usize, args: &[&str]) {
+        let node = &mut self.nodes[index];
+        signal(&node.child, libc::SIGKILL);
+        let _ = node.child.wait();
+        let starts = node.starts + 1;
+        let fresh = self.spawn(index, starts, args);
+        self.nodes[index] = fresh;
+    }
+
+    /// Every node's log, concatenated (for failure messages and counts).
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                all.push_str(&format!("==== {}\n", p.display()));
+                all.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            signal(&node.child, libc::SIGKILL);
+            let _ = node.child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to `child`.
+pub fn signal(child: &Child, sig: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a pid this test started; no memory is shared.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn start_node(config: &Path, data: &Path, log: &Path, args: &[&str]) -> Child {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut command = cli::command();
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--no-http")
+        .args(args)
+        .env("RUST_LOG", "warn,troupe=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    command.spawn().unwrap()
+}
+
+/// Polls `check` until it answers `Some`, failing after `deadline` with
+/// `what` and the last state it saw.
+pub async fn until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(state) if start.elapsed() > deadline => {
+                panic!("{what}: not reached within {deadline:?}; last seen: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
