@@ -46,7 +46,6 @@ mod memories;
 mod migrations;
 mod schedules;
 mod steps;
-mod stubs;
 mod usage;
 
 use std::future::Future;
