@@ -7,56 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use serde_json::json;
-use troupe::job::{EnqueueOptions, Job, JobCtx, JobStatus};
+use troupe::job::JobStatus;
 use troupe::store::prelude::*;
 
-use common::cluster::{database_url, signal, until, Cluster, CLUSTER_DEADLINE};
-
-/// Short leases, so rescues happen within a test's patience.
-const FAST_LEASES: &str = "lease = \"2s\"\nheartbeat = \"500ms\"\npoll = \"250ms\"";
-
-/// Records every completion, and every write to a job already completed
-/// (a double completion), in `completions`.
-async fn audit_completions(sql: &tokio_postgres::Client, schema: &str) {
-    sql.batch_execute(&format!(
-        "CREATE TABLE {schema}.completions (job_id uuid, attempt int, old_status text);
-         CREATE FUNCTION {schema}.audit_completion() RETURNS trigger AS $$
-         BEGIN
-             INSERT INTO {schema}.completions VALUES (NEW.id, NEW.attempt, OLD.status);
-             RETURN NEW;
-         END $$ LANGUAGE plpgsql;
-         CREATE TRIGGER audit AFTER UPDATE ON {schema}.jobs FOR EACH ROW
-             WHEN (NEW.status = 'completed' OR OLD.status = 'completed')
-             EXECUTE FUNCTION {schema}.audit_completion();"
-    ))
-    .await
-    .unwrap();
-}
-
-fn sleep_jobs(n: usize, ms: u64, max_attempts: u32) -> Vec<Job> {
-    let options = EnqueueOptions {
-        max_attempts,
-        ..EnqueueOptions::default()
-    };
-    (0..n)
-        .map(|_| {
-            Job::new(
-                "sleep",
-                json!({ "ms": ms }),
-                JobCtx::default(),
-                &options,
-                Utc::now(),
-            )
-            .unwrap()
-        })
-        .collect()
-}
-
-async fn count(sql: &tokio_postgres::Client, query: &str) -> i64 {
-    sql.query_one(query, &[]).await.unwrap().get(0)
-}
+use common::cluster::{
+    audit_completions, count, database_url, signal, sleep_jobs, until, Cluster, CLUSTER_DEADLINE,
+    FAST_LEASES,
+};
 
 /// Three nodes work off 10,000 jobs while one of them is SIGKILLed and
 /// restarted each time another 350 jobs have completed, at least 20 times:
@@ -102,14 +59,22 @@ async fn ten_thousand_jobs_survive_twenty_node_kills() {
     let elapsed = started.elapsed();
 
     let counts = store.counts().await.unwrap();
-    assert_eq!(counts.status(JobStatus::Completed), JOBS as u64, "{counts:?}");
+    assert_eq!(
+        counts.status(JobStatus::Completed),
+        JOBS as u64,
+        "{counts:?}"
+    );
     assert_eq!(
         count(&sql, "SELECT count(DISTINCT job_id) FROM completions").await,
         JOBS as i64,
         "every job completed"
     );
     assert_eq!(
-        count(&sql, "SELECT count(*) FROM completions WHERE old_status = 'completed'").await,
+        count(
+            &sql,
+            "SELECT count(*) FROM completions WHERE old_status = 'completed'"
+        )
+        .await,
         0,
         "no completed job was written again (a late node's result is fenced)"
     );
@@ -119,7 +84,10 @@ async fn ten_thousand_jobs_survive_twenty_node_kills() {
         "one completion per job"
     );
     let max_attempt = count(&sql, "SELECT max(attempt)::int8 FROM jobs").await;
-    assert!(max_attempt <= i64::from(MAX_ATTEMPTS), "attempt {max_attempt}");
+    assert!(
+        max_attempt <= i64::from(MAX_ATTEMPTS),
+        "attempt {max_attempt}"
+    );
     let interrupted = count(&sql, "SELECT count(*) FROM jobs WHERE attempt > 1").await;
     assert!(kills >= 20, "only {kills} kills");
     assert!(interrupted > 0, "the kills interrupted running jobs");
@@ -157,26 +125,37 @@ async fn a_frozen_node_finishing_late_is_fenced() {
     // A second node: it rescues the job once the frozen node's lease ends,
     // and runs attempt 2 to the end.
     cluster.start(1, &[]);
-    let done = until("another node completes the job", CLUSTER_DEADLINE, || async {
-        match store.get_job(id).await.unwrap() {
-            Some(j) if j.status == JobStatus::Completed => Ok(j),
-            other => Err(format!("{:?}", other.map(|j| (j.status, j.attempt)))),
-        }
-    })
+    let done = until(
+        "another node completes the job",
+        CLUSTER_DEADLINE,
+        || async {
+            match store.get_job(id).await.unwrap() {
+                Some(j) if j.status == JobStatus::Completed => Ok(j),
+                other => Err(format!("{:?}", other.map(|j| (j.status, j.attempt)))),
+            }
+        },
+    )
     .await;
     assert_eq!(done.attempt, 2, "the rescued attempt completed it");
     signal(&cluster.nodes[0].child, libc::SIGCONT);
     // The thawed node finishes attempt 1 and tries to complete it.
-    let log = until("the thawed node reports it was fenced", CLUSTER_DEADLINE, || async {
-        let logs = cluster.logs();
-        if logs.contains("fenced") {
-            Ok(logs)
-        } else {
-            Err("no fenced line yet".to_string())
-        }
-    })
+    let log = until(
+        "the thawed node reports it was fenced",
+        CLUSTER_DEADLINE,
+        || async {
+            let logs = cluster.logs();
+            if logs.contains("fenced") {
+                Ok(logs)
+            } else {
+                Err("no fenced line yet".to_string())
+            }
+        },
+    )
     .await;
-    assert!(log.contains(&id.to_string()), "the fenced line names the job");
+    assert!(
+        log.contains(&id.to_string()),
+        "the fenced line names the job"
+    );
     let after = store.get_job(id).await.unwrap().unwrap();
     assert_eq!((after.status, after.attempt), (JobStatus::Completed, 2));
     assert_eq!(after.result, done.result);

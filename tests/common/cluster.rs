@@ -3,15 +3,21 @@
 //! store a test enqueues through.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use serde_json::{json, Value};
+use troupe::job::{EnqueueOptions, Job, JobCtx};
 use troupe::postgres::{PostgresStore, ScratchSchema, TEST_DATABASE_URL};
 
 use super::cli;
 
 /// How long a cluster condition is waited for before the test fails.
 pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Short leases, so rescues happen within a test's patience.
+pub const FAST_LEASES: &str = "lease = \"2s\"\nheartbeat = \"500ms\"\npoll = \"250ms\"";
 
 /// The test database's URL, or `None` (the test prints that it skipped).
 pub fn database_url(test: &str) -> Option<String> {
@@ -184,6 +190,102 @@ where
                 panic!("{what}: not reached within {deadline:?}; last seen: {state}")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Records every completion, and every write to a job already completed
+/// (a double completion), in `completions`.
+pub async fn audit_completions(sql: &tokio_postgres::Client, schema: &str) {
+    sql.batch_execute(&format!(
+        "CREATE TABLE {schema}.completions (job_id uuid, attempt int, old_status text);
+         CREATE FUNCTION {schema}.audit_completion() RETURNS trigger AS $$
+         BEGIN
+             INSERT INTO {schema}.completions VALUES (NEW.id, NEW.attempt, OLD.status);
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER audit AFTER UPDATE ON {schema}.jobs FOR EACH ROW
+             WHEN (NEW.status = 'completed' OR OLD.status = 'completed')
+             EXECUTE FUNCTION {schema}.audit_completion();"
+    ))
+    .await
+    .unwrap();
+}
+
+/// Records every claim (a queued job becoming running) in `claims`, with
+/// the worker and the node that took it.
+pub async fn audit_claims(sql: &tokio_postgres::Client, schema: &str) {
+    sql.batch_execute(&format!(
+        "CREATE TABLE {schema}.claims (job_id uuid, worker text, node uuid, attempt int);
+         CREATE FUNCTION {schema}.audit_claim() RETURNS trigger AS $$
+         BEGIN
+             INSERT INTO {schema}.claims VALUES (NEW.id, NEW.worker, NEW.lease_node, NEW.attempt);
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER audit_claim AFTER UPDATE ON {schema}.jobs FOR EACH ROW
+             WHEN (OLD.status = 'queued' AND NEW.status = 'running')
+             EXECUTE FUNCTION {schema}.audit_claim();"
+    ))
+    .await
+    .unwrap();
+}
+
+/// `n` new jobs for `worker` with `args`, at most `max_attempts` each.
+pub fn jobs(worker: &str, args: &Value, n: usize, max_attempts: u32) -> Vec<Job> {
+    let options = EnqueueOptions {
+        max_attempts,
+        ..EnqueueOptions::default()
+    };
+    (0..n)
+        .map(|_| {
+            Job::new(
+                worker,
+                args.clone(),
+                JobCtx::default(),
+                &options,
+                Utc::now(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// `n` jobs for the built-in `sleep` worker, `{"ms": ms}` each.
+pub fn sleep_jobs(n: usize, ms: u64, max_attempts: u32) -> Vec<Job> {
+    jobs("sleep", &json!({ "ms": ms }), n, max_attempts)
+}
+
+/// The single number `query` answers.
+pub async fn count(sql: &tokio_postgres::Client, query: &str) -> i64 {
+    sql.query_one(query, &[]).await.unwrap().get(0)
+}
+
+/// Runs `command` to its end, its output captured, failing the test (after
+/// SIGKILLing it) when it has not exited within `deadline`.
+pub fn output_within(mut command: Command, deadline: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) with a pid this test started; no memory is shared.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let output = rx.recv().unwrap().unwrap();
+            panic!(
+                "{command:?} did not exit within {deadline:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
         }
     }
 }
