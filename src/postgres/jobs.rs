@@ -22,6 +22,9 @@ use crate::store::{
     Recovered, Retention, StoreError,
 };
 
+/// How long [`JobStore::health`] waits for the database.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The statuses that hold a unique key, as SQL.
 const ACTIVE: &str = "status IN ('queued', 'running')";
 
@@ -655,20 +658,36 @@ impl JobStore for PostgresStore {
         .await
     }
 
+    async fn nodes(&self) -> Result<Vec<crate::store::NodeInfo>, StoreError> {
+        self.run("nodes", |client, shared| async move {
+            super::cluster::nodes(&client, &shared).await
+        })
+        .await
+    }
+
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::StoreEvent>> {
         Some(self.inner.shared.events.subscribe())
     }
 
+    /// A database that does not answer within [`HEALTH_TIMEOUT`] is not
+    /// healthy: a readiness check must answer quickly, whatever the pool
+    /// would wait for a connection.
     async fn health(&self) -> Result<(), StoreError> {
         self.writable()?;
-        self.run("health", |client, _| async move {
+        let check = self.run("health", |client, _| async move {
             client
                 .simple_query("SELECT 1")
                 .await
                 .map_err(db("health"))?;
             Ok(())
-        })
-        .await
+        });
+        match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
+            Ok(answer) => answer,
+            Err(_) => Err(StoreError::Backend {
+                operation: "health",
+                source: format!("the database did not answer within {HEALTH_TIMEOUT:?}").into(),
+            }),
+        }
     }
 }
 
