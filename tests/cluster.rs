@@ -102,14 +102,22 @@ async fn ten_thousand_jobs_survive_twenty_node_kills() {
     let elapsed = started.elapsed();
 
     let counts = store.counts().await.unwrap();
-    assert_eq!(counts.status(JobStatus::Completed), JOBS as u64, "{counts:?}");
+    assert_eq!(
+        counts.status(JobStatus::Completed),
+        JOBS as u64,
+        "{counts:?}"
+    );
     assert_eq!(
         count(&sql, "SELECT count(DISTINCT job_id) FROM completions").await,
         JOBS as i64,
         "every job completed"
     );
     assert_eq!(
-        count(&sql, "SELECT count(*) FROM completions WHERE old_status = 'completed'").await,
+        count(
+            &sql,
+            "SELECT count(*) FROM completions WHERE old_status = 'completed'"
+        )
+        .await,
         0,
         "no completed job was written again (a late node's result is fenced)"
     );
@@ -119,7 +127,10 @@ async fn ten_thousand_jobs_survive_twenty_node_kills() {
         "one completion per job"
     );
     let max_attempt = count(&sql, "SELECT max(attempt)::int8 FROM jobs").await;
-    assert!(max_attempt <= i64::from(MAX_ATTEMPTS), "attempt {max_attempt}");
+    assert!(
+        max_attempt <= i64::from(MAX_ATTEMPTS),
+        "attempt {max_attempt}"
+    );
     let interrupted = count(&sql, "SELECT count(*) FROM jobs WHERE attempt > 1").await;
     assert!(kills >= 20, "only {kills} kills");
     assert!(interrupted > 0, "the kills interrupted running jobs");
@@ -157,26 +168,37 @@ async fn a_frozen_node_finishing_late_is_fenced() {
     // A second node: it rescues the job once the frozen node's lease ends,
     // and runs attempt 2 to the end.
     cluster.start(1, &[]);
-    let done = until("another node completes the job", CLUSTER_DEADLINE, || async {
-        match store.get_job(id).await.unwrap() {
-            Some(j) if j.status == JobStatus::Completed => Ok(j),
-            other => Err(format!("{:?}", other.map(|j| (j.status, j.attempt)))),
-        }
-    })
+    let done = until(
+        "another node completes the job",
+        CLUSTER_DEADLINE,
+        || async {
+            match store.get_job(id).await.unwrap() {
+                Some(j) if j.status == JobStatus::Completed => Ok(j),
+                other => Err(format!("{:?}", other.map(|j| (j.status, j.attempt)))),
+            }
+        },
+    )
     .await;
     assert_eq!(done.attempt, 2, "the rescued attempt completed it");
     signal(&cluster.nodes[0].child, libc::SIGCONT);
     // The thawed node finishes attempt 1 and tries to complete it.
-    let log = until("the thawed node reports it was fenced", CLUSTER_DEADLINE, || async {
-        let logs = cluster.logs();
-        if logs.contains("fenced") {
-            Ok(logs)
-        } else {
-            Err("no fenced line yet".to_string())
-        }
-    })
+    let log = until(
+        "the thawed node reports it was fenced",
+        CLUSTER_DEADLINE,
+        || async {
+            let logs = cluster.logs();
+            if logs.contains("fenced") {
+                Ok(logs)
+            } else {
+                Err("no fenced line yet".to_string())
+            }
+        },
+    )
     .await;
-    assert!(log.contains(&id.to_string()), "the fenced line names the job");
+    assert!(
+        log.contains(&id.to_string()),
+        "the fenced line names the job"
+    );
     let after = store.get_job(id).await.unwrap().unwrap();
     assert_eq!((after.status, after.attempt), (JobStatus::Completed, 2));
     assert_eq!(after.result, done.result);

@@ -47,9 +47,7 @@ pub use remote::RemoteControl;
 pub use status::{
     Health, ProviderState, Readiness, StatusScreen, StoreCheck, SupervisorState, STATUS_RUNNING,
 };
-pub use workers::{
-    NodesAnswer, PauseRequest, PauseView, PausedAnswer, WorkerState, WorkersAnswer,
-};
+pub use workers::{NodesAnswer, PauseRequest, PauseView, PausedAnswer, WorkerState, WorkersAnswer};
 
 use crate::job::{Job, JobId};
 

@@ -519,10 +519,7 @@ impl Actor for Scheduler {
 /// Acts on what other processes sharing the store did (a cluster): work
 /// they enqueued or requeued wakes this scheduler, a cancel of a job that
 /// runs here aborts it. Ends with the scheduler.
-async fn listen(
-    mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
-    me: ActorRef<Scheduler>,
-) {
+async fn listen(mut events: tokio::sync::broadcast::Receiver<StoreEvent>, me: ActorRef<Scheduler>) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let sent = match events.recv().await {

@@ -76,12 +76,13 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
     let (events, _) = tokio::sync::broadcast::channel(1024);
     register(&first, node).await?;
     drop(first);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new_cyclic(|me| Shared {
         pool,
         config,
         node,
         failed: OnceLock::new(),
         events,
+        transitions: super::transitions::start(me.clone()),
     });
     tokio::spawn(heartbeat(Arc::downgrade(&shared)));
     tokio::spawn(rescuer(Arc::downgrade(&shared)));

@@ -288,29 +288,32 @@ pub(super) async fn claim(
 }
 
 /// One fenced transition: the rule's job written, or its reason to change
-/// nothing. A stale completion or failure is a late node's (or a late
-/// attempt's): logged, and dropped.
+/// nothing; applied with the others waiting, in one transaction (see
+/// `transitions.rs`). A stale completion or failure is a late node's (or a
+/// late attempt's): logged, and dropped.
 async fn fenced(
     store: &PostgresStore,
     op: &'static str,
     id: JobId,
     rule: impl FnOnce(&Job) -> Result<Job, rules::Stale> + Send + 'static,
 ) -> Result<Outcome, StoreError> {
+    store.writable()?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let stopped = || StoreError::Backend {
+        operation: op,
+        source: "the store's transition task has stopped".into(),
+    };
     store
-        .write(op, move |mut client, _| async move {
-            let tx = client.transaction().await.map_err(db(op))?;
-            let job = lock_job(&tx, op, id).await?;
-            let outcome = match rule(&job) {
-                Ok(new) => {
-                    write_back(&tx, op, std::slice::from_ref(&new)).await?;
-                    Outcome::Applied(new)
-                }
-                Err(stale) => Outcome::from(stale),
-            };
-            tx.commit().await.map_err(db(op))?;
-            Ok(outcome)
+        .inner
+        .shared
+        .transitions
+        .send(super::transitions::Transition {
+            id,
+            rule: Box::new(rule),
+            reply,
         })
-        .await
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
 }
 
 /// Requeues running jobs `pick` selects (`WHERE` text over `jobs`, with

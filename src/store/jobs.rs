@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use crate::job::{FailAction, Job, JobId};
 
 use super::{
-    CancelOutcome, ClaimRequest, InsertOutcome, JobCounts, JobPage, ListQuery, Outcome, Recovered,
-    NodeInfo, Retention, StoreError, StoreEvent,
+    CancelOutcome, ClaimRequest, InsertOutcome, JobCounts, JobPage, ListQuery, NodeInfo, Outcome,
+    Recovered, Retention, StoreError, StoreEvent,
 };
 
 /// Durable storage of jobs. Object safe, so the engine holds it behind an
