@@ -317,9 +317,9 @@ async fn fenced(
 }
 
 /// Requeues running jobs `pick` selects (`WHERE` text over `jobs`, with
-/// `params` bound), as crash recovery does: attempt kept and counted, the
-/// interruption recorded (with `why` instead of the rules' words, when
-/// given). At most 1,000 per call. Rows are locked waiting, not skipped: a
+/// `params` bound): [`rules::recover`] (this node's own, after its restart)
+/// or, with `why`, [`rules::rescue`] (another node's, its lease ended: the
+/// lost attempt counts). At most 1,000 per call. Rows are locked waiting, not skipped: a
 /// heartbeat renewing a lease holds its row only for a moment, and a
 /// skipped job would stay running with no node.
 pub(super) async fn requeue(
@@ -340,14 +340,17 @@ pub(super) async fn requeue(
     let mut answer = Recovered::default();
     let mut moved = Vec::with_capacity(rows.len());
     for job in jobs_of(&rows)? {
-        if let Some(mut new) = rules::recover(&job, now) {
-            if let (Some(why), Some(last)) = (why, new.errors.last_mut()) {
-                last.message = format!("attempt {} interrupted: {why}", job.attempt);
-                new.error = Some(last.message.clone());
-            }
+        let moved_job = match why {
+            Some(why) => rules::rescue(&job, why, now),
+            None => rules::recover(&job, now),
+        };
+        if let Some(new) = moved_job {
             match new.status {
                 JobStatus::Queued => answer.requeued.push(new.id),
-                _ => answer.cancelled.push(new.id),
+                JobStatus::Cancelled => answer.cancelled.push(new.id),
+                // A rescue on the job's last attempt: failed, and said so
+                // in the job's errors.
+                _ => {}
             }
             moved.push(new);
         }
