@@ -274,6 +274,16 @@ fn worker_pause_and_status_types_survive_their_wire_format() {
             running: vec![job()],
             providers: vec![provider(Some(BreakerState::Open))],
             spend_today_usd: 0.125,
+            nodes: vec![troupe::store::NodeInfo {
+                id: uuid::Uuid::now_v7(),
+                host: "db-1".into(),
+                pid: 4242,
+                version: "0.1.0".into(),
+                started_at: chrono::Utc::now(),
+                last_heartbeat: chrono::Utc::now(),
+                running: 3,
+                alive: true,
+            }],
         },
         StatusScreen {
             daemon: None,
@@ -285,6 +295,7 @@ fn worker_pause_and_status_types_survive_their_wire_format() {
             running: vec![],
             providers: vec![ProviderState::not_running("openai")],
             spend_today_usd: 0.0,
+            nodes: vec![],
         },
     ] {
         round_trip(&screen);

@@ -126,6 +126,12 @@ impl Control for LocalControl {
         Ok(self.troupe.engine().cancel_job(id).await?.into())
     }
 
+    async fn nodes(&self) -> Result<NodesAnswer, ControlError> {
+        Ok(NodesAnswer {
+            nodes: self.troupe.store().nodes().await?,
+        })
+    }
+
     async fn workers(&self) -> Result<WorkersAnswer, ControlError> {
         let engine = self.troupe.engine();
         let pause = engine.store().pause_state().await?;
@@ -235,6 +241,7 @@ impl Control for LocalControl {
             running,
             providers: readiness.providers,
             spend_today_usd: spend,
+            nodes: self.troupe.store().nodes().await?,
         })
     }
 

@@ -47,7 +47,7 @@ pub use remote::RemoteControl;
 pub use status::{
     Health, ProviderState, Readiness, StatusScreen, StoreCheck, SupervisorState, STATUS_RUNNING,
 };
-pub use workers::{PauseRequest, PauseView, PausedAnswer, WorkerState, WorkersAnswer};
+pub use workers::{NodesAnswer, PauseRequest, PauseView, PausedAnswer, WorkerState, WorkersAnswer};
 
 use crate::job::{Job, JobId};
 
@@ -74,6 +74,9 @@ pub trait Control: Send + Sync {
 
     /// The workers, with pause state and jobs (`GET /v1/workers`).
     async fn workers(&self) -> Result<WorkersAnswer, ControlError>;
+
+    /// The nodes sharing the store, alive or not (`GET /v1/nodes`).
+    async fn nodes(&self) -> Result<NodesAnswer, ControlError>;
 
     /// The configured agents, with pause state and jobs (`GET /v1/agents`).
     async fn agents(&self) -> Result<AgentsAnswer, ControlError>;

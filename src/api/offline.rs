@@ -135,6 +135,12 @@ impl Control for StoreControl {
         Ok(self.store.cancel(id).await?.into())
     }
 
+    async fn nodes(&self) -> Result<NodesAnswer, ControlError> {
+        Ok(NodesAnswer {
+            nodes: self.store.nodes().await?,
+        })
+    }
+
     async fn workers(&self) -> Result<WorkersAnswer, ControlError> {
         let pause = self.store.pause_state().await?;
         let counts = self.store.counts().await?;
@@ -244,6 +250,7 @@ impl Control for StoreControl {
                 .map(|p| ProviderState::not_running(&p.name))
                 .collect(),
             spend_today_usd: spend.unwrap_or(0.0),
+            nodes: self.store.nodes().await?,
         })
     }
 

@@ -203,6 +203,10 @@ impl Control for RemoteControl {
             .await
     }
 
+    async fn nodes(&self) -> Result<NodesAnswer, ControlError> {
+        self.fetch(Call::get(routes::NODES)).await
+    }
+
     async fn workers(&self) -> Result<WorkersAnswer, ControlError> {
         self.fetch(Call::get(routes::WORKERS)).await
     }

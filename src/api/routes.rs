@@ -18,6 +18,8 @@ pub const JOB: &str = "/v1/jobs/{id}";
 pub const CANCEL: &str = "/v1/jobs/{id}/cancel";
 /// The workers.
 pub const WORKERS: &str = "/v1/workers";
+/// The nodes sharing the store (a cluster).
+pub const NODES: &str = "/v1/nodes";
 /// The agents.
 pub const AGENTS: &str = "/v1/agents";
 /// An agent's tasks.

@@ -123,6 +123,10 @@ pub struct StatusScreen {
     pub providers: Vec<ProviderState>,
     /// What the model calls of today (UTC) cost, in US dollars.
     pub spend_today_usd: f64,
+    /// The nodes sharing the store (a cluster); left out for a store one
+    /// process holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::store::NodeInfo>,
 }
 
 /// How many running jobs the status screen lists.

@@ -48,6 +48,15 @@ pub struct WorkersAnswer {
     pub paused_all: bool,
 }
 
+/// `GET /v1/nodes`: the nodes sharing the store (a cluster); empty for a
+/// store one process holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodesAnswer {
+    /// Most recently started first.
+    pub nodes: Vec<crate::store::NodeInfo>,
+}
+
 /// `POST /v1/pause` and `POST /v1/resume`: `{}` for everything, or one
 /// worker, or one agent's tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -139,6 +139,8 @@ enum Command {
     Status,
     /// Provider API keys stored encrypted in the data directory.
     Secrets(secrets::SecretsArgs),
+    /// The nodes sharing a PostgreSQL store (alive or gone).
+    Nodes,
     /// Bring the PostgreSQL schema to this build's version (nodes do it
     /// at start unless `migrate = false`).
     Migrate(migrate::MigrateArgs),
@@ -166,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => status::pause(&cli.global, args, false),
         Command::Status => status::status(&cli.global),
         Command::Secrets(args) => secrets::run(&cli.global, args),
+        Command::Nodes => status::nodes(&cli.global),
         Command::Migrate(args) => migrate::migrate(&cli.global, args),
     };
     match result {

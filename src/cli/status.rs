@@ -66,6 +66,37 @@ pub(super) fn status(global: &Global) -> Result<(), CliError> {
     render(&screen, &dir.display().to_string())
 }
 
+/// `troupe nodes`: the nodes sharing the store.
+pub(super) fn nodes(global: &Global) -> Result<(), CliError> {
+    let config = global.load_config()?;
+    let answer = call(global, &config, Need::Store, async |c| c.nodes().await)?;
+    if global.json {
+        return output::json(&answer.nodes);
+    }
+    if answer.nodes.is_empty() {
+        println!("no nodes: this store is not shared (sled or in memory)");
+    } else {
+        print_nodes(&answer.nodes);
+    }
+    Ok(())
+}
+
+fn print_nodes(nodes: &[crate::store::NodeInfo]) {
+    for n in nodes {
+        println!(
+            "  {}  {:<5}  {}:{}  v{}  running {:>3}  heartbeat {}  started {}",
+            n.id,
+            if n.alive { "alive" } else { "gone" },
+            n.host,
+            n.pid,
+            n.version,
+            n.running,
+            n.last_heartbeat.format("%H:%M:%S"),
+            n.started_at.format("%Y-%m-%d %H:%M:%S"),
+        );
+    }
+}
+
 /// The status screen for people.
 fn render(view: &StatusScreen, dir: &str) -> Result<(), CliError> {
     match &view.daemon {
@@ -90,6 +121,11 @@ fn render(view: &StatusScreen, dir: &str) -> Result<(), CliError> {
         }
     );
     println!("spend today  ${:.4}", view.spend_today_usd);
+    if !view.nodes.is_empty() {
+        let alive = view.nodes.iter().filter(|n| n.alive).count();
+        println!("cluster      {} nodes, {alive} alive", view.nodes.len());
+        print_nodes(&view.nodes);
+    }
     let paused = |p: bool| if p { "  (paused)" } else { "" };
     println!("\nworkers");
     for w in &view.workers {

@@ -128,16 +128,17 @@ impl TroupeConfig {
         if store.pool_size == Some(0) {
             return Err(check.invalid("store.poolSize", "must be at least 1"));
         }
-        let duration = |key: &str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-            match value {
-                None => Ok(None),
-                Some(text) => match parse_duration(text) {
-                    Ok(d) if d.is_zero() => Err(check.invalid(key, "must be longer than 0")),
-                    Ok(d) => Ok(Some(d)),
-                    Err(e) => Err(check.invalid(key, e)),
-                },
-            }
-        };
+        let duration =
+            |key: &str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+                match value {
+                    None => Ok(None),
+                    Some(text) => match parse_duration(text) {
+                        Ok(d) if d.is_zero() => Err(check.invalid(key, "must be longer than 0")),
+                        Ok(d) => Ok(Some(d)),
+                        Err(e) => Err(check.invalid(key, e)),
+                    },
+                }
+            };
         let lease = duration("store.lease", &store.lease)?.unwrap_or(Duration::from_secs(15));
         let heartbeat =
             duration("store.heartbeat", &store.heartbeat)?.unwrap_or(Duration::from_secs(3));

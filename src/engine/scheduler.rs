@@ -321,17 +321,15 @@ impl Scheduler {
         });
     }
 
-    /// Runs a store write of a job's outcome, then reports it back.
-    fn record<F>(&mut self, ctx: &mut Context<'_, Self>, id: JobId, write: F)
-    where
-        F: std::future::Future<Output = Result<Outcome, StoreError>> + 'static,
-    {
+    /// Runs a store write of a job's outcome (again, while the store's
+    /// error is a passing one: see [`write_outcome`]), then reports it back.
+    fn record(&mut self, ctx: &mut Context<'_, Self>, id: JobId, write: OutcomeWrite) {
         self.recording += 1;
         let shared = self.shared.clone();
         let me = ctx.address();
         ctx.spawn(async move {
             let mut requeued_at = None;
-            match write.await {
+            match write_outcome(id, &write).await {
                 Ok(Outcome::Applied(job)) if job.status.is_terminal() => {
                     tracing::debug!(job = %job.id, worker = %job.worker_name, status = %job.status, attempt = job.attempt, "job ended");
                     shared.stats.ended(&job.worker_name, job.status);
@@ -414,15 +412,47 @@ fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// A store write of a job's outcome, as a function so it can be made again.
+type OutcomeWrite =
+    Box<dyn Fn() -> futures::future::LocalBoxFuture<'static, Result<Outcome, StoreError>>>;
+
+/// How long an outcome write is tried again while the store's errors pass.
+const RECORD_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Makes `write` until it answers, or fails in a way that does not pass
+/// (the store failed, the job is gone), or [`RECORD_PATIENCE`] is spent. A
+/// lost connection (a database restarting, a connection killed) must not
+/// leave the job `running` on a node that has finished it: a shared store
+/// renews this node's leases while the node lives, so no one else would
+/// ever take the job back. Outcomes are fenced by attempt, so a write that
+/// did commit before its answer was lost comes back `Stale`, harmlessly.
+async fn write_outcome(id: JobId, write: &OutcomeWrite) -> Result<Outcome, StoreError> {
+    let give_up = Instant::now() + RECORD_PATIENCE;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Err(e) if e.is_transient() && Instant::now() < give_up => {
+                tracing::warn!(job = %id, error = %e, retry_in_ms = wait.as_millis() as u64, "recording a job outcome failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            answer => return answer,
+        }
+    }
+}
+
 fn async_fail(
     shared: &Arc<EngineShared>,
     id: JobId,
     attempt: u32,
     error: String,
     action: FailAction,
-) -> impl std::future::Future<Output = Result<Outcome, StoreError>> + 'static {
+) -> OutcomeWrite {
     let shared = shared.clone();
-    async move { shared.store.fail(id, attempt, error, action).await }
+    Box::new(move || {
+        let (shared, error) = (shared.clone(), error.clone());
+        Box::pin(async move { shared.store.fail(id, attempt, error, action).await })
+    })
 }
 
 /// Fails every queued job whose worker is not registered, naming it, so that
@@ -494,7 +524,7 @@ impl Actor for Scheduler {
         ctx.spawn(async move { timer.run(me).await });
 
         if let Some(events) = self.shared.store.subscribe() {
-            ctx.spawn(listen(events, ctx.address()));
+            ctx.spawn(listen(events, self.shared.clone(), ctx.address()));
         }
 
         let shared = self.shared.clone();
@@ -517,16 +547,27 @@ impl Actor for Scheduler {
 }
 
 /// Acts on what other processes sharing the store did (a cluster): work
-/// they enqueued or requeued wakes this scheduler, a cancel of a job that
-/// runs here aborts it. Ends with the scheduler.
+/// they enqueued or requeued wakes this scheduler, and so does a schedule
+/// they stored (its first fire time is read again on every wake-up, the
+/// store's polls included, so a schedule another node added fires here
+/// too); a cancel of a job that runs here aborts it. Ends with the
+/// scheduler.
 async fn listen(
     mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
+    shared: Arc<EngineShared>,
     me: ActorRef<Scheduler>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let sent = match events.recv().await {
-            Ok(StoreEvent::Wake) | Err(RecvError::Lagged(_)) => me.send(Wake).await,
+            Ok(StoreEvent::Wake) | Err(RecvError::Lagged(_)) => {
+                if let Ok(Some(at)) = shared.store.next_schedule_fire().await {
+                    if me.send(ScheduleAt(at)).await.is_err() {
+                        return;
+                    }
+                }
+                me.send(Wake).await
+            }
             Ok(StoreEvent::CancelRequested(id)) => me.send(AbortJob(id)).await,
             Err(RecvError::Closed) => return,
         };
@@ -714,9 +755,14 @@ impl Handler<Finished> for Scheduler {
         let shared = self.shared.clone();
         match msg.outcome {
             Ok(RunOutcome::Done(value)) => {
-                self.record(ctx, id, async move {
-                    shared.store.complete(id, attempt, value).await
-                });
+                self.record(
+                    ctx,
+                    id,
+                    Box::new(move || {
+                        let (shared, value) = (shared.clone(), value.clone());
+                        Box::pin(async move { shared.store.complete(id, attempt, value).await })
+                    }),
+                );
             }
             Ok(RunOutcome::Failed(e)) => {
                 let action = if e.is_outage() {
@@ -743,9 +789,14 @@ impl Handler<Finished> for Scheduler {
             }
             Ok(RunOutcome::Aborted) if run.shutdown => {}
             Ok(RunOutcome::Aborted) => {
-                self.record(ctx, id, async move {
-                    shared.store.ack_cancel(id, attempt).await
-                });
+                self.record(
+                    ctx,
+                    id,
+                    Box::new(move || {
+                        let shared = shared.clone();
+                        Box::pin(async move { shared.store.ack_cancel(id, attempt).await })
+                    }),
+                );
             }
             Err(CallError::Timeout { timeout, .. }) => {
                 let error = format!(

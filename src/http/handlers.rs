@@ -80,6 +80,11 @@ pub(crate) async fn workers(state: web::Data<ApiState>) -> Answer {
     ok(state.control.workers().await?)
 }
 
+/// The nodes sharing the store.
+pub(crate) async fn nodes(state: web::Data<ApiState>) -> Answer {
+    ok(state.control.nodes().await?)
+}
+
 /// The configured agents.
 pub(crate) async fn agents(state: web::Data<ApiState>) -> Answer {
     ok(state.control.agents().await?)

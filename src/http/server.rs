@@ -260,6 +260,7 @@ fn v1_routes() -> actix_web::Scope {
         .service(v1(routes::JOB).route(web::get().to(handlers::job)))
         .service(v1(routes::CANCEL).route(web::post().to(handlers::cancel)))
         .service(v1(routes::WORKERS).route(web::get().to(handlers::workers)))
+        .service(v1(routes::NODES).route(web::get().to(handlers::nodes)))
         .service(v1(routes::AGENTS).route(web::get().to(handlers::agents)))
         .service(v1(routes::TASKS).route(web::post().to(handlers::task)))
         .service(v1(routes::MEMORIES).route(web::get().to(handlers::memories)))

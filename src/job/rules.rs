@@ -220,6 +220,25 @@ pub fn recover(job: &Job, now: DateTime<Utc>) -> Option<Job> {
     Some(new)
 }
 
+/// A running job taken back from a node that stopped renewing its lease (it
+/// died, froze or lost the store): like [`recover`], with `why` as the
+/// interruption's words, except that the lost attempt counts against the
+/// job's attempts — a job whose node dies on its last attempt ends
+/// `failed`, so a job that kills whatever runs it cannot go round the
+/// cluster for ever. `None` for a job that is not running.
+pub fn rescue(job: &Job, why: &str, now: DateTime<Utc>) -> Option<Job> {
+    let mut new = recover(job, now)?;
+    let message = format!("attempt {} interrupted: {why}", job.attempt);
+    if let Some(last) = new.errors.last_mut() {
+        last.message.clone_from(&message);
+    }
+    new.error = Some(message);
+    if new.status == JobStatus::Queued && !job.has_attempts_left() {
+        new.status = JobStatus::Failed;
+    }
+    Some(new)
+}
+
 /// The job a schedule enqueues for its firing at `fire_at`: the schedule's
 /// worker, args and options, its ctx with `source` = `schedule:<id>` (unless
 /// set) and `scheduledFor` = the fire time.
@@ -411,6 +430,24 @@ mod tests {
         );
         let gone = discard(&back, "gone".into(), at(8)).unwrap_or_else(|s| panic!("{s:?}"));
         assert_eq!((gone.status, gone.attempt), (JobStatus::Failed, 1));
+    }
+
+    #[test]
+    fn a_rescue_counts_the_lost_attempt() {
+        let mut job = queued();
+        job.max_attempts = 2;
+        let first = claim(&job, at(1)).unwrap_or_else(|| panic!("claimable"));
+        let back = rescue(&first, "its node stopped", at(2)).unwrap_or_else(|| panic!("running"));
+        assert_eq!((back.status, back.attempt), (JobStatus::Queued, 1));
+        assert_eq!(
+            back.error.as_deref(),
+            Some("attempt 1 interrupted: its node stopped")
+        );
+        let last = claim(&back, at(3)).unwrap_or_else(|| panic!("claimable"));
+        let gone = rescue(&last, "its node stopped", at(4)).unwrap_or_else(|| panic!("running"));
+        assert_eq!((gone.status, gone.attempt), (JobStatus::Failed, 2));
+        assert_eq!(gone.errors.len(), 2);
+        assert!(rescue(&gone, "x", at(5)).is_none(), "only running jobs");
     }
 
     #[test]

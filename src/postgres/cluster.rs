@@ -76,12 +76,13 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
     let (events, _) = tokio::sync::broadcast::channel(1024);
     register(&first, node).await?;
     drop(first);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new_cyclic(|me| Shared {
         pool,
         config,
         node,
         failed: OnceLock::new(),
         events,
+        transitions: super::transitions::start(me.clone()),
     });
     tokio::spawn(heartbeat(Arc::downgrade(&shared)));
     tokio::spawn(rescuer(Arc::downgrade(&shared)));
@@ -106,6 +107,48 @@ async fn register(client: &Client, node: Uuid) -> Result<(), StoreError> {
         .await
         .map_err(db("registering the node"))?;
     Ok(())
+}
+
+/// The nodes, most recently started first, each alive when its last
+/// heartbeat is within the lease (by the database's clock). Nodes not
+/// seen for a day are removed here, so the table does not grow with every
+/// restart of every node.
+pub(super) async fn nodes(
+    client: &tokio_postgres::Client,
+    shared: &Shared,
+) -> Result<Vec<crate::store::NodeInfo>, StoreError> {
+    if shared.failed.get().is_none() {
+        client
+            .execute(
+                "DELETE FROM nodes WHERE heartbeat < now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(db("nodes"))?;
+    }
+    let lease = shared.config.lease.as_secs_f64();
+    let rows = client
+        .query(
+            "SELECT id, host, pid, version, started_at, heartbeat, running, \
+                    heartbeat > now() - make_interval(secs => $1) \
+             FROM nodes ORDER BY started_at DESC, id",
+            &[&lease],
+        )
+        .await
+        .map_err(db("nodes"))?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::store::NodeInfo {
+            id: r.get(0),
+            host: r.get(1),
+            pid: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+            version: r.get(3),
+            started_at: r.get(4),
+            last_heartbeat: r.get(5),
+            running: u64::try_from(r.get::<_, i32>(6)).unwrap_or(0),
+            alive: r.get(7),
+        })
+        .collect())
 }
 
 /// The notification channel of `config`'s schema.

@@ -22,6 +22,9 @@ use crate::store::{
     Recovered, Retention, StoreError,
 };
 
+/// How long [`JobStore::health`] waits for the database.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The statuses that hold a unique key, as SQL.
 const ACTIVE: &str = "status IN ('queued', 'running')";
 
@@ -285,35 +288,38 @@ pub(super) async fn claim(
 }
 
 /// One fenced transition: the rule's job written, or its reason to change
-/// nothing. A stale completion or failure is a late node's (or a late
-/// attempt's): logged, and dropped.
+/// nothing; applied with the others waiting, in one transaction (see
+/// `transitions.rs`). A stale completion or failure is a late node's (or a
+/// late attempt's): logged, and dropped.
 async fn fenced(
     store: &PostgresStore,
     op: &'static str,
     id: JobId,
     rule: impl FnOnce(&Job) -> Result<Job, rules::Stale> + Send + 'static,
 ) -> Result<Outcome, StoreError> {
+    store.writable()?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let stopped = || StoreError::Backend {
+        operation: op,
+        source: "the store's transition task has stopped".into(),
+    };
     store
-        .write(op, move |mut client, _| async move {
-            let tx = client.transaction().await.map_err(db(op))?;
-            let job = lock_job(&tx, op, id).await?;
-            let outcome = match rule(&job) {
-                Ok(new) => {
-                    write_back(&tx, op, std::slice::from_ref(&new)).await?;
-                    Outcome::Applied(new)
-                }
-                Err(stale) => Outcome::from(stale),
-            };
-            tx.commit().await.map_err(db(op))?;
-            Ok(outcome)
+        .inner
+        .shared
+        .transitions
+        .send(super::transitions::Transition {
+            id,
+            rule: Box::new(rule),
+            reply,
         })
-        .await
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
 }
 
 /// Requeues running jobs `pick` selects (`WHERE` text over `jobs`, with
-/// `params` bound), as crash recovery does: attempt kept and counted, the
-/// interruption recorded (with `why` instead of the rules' words, when
-/// given). At most 1,000 per call. Rows are locked waiting, not skipped: a
+/// `params` bound): [`rules::recover`] (this node's own, after its restart)
+/// or, with `why`, [`rules::rescue`] (another node's, its lease ended: the
+/// lost attempt counts). At most 1,000 per call. Rows are locked waiting, not skipped: a
 /// heartbeat renewing a lease holds its row only for a moment, and a
 /// skipped job would stay running with no node.
 pub(super) async fn requeue(
@@ -334,14 +340,17 @@ pub(super) async fn requeue(
     let mut answer = Recovered::default();
     let mut moved = Vec::with_capacity(rows.len());
     for job in jobs_of(&rows)? {
-        if let Some(mut new) = rules::recover(&job, now) {
-            if let (Some(why), Some(last)) = (why, new.errors.last_mut()) {
-                last.message = format!("attempt {} interrupted: {why}", job.attempt);
-                new.error = Some(last.message.clone());
-            }
+        let moved_job = match why {
+            Some(why) => rules::rescue(&job, why, now),
+            None => rules::recover(&job, now),
+        };
+        if let Some(new) = moved_job {
             match new.status {
                 JobStatus::Queued => answer.requeued.push(new.id),
-                _ => answer.cancelled.push(new.id),
+                JobStatus::Cancelled => answer.cancelled.push(new.id),
+                // A rescue on the job's last attempt: failed, and said so
+                // in the job's errors.
+                _ => {}
             }
             moved.push(new);
         }
@@ -655,20 +664,36 @@ impl JobStore for PostgresStore {
         .await
     }
 
+    async fn nodes(&self) -> Result<Vec<crate::store::NodeInfo>, StoreError> {
+        self.run("nodes", |client, shared| async move {
+            super::cluster::nodes(&client, &shared).await
+        })
+        .await
+    }
+
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::StoreEvent>> {
         Some(self.inner.shared.events.subscribe())
     }
 
+    /// A database that does not answer within [`HEALTH_TIMEOUT`] is not
+    /// healthy: a readiness check must answer quickly, whatever the pool
+    /// would wait for a connection.
     async fn health(&self) -> Result<(), StoreError> {
         self.writable()?;
-        self.run("health", |client, _| async move {
+        let check = self.run("health", |client, _| async move {
             client
                 .simple_query("SELECT 1")
                 .await
                 .map_err(db("health"))?;
             Ok(())
-        })
-        .await
+        });
+        match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
+            Ok(answer) => answer,
+            Err(_) => Err(StoreError::Backend {
+                operation: "health",
+                source: format!("the database did not answer within {HEALTH_TIMEOUT:?}").into(),
+            }),
+        }
     }
 }
 

@@ -46,6 +46,7 @@ mod memories;
 mod migrations;
 mod schedules;
 mod steps;
+mod transitions;
 mod usage;
 
 use std::future::Future;
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     failed: OnceLock<String>,
     /// Tells the engine of work, cancels and pauses from other nodes.
     events: tokio::sync::broadcast::Sender<crate::store::StoreEvent>,
+    /// Where fenced transitions wait for their group (`transitions.rs`).
+    transitions: tokio::sync::mpsc::UnboundedSender<transitions::Transition>,
 }
 
 struct Inner {
@@ -297,7 +300,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn pool_error(op: &'static str, e: deadpool_postgres::PoolError) -> StoreError {
+pub(crate) fn pool_error(op: &'static str, e: deadpool_postgres::PoolError) -> StoreError {
     let reason = match &e {
         deadpool_postgres::PoolError::Backend(pg) => describe(pg),
         other => other.to_string(),

@@ -164,9 +164,11 @@ impl ScheduleStore for PostgresStore {
 
     async fn put_schedule(&self, schedule: Schedule) -> Result<(), StoreError> {
         validate_schedule(&schedule)?;
-        self.write("save schedule", move |mut client, _| async move {
+        self.write("save schedule", move |mut client, shared| async move {
             let tx = client.transaction().await.map_err(db("save schedule"))?;
             store_schedule(&tx, &schedule).await?;
+            // Every node reads the first fire time again when woken.
+            super::cluster::notify_wake(&tx, &shared).await?;
             tx.commit().await.map_err(db("save schedule"))
         })
         .await

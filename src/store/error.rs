@@ -144,6 +144,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the same call may succeed if made again: the backend's own
+    /// error or a lost connection, not a refusal, a missing record or a
+    /// failed store.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend { .. } | StoreError::Connect { .. }
+        )
+    }
+
     /// Wraps a backend error with the operation it interrupted.
     pub fn backend(
         operation: &'static str,

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use crate::job::{FailAction, Job, JobId};
 
 use super::{
-    CancelOutcome, ClaimRequest, InsertOutcome, JobCounts, JobPage, ListQuery, Outcome, Recovered,
-    Retention, StoreError, StoreEvent,
+    CancelOutcome, ClaimRequest, InsertOutcome, JobCounts, JobPage, ListQuery, NodeInfo, Outcome,
+    Recovered, Retention, StoreError, StoreEvent,
 };
 
 /// Durable storage of jobs. Object safe, so the engine holds it behind an
@@ -97,5 +97,11 @@ pub trait JobStore: Send + Sync {
     /// whose engine hears of everything directly.
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
         None
+    }
+
+    /// The nodes sharing this store, most recently started first; empty
+    /// (the default) for a store only this process holds.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(Vec::new())
     }
 }

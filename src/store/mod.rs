@@ -93,7 +93,7 @@ pub use schedules::{parked, validate_schedule, ScheduleStore};
 pub use steps::{check_step_index, validate_step_json, StepStore, MAX_STEP_BYTES};
 pub use types::{
     CancelOutcome, ClaimRequest, Durability, FiredSchedule, InsertOutcome, JobCounts, JobPage,
-    ListQuery, Outcome, PauseState, PauseTarget, Recovered, Retention, StoreEvent,
+    ListQuery, NodeInfo, Outcome, PauseState, PauseTarget, Recovered, Retention, StoreEvent,
     DEFAULT_PAGE_SIZE,
 };
 pub use usage::{DayUsage, UsageRecord, UsageScope, UsageStore, UsageTotals};

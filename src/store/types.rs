@@ -273,3 +273,27 @@ pub enum StoreEvent {
     /// stops the attempt and acknowledges.
     CancelRequested(JobId),
 }
+
+/// A node of a cluster, as the store records it: a `troupe run` process
+/// sharing the store with others. A store one process holds has none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    /// The node's id: the owner of its leases.
+    pub id: uuid::Uuid,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// The troupe version it runs.
+    pub version: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat.
+    pub last_heartbeat: DateTime<Utc>,
+    /// Jobs it was running at its last heartbeat.
+    pub running: u64,
+    /// Whether its last heartbeat is within the lease: a node that is not
+    /// alive has its jobs rescued by the others.
+    pub alive: bool,
+}
