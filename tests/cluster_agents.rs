@@ -17,10 +17,7 @@ use troupe::store::prelude::*;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use common::cluster::{database_url, until, Cluster, CLUSTER_DEADLINE};
-
-/// Short leases, so rescues happen within the test's patience.
-const FAST_LEASES: &str = "lease = \"2s\"\nheartbeat = \"500ms\"\npoll = \"250ms\"";
+use common::cluster::{database_url, until, Cluster, CLUSTER_DEADLINE, FAST_LEASES};
 
 /// The agent every task is for.
 const AGENT: &str = "sarah";

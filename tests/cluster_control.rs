@@ -377,7 +377,6 @@ async fn a_schedule_fires_once_per_tick_with_three_nodes() {
 /// on the store, or a node that put it and then stopped: the nodes that
 /// were already running must take over) fires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: running nodes never learn of a schedule another process adds (Scheduler::next_schedule is only refreshed at start, by a local ScheduleAt, or after a firing pass); see the report"]
 async fn a_schedule_added_while_nodes_run_fires() {
     let Some(url) = database_url("a_schedule_added_while_nodes_run_fires") else {
         return;
@@ -431,7 +430,6 @@ async fn a_schedule_added_while_nodes_run_fires() {
 /// terminated by the server five times while 3,000 short jobs run: every
 /// job still completes, exactly once, and the store still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a completion whose write meets a killed connection is only logged (Scheduler::record); the job stays running under its live node's lease, which the heartbeat renews forever, so it is never rescued; see the report"]
 async fn jobs_survive_their_database_connections_being_killed() {
     let Some(url) = database_url("jobs_survive_their_database_connections_being_killed") else {
         return;

@@ -17,7 +17,10 @@ use super::cli;
 pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Short leases, so rescues happen within a test's patience.
-pub const FAST_LEASES: &str = "lease = \"2s\"\nheartbeat = \"500ms\"\npoll = \"250ms\"";
+/// A small pool too: tests run side by side on one server, whose default
+/// `max_connections` is 100.
+pub const FAST_LEASES: &str =
+    "lease = \"2s\"\nheartbeat = \"500ms\"\npoll = \"250ms\"\npoolSize = 4";
 
 /// The test database's URL, or `None` (the test prints that it skipped).
 pub fn database_url(test: &str) -> Option<String> {
@@ -72,7 +75,11 @@ impl Cluster {
     pub async fn store(&self) -> PostgresStore {
         let mut config = self.schema.config().clone();
         config.node_id = None;
-        PostgresStore::connect(config).await.unwrap()
+        config.pool_size = 4;
+        match PostgresStore::connect(config).await {
+            Ok(store) => store,
+            Err(e) => panic!("a store on the cluster's schema: {e}"),
+        }
     }
 
     /// A client for counting.
