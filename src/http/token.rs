@@ -88,6 +88,15 @@ impl HttpToken {
             Err(e) => return Err(error(e)),
         }
         let token = Self::generate();
+        // A node on a shared store (PostgreSQL) keeps nothing else in its
+        // data directory, so nothing else has made it: made here, owner-only.
+        if !data_dir.exists() {
+            let mut dir = std::fs::DirBuilder::new();
+            dir.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+            dir.create(data_dir).map_err(error)?;
+        }
         write_owner_only(&path, token.secret()).map_err(error)?;
         Ok(token)
     }

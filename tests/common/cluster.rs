@@ -173,12 +173,14 @@ fn start_node(config: &Path, data: &Path, log: &Path, args: &[&str]) -> Child {
         .arg(config)
         .arg("--data-dir")
         .arg(data)
-        .arg("--no-http")
         .args(args)
         .env("RUST_LOG", "warn,troupe=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
+    if !args.contains(&"--http") {
+        command.arg("--no-http");
+    }
     command.spawn().unwrap()
 }
 
