@@ -142,7 +142,8 @@ enum Command {
     /// The nodes sharing a PostgreSQL store (alive or gone).
     Nodes,
     /// Bring the PostgreSQL schema to this build's version (nodes do it
-    /// at start unless `migrate = false`).
+    /// at start unless `migrate = false`); with --from sled:DIR, copy a
+    /// sled store into it and check the counts.
     Migrate(migrate::MigrateArgs),
 }
 
@@ -201,6 +202,10 @@ pub(crate) enum CliError {
     /// The control API refused or failed (locally or at the daemon).
     #[error(transparent)]
     Control(#[from] crate::api::ControlError),
+    /// `troupe migrate --from` was refused, or its copy does not match
+    /// its source.
+    #[error("{0}")]
+    Migrate(String),
     /// Writing output failed.
     #[error("could not write output: {0}")]
     Io(#[from] std::io::Error),

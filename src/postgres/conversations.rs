@@ -19,7 +19,7 @@ use crate::store::{
 
 /// The message in column `data` of a row that has its `id` too, or a
 /// corrupt-record error naming it.
-fn message_of(row: &Row) -> Result<ChatMessage, StoreError> {
+pub(super) fn message_of(row: &Row) -> Result<ChatMessage, StoreError> {
     match row.try_get::<_, Json<ChatMessage>>("data") {
         Ok(Json(message)) => Ok(message),
         Err(e) => Err(StoreError::CorruptRecord {

@@ -51,7 +51,10 @@ fn attempt_i32(job: &Job) -> i32 {
 }
 
 /// Inserts validated jobs in one statement; the ids that went in.
-async fn insert_rows(tx: &Transaction<'_>, jobs: &[&Job]) -> Result<Vec<Uuid>, StoreError> {
+pub(super) async fn insert_rows(
+    tx: &Transaction<'_>,
+    jobs: &[&Job],
+) -> Result<Vec<Uuid>, StoreError> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO jobs (id, worker, status, attempt, priority, run_at, updated_at, unique_key, data) \

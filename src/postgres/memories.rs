@@ -32,7 +32,7 @@ fn not_found(id: MemoryId) -> StoreError {
 
 /// The memory in column `data` of a row that has its `id` too, or a
 /// corrupt-record error naming it.
-fn memory_of(row: &Row) -> Result<Memory, StoreError> {
+pub(super) fn memory_of(row: &Row) -> Result<Memory, StoreError> {
     match row.try_get::<_, Json<Memory>>("data") {
         Ok(Json(memory)) => Ok(memory),
         Err(e) => Err(StoreError::CorruptRecord {
@@ -56,7 +56,7 @@ fn user_bytes(memory: &Memory) -> Option<&[u8]> {
 }
 
 /// Inserts new memories (the summaries of a compaction) in one statement.
-async fn insert_rows(
+pub(super) async fn insert_rows(
     tx: &Transaction<'_>,
     op: &'static str,
     memories: &[Memory],

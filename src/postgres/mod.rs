@@ -41,6 +41,7 @@ mod cluster;
 mod config;
 mod conversations;
 mod harness;
+mod import;
 mod jobs;
 mod memories;
 mod migrations;

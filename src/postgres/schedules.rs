@@ -16,7 +16,7 @@ use crate::store::{
 };
 
 /// The pause row of a target: `*` for everything.
-fn target_key(target: &PauseTarget) -> &str {
+pub(super) fn target_key(target: &PauseTarget) -> &str {
     match target {
         PauseTarget::All => "*",
         PauseTarget::Worker(w) => w.as_str(),
@@ -40,7 +40,7 @@ async fn read_pauses(client: &tokio_postgres::Client) -> Result<PauseState, Stor
     Ok(state)
 }
 
-fn schedule_of(row: &tokio_postgres::Row) -> Result<Schedule, StoreError> {
+pub(super) fn schedule_of(row: &tokio_postgres::Row) -> Result<Schedule, StoreError> {
     match row.try_get::<_, Json<Schedule>>(0) {
         Ok(Json(s)) => Ok(s),
         Err(e) => Err(StoreError::CorruptRecord {
@@ -51,7 +51,10 @@ fn schedule_of(row: &tokio_postgres::Row) -> Result<Schedule, StoreError> {
     }
 }
 
-async fn store_schedule(tx: &Transaction<'_>, schedule: &Schedule) -> Result<(), StoreError> {
+pub(super) async fn store_schedule(
+    tx: &Transaction<'_>,
+    schedule: &Schedule,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO schedules (id, next_fire_at, data) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO UPDATE SET next_fire_at = $2, data = $3",

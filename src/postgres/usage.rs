@@ -33,7 +33,7 @@ pub(super) async fn prune_calls(
 
 /// A count of the record as the `bigint` column holds it; one beyond its
 /// range is refused naming the field.
-fn column(field: &'static str, value: u64) -> Result<i64, StoreError> {
+pub(super) fn column(field: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::InvalidInput {
         field,
         reason: format!("{value} is more than the store can add up ({})", i64::MAX),
@@ -41,7 +41,7 @@ fn column(field: &'static str, value: u64) -> Result<i64, StoreError> {
 }
 
 /// The `kind` and `name` columns of a scope.
-fn scope_columns(scope: &UsageScope) -> (&'static str, &[u8]) {
+pub(super) fn scope_columns(scope: &UsageScope) -> (&'static str, &[u8]) {
     match scope {
         UsageScope::Agent(a) => ("agent", a.as_bytes()),
         UsageScope::Provider(p) => ("provider", p.as_bytes()),
@@ -50,7 +50,7 @@ fn scope_columns(scope: &UsageScope) -> (&'static str, &[u8]) {
 
 /// The totals in columns `calls`, `input_tokens`, `output_tokens`,
 /// `cost_nanos` of a row; `what` names it in a corrupt-record error.
-fn totals_of(row: &Row, what: impl Fn() -> String) -> Result<UsageTotals, StoreError> {
+pub(super) fn totals_of(row: &Row, what: impl Fn() -> String) -> Result<UsageTotals, StoreError> {
     let get = |column: &str| -> Result<u64, StoreError> {
         let corrupt = |reason: String| StoreError::CorruptRecord {
             what: "usage totals",

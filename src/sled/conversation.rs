@@ -25,9 +25,9 @@ use crate::store::{
 };
 
 /// Tree of messages.
-const MESSAGES: &str = "messages";
+pub(super) const MESSAGES: &str = "messages";
 /// Tree of idempotency key → message key.
-const MESSAGE_KEYS: &str = "message_keys";
+pub(super) const MESSAGE_KEYS: &str = "message_keys";
 
 fn conversation_prefix(conversation_id: &str) -> Vec<u8> {
     // Validation caps ids at 256 bytes; saturate rather than wrap.
@@ -44,7 +44,16 @@ fn message_key(message: &ChatMessage) -> Vec<u8> {
     key
 }
 
-fn decode(key: &[u8], bytes: &[u8]) -> Result<ChatMessage, StoreError> {
+/// The conversation id and message id of a `messages` key (the inverse of
+/// [`message_key`]), or `None` when it is not one.
+pub(super) fn decode_message_key(key: &[u8]) -> Option<(String, uuid::Uuid)> {
+    let len = usize::from(u16::from_be_bytes(key.get(..2)?.try_into().ok()?));
+    let conversation = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
+    let id = uuid::Uuid::from_slice(key.get(2 + len..)?).ok()?;
+    Some((conversation.to_owned(), id))
+}
+
+pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<ChatMessage, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptRecord {
         what: "message",
         key: String::from_utf8_lossy(key).into_owned(),

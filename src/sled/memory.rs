@@ -34,11 +34,11 @@ use crate::store::{
 };
 
 /// Tree of memory records.
-const MEMORIES: &str = "memories";
+pub(super) const MEMORIES: &str = "memories";
 /// Tree of scope → ids index entries.
 const MEMORY_SCOPES: &str = "memory_scopes";
 /// Tree of idempotency key → memory id.
-const MEMORY_KEYS: &str = "memory_keys";
+pub(super) const MEMORY_KEYS: &str = "memory_keys";
 
 /// The key prefix of a scope in `memory_scopes` (see the module docs).
 fn scope_prefix(scope: &MemoryScope) -> Vec<u8> {
@@ -72,7 +72,7 @@ fn encode(memory: &Memory) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(memory).map_err(|e| StoreError::backend("encode memory", e))
 }
 
-fn decode(key: &[u8], bytes: &[u8]) -> Result<Memory, StoreError> {
+pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Memory, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptRecord {
         what: "memory",
         key: Uuid::from_slice(key)
@@ -168,7 +168,7 @@ impl SledStore {
     }
 }
 
-fn decode_key_id(key: &str, bytes: &[u8]) -> Result<MemoryId, StoreError> {
+pub(super) fn decode_key_id(key: &str, bytes: &[u8]) -> Result<MemoryId, StoreError> {
     Uuid::from_slice(bytes).map_err(|_| StoreError::CorruptRecord {
         what: "memory idempotency key",
         key: key.to_owned(),

@@ -96,6 +96,7 @@
 //!   never requeue anything.
 
 mod conversation;
+mod export;
 mod files;
 mod group_commit;
 mod harness;

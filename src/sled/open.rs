@@ -127,7 +127,7 @@ fn load_jobs(
 }
 
 /// One job record, checked to be stored under its own id.
-fn decode_record(key: &[u8], value: &[u8]) -> Result<Job, StoreError> {
+pub(super) fn decode_record(key: &[u8], value: &[u8]) -> Result<Job, StoreError> {
     let id = keys::decode_job_key(key).map_err(|hex| StoreError::CorruptJob {
         id: hex,
         reason: "key is not a 16-byte job id".into(),

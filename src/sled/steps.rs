@@ -22,9 +22,9 @@ use crate::store::{
 };
 
 /// Tree of step records.
-const CHECKPOINTS: &str = "checkpoints";
+pub(super) const CHECKPOINTS: &str = "checkpoints";
 /// Tree of idempotency keys.
-const IDEMPOTENCY: &str = "idempotency";
+pub(super) const IDEMPOTENCY: &str = "idempotency";
 /// Which keys belong to which job: the 16 bytes of the job id ++ the key;
 /// empty values. Retention drops a pruned job's keys through it.
 const IDEMPOTENCY_JOBS: &str = "idempotency_jobs";
@@ -37,12 +37,12 @@ fn step_key(job_id: JobId, step_index: u32) -> [u8; 20] {
 }
 
 /// The step index of a `checkpoints` key, if the key is well formed.
-fn step_of(key: &[u8]) -> Option<u32> {
+pub(super) fn step_of(key: &[u8]) -> Option<u32> {
     let tail: [u8; 4] = key.get(16..20)?.try_into().ok()?;
     (key.len() == 20).then(|| u32::from_be_bytes(tail))
 }
 
-fn corrupt(what: &'static str, key: String, reason: impl ToString) -> StoreError {
+pub(super) fn corrupt(what: &'static str, key: String, reason: impl ToString) -> StoreError {
     StoreError::CorruptRecord {
         what,
         key,

@@ -62,7 +62,22 @@ fn scope_key(scope: &UsageScope, day: NaiveDate) -> Vec<u8> {
     key
 }
 
-fn decode_totals(key: &[u8], bytes: &[u8]) -> Result<UsageTotals, StoreError> {
+/// The day and scope of an `a/` or `p/` key (the inverse of
+/// [`scope_key`]), or `None` when it is not one.
+pub(super) fn decode_scope_key(key: &[u8]) -> Option<(NaiveDate, UsageScope)> {
+    let text = std::str::from_utf8(key).ok()?;
+    let (kind, rest) = text.split_at_checked(2)?;
+    let (day, name) = rest.split_once('/')?;
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    let scope = match kind {
+        "a/" => UsageScope::Agent(name.to_owned()),
+        "p/" => UsageScope::Provider(name.to_owned()),
+        _ => return None,
+    };
+    Some((day, scope))
+}
+
+pub(super) fn decode_totals(key: &[u8], bytes: &[u8]) -> Result<UsageTotals, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(key, e))
 }
 
@@ -167,7 +182,7 @@ fn write_calls(
 
 /// The calls of one `c/` record: a batch (an array), or one call as earlier
 /// versions wrote them.
-fn decode_calls(key: &[u8], value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
+pub(super) fn decode_calls(key: &[u8], value: &[u8]) -> Result<Vec<UsageRecord>, StoreError> {
     let corrupt = |e: serde_json::Error| corrupt(key, e);
     if value.first() == Some(&b'[') {
         serde_json::from_slice(value).map_err(corrupt)
@@ -208,7 +223,7 @@ impl SledStore {
     /// The `usage` tree, with every pending record written to it (unless
     /// the store has failed: then it takes no writes, and reads see what was
     /// written before).
-    fn usage_tree(&self) -> Result<&sled::Tree, StoreError> {
+    pub(super) fn usage_tree(&self) -> Result<&sled::Tree, StoreError> {
         if self.writable().is_ok() {
             self.inner.usage.apply()?;
         }

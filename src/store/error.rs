@@ -126,6 +126,24 @@ pub enum StoreError {
         /// The id asked for.
         id: String,
     },
+    /// The target of an import already holds records (see
+    /// [`crate::store::ImportOptions::force`]).
+    #[error("{target} is not empty: it already holds {holds}")]
+    NotEmpty {
+        /// The target (a schema and its URL, the password redacted).
+        target: String,
+        /// What it holds, counted per kind (`14 jobs, 7 memories`).
+        holds: String,
+    },
+    /// An import met a record whose id (or key) the target already holds;
+    /// nothing is overwritten (see [`crate::store::ImportOptions::force`]).
+    #[error("{what} {id} is already stored in the target")]
+    AlreadyStored {
+        /// What kind of record (`job`, `memory`, `idempotency key` …).
+        what: &'static str,
+        /// Its id or key.
+        id: String,
+    },
     /// No schedule has this id.
     #[error("schedule {id:?} not found")]
     ScheduleNotFound {

@@ -16,6 +16,7 @@
 //! | [`StepStore`] | an agent task's durable steps |
 //! | [`IdempotencyStore`] | keys claimed once, for side-effecting tools |
 //! | [`UsageStore`] | model calls' usage and day totals |
+//! | [`SnapshotExport`], [`SnapshotImport`] | a whole store read or written at once (migrating between adapters) |
 //!
 //! [`Store`] is all of them: what the runtime takes.
 //!
@@ -70,6 +71,7 @@ mod idempotency;
 mod jobs;
 mod memories;
 mod schedules;
+mod snapshot;
 mod steps;
 mod types;
 mod usage;
@@ -90,6 +92,11 @@ pub use memories::{
     MIN_IMPORTANCE,
 };
 pub use schedules::{parked, validate_schedule, ScheduleStore};
+pub use snapshot::{
+    Batch, ClaimedKey, DayTotals, ImportOptions, ImportReport, KindCheck, MemoryKey, MessageKey,
+    Snapshot, SnapshotChunk, SnapshotCounts, SnapshotExport, SnapshotImport, SnapshotKind,
+    SnapshotSink, StepRecord, CHUNK_BYTES, CHUNK_RECORDS,
+};
 pub use steps::{check_step_index, validate_step_json, StepStore, MAX_STEP_BYTES};
 pub use types::{
     CancelOutcome, ClaimRequest, Durability, FiredSchedule, InsertOutcome, JobCounts, JobPage,
