@@ -94,7 +94,9 @@ pub(super) async fn connect(
     let dir = global.data_dir_for(config);
     let mut section = config.store.clone();
     section.data_dir = dir.clone();
-    let store = match crate::runtime::connect_store(&section).await {
+    // A runtime started here takes part in a cluster as a node; a command
+    // that only reads and tells is a client of it.
+    let store = match crate::runtime::connect_store(&section, matches!(need, Need::Runtime)).await {
         Ok(store) => store,
         Err(locked @ StoreError::Locked { .. }) => {
             return match daemon_url(&dir) {

@@ -159,7 +159,7 @@ fn copy(
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            let store = PostgresStore::connect(config.clone()).await?;
+            let store = PostgresStore::connect(config.clone().as_node(false)).await?;
             let report = store
                 .import(&source, ImportOptions { force })
                 .await

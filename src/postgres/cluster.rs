@@ -74,7 +74,10 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
     let pool = super::pool(&config, pg)?;
     let node = config.node_id.unwrap_or_else(Uuid::now_v7);
     let (events, _) = tokio::sync::broadcast::channel(1024);
-    register(&first, node).await?;
+    let as_node = config.node;
+    if as_node {
+        register(&first, node).await?;
+    }
     drop(first);
     let shared = Arc::new_cyclic(|me| Shared {
         pool,
@@ -84,9 +87,11 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
         events,
         transitions: super::transitions::start(me.clone()),
     });
-    tokio::spawn(heartbeat(Arc::downgrade(&shared)));
-    tokio::spawn(rescuer(Arc::downgrade(&shared)));
-    tokio::spawn(listener(Arc::downgrade(&shared)));
+    if as_node {
+        tokio::spawn(heartbeat(Arc::downgrade(&shared)));
+        tokio::spawn(rescuer(Arc::downgrade(&shared)));
+        tokio::spawn(listener(Arc::downgrade(&shared)));
+    }
     Ok(shared)
 }
 

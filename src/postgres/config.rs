@@ -38,6 +38,12 @@ pub struct PostgresConfig {
     /// Apply missing migrations when the store opens (the default); when
     /// false an older schema is an error that says to run `troupe migrate`.
     pub migrate: bool,
+    /// Whether this store takes part as a node (the default): it registers
+    /// in `nodes`, renews its leases, rescues dead nodes' jobs and listens
+    /// for the others. `false` for a client that only reads and tells (the
+    /// CLI's commands, a program that enqueues): it never claims, so it has
+    /// no leases, and it does not show among the nodes.
+    pub node: bool,
 }
 
 impl PostgresConfig {
@@ -53,7 +59,14 @@ impl PostgresConfig {
             poll: Duration::from_secs(1),
             node_id: None,
             migrate: true,
+            node: true,
         }
+    }
+
+    /// Sets [`node`](Self::node): `false` for a client that never claims.
+    pub fn as_node(mut self, node: bool) -> Self {
+        self.node = node;
+        self
     }
 
     /// Sets the schema.
@@ -103,6 +116,7 @@ impl fmt::Debug for PostgresConfig {
             .field("poll", &self.poll)
             .field("node_id", &self.node_id)
             .field("migrate", &self.migrate)
+            .field("node", &self.node)
             .finish()
     }
 }

@@ -134,7 +134,7 @@ impl TroupeBuilder {
         check_allocator(&config)?;
         let store = match store {
             Some(s) => s,
-            None => super::store::connect_store(&config.store).await?,
+            None => super::store::connect_store(&config.store, true).await?,
         };
         let slot = RuntimeSlot::default();
 

@@ -56,10 +56,19 @@ pub(crate) fn open_store(section: &StoreSection) -> Result<Arc<dyn Store>, Store
     })
 }
 
-/// [`open_store`] from async code (the builder's default store).
-pub(crate) async fn connect_store(section: &StoreSection) -> Result<Arc<dyn Store>, StoreError> {
+/// [`open_store`] from async code: for a runtime (`node`: the builder's
+/// default store, `task --wait`), or for a client that only reads and tells
+/// (the CLI's other commands), which does not take part in a cluster as a
+/// node.
+pub(crate) async fn connect_store(
+    section: &StoreSection,
+    node: bool,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match section.kind {
         StoreKind::Sled => Arc::new(SledStore::open(SledConfig::new(&section.data_dir))?),
-        StoreKind::Postgres => Arc::new(PostgresStore::connect(postgres_config(section)?).await?),
+        StoreKind::Postgres => {
+            let config = postgres_config(section)?.as_node(node);
+            Arc::new(PostgresStore::connect(config).await?)
+        }
     })
 }

@@ -71,11 +71,12 @@ impl Cluster {
         }
     }
 
-    /// A store on the cluster's schema (itself a node that never claims).
+    /// A client store on the cluster's schema (not a node: it never claims).
     pub async fn store(&self) -> PostgresStore {
         let mut config = self.schema.config().clone();
         config.node_id = None;
         config.pool_size = 4;
+        config.node = false;
         match PostgresStore::connect(config).await {
             Ok(store) => store,
             Err(e) => panic!("a store on the cluster's schema: {e}"),
