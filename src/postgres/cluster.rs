@@ -79,6 +79,7 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
         register(&first, node).await?;
     }
     drop(first);
+    let wake = Arc::new(tokio::sync::Notify::new());
     let shared = Arc::new_cyclic(|me| Shared {
         pool,
         config,
@@ -86,7 +87,9 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
         failed: OnceLock::new(),
         events,
         transitions: super::transitions::start(me.clone()),
+        wake: wake.clone(),
     });
+    tokio::spawn(waker(Arc::downgrade(&shared), wake));
     if as_node {
         tokio::spawn(heartbeat(Arc::downgrade(&shared)));
         tokio::spawn(rescuer(Arc::downgrade(&shared)));
@@ -172,9 +175,44 @@ async fn notify(tx: &Transaction<'_>, shared: &Shared, payload: String) -> Resul
     Ok(())
 }
 
-/// Tells the other nodes that work may be ready, when `tx` commits.
-pub(super) async fn notify_wake(tx: &Transaction<'_>, shared: &Shared) -> Result<(), StoreError> {
-    notify(tx, shared, format!("w:{}", shared.node)).await
+/// Tells the other nodes that work may be ready, for as long as the store
+/// lives: each [`Shared::wake_others`] since the last notification makes
+/// one more, so a burst of enqueues costs one `NOTIFY` while one is in
+/// flight, not one per enqueue. Sent after the commit that made the work,
+/// outside it: a notifying commit takes PostgreSQL's one notification
+/// lock until its WAL is flushed, so every enqueue notifying in its own
+/// transaction would queue behind every other. A wake lost (the process
+/// dies between the commit and the notification) costs the others one
+/// poll period.
+async fn waker(shared: std::sync::Weak<Shared>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let sent = async {
+            let client = shared
+                .pool
+                .get()
+                .await
+                .map_err(|e| super::pool_error("notify", e))?;
+            let stmt = client
+                .prepare_cached("SELECT pg_notify($1, $2)")
+                .await
+                .map_err(db("notify"))?;
+            client
+                .execute(
+                    &stmt,
+                    &[&channel(&shared.config), &format!("w:{}", shared.node)],
+                )
+                .await
+                .map_err(db("notify"))?;
+            Ok::<(), StoreError>(())
+        };
+        if let Err(e) = sent.await {
+            tracing::debug!(error = %e, "could not wake the other nodes; they will poll");
+        }
+    }
 }
 
 /// Tells the node running `job` to stop it, when `tx` commits.
@@ -306,12 +344,10 @@ pub(super) async fn rescue(shared: &Shared) -> Result<usize, StoreError> {
     )
     .await?;
     let n = found.requeued.len() + found.cancelled.len();
-    if !found.requeued.is_empty() {
-        notify_wake(&tx, shared).await?;
-    }
     tx.commit().await.map_err(db("rescue"))?;
-    // Woken here too: the notification is ignored by the node that sent it.
     if !found.requeued.is_empty() {
+        shared.wake_others();
+        // Woken here too: the notification is ignored by the node that sent it.
         let _ = shared.events.send(StoreEvent::Wake);
     }
     Ok(n)

@@ -105,12 +105,12 @@ async fn key_holder(tx: &Transaction<'_>, key: &str) -> Result<Option<Job>, Stor
     row.map(|r| job_of(&r, 0)).transpose()
 }
 
-/// Inserts `jobs` in one transaction: each is `Inserted`, or `Existing`
-/// with the active job holding its key (an earlier job of the same call
-/// included); a taken id is refused. Notifies the other nodes.
+/// Inserts `jobs` in `tx`: each is `Inserted`, or `Existing` with the
+/// active job holding its key (an earlier job of the same call included); a
+/// taken id is refused. The caller wakes the other nodes once `tx` has
+/// committed ([`Shared::wake_others`]).
 pub(super) async fn insert_all(
     tx: &Transaction<'_>,
-    shared: &Shared,
     jobs: Vec<Job>,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     let refs: Vec<&Job> = jobs.iter().collect();
@@ -138,9 +138,6 @@ pub(super) async fn insert_all(
             },
         });
     }
-    if out.iter().any(InsertOutcome::is_new) {
-        super::cluster::notify_wake(tx, shared).await?;
-    }
     Ok(out)
 }
 
@@ -152,8 +149,10 @@ pub(super) async fn write_back(
     op: &'static str,
     jobs: &[Job],
 ) -> Result<(), StoreError> {
-    if jobs.is_empty() {
-        return Ok(());
+    match jobs {
+        [] => return Ok(()),
+        [job] => return write_back_one(tx, op, job).await,
+        _ => {}
     }
     let stmt = tx
         .prepare_cached(
@@ -185,6 +184,40 @@ pub(super) async fn write_back(
             &run_ats,
             &updated,
             &data,
+        ],
+    )
+    .await
+    .map_err(db(op))?;
+    Ok(())
+}
+
+/// [`write_back`] of one job: a plain `WHERE id = $1`, whose plan the
+/// server keeps (an `unnest` of arrays is planned again on every call).
+async fn write_back_one(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    job: &Job,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE jobs SET status = $2, attempt = $3, priority = $4, run_at = $5, \
+                 updated_at = $6, data = $7, \
+                 lease_node = CASE WHEN $2 = 'running' THEN lease_node END, \
+                 lease_until = CASE WHEN $2 = 'running' THEN lease_until END \
+             WHERE id = $1",
+        )
+        .await
+        .map_err(db(op))?;
+    tx.execute(
+        &stmt,
+        &[
+            &job.id,
+            &job.status.as_str(),
+            &attempt_i32(job),
+            &job.priority,
+            &job.run_at,
+            &job.updated_at,
+            &Json(job),
         ],
     )
     .await
@@ -429,8 +462,11 @@ impl JobStore for PostgresStore {
         }
         self.write("insert", move |mut client, shared| async move {
             let tx = client.transaction().await.map_err(db("insert"))?;
-            let out = insert_all(&tx, &shared, jobs).await?;
+            let out = insert_all(&tx, jobs).await?;
             tx.commit().await.map_err(db("insert"))?;
+            if out.iter().any(InsertOutcome::is_new) {
+                shared.wake_others();
+            }
             Ok(out)
         })
         .await
@@ -579,10 +615,10 @@ impl JobStore for PostgresStore {
                     break;
                 }
             }
-            if !answer.requeued.is_empty() {
-                super::cluster::notify_wake(&tx, &shared).await?;
-            }
             tx.commit().await.map_err(db("recover"))?;
+            if !answer.requeued.is_empty() {
+                shared.wake_others();
+            }
             Ok(answer)
         })
         .await
@@ -594,18 +630,29 @@ impl JobStore for PostgresStore {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let workers: Option<Vec<String>> = workers.map(<[String]>::to_vec);
         self.run("next wake", move |client, _| async move {
-            // The column holds microseconds; the job's own `runAt` (in
-            // `data`) is exact, so the earliest is decoded from the rows
-            // that share the earliest column value.
-            let rows = client
-                .query(
-                    "WITH ready AS ( \
-                         SELECT data, id, run_at FROM jobs \
-                         WHERE status = 'queued' AND ($1::text[] IS NULL OR worker = ANY($1)) \
-                           AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.target = '*' OR p.target = jobs.worker)) \
-                     SELECT data, id FROM ready WHERE run_at = (SELECT min(run_at) FROM ready)",
-                    &[&workers],
+            // The earliest `run_at` from its own index (the scan stops at
+            // the first ready job of a worker that is not paused), then the
+            // jobs at that time decoded: the column holds microseconds, the
+            // job's own `runAt` (in `data`) is exact.
+            let stmt = client
+                .prepare_cached(
+                    "WITH p AS (SELECT coalesce(bool_or(target = '*'), false) AS all_paused, \
+                                       coalesce(array_agg(target), '{}') AS paused FROM pauses), \
+                          earliest AS ( \
+                              SELECT run_at FROM jobs, p \
+                              WHERE status = 'queued' AND NOT p.all_paused \
+                                AND NOT (worker = ANY(p.paused)) \
+                                AND ($1::text[] IS NULL OR worker = ANY($1)) \
+                              ORDER BY run_at LIMIT 1) \
+                     SELECT data, id FROM jobs, p \
+                     WHERE status = 'queued' AND run_at = (SELECT run_at FROM earliest) \
+                       AND NOT (worker = ANY(p.paused)) \
+                       AND ($1::text[] IS NULL OR worker = ANY($1))",
                 )
+                .await
+                .map_err(db("next wake"))?;
+            let rows = client
+                .query(&stmt, &[&workers])
                 .await
                 .map_err(db("next wake"))?;
             Ok(jobs_of(&rows)?.iter().map(|j| j.run_at).min())

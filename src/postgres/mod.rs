@@ -94,6 +94,16 @@ pub(crate) struct Shared {
     events: tokio::sync::broadcast::Sender<crate::store::StoreEvent>,
     /// Where fenced transitions wait for their group (`transitions.rs`).
     transitions: tokio::sync::mpsc::UnboundedSender<transitions::Transition>,
+    /// Asks for one more wake-up of the other nodes (`cluster.rs`, `waker`).
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    /// Tells the other nodes, soon, that work may be ready. Call it after
+    /// the commit that made the work.
+    fn wake_others(&self) {
+        self.wake.notify_one();
+    }
 }
 
 struct Inner {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::Json;
 
-use super::{db, jobs, PostgresStore, Shared};
+use super::{db, jobs, PostgresStore};
 use crate::job::rules;
 use crate::job::schedule::{plan_firings, Schedule, ScheduleError};
 use crate::store::{
@@ -70,7 +70,6 @@ pub(super) async fn store_schedule(
 /// advanced, or `None` when it is not due after all.
 async fn fire(
     tx: &Transaction<'_>,
-    shared: &Shared,
     schedule: &Schedule,
     now: DateTime<Utc>,
 ) -> Result<Option<FiredSchedule>, StoreError> {
@@ -109,7 +108,7 @@ async fn fire(
         })?;
         planned.push(job);
     }
-    let fired = jobs::insert_all(tx, shared, planned)
+    let fired = jobs::insert_all(tx, planned)
         .await?
         .into_iter()
         .filter_map(|outcome| match outcome {
@@ -149,10 +148,12 @@ impl ScheduleStore for PostgresStore {
                 tx.execute("DELETE FROM pauses WHERE target = $1", &[&key])
                     .await
                     .map_err(db("resume"))?;
-                // A resume makes work claimable on every node.
-                super::cluster::notify_wake(&tx, &shared).await?;
             }
             tx.commit().await.map_err(db("pause"))?;
+            if !paused {
+                // A resume makes work claimable on every node.
+                shared.wake_others();
+            }
             read_pauses(&client).await
         })
         .await
@@ -170,9 +171,10 @@ impl ScheduleStore for PostgresStore {
         self.write("save schedule", move |mut client, shared| async move {
             let tx = client.transaction().await.map_err(db("save schedule"))?;
             store_schedule(&tx, &schedule).await?;
+            tx.commit().await.map_err(db("save schedule"))?;
             // Every node reads the first fire time again when woken.
-            super::cluster::notify_wake(&tx, &shared).await?;
-            tx.commit().await.map_err(db("save schedule"))
+            shared.wake_others();
+            Ok(())
         })
         .await
     }
@@ -229,11 +231,14 @@ impl ScheduleStore for PostgresStore {
             let mut answer = Vec::new();
             for row in &rows {
                 let schedule = schedule_of(row)?;
-                if let Some(done) = fire(&tx, &shared, &schedule, now).await? {
+                if let Some(done) = fire(&tx, &schedule, now).await? {
                     answer.push(done);
                 }
             }
             tx.commit().await.map_err(db("fire schedules"))?;
+            if answer.iter().any(|fired| !fired.jobs.is_empty()) {
+                shared.wake_others();
+            }
             Ok(answer)
         })
         .await

@@ -22,6 +22,8 @@ CREATE UNIQUE INDEX jobs_unique_active ON jobs (unique_key)
 -- The claim: ready jobs of a worker in claim order.
 CREATE INDEX jobs_ready ON jobs (worker, priority DESC, run_at, id)
     WHERE status = 'queued';
+-- The scheduler's next wake-up: the earliest queued run_at.
+CREATE INDEX jobs_queued_run_at ON jobs (run_at) WHERE status = 'queued';
 -- The rescuer: running jobs by lease end; a node's own leases.
 CREATE INDEX jobs_leases ON jobs (lease_until) WHERE status = 'running';
 CREATE INDEX jobs_lease_node ON jobs (lease_node) WHERE status = 'running';
