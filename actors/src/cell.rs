@@ -1,9 +1,11 @@
 //! The cell: the actix actor that hosts one supervised instance.
 //!
 //! Owns: the instance (`Option<A>`, empty between a crash and the restart),
-//! the factory that makes new ones, and the receiving end of the supervisor's
-//! control channel. The mailbox is actix's and outlives every instance, which
-//! is what keeps addresses valid across restarts.
+//! the factory that makes new ones (until its tree is stopped for good:
+//! then the cell lets go of it, see [`Command::Release`]), and the receiving
+//! end of the supervisor's control channel. The mailbox is actix's and
+//! outlives every instance, which is what keeps addresses valid across
+//! restarts.
 //!
 //! Takes: `Envelope<M>` for every `M` the actor handles; `Command`s from its
 //! supervisor on the control channel (start, stop).
@@ -57,6 +59,9 @@ enum Phase {
     Paused,
     /// No instance; messages are answered with an error.
     Stopped,
+    /// Stopped for good, its tree with it: no factory, no parent, no
+    /// listener. The actix context ends once nobody addresses the cell.
+    Released,
 }
 
 struct PendingStart {
@@ -76,7 +81,9 @@ pub(crate) struct CellConfig<A: Actor> {
 pub(crate) struct Cell<A: Actor> {
     // Boxed so the cell is `Unpin` (actix requires it) whatever `A` is.
     instance: Option<Box<A>>,
-    factory: Factory<A>,
+    /// `None` once released: nothing starts the cell again, and what the
+    /// factory captured (a store, say) must not outlive the tree.
+    factory: Option<Factory<A>>,
     shared: Arc<Shared>,
     control: ControlReceiver,
     parent: ParentLink,
@@ -85,6 +92,8 @@ pub(crate) struct Cell<A: Actor> {
     shutdown_timeout: Duration,
     pending_exit: Option<ExitReason>,
     pending_start: Option<PendingStart>,
+    /// A `Release` came while an instance ran: released once it stopped.
+    release_after_stop: bool,
     /// Moves on when an instance ends, which ends that instance's tasks
     /// (see [`spawn_task`]).
     epoch: Epoch,
@@ -104,7 +113,7 @@ impl<A: Actor> Cell<A> {
             ctx.set_mailbox_capacity(capacity);
             Cell {
                 instance: None,
-                factory,
+                factory: Some(factory),
                 shared: cell_shared,
                 control: rx,
                 parent,
@@ -113,6 +122,7 @@ impl<A: Actor> Cell<A> {
                 shutdown_timeout,
                 pending_exit: None,
                 pending_start: None,
+                release_after_stop: false,
                 epoch: tokio::sync::watch::channel(0).0,
             }
         };
@@ -181,7 +191,10 @@ impl<A: Actor> Cell<A> {
     }
 
     fn start_instance(&mut self, ctx: &mut actix::Context<Self>, ack: Option<oneshot::Sender<()>>) {
-        let made = catch_unwind(AssertUnwindSafe(|| (self.factory)()));
+        let made = match &self.factory {
+            Some(factory) => catch_unwind(AssertUnwindSafe(|| factory())),
+            None => Ok(Err(String::from("its tree was stopped for good"))),
+        };
         self.phase = Phase::Running;
         match made {
             Ok(Ok(instance)) => {
@@ -245,15 +258,46 @@ impl<A: Actor> Cell<A> {
                 },
             ) => self.revive(generation, delay, ack, ctx),
             (Phase::Stopped, Command::Stop { then, ack }) => self.stop_stopped(then, ack, ctx),
+            (Phase::Running, Command::Release) => {
+                // Not expected (a `Stop` with `Halt` comes first), but a
+                // release never leaves an instance running.
+                self.release_after_stop = true;
+                self.graceful_stop(AfterStop::Halt, None, ctx);
+                true
+            }
+            (Phase::Paused, Command::Release) => {
+                self.stop_paused(AfterStop::Halt, None, ctx);
+                self.release();
+                true
+            }
+            (Phase::Stopped, Command::Release) => {
+                self.release();
+                true
+            }
             // Init and Stopping have no listener; nothing arrives there.
+            // Released has none either, nor a parent to command it.
             (
-                Phase::Init | Phase::Stopping,
+                Phase::Init | Phase::Stopping | Phase::Released,
                 Command::Start { ack, .. } | Command::Stop { ack, .. },
             ) => {
                 send_ack(ack);
                 false
             }
+            (Phase::Init | Phase::Stopping | Phase::Released, Command::Release) => false,
         }
+    }
+
+    /// The tree is stopped for good: drop what was kept for restarts (the
+    /// factory, the parent link, a pending start). Nothing is listened to
+    /// any more; messages are answered with an error, and the actix context
+    /// ends (dropping the cell) once the last address is gone.
+    fn release(&mut self) {
+        self.drop_instance();
+        self.phase = Phase::Released;
+        self.shared.set_state(ChildState::Stopped);
+        self.pending_start = None;
+        self.factory = None;
+        self.parent = ParentLink::Released;
     }
 
     /// `Stop` while no instance runs: a pending start is dropped; `Halt`
@@ -376,6 +420,9 @@ impl<A: Actor> Cell<A> {
                 self.shared.set_state(ChildState::Stopped);
             }
         }
+        if std::mem::take(&mut self.release_after_stop) {
+            self.release();
+        }
         send_ack(ack);
         actix::ActorContext::stop(ctx);
     }
@@ -400,7 +447,8 @@ impl<A: Actor> actix::Actor for Cell<A> {
             Phase::Stopped | Phase::Running => {
                 ctx.spawn(Listener);
             }
-            Phase::Stopping => {}
+            // Nothing keeps a released cell alive but its addresses.
+            Phase::Stopping | Phase::Released => {}
         }
     }
 

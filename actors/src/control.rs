@@ -38,6 +38,12 @@ pub(crate) enum Command {
         then: AfterStop,
         ack: Option<oneshot::Sender<()>>,
     },
+    /// The tree is stopped for good (its root halted): nothing will start
+    /// the child again, so it lets go of what it kept for restarts (its
+    /// factory, and with it whatever the factory captured; the link to its
+    /// parent) and ends once nobody addresses it. Follows a `Stop` with
+    /// `Halt` on the same channel; a child still running is stopped first.
+    Release,
 }
 
 #[derive(Debug, Default)]

@@ -289,7 +289,9 @@ impl Tree {
     }
 
     /// Stops every child, deepest and latest first, each within its shutdown
-    /// timeout; returns once all are stopped.
+    /// timeout; returns once all are stopped. The tree is then stopped for
+    /// good: right after, each child lets go of its factory (and what that
+    /// captured), so nothing of it outlives the tree's handles.
     pub async fn shutdown(&self) {
         self.root.shutdown().await;
     }
@@ -338,7 +340,8 @@ impl SupervisorRef {
     }
 
     /// Adds and starts a worker child at run time (e.g. an agent added to a
-    /// running daemon); it is stopped first at shutdown.
+    /// running daemon); it is stopped first at shutdown. Refused with
+    /// [`CallError::Dropped`] once the tree is stopped for good.
     pub async fn start_child<A: Actor>(
         &self,
         spec: ChildSpec<A>,
@@ -380,6 +383,8 @@ impl SupervisorRef {
     }
 
     /// Stops all children in reverse start order; see [`Tree::shutdown`].
+    /// Only the root's is final: a nested supervisor keeps its children's
+    /// factories, since an ancestor's restart starts it again.
     pub async fn shutdown(&self) {
         let (ack, done) = oneshot::channel();
         self.addr.do_send(SupCommand(Command::Stop {

@@ -9,11 +9,12 @@ use actix::fut::ActorFutureExt;
 use actix::{AsyncContext, Handler};
 
 use crate::control::{AfterStop, Command};
-use crate::error::BuildError;
+use crate::error::{BuildError, CallError};
 use crate::exit::ExitReason;
 use crate::spec::{Registry, Restart, StartChild};
 use crate::status::{ChildInfo, ChildState, Shared};
 use crate::strategy::{Intensity, Strategy};
+use crate::tree::StartChildError;
 
 use super::slot::{ParentLink, Slot};
 
@@ -46,7 +47,7 @@ impl actix::Message for GetChildren {
 pub(crate) struct AddChild(pub(crate) Box<dyn StartChild>);
 
 impl actix::Message for AddChild {
-    type Result = Result<Box<dyn Any + Send + Sync>, BuildError>;
+    type Result = Result<Box<dyn Any + Send + Sync>, StartChildError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,9 @@ enum Phase {
     Paused,
     /// Children stopped for good.
     Stopped,
+    /// Stopped for good with its whole tree: its children let go of their
+    /// factories, it let go of its parent; it only answers queries.
+    Released,
 }
 
 pub(crate) struct SupervisorActor {
@@ -167,7 +171,9 @@ impl SupervisorActor {
         then: AfterStop,
         after: impl FnOnce(&mut Self) + 'static,
     ) {
-        self.phase = Phase::Busy;
+        if self.phase != Phase::Released {
+            self.phase = Phase::Busy;
+        }
         let stops: Vec<_> = self
             .children
             .iter()
@@ -200,7 +206,32 @@ impl SupervisorActor {
                 cause,
             };
             act.parent.report(act.generation, reason);
+            // A root that gave up is never started again: nothing above it
+            // restarts it, so its tree is stopped for good.
+            if matches!(act.parent, ParentLink::Root(_)) {
+                act.release();
+            }
         });
+    }
+
+    /// Its tree is stopped for good (its root halted or gave up): every
+    /// child (already halted) lets go of what it kept for restarts, and so
+    /// does this supervisor of its parent. A strong link up from a child
+    /// keeps its parent alive while the parent keeps the child's control,
+    /// so without this the stopped tree (and what its factories captured:
+    /// an engine's store) lived as long as the actix system. The slots stay,
+    /// for the children's last states; they hold nothing but handles.
+    fn release(&mut self) {
+        if self.phase == Phase::Released {
+            return;
+        }
+        self.phase = Phase::Released;
+        for slot in &self.children {
+            slot.control.release();
+        }
+        if !matches!(self.parent, ParentLink::Root(_)) {
+            self.parent = ParentLink::Released;
+        }
     }
 }
 
@@ -291,7 +322,7 @@ impl Handler<SupCommand> for SupervisorActor {
                 delay,
                 ack,
             } => {
-                if self.phase == Phase::Running {
+                if matches!(self.phase, Phase::Running | Phase::Released) {
                     if let Some(ack) = ack {
                         let _ = ack.send(());
                     }
@@ -332,16 +363,31 @@ impl Handler<SupCommand> for SupervisorActor {
                         AfterStop::Pause => (Phase::Paused, ChildState::Restarting),
                         AfterStop::Halt => (Phase::Stopped, ChildState::Stopped),
                     };
-                    act.phase = phase;
+                    if act.phase != Phase::Released {
+                        act.phase = phase;
+                    }
                     act.shared.set_state(state);
                     if let ParentLink::Root(tx) = &act.parent {
                         if then == AfterStop::Halt {
                             tx.send_replace(Some(Ok(())));
+                            // Nothing starts a root again.
+                            act.release();
                         }
                     }
                     if let Some(ack) = ack {
                         let _ = ack.send(());
                     }
+                });
+            }
+            Command::Release => {
+                // After the parent's `Stop` with `Halt` (the mailbox keeps
+                // their order); anything still running is stopped first.
+                self.stop_all(ctx, AfterStop::Halt, |act| {
+                    if act.phase != Phase::Released {
+                        act.phase = Phase::Stopped;
+                    }
+                    act.shared.set_state(ChildState::Stopped);
+                    act.release();
                 });
             }
         }
@@ -399,15 +445,23 @@ impl Handler<RestartChild> for SupervisorActor {
 }
 
 impl Handler<AddChild> for SupervisorActor {
-    type Result = Result<Box<dyn Any + Send + Sync>, BuildError>;
+    type Result = Result<Box<dyn Any + Send + Sync>, StartChildError>;
 
     fn handle(&mut self, AddChild(child): AddChild, ctx: &mut Self::Context) -> Self::Result {
+        if self.phase == Phase::Released {
+            // Its tree is stopped for good: a child started now would run
+            // unsupervised, and hold this supervisor alive.
+            return Err(StartChildError::Call(CallError::Dropped {
+                actor: self.shared.name.to_string(),
+            }));
+        }
         let id = child.id().to_string();
         if self.children.iter().any(|slot| *slot.id == *id) {
             return Err(BuildError::DuplicateChild {
                 supervisor: self.path.to_string(),
                 child: id,
-            });
+            }
+            .into());
         }
         let path = format!("{}/{}", self.path, id);
         child.validate(&path)?;
@@ -418,6 +472,8 @@ impl Handler<AddChild> for SupervisorActor {
         let mut registry = Registry::new();
         let slot = child.start(link, path.clone(), &mut registry);
         self.children.push(slot);
-        registry.remove(&path).ok_or(BuildError::InvalidId { id })
+        registry
+            .remove(&path)
+            .ok_or(BuildError::InvalidId { id }.into())
     }
 }

@@ -31,6 +31,10 @@ pub(crate) enum ParentLink {
     },
     /// The root: to whoever waits on the tree.
     Root(Arc<watch::Sender<Option<Result<(), TreeError>>>>),
+    /// Nobody: the tree was stopped for good and the child let go of its
+    /// parent (a strong link up would keep the parent alive, and the parent
+    /// keeps the child's control: a cycle that outlives the tree).
+    Released,
 }
 
 impl ParentLink {
@@ -54,6 +58,7 @@ impl ParentLink {
                 };
                 tx.send_replace(Some(outcome));
             }
+            ParentLink::Released => {}
         }
     }
 }
@@ -106,6 +111,11 @@ impl Control {
                 "child did not confirm its stop in time; its thread may be blocked"
             );
         }
+    }
+
+    /// Tells the child its tree is stopped for good (see [`Command::Release`]).
+    pub(crate) fn release(&self) {
+        self.send(Command::Release);
     }
 
     /// Starts the child and waits until it runs (or failed to start).
