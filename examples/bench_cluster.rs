@@ -510,7 +510,10 @@ const KINDS: &[(&str, &str)] = &[
     ("WITH ready", "claim: next wake (after each claim)"),
     ("earliest AS", "claim: next wake (after each claim)"),
     ("WHERE id = $1 FOR UPDATE", "complete: lock the job"),
-    ("WHERE id = ANY($1) ORDER BY id FOR UPDATE", "complete: lock the jobs"),
+    (
+        "WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        "complete: lock the jobs",
+    ),
     ("SET status = u.status", "complete: write it back"),
     ("SET status = $2", "complete: write it back"),
     ("WITH renewed", "heartbeat"),

@@ -150,20 +150,12 @@ impl TroupeConfig {
             ));
         }
         if let Some(schema) = &store.schema {
-            let plain = schema
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                && schema
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && schema.len() <= 63;
-            if !plain {
-                return Err(check.invalid(
-                    "store.schema",
-                    format!("`{schema}` must be lowercase letters, digits and _, starting with a letter or _"),
-                ));
-            }
+            crate::store::validate_schema_name(schema).map_err(|e| match e {
+                crate::store::StoreError::InvalidInput { reason, .. } => {
+                    check.invalid("store.schema", reason)
+                }
+                other => check.invalid("store.schema", other.to_string()),
+            })?;
         }
         Ok(())
     }
@@ -376,6 +368,57 @@ mod tests {
 
     fn parse(text: &str) -> Result<TroupeConfig, ConfigError> {
         TroupeConfig::parse(text, Path::new("troupe.toml"))
+    }
+
+    fn refused_key(text: &str) -> String {
+        match parse(text) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected a refused key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_store_section_chooses_postgres_and_checks_its_settings() {
+        let config = parse(
+            "[store]\ntype = \"postgres\"\nurl = \"postgres://u:s3cret@db/app\"\n\
+             schema = \"jobs_1\"\npoolSize = 4\nlease = \"10s\"\nheartbeat = \"2s\"\n\
+             migrate = false\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.store.kind, StoreKind::Postgres);
+        assert_eq!(config.store.pool_size, Some(4));
+        assert!(!config.store.migrate);
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "Debug hides the database URL"
+        );
+        assert_eq!(parse("").map(|c| c.store.kind).ok(), Some(StoreKind::Sled));
+        for (text, key) in [
+            ("[store]\nurl = \"postgres://db/app\"\n", "store.url"),
+            ("[store]\nlease = \"5s\"\n", "store.lease"),
+            (
+                "[store]\ntype = \"postgres\"\nlease = \"3s\"\nheartbeat = \"3s\"\n",
+                "store.heartbeat",
+            ),
+            (
+                "[store]\ntype = \"postgres\"\nlease = \"soon\"\n",
+                "store.lease",
+            ),
+            (
+                "[store]\ntype = \"postgres\"\npoolSize = 0\n",
+                "store.poolSize",
+            ),
+            (
+                "[store]\ntype = \"postgres\"\nschema = \"Bad-Name\"\n",
+                "store.schema",
+            ),
+        ] {
+            assert_eq!(refused_key(text), key, "{text}");
+        }
+        assert!(matches!(
+            parse("[store]\ntype = \"mysql\"\n"),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     const AGENT: &str = r#"

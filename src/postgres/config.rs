@@ -125,27 +125,7 @@ fn invalid(field: &'static str, reason: String) -> StoreError {
     StoreError::InvalidInput { field, reason }
 }
 
-/// Checks a schema name: it is written into SQL (it cannot be a bound
-/// parameter), so only a plain lowercase identifier is accepted.
-pub fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
-    let mut chars = schema.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = schema
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && schema.len() <= 63 {
-        Ok(())
-    } else {
-        Err(invalid(
-            "schema",
-            format!(
-                "{schema:?} is not a plain identifier (lowercase letters, digits, _; at most 63 bytes)"
-            ),
-        ))
-    }
-}
+use crate::store::validate_schema_name;
 
 /// `url` with the password of a `scheme://user:password@host` URL, or of a
 /// `password=…` pair, replaced by `***`.

@@ -60,7 +60,7 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 
-pub use config::{redact_url, validate_schema_name, PostgresConfig, DEFAULT_SCHEMA};
+pub use config::{redact_url, PostgresConfig, DEFAULT_SCHEMA};
 pub use harness::{PostgresHarness, ScratchSchema, TEST_DATABASE_URL};
 pub use migrations::MigrationReport;
 

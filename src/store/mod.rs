@@ -143,3 +143,28 @@ pub mod prelude {
         Store, UsageStore,
     };
 }
+
+/// Checks the name of a namespace in a database (a PostgreSQL schema): it is
+/// written into SQL (it cannot be a bound parameter), so only a plain
+/// lowercase identifier is accepted. Here, below the adapters and the
+/// config, so both refuse the same names.
+pub fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = schema
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first_ok && rest_ok && schema.len() <= 63 {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput {
+            field: "schema",
+            reason: format!(
+                "{schema:?} is not a plain identifier \
+                 (lowercase letters, digits, _; at most 63 bytes)"
+            ),
+        })
+    }
+}
