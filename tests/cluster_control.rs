@@ -779,3 +779,43 @@ fn run_in_schema(dir: &Path, url: &str, schema: &str) -> String {
     .unwrap();
     run_failing(dir, &config)
 }
+
+/// A node lacking a worker does not fail that worker's queued jobs on a
+/// shared store: another node (another version, a rolling deploy) may run
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_leaves_alone_the_jobs_of_workers_it_does_not_have() {
+    let Some(url) = database_url("a_node_leaves_alone_the_jobs_of_workers_it_does_not_have") else {
+        return;
+    };
+    let mut cluster = Cluster::new(&url, FAST_LEASES, "");
+    let store = cluster.store().await;
+    let options = troupe::job::EnqueueOptions::default();
+    let theirs = troupe::job::Job::new(
+        "worker_of_another_node",
+        json!({}),
+        troupe::job::JobCtx::default(),
+        &options,
+        Utc::now(),
+    )
+    .unwrap();
+    store.insert(theirs.clone()).await.unwrap();
+    cluster.start(1, &[]);
+    // The node has started (and passed its start-up checks) once it runs
+    // a job of its own.
+    let ours = sleep_jobs(1, 1, 3).remove(0);
+    store.insert(ours.clone()).await.unwrap();
+    until("the node runs a job of its own", DEADLINE, || async {
+        match store.get_job(ours.id).await.unwrap() {
+            Some(j) if j.status == JobStatus::Completed => Ok(()),
+            other => Err(format!("{:?}", other.map(|j| j.status))),
+        }
+    })
+    .await;
+    let job = store.get_job(theirs.id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.error.as_deref()),
+        (JobStatus::Queued, None),
+        "another node's job is left queued"
+    );
+}

@@ -249,7 +249,7 @@ fn the_fixture_is_copied_exactly_and_a_second_copy_is_refused() {
     let manifest = manifest();
     let rt = runtime();
     let before = rt.block_on(async {
-        let pg = PostgresStore::connect(scratch.config().clone())
+        let pg = PostgresStore::connect(scratch.config().clone().as_node(false))
             .await
             .unwrap();
         let sled = SledStore::open(SledConfig::new(&data)).unwrap();
@@ -278,7 +278,7 @@ fn the_fixture_is_copied_exactly_and_a_second_copy_is_refused() {
     assert!(said.contains("nothing was copied"), "{said}");
 
     let after = rt.block_on(async {
-        let pg = PostgresStore::connect(scratch.config().clone())
+        let pg = PostgresStore::connect(scratch.config().clone().as_node(false))
             .await
             .unwrap();
         snapshot(&pg).await
@@ -488,7 +488,7 @@ fn a_large_store_goes_in_and_out_whole_or_not_at_all() {
     let scratch = ScratchSchema::new(&url);
     let source = large_snapshot();
     runtime().block_on(async {
-        let pg = PostgresStore::connect(scratch.config().clone())
+        let pg = PostgresStore::connect(scratch.config().clone().as_node(false))
             .await
             .unwrap();
         // What a node that started once leaves: its config's schedule, and

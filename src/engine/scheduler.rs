@@ -456,8 +456,14 @@ fn async_fail(
 }
 
 /// Fails every queued job whose worker is not registered, naming it, so that
-/// no job waits forever for a worker that a config change removed.
+/// no job waits forever for a worker that a config change removed. Not on
+/// a store other processes share (a cluster): another node may register
+/// the worker this one lacks (nodes of other versions, a rolling deploy),
+/// and its jobs are not this node's to fail.
 pub(crate) async fn discard_orphans(shared: &Arc<EngineShared>) {
+    if shared.store.subscribe().is_some() {
+        return;
+    }
     let registered: BTreeSet<String> = {
         let workers = shared.read_workers();
         workers.keys().cloned().collect()

@@ -88,6 +88,7 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
         events,
         transitions: super::transitions::start(me.clone()),
         wake: wake.clone(),
+        held: std::sync::Mutex::default(),
     });
     tokio::spawn(waker(Arc::downgrade(&shared), wake));
     if as_node {
@@ -258,6 +259,11 @@ async fn heartbeat(shared: std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        // A failed store writes nothing more, leases included: its jobs
+        // go to the other nodes once their leases end.
+        if shared.failed.get().is_some() {
+            continue;
+        }
         if let Err(e) = beat(&shared).await {
             tracing::warn!(node = %shared.node, error = %e, "heartbeat failed; retrying next beat");
         }
@@ -265,26 +271,41 @@ async fn heartbeat(shared: std::sync::Weak<Shared>) {
 }
 
 async fn beat(shared: &Shared) -> Result<(), StoreError> {
+    let held: Vec<Uuid> = shared.held().iter().copied().collect();
     let client = shared
         .pool
         .get()
         .await
         .map_err(|e| super::pool_error("heartbeat", e))?;
     let lease = shared.config.lease.as_secs_f64();
+    // Rows locked in id order, as transitions and rescues lock them, so a
+    // beat never deadlocks with them. The running jobs with a cancel
+    // requested come back: a cancel's notification may have been lost (a
+    // listener reconnecting), and this is its retry.
     let stmt = client
         .prepare_cached(
             "WITH renewed AS ( \
                  UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
-                 WHERE status = 'running' AND lease_node = $1 RETURNING 1) \
-             UPDATE nodes SET heartbeat = now(), running = (SELECT count(*) FROM renewed) \
-             WHERE id = $1",
+                 WHERE id IN (SELECT id FROM jobs \
+                              WHERE id = ANY($3) AND status = 'running' AND lease_node = $1 \
+                              ORDER BY id FOR UPDATE) \
+                 RETURNING id, data->>'cancelRequested' AS cancel), \
+             node AS ( \
+                 UPDATE nodes SET heartbeat = now(), running = (SELECT count(*) FROM renewed) \
+                 WHERE id = $1) \
+             SELECT id FROM renewed WHERE cancel = 'true'",
         )
         .await
         .map_err(db("heartbeat"))?;
-    client
-        .execute(&stmt, &[&shared.node, &lease])
+    let cancelled = client
+        .query(&stmt, &[&shared.node, &lease, &held])
         .await
         .map_err(db("heartbeat"))?;
+    for row in cancelled {
+        if let Ok(id) = row.try_get::<_, Uuid>(0) {
+            let _ = shared.events.send(StoreEvent::CancelRequested(id));
+        }
+    }
     Ok(())
 }
 
@@ -337,7 +358,9 @@ pub(super) async fn rescue(shared: &Shared) -> Result<usize, StoreError> {
     }
     let found = jobs::requeue(
         &tx,
-        "lease_until < now() AND lease_node IS DISTINCT FROM $1",
+        // A running job with no lease at all (copied in by `troupe
+        // migrate --from`) is no one's: rescued too.
+        "(lease_until IS NULL OR lease_until < now()) AND lease_node IS DISTINCT FROM $1",
         &[&shared.node],
         Some("its node stopped renewing the lease"),
         Utc::now(),

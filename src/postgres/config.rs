@@ -18,7 +18,8 @@ pub struct PostgresConfig {
     /// `postgres://user:password@host:port/database` (or the key=value form).
     pub url: String,
     /// The schema the tables live in, created if missing. Lowercase letters,
-    /// digits and `_`, starting with a letter or `_`, at most 63 bytes.
+    /// digits and `_`, starting with a letter or `_`, at most 56 bytes (its
+    /// notification channel, `troupe_<schema>`, must fit PostgreSQL's 63).
     pub schema: String,
     /// Connections this node keeps at most.
     pub pool_size: usize,
@@ -195,7 +196,7 @@ mod tests {
     fn schema_names_are_plain_identifiers() {
         assert!(validate_schema_name("troupe").is_ok());
         assert!(validate_schema_name("t_1").is_ok());
-        for bad in ["", "1t", "Troupe", "t-1", "t;drop", &"x".repeat(64)] {
+        for bad in ["", "1t", "Troupe", "t-1", "t;drop", &"x".repeat(57)] {
             assert!(validate_schema_name(bad).is_err(), "{bad:?}");
         }
     }

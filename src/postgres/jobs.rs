@@ -522,6 +522,7 @@ impl JobStore for PostgresStore {
             let tx = client.transaction().await.map_err(db("claim"))?;
             let claimed = claim(&tx, &shared, &request).await?;
             tx.commit().await.map_err(db("claim"))?;
+            shared.hold(claimed.iter().map(|j| j.id));
             Ok(claimed)
         })
         .await
@@ -616,6 +617,7 @@ impl JobStore for PostgresStore {
                 }
             }
             tx.commit().await.map_err(db("recover"))?;
+            shared.release(answer.requeued.iter().chain(&answer.cancelled).copied());
             if !answer.requeued.is_empty() {
                 shared.wake_others();
             }

@@ -96,9 +96,33 @@ pub(crate) struct Shared {
     transitions: tokio::sync::mpsc::UnboundedSender<transitions::Transition>,
     /// Asks for one more wake-up of the other nodes (`cluster.rs`, `waker`).
     wake: Arc<tokio::sync::Notify>,
+    /// The jobs this node claimed and has not seen end or leave: the only
+    /// leases its heartbeat renews. A job it lost track of (a claim whose
+    /// answer never came back, an outcome it gave up writing) is not
+    /// renewed, so its lease ends and another node rescues it.
+    held: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
 impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<uuid::Uuid>> {
+        // A poisoned set is still the right set: nothing panics while
+        // holding it but an allocation failure.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claimed here: renewed by the heartbeat from now on.
+    fn hold(&self, ids: impl IntoIterator<Item = uuid::Uuid>) {
+        self.held().extend(ids);
+    }
+
+    /// No longer running here (ended, requeued, or another attempt's).
+    fn release(&self, ids: impl IntoIterator<Item = uuid::Uuid>) {
+        let mut held = self.held();
+        for id in ids {
+            held.remove(&id);
+        }
+    }
+
     /// Tells the other nodes, soon, that work may be ready. Call it after
     /// the commit that made the work.
     fn wake_others(&self) {

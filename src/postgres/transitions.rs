@@ -121,5 +121,18 @@ async fn apply_rules(
     let written: Vec<Job> = changed.iter().filter_map(|id| current.remove(id)).collect();
     write_back(&tx, "transition", &written).await?;
     tx.commit().await.map_err(db("transition"))?;
+    // Jobs no longer running are no longer this node's to renew. (A stale
+    // answer about a job running again — maybe here, as a later attempt —
+    // keeps it.)
+    let running = crate::job::JobStatus::Running;
+    shared.release(
+        ids.iter()
+            .zip(&outcomes)
+            .filter_map(|(id, outcome)| match outcome {
+                Ok(Outcome::Applied(job)) if job.status != running => Some(*id),
+                Ok(Outcome::Stale { status, .. }) if *status != running => Some(*id),
+                _ => None,
+            }),
+    );
     Ok(outcomes)
 }

@@ -156,14 +156,16 @@ pub fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
     let rest_ok = schema
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && schema.len() <= 63 {
+    // 56, not PostgreSQL's 63: the notification channel is
+    // `troupe_<schema>`, and a channel name must fit in 63 bytes too.
+    if first_ok && rest_ok && schema.len() <= 56 {
         Ok(())
     } else {
         Err(StoreError::InvalidInput {
             field: "schema",
             reason: format!(
                 "{schema:?} is not a plain identifier \
-                 (lowercase letters, digits, _; at most 63 bytes)"
+                 (lowercase letters, digits, _; at most 56 bytes)"
             ),
         })
     }
