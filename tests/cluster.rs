@@ -165,3 +165,74 @@ async fn a_frozen_node_finishing_late_is_fenced() {
         "completed once"
     );
 }
+
+/// A node frozen past its lease whose job another node requeues, and that
+/// thaws and claims the same job again while its earlier attempt still
+/// runs: the earlier attempt is stopped and the later one completes the
+/// job (attempt 2, one interruption), instead of the earlier attempt's
+/// answer taking the later one's place and the job waiting for a second
+/// rescue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thawed_node_that_claims_its_lost_job_again_completes_it() {
+    let Some(url) = database_url("a_thawed_node_that_claims_its_lost_job_again_completes_it")
+    else {
+        return;
+    };
+    let mut cluster = Cluster::new(&url, FAST_LEASES, "");
+    let store = cluster.store().await;
+    cluster.start(1, &[]);
+    // Long enough that attempt 1 still sleeps when the thawed node claims
+    // the job again (the freeze lasts about a lease).
+    let job = sleep_jobs(1, 6_000, 3).remove(0);
+    let id = job.id;
+    store.insert(job).await.unwrap();
+    until("the node runs the job", CLUSTER_DEADLINE, || async {
+        match store.get_job(id).await.unwrap() {
+            Some(j) if j.status == JobStatus::Running => Ok(()),
+            other => Err(format!("{:?}", other.map(|j| j.status))),
+        }
+    })
+    .await;
+    signal(&cluster.nodes[0].child, libc::SIGSTOP);
+    // A second node that runs no engine: it only rescues, so the job,
+    // once requeued, can only go back to the frozen node.
+    let mut config = cluster.schema.config().clone();
+    config.node_id = Some(uuid::Uuid::now_v7());
+    config.node = true;
+    config.lease = Duration::from_secs(2);
+    config.heartbeat = Duration::from_millis(500);
+    let rescuer = troupe::postgres::PostgresStore::connect(config)
+        .await
+        .unwrap();
+    let requeued = until("the job is rescued", CLUSTER_DEADLINE, || async {
+        match store.get_job(id).await.unwrap() {
+            Some(j) if j.status == JobStatus::Queued => Ok(j),
+            other => Err(format!("{:?}", other.map(|j| (j.status, j.attempt)))),
+        }
+    })
+    .await;
+    assert_eq!((requeued.attempt, requeued.errors.len()), (1, 1));
+    signal(&cluster.nodes[0].child, libc::SIGCONT);
+    let done = until(
+        "the thawed node completes the job",
+        CLUSTER_DEADLINE,
+        || async {
+            match store.get_job(id).await.unwrap() {
+                Some(j) if j.status.is_terminal() => Ok(j),
+                other => Err(format!("{:?}", other.map(|j| (j.status, j.attempt)))),
+            }
+        },
+    )
+    .await;
+    let logs = cluster.logs();
+    assert_eq!(
+        (done.status, done.attempt, done.errors.len()),
+        (JobStatus::Completed, 2, 1),
+        "attempt 2 completed the job, after the one interruption\n{logs}"
+    );
+    assert!(
+        logs.contains("claimed again here while an earlier attempt still ran"),
+        "the node said it stopped attempt 1\n{logs}"
+    );
+    drop(rescuer);
+}

@@ -72,6 +72,10 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 
 struct RunningJob {
     worker: String,
+    /// Which attempt runs: a job this node lost (its lease ran out while it
+    /// was slow) can come back here as a later attempt before the earlier
+    /// one has answered, and only the later one counts.
+    attempt: u32,
     /// The job's `maxAttempts`: with the engine's backoff, its retry policy.
     max_attempts: u32,
     /// Outages the job has waited out so far (attempts not counted).
@@ -266,10 +270,11 @@ impl Scheduler {
             return;
         };
         let (abort, registration) = AbortHandle::new_pair();
-        self.running.insert(
+        let earlier = self.running.insert(
             job.id,
             RunningJob {
                 worker: job.worker_name.clone(),
+                attempt: job.attempt,
                 max_attempts: job.max_attempts,
                 outages: job.outages,
                 abort,
@@ -277,6 +282,17 @@ impl Scheduler {
                 started: std::time::Instant::now(),
             },
         );
+        if let Some(earlier) = earlier {
+            // Its lease ran out while it ran here (a freeze, a slow store),
+            // another node requeued it, and this node claimed it again: the
+            // earlier attempt's writes are fenced, so it only holds a slot.
+            tracing::warn!(job = %job.id, worker = %job.worker_name, earlier = earlier.attempt,
+                attempt = job.attempt, "job claimed again here while an earlier attempt still ran; stopping that attempt");
+            earlier.abort.abort();
+            if let Some(busy) = self.busy.get_mut(&earlier.worker) {
+                *busy = busy.saturating_sub(1);
+            }
+        }
         self.shared
             .stats
             .attempt_started(&job.worker_name, job.run_at, Utc::now());
@@ -745,6 +761,11 @@ impl Message for Finished {
 }
 impl Handler<Finished> for Scheduler {
     fn handle(&mut self, msg: Finished, ctx: &mut Context<'_, Self>) -> Reply<()> {
+        // An attempt replaced by a later one of the same job (see
+        // `dispatch`) answers for nothing.
+        if self.running.get(&msg.id).map(|r| r.attempt) != Some(msg.attempt) {
+            return Reply::Ready(());
+        }
         let Some(run) = self.running.remove(&msg.id) else {
             return Reply::Ready(());
         };
