@@ -2,19 +2,26 @@
 //! process, so its CPU is not counted).
 //!
 //! Run: `cargo run --release [--features mimalloc] --example bench_agents
-//! [-- --quick] [--cpu-only] [--troupe-only] [--load-only]`
+//! [-- --quick] [--cpu-only] [--troupe-only] [--load-only]
+//! [--durability process|power-loss]`
 //! (`BENCH_THREADS=1` also prints the CPU per task of each thread.)
 //!
 //! 1. CPU per agent task (two model calls, two tool calls, job records and
-//!    step checkpoints durable) against a zero-latency server, versus a
-//!    hand-written tokio + reqwest loop making the same two calls, in one run.
-//!    Also against two hand-written loops making the same durable writes
-//!    with sled: one flushing after each write, one sharing flushes (group
-//!    commit) as Troupe does.
-//! 2. 1,000 tasks in flight against a server answering in 200 ms: the ideal
-//!    is 1,000 tasks per 0.4 s (two calls each); prints throughput as a share
-//!    of the ideal, sustained over 10,000 and 5,000 tasks and for a single
-//!    round of 1,000, and the peak RSS.
+//!    step checkpoints durable) against a zero-latency server, 64 in flight,
+//!    versus a hand-written tokio + reqwest loop making the same two calls,
+//!    in one run. Also against two hand-written loops making the same
+//!    durable writes with sled: one flushing after each write, one sharing
+//!    flushes (group commit) as Troupe does. Then what one task writes
+//!    (durable writes per operation, flushes, bytes) and allocates (a
+//!    separate, counted run), Troupe's and the bare loop's.
+//! 2. 500 and 2,000 tasks in flight against a server answering in 200 ms:
+//!    the ideal is N tasks per 0.4 s (two calls each); prints throughput as
+//!    a share of the ideal and the peak RSS, each level and each of Troupe
+//!    and the bare loop in a process of its own (so one's peak is not
+//!    another's).
+//!
+//! `--durability` sets the sled store's level (default: the store's
+//! default, power-loss).
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -24,17 +31,68 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use troupe::job::{JobCtx, JobStatus};
+use troupe::store::Durability;
 use troupe::EngineConfig;
 use troupe::Troupe;
 use troupe::{AgentConfig, ModelConfig, TroupeConfig};
 use troupe::{ProviderConfig, ProviderKind};
 use troupe::{ToolContext, TypedTool};
 
-/// With `--features mimalloc`, the allocator the `troupe` binary then uses
-/// (the hand-written loops run on it too).
+/// The allocator under the count: with `--features mimalloc`, the one the
+/// `troupe` binary then uses (the hand-written loops run on it too).
 #[cfg(feature = "mimalloc")]
+type Inner = mimalloc::MiMalloc;
+#[cfg(not(feature = "mimalloc"))]
+type Inner = std::alloc::System;
+#[cfg(feature = "mimalloc")]
+const INNER: Inner = mimalloc::MiMalloc;
+#[cfg(not(feature = "mimalloc"))]
+const INNER: Inner = std::alloc::System;
+
+/// Counts allocations while [`COUNTING`] is on (the counted runs only: the
+/// shared counter would cost the timed runs their figures).
+struct Counting;
+
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: every call goes to the inner allocator unchanged; the counter
+// neither allocates nor panics.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        if COUNTING.load(Relaxed) {
+            ALLOCATIONS.fetch_add(1, Relaxed);
+        }
+        // SAFETY: the caller's promises, passed on.
+        unsafe { INNER.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as in `alloc`.
+        unsafe { INNER.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        if COUNTING.load(Relaxed) {
+            ALLOCATIONS.fetch_add(1, Relaxed);
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { INNER.realloc(ptr, layout, size) }
+    }
+}
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+/// Allocations (and reallocations) `run` makes, counted.
+async fn count_allocations<T, F: std::future::Future<Output = T>>(run: F) -> (T, u64) {
+    use std::sync::atomic::Ordering::SeqCst;
+    ALLOCATIONS.store(0, SeqCst);
+    COUNTING.store(true, SeqCst);
+    let out = run.await;
+    COUNTING.store(false, SeqCst);
+    (out, ALLOCATIONS.load(SeqCst))
+}
 
 mod support;
 
@@ -206,13 +264,46 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
     }
 }
 
-/// Runs `n` tasks with at most `concurrency` in flight through Troupe;
-/// returns (CPU per task, wall time).
+/// What a run of Troupe tasks cost and wrote.
+#[derive(Default)]
+struct Run {
+    /// CPU per task.
+    cpu: Duration,
+    wall: Duration,
+    /// Durable writes per operation, in all.
+    writes: Vec<(&'static str, u64)>,
+    flushes: u64,
+    /// Bytes handed to `write` (sled's log and blobs).
+    bytes: u64,
+}
+
+impl Run {
+    /// What one task wrote, on one line.
+    fn per_task(&self, n: usize) -> String {
+        let n = n as f64;
+        let total: u64 = self.writes.iter().map(|(_, c)| c).sum();
+        let ops: Vec<String> = self
+            .writes
+            .iter()
+            .map(|(op, c)| format!("{op} {:.2}", *c as f64 / n))
+            .collect();
+        format!(
+            "{:.2} durable writes ({}), {:.2} flushes, {:.2} KiB written",
+            total as f64 / n,
+            ops.join(", "),
+            self.flushes as f64 / n,
+            self.bytes as f64 / n / 1024.0
+        )
+    }
+}
+
+/// Runs `n` tasks with at most `concurrency` in flight through Troupe.
 async fn troupe_tasks(
     uri: &str,
     n: usize,
     concurrency: usize,
-) -> Result<(Duration, Duration), BoxError> {
+    durability: Option<Durability>,
+) -> Result<Run, BoxError> {
     let dir = tempfile::tempdir()?;
     let mut cfg = config(uri, concurrency);
     cfg.store.data_dir = dir.path().to_path_buf();
@@ -220,7 +311,11 @@ async fn troupe_tasks(
         claim_batch: 1024,
         ..EngineConfig::default()
     };
-    let sled = troupe::sled::SledStore::open(troupe::sled::SledConfig::new(dir.path()))?;
+    let mut sled_config = troupe::sled::SledConfig::new(dir.path());
+    if let Some(durability) = durability {
+        sled_config = sled_config.durability(durability);
+    }
+    let sled = troupe::sled::SledStore::open(sled_config)?;
     let troupe = Troupe::builder(cfg)
         .store(sled.clone())
         .tool(Noop)
@@ -236,6 +331,7 @@ async fn troupe_tasks(
         })
         .collect();
     let commits0 = sled.commit_stats();
+    let writes0 = sled.writes_by_operation();
     let written0 = support::written_bytes();
     let cpu0 = cpu_time();
     let threads0 = support::cpu_by_thread();
@@ -253,6 +349,20 @@ async fn troupe_tasks(
     }
     let wall = t0.elapsed();
     let cpu = (cpu_time() - cpu0) / n as u32;
+    let bytes = support::written_bytes() - written0;
+    let writes = sled
+        .writes_by_operation()
+        .into_iter()
+        .map(|(op, c)| {
+            let before = writes0
+                .iter()
+                .find(|(o, _)| *o == op)
+                .map_or(0, |(_, b)| *b);
+            (op, c - before)
+        })
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    let flushes = sled.commit_stats().flushes - commits0.flushes;
     if std::env::var_os("BENCH_THREADS").is_some() {
         for (name, per_task) in support::cpu_split(&threads0, &support::cpu_by_thread(), n as u32) {
             println!(
@@ -325,7 +435,13 @@ async fn troupe_tasks(
         }
     }
     troupe.shutdown().await?;
-    Ok((cpu, wall))
+    Ok(Run {
+        cpu,
+        wall,
+        writes,
+        flushes,
+        bytes,
+    })
 }
 
 /// A task's opening messages in the hand-written loops.
@@ -583,41 +699,71 @@ fn slow_server() -> Result<ChildServer, BoxError> {
     ChildServer::start(&["--serve", "200"])
 }
 
-/// Part 2: `n_load` tasks in flight against `slow`.
-async fn load(slow: &ChildServer, n_load: usize, n_rounds: usize) -> Result<(), BoxError> {
-    // Throughput is a rate: measured over 10 and 5 rounds of 1,000 in flight
-    // (the start and the tail weigh less the longer the run), and over a
-    // single round, whose wall time also holds the start of 1,000
-    // connections and the last task's tail.
-    let ideal_rate = n_load as f64 / 0.4;
-    println!("{n_load} tasks in flight, model answering in 200 ms (ideal {ideal_rate:.0} tasks/s; {ALLOCATOR}):");
-    for rounds in [n_rounds, n_rounds / 2, 1] {
-        let n = n_load * rounds;
-        let at_start = support::rss_mib();
-        let own_peak = support::reset_peak_rss();
-        let (cpu, wall) = troupe_tasks(&slow.uri, n, n_load).await?;
-        let peak = own_peak.then(peak_rss_mib);
+/// Part 2, in a child process of its own: `in_flight` tasks in flight
+/// against `slow`, `rounds` times over, through Troupe (`who` = `troupe`)
+/// or the bare loop (`hand`); prints one line.
+async fn load_child(
+    who: &str,
+    in_flight: usize,
+    rounds: usize,
+    durability: Option<Durability>,
+) -> Result<(), BoxError> {
+    let slow = slow_server()?;
+    let ideal_rate = in_flight as f64 / 0.4;
+    let n = in_flight * rounds;
+    let (cpu, wall) = if who == "troupe" {
+        let run = troupe_tasks(&slow.uri, n, in_flight, durability).await?;
+        (run.cpu, run.wall)
+    } else {
         let t0 = Instant::now();
-        hand_written(&slow.uri, n, n_load).await?;
-        let hand_wall = t0.elapsed();
-        let rate = n as f64 / wall.as_secs_f64();
-        let hand_rate = n as f64 / hand_wall.as_secs_f64();
-        let peak = peak.map_or_else(
-            || "?".to_string(),
-            |p| format!("{p:.0} MiB, {at_start:.0} at its start"),
-        );
-        println!(
-            "  {n} tasks: troupe {wall:.2?}, {rate:.0} tasks/s = {:.0}% of ideal ({:.0} us CPU per task, peak RSS {peak}); hand-written loop (no durable writes) {hand_wall:.2?}, {:.0}%",
-            100.0 * rate / ideal_rate,
-            cpu.as_secs_f64() * 1e6,
-            100.0 * hand_rate / ideal_rate,
-        );
-    }
+        let cpu = hand_written(&slow.uri, n, in_flight).await?;
+        (cpu, t0.elapsed())
+    };
+    let rate = n as f64 / wall.as_secs_f64();
     println!(
-        "  peak RSS of the whole benchmark {:.0} MiB",
+        "  {in_flight:>5} in flight, {who:<6}: {n} tasks in {wall:.2?}, {rate:.0} tasks/s = {:>3.0}% of ideal, {:.0} us CPU per task, peak RSS {:.0} MiB",
+        100.0 * rate / ideal_rate,
+        cpu.as_secs_f64() * 1e6,
         peak_rss_mib()
     );
     Ok(())
+}
+
+/// Part 2: each load level, Troupe's run and the bare loop's, each in a
+/// child process.
+fn load(levels: &[(usize, usize)], durability: &str) -> Result<(), BoxError> {
+    println!("Tasks in flight, model answering in 200 ms (ideal: N tasks per 0.4 s; {ALLOCATOR}):");
+    for &(in_flight, rounds) in levels {
+        for who in ["troupe", "hand"] {
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "--load-child",
+                    who,
+                    &in_flight.to_string(),
+                    &rounds.to_string(),
+                    durability,
+                ])
+                .stderr(std::process::Stdio::inherit())
+                .output()?;
+            if !out.status.success() {
+                return Err(format!("the {who} run at {in_flight} in flight failed").into());
+            }
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    Ok(())
+}
+
+/// `--durability LEVEL`: `None` for the store's default.
+fn durability_arg(args: &[String]) -> Result<Option<Durability>, BoxError> {
+    match args.iter().position(|a| a == "--durability") {
+        None => Ok(None),
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("process") => Ok(Some(Durability::Process)),
+            Some("power-loss") => Ok(Some(Durability::PowerLoss)),
+            other => Err(format!("--durability takes process or power-loss, not {other:?}").into()),
+        },
+    }
 }
 
 fn main() -> Result<(), BoxError> {
@@ -626,73 +772,110 @@ fn main() -> Result<(), BoxError> {
         let delay = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
         return serve(delay);
     }
+    if args.get(1).map(String::as_str) == Some("--load-child") {
+        let who = args.get(2).cloned().unwrap_or_default();
+        let in_flight = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(500);
+        let rounds = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
+        let durability = match args.get(5).map(String::as_str) {
+            Some("process") => Some(Durability::Process),
+            Some("power-loss") => Some(Durability::PowerLoss),
+            _ => None,
+        };
+        return troupe_actors::run_system(async move {
+            tokio::task::LocalSet::new()
+                .run_until(load_child(&who, in_flight, rounds, durability))
+                .await
+        });
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let cpu_only = args.iter().any(|a| a == "--cpu-only");
     // For profiling: only Troupe's CPU run.
     let troupe_only = args.iter().any(|a| a == "--troupe-only");
-    let (n_cpu, n_load, n_rounds) = if quick {
-        (200, 200, 2)
-    } else {
-        (2_000, 1_000, 10)
+    let load_only = args.iter().any(|a| a == "--load-only");
+    let durability = durability_arg(&args)?;
+    let durability_name = match durability {
+        None => "default",
+        Some(Durability::Process) => "process",
+        Some(Durability::PowerLoss) => "power-loss",
     };
-    troupe_actors::run_system(async move {
-        tokio::task::LocalSet::new()
-            .run_until(async move {
-                let load_only = args.iter().any(|a| a == "--load-only");
-                let fast = ChildServer::start(&["--serve", "0"])?;
-                let (cpu_troupe, wall) = if load_only {
-                    Default::default()
-                } else {
-                    troupe_tasks(&fast.uri, n_cpu, 32).await?
-                };
-                if troupe_only {
-                    println!("troupe: {:.1} us per task ({wall:?} wall)", cpu_troupe.as_secs_f64() * 1e6);
-                    return Ok(());
-                }
-                if load_only {
-                    return load(&slow_server()?, n_load, n_rounds).await;
-                }
-                let cpu_hand = hand_written(&fast.uri, n_cpu, 32).await?;
-                let cpu_durable = hand_written_durable(&fast.uri, n_cpu, 32, false).await?;
-                let cpu_grouped = hand_written_durable(&fast.uri, n_cpu, 32, true).await?;
-                println!("CPU per task, {n_cpu} tasks, 32 in flight, zero-latency model server ({ALLOCATOR}):");
-                println!(
-                    "  troupe (durable jobs and checkpoints)  {:>8.1} us ({wall:?} wall)",
-                    cpu_troupe.as_secs_f64() * 1e6
-                );
-                println!(
-                    "  hand-written tokio + reqwest loop      {:>8.1} us",
-                    cpu_hand.as_secs_f64() * 1e6
-                );
-                println!(
-                    "  ratio                                  {:>8.2}x",
-                    cpu_troupe.as_secs_f64() / cpu_hand.as_secs_f64()
-                );
-                println!(
-                    "  hand-written, same durable writes (sled) {:>6.1} us",
-                    cpu_durable.as_secs_f64() * 1e6
-                );
-                println!(
-                    "  ratio to the durable hand-written loop {:>8.2}x",
-                    cpu_troupe.as_secs_f64() / cpu_durable.as_secs_f64()
-                );
-                println!(
-                    "  hand-written, same writes, group commit {:>6.1} us",
-                    cpu_grouped.as_secs_f64() * 1e6
-                );
-                println!(
-                    "  ratio to the group-commit loop         {:>8.2}x",
-                    cpu_troupe.as_secs_f64() / cpu_grouped.as_secs_f64()
-                );
-                drop(fast);
-                if cpu_only {
-                    return Ok(());
-                }
-
-                load(&slow_server()?, n_load, n_rounds).await
-            })
-            .await
-    })
+    let (n_cpu, levels): (usize, Vec<(usize, usize)>) = if quick {
+        (400, vec![(500, 2), (2_000, 1)])
+    } else {
+        (4_000, vec![(500, 10), (2_000, 5)])
+    };
+    const IN_FLIGHT: usize = 64;
+    if !load_only {
+        troupe_actors::run_system(async move {
+            tokio::task::LocalSet::new()
+                .run_until(async move {
+                    let fast = ChildServer::start(&["--serve", "0"])?;
+                    let run = troupe_tasks(&fast.uri, n_cpu, IN_FLIGHT, durability).await?;
+                    let cpu_troupe = run.cpu;
+                    let wall = run.wall;
+                    if troupe_only {
+                        println!("troupe: {:.1} us per task ({wall:?} wall)", cpu_troupe.as_secs_f64() * 1e6);
+                        return Ok::<(), BoxError>(());
+                    }
+                    let cpu_hand = hand_written(&fast.uri, n_cpu, IN_FLIGHT).await?;
+                    let cpu_durable = hand_written_durable(&fast.uri, n_cpu, IN_FLIGHT, false).await?;
+                    let cpu_grouped = hand_written_durable(&fast.uri, n_cpu, IN_FLIGHT, true).await?;
+                    println!("CPU per task, {n_cpu} tasks, {IN_FLIGHT} in flight, zero-latency model server ({ALLOCATOR}, durability {durability_name}):");
+                    println!(
+                        "  troupe (durable jobs and checkpoints)  {:>8.1} us ({wall:?} wall)",
+                        cpu_troupe.as_secs_f64() * 1e6
+                    );
+                    println!(
+                        "  hand-written tokio + reqwest loop      {:>8.1} us",
+                        cpu_hand.as_secs_f64() * 1e6
+                    );
+                    println!(
+                        "  ratio                                  {:>8.2}x",
+                        cpu_troupe.as_secs_f64() / cpu_hand.as_secs_f64()
+                    );
+                    println!(
+                        "  hand-written, same durable writes (sled) {:>6.1} us",
+                        cpu_durable.as_secs_f64() * 1e6
+                    );
+                    println!(
+                        "  ratio to the durable hand-written loop {:>8.2}x",
+                        cpu_troupe.as_secs_f64() / cpu_durable.as_secs_f64()
+                    );
+                    println!(
+                        "  hand-written, same writes, group commit {:>6.1} us",
+                        cpu_grouped.as_secs_f64() * 1e6
+                    );
+                    println!(
+                        "  ratio to the group-commit loop         {:>8.2}x",
+                        cpu_troupe.as_secs_f64() / cpu_grouped.as_secs_f64()
+                    );
+                    println!("Per task (troupe): {}", run.per_task(n_cpu));
+                    // Counted apart: the count itself costs CPU.
+                    let n_counted = n_cpu / 4;
+                    let (counted, troupe_allocs) = count_allocations(troupe_tasks(
+                        &fast.uri,
+                        n_counted,
+                        IN_FLIGHT,
+                        durability,
+                    ))
+                    .await;
+                    counted?;
+                    let (counted, hand_allocs) =
+                        count_allocations(hand_written(&fast.uri, n_counted, IN_FLIGHT)).await;
+                    counted?;
+                    println!(
+                        "Allocations per task: troupe {:.0}, hand-written loop {:.0} ({n_counted} tasks each, start and stop included)",
+                        troupe_allocs as f64 / n_counted as f64,
+                        hand_allocs as f64 / n_counted as f64
+                    );
+                    Ok(())
+                })
+                .await
+        })?;
+        if cpu_only || troupe_only {
+            return Ok(());
+        }
+    }
+    load(&levels, durability_name)
 }
 
 /// The mean of the histogram `family` of the `bench` worker in the

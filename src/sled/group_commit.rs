@@ -73,6 +73,8 @@ struct State {
     /// The committer thread has ended.
     ended: bool,
     stats: CommitStats,
+    /// Durable writes per operation (a handful of names, so a list).
+    by_operation: Vec<(&'static str, u64)>,
 }
 
 struct Shared {
@@ -169,7 +171,8 @@ impl GroupCommit {
     /// Waits until every write this thread made before the call is durable.
     /// Fails with the reason once the store has failed (at once for a
     /// writer that comes after).
-    pub(crate) async fn wait(&self) -> Result<(), String> {
+    /// `operation` names the write, for [`GroupCommit::writes_by_operation`].
+    pub(crate) async fn wait(&self, operation: &'static str) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.shared.lock();
@@ -180,6 +183,14 @@ impl GroupCommit {
                 return Err("the store is shutting down".into());
             }
             state.waiting.push(tx);
+            match state
+                .by_operation
+                .iter_mut()
+                .find(|(op, _)| *op == operation)
+            {
+                Some((_, n)) => *n += 1,
+                None => state.by_operation.push((operation, 1)),
+            }
         }
         self.shared.wake.notify_one();
         match rx.await {
@@ -203,6 +214,11 @@ impl GroupCommit {
     /// Commit figures so far.
     pub(crate) fn stats(&self) -> CommitStats {
         self.shared.lock().stats
+    }
+
+    /// Durable writes so far, per operation, in the order first seen.
+    pub(crate) fn writes_by_operation(&self) -> Vec<(&'static str, u64)> {
+        self.shared.lock().by_operation.clone()
     }
 
     /// What became of the committer, readable after it is dropped.
@@ -507,8 +523,8 @@ mod tests {
             }),
         );
         futures::executor::block_on(async {
-            assert_eq!(commit.wait().await, Ok(()));
-            assert_eq!(commit.wait().await, Ok(()));
+            assert_eq!(commit.wait("test").await, Ok(()));
+            assert_eq!(commit.wait("test").await, Ok(()));
         });
         assert!(calls.load(Ordering::SeqCst) >= 2);
         assert_eq!(commit.stats().flushes, 2);
@@ -534,11 +550,11 @@ mod tests {
                 false
             }),
         );
-        let first = futures::executor::block_on(commit.wait());
+        let first = futures::executor::block_on(commit.wait("test"));
         let reason = first.expect_err("the stuck flush's writer fails");
         assert!(reason.contains("did not finish within"), "{reason}");
         assert_eq!(commit.failure(), Some(reason.as_str()));
-        let later = futures::executor::block_on(commit.wait());
+        let later = futures::executor::block_on(commit.wait("test"));
         assert_eq!(later, Err(reason));
         drop(commit);
         // The committer thread is still blocked: let it go.
@@ -551,11 +567,11 @@ mod tests {
     fn a_failure_answers_every_writer_and_refuses_later_ones() {
         let commit = start(Duration::from_secs(60), Box::new(|| false));
         futures::executor::block_on(async {
-            assert_eq!(commit.wait().await, Ok(()));
+            assert_eq!(commit.wait("test").await, Ok(()));
         });
         commit.fail("sled flush: no space left".into());
         commit.fail("a second reason is not kept".into());
-        let later = futures::executor::block_on(commit.wait());
+        let later = futures::executor::block_on(commit.wait("test"));
         assert_eq!(later, Err("sled flush: no space left".into()));
         assert_eq!(commit.stats().flushes, 1);
     }

@@ -311,6 +311,13 @@ impl SledStore {
         self.inner.commit.stats()
     }
 
+    /// Durable writes so far per operation (`insert`, `claim`, `save step`,
+    /// `append message` …): each waited for a group commit. For
+    /// benchmarks that count what a task writes.
+    pub fn writes_by_operation(&self) -> Vec<(&'static str, u64)> {
+        self.inner.commit.writes_by_operation()
+    }
+
     fn index(&self) -> MutexGuard<'_, Index> {
         // No code panics while holding this lock; recover the guard if a
         // panic elsewhere poisoned it rather than wedging the store.
@@ -346,7 +353,7 @@ impl SledStore {
 
     /// Waits until this thread's writes so far are durable (group commit).
     async fn durable(&self, operation: &'static str) -> Result<(), StoreError> {
-        self.inner.commit.wait().await.map_err(|reason| {
+        self.inner.commit.wait(operation).await.map_err(|reason| {
             tracing::debug!(operation, %reason, "a write could not be made durable");
             StoreError::Failed { reason }
         })
