@@ -247,8 +247,8 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
             model_config: ModelConfig {
                 provider: "llm".into(),
                 model: "bench".into(),
-                temperature: 0.0,
-                max_tokens: 100,
+                temperature: None,
+                max_tokens: None,
                 fallbacks: Vec::new(),
             },
             concurrency,

@@ -1,6 +1,7 @@
 //! The job engine end to end: durable no-op jobs from enqueue to `completed`.
 //!
-//! Run: `cargo run --release --example bench_engine [-- --quick]`
+//! Run: `cargo run --release --example bench_engine [-- --quick]
+//! [--durability process|power-loss]` (default: the store's, power-loss)
 //!
 //! Prints, in one run on this machine:
 //! - the raw rate of sled insert + flush (one writer), the baseline;
@@ -18,6 +19,7 @@ use serde_json::{json, Value};
 use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
+use troupe::store::Durability;
 use troupe::{
     EngineConfig, JobContext, NewJob, Registration, Worker, WorkerCategory, WorkerEngine,
     WorkerError,
@@ -56,8 +58,15 @@ impl Worker for Noop {
     }
 }
 
+/// The level `--durability` asks for (`None`: the store's default).
+static DURABILITY: std::sync::OnceLock<Option<Durability>> = std::sync::OnceLock::new();
+
 fn engine(dir: &std::path::Path, started: Option<Starts>) -> Result<WorkerEngine, BoxError> {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(SledConfig::new(dir))?);
+    let mut sled = SledConfig::new(dir);
+    if let Some(Some(durability)) = DURABILITY.get() {
+        sled = sled.durability(*durability);
+    }
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(sled)?);
     let config = EngineConfig {
         claim_batch: 1024,
         ..EngineConfig::default()
@@ -194,6 +203,27 @@ async fn latency(samples: u64) -> Result<Vec<Duration>, BoxError> {
 
 fn main() -> Result<(), BoxError> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let durability = match args.iter().position(|a| a == "--durability") {
+        None => None,
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("process") => Some(Durability::Process),
+            Some("power-loss") => Some(Durability::PowerLoss),
+            other => {
+                return Err(
+                    format!("--durability takes process or power-loss, not {other:?}").into(),
+                )
+            }
+        },
+    };
+    let _ = DURABILITY.set(durability);
+    println!(
+        "durability: {}",
+        durability.map_or("the default", |d| match d {
+            Durability::Process => "process",
+            Durability::PowerLoss => "power-loss",
+        })
+    );
     let (bulk_n, prod_n, lat_n, raw_secs) = if quick {
         (5_000, 50, 100, 1)
     } else {

@@ -145,8 +145,8 @@ fn main() -> Result<(), BoxError> {
         model_config: ModelConfig {
             provider: "llm".into(),
             model: "soak".into(),
-            temperature: 0.0,
-            max_tokens: 50,
+            temperature: Some(0.0),
+            max_tokens: Some(50),
             fallbacks: Vec::new(),
         },
         concurrency: 8,

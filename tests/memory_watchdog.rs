@@ -254,8 +254,8 @@ fn agents_with_a_memory_limit_run_tasks_and_their_heap_is_a_metric() {
         model_config: ModelConfig {
             provider: "offline".into(),
             model: "offline".into(),
-            temperature: 0.2,
-            max_tokens: 200,
+            temperature: Some(0.2),
+            max_tokens: Some(200),
             fallbacks: Vec::new(),
         },
         concurrency: 1,

@@ -56,8 +56,8 @@ fn a_runtime_with_a_memory_limit_refuses_to_start_without_the_allocator() {
         model_config: ModelConfig {
             provider: "offline".into(),
             model: "offline".into(),
-            temperature: 0.2,
-            max_tokens: 200,
+            temperature: Some(0.2),
+            max_tokens: Some(200),
             fallbacks: Vec::new(),
         },
         concurrency: 1,

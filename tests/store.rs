@@ -187,3 +187,35 @@ async fn a_lone_writer_is_flushed_at_once_whatever_the_window() {
         .expect("sequential writes were held by the commit window");
     assert_eq!(store.counts().await.unwrap().status(JobStatus::Queued), 20);
 }
+
+/// sled and the in-memory store know exactly which scopes hold memories,
+/// so an agent with none skips recall: none before, yes after remembering
+/// (archived ones count), none again once forgotten, and other scopes stay
+/// empty.
+#[tokio::test]
+async fn embedded_stores_know_which_scopes_hold_memories() {
+    use troupe::store::{MemoryScope, MemoryType, NewMemory};
+    let dir = TempDir::new().unwrap();
+    let sled: Arc<dyn Store> = Arc::new(open(&dir));
+    let memory: Arc<dyn Store> = Arc::new(troupe::in_memory::InMemoryStore::new());
+    for store in [sled, memory] {
+        let scope = MemoryScope::user("sarah", "u1");
+        let others = [MemoryScope::agent("sarah"), MemoryScope::user("sara", "u1")];
+        assert!(!store.may_hold_memories(&scope).await.unwrap());
+        let kept = store
+            .remember(
+                NewMemory::new(&scope, MemoryType::Fact, "likes tea", 5),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(store.may_hold_memories(&scope).await.unwrap());
+        for other in &others {
+            assert!(!store.may_hold_memories(other).await.unwrap(), "{other}");
+        }
+        store.forget(kept.memory.id).await.unwrap();
+        assert!(!store.may_hold_memories(&scope).await.unwrap());
+        let bad = MemoryScope::agent("");
+        assert!(store.may_hold_memories(&bad).await.is_err());
+    }
+}

@@ -50,8 +50,8 @@ impl CompactionWorker {
             .map(|a| (a.id.clone(), a.model_config.clone()))
             .collect();
         let offline = ModelConfig {
-            temperature: 0.0,
-            max_tokens: 500,
+            temperature: Some(0.0),
+            max_tokens: Some(500),
             ..ModelConfig::new(OFFLINE_PROVIDER, "offline")
         };
         Self {
@@ -82,7 +82,7 @@ impl CompactionWorker {
             Default::default(),
         );
         request.temperature = Some(0.0);
-        request.max_tokens = Some(model.max_tokens.min(1000));
+        request.max_tokens = Some(model.max_tokens.map_or(1000, |m| m.min(1000)));
         let meta = CallMeta {
             agent_id: agent_id.to_string(),
             job_id: Some(job),

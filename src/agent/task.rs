@@ -51,7 +51,7 @@ use crate::names::{CTX_DEPTH, JOB_CREATING_TOOLS, MAX_TASKS_PER_TASK, MAX_TOOL_C
 use crate::provider::{
     GenerateResponse, Message, ProviderError, ToolCall, ToolDefinition, ToolResult, Usage,
 };
-use crate::store::StepStore;
+use crate::store::{MemoryStore, StepStore};
 use crate::tools::{tool_result, Policies, ToolContext, ToolError, ToolRequest, Tools};
 
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
@@ -67,6 +67,9 @@ pub(crate) struct AgentRuntime {
     pub tools: Tools,
     /// The Memory actor.
     pub memory: ActorRef<MemoryActor>,
+    /// The memories themselves, asked directly whether a scope holds any
+    /// (no recall, and no trip through the actor, for one that holds none).
+    pub memories: Arc<dyn MemoryStore>,
     /// Conversations (history in, answers out).
     pub conversations: Arc<dyn ConversationStore>,
     /// Durable steps.
@@ -189,11 +192,12 @@ where
 pub(crate) async fn run(
     agent: &AgentConfig,
     allowed: &Arc<[String]>,
+    definitions: Arc<[ToolDefinition]>,
     rt: &AgentRuntime,
     args: Value,
     job: JobContext,
 ) -> Result<Value, WorkerError> {
-    let task = Task::new(agent, allowed, rt, args, job)?;
+    let task = Task::new(agent, allowed, definitions, rt, args, job)?;
     let mut state = task.start_or_resume().await?;
     task.run_steps(&mut state).await?;
     task.finish(state).await
@@ -222,6 +226,7 @@ impl<'a> Task<'a> {
     fn new(
         agent: &'a AgentConfig,
         allowed: &'a Arc<[String]>,
+        definitions: Arc<[ToolDefinition]>,
         rt: &'a AgentRuntime,
         args: Value,
         job: JobContext,
@@ -257,7 +262,7 @@ impl<'a> Task<'a> {
                 agent_id: id.to_string(),
                 job_id: Some(job.job_id),
             },
-            definitions: rt.tools.registry().definitions_for(allowed),
+            definitions,
             job,
         })
     }
@@ -497,14 +502,26 @@ impl<'a> Task<'a> {
         Ok(history)
     }
 
-    /// The memories most useful for the task, through the Memory actor.
+    /// The memories most useful for the task, through the Memory actor;
+    /// none without asking it when context building takes no memories or
+    /// the scope holds none.
     async fn recall(&self) -> Result<Vec<ContextMemory>, WorkerError> {
         let id = self.id();
+        if self.rt.settings.recall_limit == 0 {
+            return Ok(Vec::new());
+        }
+        let scope = self.scope();
+        let any = unaccounted(self.rt.memories.may_hold_memories(&scope))
+            .await
+            .map_err(|e| store_error(id, "recalling memories", e))?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let recalled = self
             .rt
             .memory
             .send(Recall {
-                scope: self.scope(),
+                scope,
                 query: self.prompt.clone(),
                 limit: self.rt.settings.recall_limit,
             })

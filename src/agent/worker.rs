@@ -2,13 +2,14 @@
 //! `workerName` is the agent's id, run by the engine's worker actor for it
 //! (one actor per agent, concurrency from the agent's config).
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::config::AgentConfig;
 use crate::engine::{JobContext, Registration, Worker, WorkerCategory, WorkerError};
+use crate::provider::ToolDefinition;
 
 use super::task::{self, AgentRuntime};
 
@@ -51,6 +52,11 @@ impl RuntimeSlot {
 pub(crate) struct AgentWorker {
     config: AgentConfig,
     allowed: Arc<[String]>,
+    /// The allowed tools' definitions as every model call offers them:
+    /// made once, on the first task (the tools are registered by then),
+    /// and shared by every task after it. A restart of the agent's actor
+    /// builds a new worker, so they are made again.
+    definitions: OnceLock<Arc<[ToolDefinition]>>,
     runtime: RuntimeSlot,
     description: String,
 }
@@ -66,6 +72,7 @@ impl AgentWorker {
         Self {
             config,
             allowed,
+            definitions: OnceLock::new(),
             runtime,
             description,
         }
@@ -121,6 +128,18 @@ impl Worker for AgentWorker {
                 self.config.id
             )));
         };
-        task::run(&self.config, &self.allowed, &runtime, args, ctx).await
+        let definitions = self
+            .definitions
+            .get_or_init(|| runtime.tools.registry().definitions_for(&self.allowed))
+            .clone();
+        task::run(
+            &self.config,
+            &self.allowed,
+            definitions,
+            &runtime,
+            args,
+            ctx,
+        )
+        .await
     }
 }

@@ -78,8 +78,8 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         model_config: ModelConfig {
             provider,
             model,
-            temperature: 0.3,
-            max_tokens: 800,
+            temperature: Some(0.3),
+            max_tokens: Some(800),
             fallbacks: Vec::new(),
         },
         concurrency: 1,

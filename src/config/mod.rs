@@ -125,6 +125,13 @@ impl TroupeConfig {
             }
             return Ok(());
         }
+        if store.durability.is_some() {
+            return Err(check.invalid(
+                "store.durability",
+                "applies only with type = \"sled\" (PostgreSQL commits are as durable as the \
+                 server's synchronous_commit makes them)",
+            ));
+        }
         if store.pool_size == Some(0) {
             return Err(check.invalid("store.poolSize", "must be at least 1"));
         }
@@ -342,13 +349,13 @@ fn check_model_config(
     if m.model.trim().is_empty() {
         return Err(check.invalid(at("modelConfig.model"), "must not be empty"));
     }
-    if !(0.0..=2.0).contains(&m.temperature) {
+    if let Some(t) = m.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
         return Err(check.invalid(
             at("modelConfig.temperature"),
-            format!("{} is outside 0.0–2.0", m.temperature),
+            format!("{t} is outside 0.0–2.0"),
         ));
     }
-    if m.max_tokens == 0 {
+    if m.max_tokens == Some(0) {
         return Err(check.invalid(at("modelConfig.maxTokens"), "must be at least 1"));
     }
     for (j, f) in m.fallbacks.iter().enumerate() {
@@ -455,7 +462,7 @@ model = "m"
         let config = parse(AGENT).unwrap();
         let a = &config.agents[0];
         assert_eq!((a.concurrency, a.max_steps), (4, 8));
-        assert_eq!(a.model_config.max_tokens, 2000);
+        assert_eq!(a.model_config.max_tokens, None, "the provider's default");
         assert_eq!(config.store.data_dir, PathBuf::from("./troupe-data"));
     }
 

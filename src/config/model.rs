@@ -97,6 +97,12 @@ pub struct StoreSection {
     /// local files (the API token, the daemon's address).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// sled: what an acknowledged write survives, `power-loss` (the
+    /// default: each group commit ends with an `fdatasync`) or `process`
+    /// (a killed process, not a power cut). PostgreSQL's commits are as
+    /// durable as the server's `synchronous_commit` makes them.
+    #[serde(default)]
+    pub durability: Option<crate::store::Durability>,
     /// PostgreSQL: `postgres://user:password@host:port/database`; when
     /// absent, `$TROUPE_DATABASE_URL`. Never printed whole (`Debug` hides
     /// the password).
@@ -155,6 +161,7 @@ impl Default for StoreSection {
         Self {
             kind: StoreKind::default(),
             data_dir: default_data_dir(),
+            durability: None,
             url: None,
             schema: None,
             pool_size: None,
@@ -172,6 +179,7 @@ impl std::fmt::Debug for StoreSection {
         f.debug_struct("StoreSection")
             .field("kind", &self.kind)
             .field("data_dir", &self.data_dir)
+            .field("durability", &self.durability)
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)

@@ -72,6 +72,16 @@ impl MemoryStore for InMemoryStore {
         Ok(self.lock().memories.by_id.get(&id).cloned())
     }
 
+    async fn may_hold_memories(&self, scope: &MemoryScope) -> Result<bool, StoreError> {
+        scope.validate()?;
+        Ok(self
+            .lock()
+            .memories
+            .by_id
+            .values()
+            .any(|m| m.agent_id == scope.agent_id && m.user_id == scope.user_id))
+    }
+
     async fn list_memories(
         &self,
         scope: &MemoryScope,

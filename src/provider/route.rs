@@ -34,11 +34,6 @@ impl ModelRef {
     }
 }
 
-/// The temperature of a `modelConfig` that names none.
-pub(crate) const DEFAULT_TEMPERATURE: f32 = 0.7;
-/// The output token cap of a `modelConfig` that names none.
-pub(crate) const DEFAULT_MAX_TOKENS: u32 = 2000;
-
 /// `[agents.modelConfig]`: the first choice, the sampling settings every
 /// request of the agent is built with ([`request`](Self::request)), and the
 /// fallbacks tried in order when a provider fails in a way that another
@@ -51,23 +46,17 @@ pub struct ModelConfig {
     pub provider: String,
     /// Model asked first.
     pub model: String,
-    /// Sampling temperature, 0–2; 0.7 when the config leaves it out.
-    #[serde(default = "default_temperature")]
-    pub temperature: f32,
-    /// Most output tokens per call; 2000 when the config leaves it out.
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: u32,
+    /// Sampling temperature, 0–2. Left out, requests carry none and the
+    /// provider's own default applies (as with its SDKs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Most output tokens per call. Left out, requests carry none (the
+    /// model's own limit), except to Anthropic, which requires one (4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
     /// Tried in order after the first choice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<ModelRef>,
-}
-
-fn default_temperature() -> f32 {
-    DEFAULT_TEMPERATURE
-}
-
-fn default_max_tokens() -> u32 {
-    DEFAULT_MAX_TOKENS
 }
 
 impl ModelConfig {
@@ -77,8 +66,8 @@ impl ModelConfig {
         ModelConfig {
             provider: provider.into(),
             model: model.into(),
-            temperature: DEFAULT_TEMPERATURE,
-            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: None,
+            max_tokens: None,
             fallbacks: Vec::new(),
         }
     }
@@ -118,8 +107,8 @@ impl ModelConfig {
                 ToolChoice::Auto
             },
             tools,
-            temperature: Some(self.temperature),
-            max_tokens: Some(self.max_tokens),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
         }
     }
 }
@@ -131,8 +120,8 @@ mod tests {
     #[test]
     fn a_request_carries_the_configs_settings() {
         let config = ModelConfig {
-            temperature: 0.2,
-            max_tokens: 300,
+            temperature: Some(0.2),
+            max_tokens: Some(300),
             ..ModelConfig::new("openai", "gpt-4o-mini")
         };
         let request = config.request("be brief".into(), vec![Message::user("hi")], Arc::new([]));
@@ -144,11 +133,11 @@ mod tests {
     }
 
     #[test]
-    fn left_out_settings_take_the_defaults_in_toml_and_in_code() {
+    fn left_out_settings_are_left_to_the_provider_in_toml_and_in_code() {
         let parsed: ModelConfig = toml::from_str("provider = \"offline\"\nmodel = \"m\"").unwrap();
         assert_eq!(parsed, ModelConfig::new("offline", "m"));
-        assert_eq!(parsed.temperature, 0.7);
-        assert_eq!(parsed.max_tokens, 2000);
+        assert_eq!(parsed.temperature, None);
+        assert_eq!(parsed.max_tokens, None);
         let typo = toml::from_str::<ModelConfig>("provider = \"o\"\nmodel = \"m\"\ntemprature = 1");
         assert!(typo.is_err());
     }

@@ -20,7 +20,7 @@ use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
 use crate::provider::set::ProviderSet;
 use crate::provider::{Credentials, PriceTable, UsageMeter};
-use crate::store::{ConversationStore, StepStore, Store, UsageStore};
+use crate::store::{ConversationStore, MemoryStore, StepStore, Store, UsageStore};
 use crate::tools::builtin::Builtins;
 use crate::tools::{Tool, Tools, ToolsBuilder};
 
@@ -153,6 +153,7 @@ impl TroupeBuilder {
         // 3. The tools.
         let checkpoints: Arc<dyn StepStore> = store.clone();
         let conversations: Arc<dyn ConversationStore> = store.clone();
+        let memories: Arc<dyn MemoryStore> = store.clone();
         let policies = crate::agent::tool_policies(&config.agents);
         let builtins = Builtins {
             engine: engine.clone(),
@@ -173,6 +174,7 @@ impl TroupeBuilder {
             models: gateway,
             tools: tools.clone(),
             memory: base.memory.clone(),
+            memories,
             conversations: conversations.clone(),
             checkpoints,
             settings: config.memory.clone(),
@@ -246,7 +248,7 @@ fn start_base_tree(
     store: &Arc<dyn Store>,
     providers: Option<&ProviderSet>,
 ) -> Result<BaseTree, RuntimeError> {
-    let memory_store: Arc<dyn crate::memory::MemoryStore> = store.clone();
+    let memory_store: Arc<dyn MemoryStore> = store.clone();
     let weights = RecallWeights::default();
     weights.validate()?;
     let mut spec = SupervisorSpec::new("troupe").child(ChildSpec::try_new("memory", move || {

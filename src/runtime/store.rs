@@ -47,11 +47,16 @@ pub(crate) fn postgres_config(section: &StoreSection) -> Result<PostgresConfig, 
     Ok(config)
 }
 
+/// The sled settings of `section`: its data directory and durability.
+pub(crate) fn sled_config(section: &StoreSection) -> SledConfig {
+    SledConfig::new(&section.data_dir).durability(section.durability.unwrap_or_default())
+}
+
 /// Opens the store `section` names, blocking the calling thread (the CLI,
 /// before its runtime starts).
 pub(crate) fn open_store(section: &StoreSection) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match section.kind {
-        StoreKind::Sled => Arc::new(SledStore::open(SledConfig::new(&section.data_dir))?),
+        StoreKind::Sled => Arc::new(SledStore::open(sled_config(section))?),
         StoreKind::Postgres => Arc::new(PostgresStore::open(postgres_config(section)?)?),
     })
 }
@@ -65,10 +70,59 @@ pub(crate) async fn connect_store(
     node: bool,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match section.kind {
-        StoreKind::Sled => Arc::new(SledStore::open(SledConfig::new(&section.data_dir))?),
+        StoreKind::Sled => Arc::new(SledStore::open(sled_config(section))?),
         StoreKind::Postgres => {
             let config = postgres_config(section)?.as_node(node);
             Arc::new(PostgresStore::connect(config).await?)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{ConfigError, TroupeConfig};
+
+    fn parse_config(text: &str) -> Result<TroupeConfig, ConfigError> {
+        TroupeConfig::parse(text, Path::new("troupe.toml"))
+    }
+
+    #[test]
+    fn sled_durability_defaults_to_power_loss_and_can_be_lowered() {
+        use crate::store::Durability;
+        let default = parse_config("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(default.store.durability, None);
+        assert_eq!(
+            sled_config(&default.store).durability,
+            Durability::PowerLoss
+        );
+        for (text, level) in [
+            ("power-loss", Durability::PowerLoss),
+            ("process", Durability::Process),
+        ] {
+            let config = parse_config(&format!("[store]\ndurability = \"{text}\"\n"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(sled_config(&config.store).durability, level);
+        }
+        let err = parse_config("[store]\ndurability = \"fsync\"\n")
+            .map(|_| ())
+            .expect_err("an unknown level")
+            .to_string();
+        assert!(
+            err.contains("durability") && err.contains("power-loss"),
+            "{err}"
+        );
+        let err = parse_config(
+            "[store]\ntype = \"postgres\"\nurl = \"postgres://db/app\"\ndurability = \"process\"\n",
+        )
+        .map(|_| ())
+        .expect_err("durability with postgres")
+        .to_string();
+        assert!(
+            err.contains("`store.durability`: applies only with type = \"sled\""),
+            "{err}"
+        );
+    }
 }

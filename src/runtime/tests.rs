@@ -60,8 +60,8 @@ fn agent(id: &str, provider: &str, tools: &[&str]) -> AgentConfig {
         model_config: ModelConfig {
             provider: provider.into(),
             model: "gpt-test".into(),
-            temperature: 0.2,
-            max_tokens: 300,
+            temperature: Some(0.2),
+            max_tokens: Some(300),
             fallbacks: Vec::new(),
         },
         concurrency: 2,

@@ -17,13 +17,14 @@
 //! is left behind with its handle on the database, which keeps sled from
 //! flushing (and hanging) again when the store goes.
 
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+
+use super::power_sync::PowerSync;
 
 /// Figures about the commits done so far (for benchmarks and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,9 +50,9 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 pub(crate) struct CommitSettings {
     /// The database to flush.
     pub(crate) db: sled::Db,
-    /// sled's log file, to `fdatasync` after each flush when power-loss
-    /// durability is asked for.
-    pub(crate) sync_file: Option<File>,
+    /// What to `fdatasync` after each flush when power-loss durability is
+    /// asked for.
+    pub(crate) power_sync: Option<PowerSync>,
     /// Under concurrent load, at most one flush per window.
     pub(crate) window: Duration,
     /// A flush still running after this long fails the store.
@@ -145,7 +146,7 @@ impl GroupCommit {
         let committer = Committer {
             shared: Arc::clone(&shared),
             db: settings.db,
-            sync_file: settings.sync_file,
+            power_sync: settings.power_sync.map(std::cell::RefCell::new),
             window: settings.window,
             before_flush: settings.before_flush,
             last_start: None,
@@ -334,7 +335,8 @@ impl Drop for Ended<'_> {
 struct Committer {
     shared: Arc<Shared>,
     db: sled::Db,
-    sync_file: Option<File>,
+    /// Only the committer thread syncs.
+    power_sync: Option<std::cell::RefCell<PowerSync>>,
     window: Duration,
     before_flush: BeforeFlush,
     /// When the previous flush started, if it served several writers.
@@ -481,11 +483,14 @@ impl Committer {
             })
     }
 
-    /// One sled flush, then an fdatasync of the log when asked for.
+    /// One sled flush, then an fdatasync of what it wrote when asked for.
     fn flush(&self) -> Result<(), String> {
         self.db.flush().map_err(|e| format!("sled flush: {e}"))?;
-        match &self.sync_file {
-            Some(file) => file.sync_data().map_err(|e| format!("fdatasync: {e}")),
+        match &self.power_sync {
+            Some(sync) => sync
+                .borrow_mut()
+                .sync()
+                .map_err(|e| format!("fdatasync: {e}")),
             None => Ok(()),
         }
     }
@@ -501,7 +506,7 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().unwrap();
         GroupCommit::start(CommitSettings {
             db,
-            sync_file: None,
+            power_sync: None,
             window: Duration::ZERO,
             flush_timeout,
             before_flush,

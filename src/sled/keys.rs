@@ -2,14 +2,21 @@
 //! format is easy to review.
 //!
 //! - `jobs`: key = the 16 bytes of the job's UUID v7 (big-endian, so key
-//!   order is creation order); value = the job's camelCase JSON.
+//!   order is creation order); value = the job's camelCase JSON, without
+//!   the fields at their defaults (`null`, `[]`, `{}`, `false`, 0): every
+//!   job is written three times or more (enqueue, claim, end), and sled
+//!   rewrites a page of up to 16 records every 10 writes to it, so each
+//!   byte saved is saved several times over. Reading fills them back in,
+//!   and reads records written whole by earlier versions the same.
 //! - `pause`: key `all` or `worker:<name>`; present means paused.
 //! - `schedules`: key = the schedule id (UTF-8); value = its JSON.
 
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::job::schedule::Schedule;
-use crate::job::{Job, JobId};
+use crate::job::{AttemptError, Job, JobCtx, JobId, JobStatus};
 use crate::store::StoreError;
 
 /// Tree of job records.
@@ -35,7 +42,102 @@ pub(crate) fn decode_job_key(key: &[u8]) -> Result<JobId, String> {
 }
 
 pub(crate) fn encode_job(job: &Job) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(job).map_err(|e| StoreError::backend("encode job", e))
+    serde_json::to_vec(&StoredJob::of(job)).map_err(|e| StoreError::backend("encode job", e))
+}
+
+/// A [`Job`] as the `jobs` tree holds it: [`Job`]'s own JSON less the
+/// fields at their defaults, which [`Job`]'s `Deserialize` fills back in.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredJob<'a> {
+    id: &'a JobId,
+    worker_name: &'a str,
+    status: JobStatus,
+    attempt: u32,
+    max_attempts: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    outages: u32,
+    priority: i32,
+    run_at: &'a DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_key: &'a Option<String>,
+    #[serde(rename = "timeout", skip_serializing_if = "Option::is_none")]
+    timeout_ms: &'a Option<u64>,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    args: &'a Value,
+    #[serde(skip_serializing_if = "is_empty_ctx")]
+    ctx: &'a JobCtx,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: &'a Option<String>,
+    #[serde(skip_serializing_if = "<[AttemptError]>::is_empty")]
+    errors: &'a [AttemptError],
+    #[serde(skip_serializing_if = "is_false")]
+    cancel_requested: bool,
+    created_at: &'a DateTime<Utc>,
+    updated_at: &'a DateTime<Utc>,
+}
+
+impl<'a> StoredJob<'a> {
+    fn of(job: &'a Job) -> Self {
+        // Destructured, so a field added to `Job` must be added here too.
+        let Job {
+            id,
+            worker_name,
+            status,
+            attempt,
+            max_attempts,
+            outages,
+            priority,
+            run_at,
+            unique_key,
+            timeout_ms,
+            args,
+            ctx,
+            result,
+            error,
+            errors,
+            cancel_requested,
+            created_at,
+            updated_at,
+        } = job;
+        StoredJob {
+            id,
+            worker_name,
+            status: *status,
+            attempt: *attempt,
+            max_attempts: *max_attempts,
+            outages: *outages,
+            priority: *priority,
+            run_at,
+            unique_key,
+            timeout_ms,
+            args,
+            ctx,
+            result,
+            error,
+            errors,
+            cancel_requested: *cancel_requested,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_empty_ctx(ctx: &&JobCtx) -> bool {
+    ctx.user_id.is_none()
+        && ctx.conversation_id.is_none()
+        && ctx.source.is_none()
+        && ctx.extra.is_empty()
 }
 
 pub(crate) fn decode_job(id: &str, bytes: &[u8]) -> Result<Job, StoreError> {
@@ -80,4 +182,70 @@ pub(crate) fn decode_schedule(key: &[u8], bytes: &[u8]) -> Result<Schedule, Stor
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::job::EnqueueOptions;
+
+    /// A record without its default fields reads back as the same job, a
+    /// full one (as earlier versions wrote it) too; the defaults are left
+    /// out and everything else is kept.
+    #[test]
+    fn job_records_leave_out_defaults_and_read_back_whole() {
+        let now = Utc::now();
+        let fresh = Job::new(
+            "w",
+            Value::Null,
+            JobCtx::default(),
+            &EnqueueOptions::default(),
+            now,
+        )
+        .unwrap();
+        let bytes = encode_job(&fresh).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for gone in [
+            "uniqueKey",
+            "timeout",
+            "\"args\"",
+            "ctx",
+            "result",
+            "\"error\"",
+            "errors",
+            "cancelRequested",
+            "outages",
+        ] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        assert_eq!(decode_job("x", &bytes).unwrap(), fresh);
+        let whole = serde_json::to_vec(&fresh).unwrap();
+        assert!(bytes.len() < whole.len());
+        assert_eq!(decode_job("x", &whole).unwrap(), fresh);
+
+        let mut busy = fresh.clone();
+        busy.unique_key = Some("k".into());
+        busy.timeout_ms = Some(5);
+        busy.args = json!({"prompt": "p"});
+        busy.ctx.user_id = Some("u".into());
+        busy.ctx.extra.insert("project".into(), json!("x"));
+        busy.result = Some(json!({"ok": true}));
+        busy.error = Some("e".into());
+        busy.errors.push(AttemptError {
+            attempt: 1,
+            at: now,
+            message: "m".into(),
+        });
+        busy.cancel_requested = true;
+        busy.outages = 2;
+        let bytes = encode_job(&busy).unwrap();
+        assert_eq!(decode_job("x", &bytes).unwrap(), busy);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bytes).unwrap(),
+            serde_json::to_value(&busy).unwrap(),
+            "nothing but defaults is left out"
+        );
+    }
 }

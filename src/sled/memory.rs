@@ -233,6 +233,18 @@ impl MemoryStore for SledStore {
         self.read_memory(&memories, "get memory", id)
     }
 
+    async fn may_hold_memories(&self, scope: &MemoryScope) -> Result<bool, StoreError> {
+        scope.validate()?;
+        // One step into the scope's index: exact, as every write to it is
+        // this process's.
+        let scopes = self.memory_tree(MEMORY_SCOPES)?;
+        match scopes.scan_prefix(scope_prefix(scope)).keys().next() {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(StoreError::backend("look for memories", e)),
+        }
+    }
+
     async fn list_memories(
         &self,
         scope: &MemoryScope,

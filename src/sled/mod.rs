@@ -13,17 +13,18 @@
 //!   writers share one flush among many writes. The committer is an OS thread
 //!   and the wait is a `futures` oneshot, so it works from tokio and from
 //!   actix arbiters alike.
-//! - **[`Durability::Process`] is the default**: sled 0.34.7's flush ends
-//!   with `sync_file_range` on its log, so an acknowledged write survives the
-//!   process being killed (SIGKILL, panic, OOM) but *not* a power loss or
-//!   kernel crash on a disk with a volatile write cache. (sled's own
-//!   background flusher also flushes about every 500 ms, so against power
-//!   loss the default leaves a window of roughly that length.) With
-//!   [`Durability::PowerLoss`] the committer also `fdatasync`s sled's log
-//!   file (`<dir>/db`) after each group flush, before acknowledging; see
-//!   `examples/bench_store.rs` for what each costs. Log entries larger than
-//!   ~128 KiB (a job with huge args or result) go to sled's `blobs/` files,
-//!   which neither mode `fdatasync`s.
+//! - **[`Durability::PowerLoss`] is the default**: after each group flush
+//!   the committer `fdatasync`s sled's log file (`<dir>/db`), and the blob
+//!   files sled wrote since the last group (log entries larger than ~128
+//!   KiB, a job with huge args or result, go to `blobs/`) with their
+//!   directory, before acknowledging; an acknowledged write survives a
+//!   power cut or kernel crash. [`Durability::Process`] skips those syncs:
+//!   sled 0.34.7's flush ends with `sync_file_range` on its log, so an
+//!   acknowledged write survives the process being killed (SIGKILL, panic,
+//!   OOM) but not a power loss on a disk with a volatile write cache (and
+//!   sled's own background flusher also flushes about every 500 ms, so the
+//!   window is roughly that). See `examples/bench_store.rs` and
+//!   `examples/bench_agents.rs` for what each costs.
 //! - **A failed flush fails the store.** A flush that errs, or still runs
 //!   after [`SledConfig::flush_timeout`] (a watchdog thread watches the
 //!   committer), or an I/O error from a sled write marks the store failed:
@@ -104,6 +105,7 @@ mod index;
 mod keys;
 mod memory;
 mod open;
+mod power_sync;
 mod schedules;
 mod steps;
 mod usage;
@@ -140,7 +142,7 @@ const INSERT_CHUNK: usize = 256;
 pub struct SledConfig {
     /// The data directory (created if missing).
     pub dir: PathBuf,
-    /// What an acknowledged write survives; default [`Durability::Process`].
+    /// What an acknowledged write survives; default [`Durability::PowerLoss`].
     pub durability: Durability,
     /// sled's page cache size in bytes (`None`: sled's default, 1 GiB max).
     pub cache_capacity: Option<u64>,
@@ -173,7 +175,7 @@ impl SledConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         SledConfig {
             dir: dir.into(),
-            durability: Durability::Process,
+            durability: Durability::PowerLoss,
             cache_capacity: None,
             quarantine_corrupt: false,
             commit_window: DEFAULT_COMMIT_WINDOW,

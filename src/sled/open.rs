@@ -3,12 +3,12 @@
 //! and the committer.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::group_commit::{CommitSettings, GroupCommit};
 use super::index::Index;
+use super::power_sync::PowerSync;
 use super::{files, keys, usage, Inner, Release, SledConfig, SledStore};
 use crate::job::schedule::Schedule;
 use crate::job::Job;
@@ -50,7 +50,7 @@ impl SledStore {
         let buffered = Arc::clone(&usage);
         let commit = GroupCommit::start(CommitSettings {
             db: db.clone(),
-            sync_file: sync_file(&config)?,
+            power_sync: power_sync(&config)?,
             window: config.commit_window,
             flush_timeout: config.flush_timeout,
             before_flush: Box::new(move || buffered.apply_logged()),
@@ -167,20 +167,13 @@ fn load_schedules(dir: &Path, tree: &sled::Tree) -> Result<BTreeMap<String, Sche
     Ok(schedules)
 }
 
-/// sled's log file, to `fdatasync` after each flush, under
-/// [`Durability::PowerLoss`]; after making the directory entries of sled's
-/// files durable once.
-fn sync_file(config: &SledConfig) -> Result<Option<File>, StoreError> {
+/// What to `fdatasync` after each flush under [`Durability::PowerLoss`]
+/// (see `power_sync.rs`).
+fn power_sync(config: &SledConfig) -> Result<Option<PowerSync>, StoreError> {
     match config.durability {
         Durability::Process => Ok(None),
-        Durability::PowerLoss => {
-            let dir = &config.dir;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| open_error(dir, e))?;
-            Ok(Some(
-                File::open(dir.join("db")).map_err(|e| open_error(dir, e))?,
-            ))
-        }
+        Durability::PowerLoss => PowerSync::open(&config.dir)
+            .map(Some)
+            .map_err(|e| open_error(&config.dir, e)),
     }
 }

@@ -347,6 +347,15 @@ pub trait MemoryStore: Send + Sync {
         include_archived: bool,
     ) -> Result<Vec<Memory>, StoreError>;
 
+    /// Whether `scope` may hold memories (archived ones included): `false`
+    /// only when it certainly holds none, so an agent that has never
+    /// remembered anything skips recall. The default, for an adapter that
+    /// cannot tell for less than a listing costs, is `true`.
+    async fn may_hold_memories(&self, scope: &MemoryScope) -> Result<bool, StoreError> {
+        scope.validate()?;
+        Ok(true)
+    }
+
     /// Deletes a memory for good (unlike archiving); returns whether it existed.
     async fn forget(&self, id: MemoryId) -> Result<bool, StoreError>;
 

@@ -14,17 +14,23 @@ use super::StoreError;
 /// How far an acknowledged write is protected. Each adapter says what the
 /// two levels mean for it (sled: `sync_file_range` vs `fdatasync`).
 ///
-/// The default is [`Durability::Process`]: say so wherever durability is
-/// promised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The default is [`Durability::PowerLoss`]: the group commit shares one
+/// `fdatasync` among every write waiting for it, so under load it costs
+/// about what the weaker level does (`examples/bench_store.rs`,
+/// `examples/bench_agents.rs`). In config: `[store] durability =
+/// "power-loss"` or `"process"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Durability {
     /// The write survives the process being killed, not necessarily a power
     /// loss or kernel crash (sled: its flush ends with `sync_file_range`, so
-    /// the data is in the kernel).
-    #[default]
+    /// the data is in the kernel). The opt-in for those who trade the last
+    /// writes before a power cut for a little less I/O.
     Process,
-    /// The write also survives a power loss (sled: an `fdatasync` of its log
-    /// per group commit, see `examples/bench_store.rs`).
+    /// The write also survives a power loss or kernel crash (sled: an
+    /// `fdatasync` of its log, and of any blob file written since, per
+    /// group commit).
+    #[default]
     PowerLoss,
 }
 

@@ -255,7 +255,34 @@ pub(crate) fn schema_for<T: JsonSchema>() -> Value {
         obj.remove("description");
     }
     collapse_documented_enums(&mut schema);
+    drop_rust_formats(&mut schema);
     schema
+}
+
+/// schemars tags Rust's number types with `format`s no JSON Schema
+/// validator or model knows (`uint32`, `double` …): bytes in every request
+/// that say nothing (`minimum`, which schemars writes beside them for an
+/// unsigned type, carries what matters). Standard formats (`date-time`,
+/// `uri` …) stay.
+fn drop_rust_formats(schema: &mut Value) {
+    const RUST_FORMATS: &[&str] = &[
+        "int", "int8", "int16", "int32", "int64", "int128", "uint", "uint8", "uint16", "uint32",
+        "uint64", "uint128", "float", "double",
+    ];
+    match schema {
+        Value::Object(obj) => {
+            if obj
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| RUST_FORMATS.contains(&f))
+            {
+                obj.remove("format");
+            }
+            obj.values_mut().for_each(drop_rust_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_rust_formats),
+        _ => {}
+    }
 }
 
 /// schemars writes a unit enum with documented variants as

@@ -287,3 +287,42 @@ proptest! {
         let _ = l.snapshot();
     }
 }
+
+/// A `modelConfig` that sets no temperature or token cap sends neither
+/// (the provider's defaults apply, and the request is smaller), except the
+/// cap Anthropic requires; one that sets them sends them.
+#[test]
+fn unset_sampling_settings_are_not_sent() {
+    use crate::provider::route::ModelConfig;
+    use crate::provider::ProviderKind;
+    let plain = ModelConfig::new("p", "m").request(
+        "s".into(),
+        vec![crate::provider::Message::user("hi")],
+        std::sync::Arc::new([]),
+    );
+    for kind in [
+        ProviderKind::Openai,
+        ProviderKind::Deepseek,
+        ProviderKind::Mistral,
+        ProviderKind::OpenaiCompatible,
+    ] {
+        let body = openai::encode(&plain, kind);
+        for key in ["temperature", "max_tokens", "max_completion_tokens"] {
+            assert!(body.get(key).is_none(), "{kind:?} sent {key}: {body}");
+        }
+    }
+    let a = anthropic::encode(&plain);
+    assert!(a.get("temperature").is_none());
+    assert_eq!(a["max_tokens"], anthropic::DEFAULT_MAX_TOKENS);
+    let set = ModelConfig {
+        temperature: Some(0.0),
+        max_tokens: Some(64),
+        ..ModelConfig::new("p", "m")
+    }
+    .request("s".into(), Vec::new(), std::sync::Arc::new([]));
+    let body = openai::encode(&set, ProviderKind::Deepseek);
+    assert_eq!(
+        (body["temperature"].as_f64(), body["max_tokens"].as_u64()),
+        (Some(0.0), Some(64))
+    );
+}

@@ -215,6 +215,12 @@ pub async fn scopes_are_isolated_by_agent_and_user<H: Harness>(
     for scope in &scopes {
         let listed = store.list_memories(scope, false).await.context("list")?;
         ensure_eq!(listed.len(), 3, "memories of {scope}");
+        // A scope with memories is never said to have none (recall would
+        // skip them).
+        ensure!(
+            store.may_hold_memories(scope).await.context("may hold")?,
+            "{scope} holds memories"
+        );
         ensure!(
             listed
                 .iter()
