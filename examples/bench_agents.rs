@@ -315,6 +315,13 @@ async fn troupe_tasks(
     if let Some(durability) = durability {
         sled_config = sled_config.durability(durability);
     }
+    // `BENCH_CACHE_MIB`: sled's page cache (default: sled's, 1 GiB at most).
+    if let Some(mib) = std::env::var("BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        sled_config.cache_capacity = Some(mib * 1024 * 1024);
+    }
     let sled = troupe::sled::SledStore::open(sled_config)?;
     let troupe = Troupe::builder(cfg)
         .store(sled.clone())

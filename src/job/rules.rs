@@ -113,21 +113,45 @@ pub fn claim(job: &Job, now: DateTime<Utc>) -> Option<Job> {
         return None;
     }
     let mut new = job.clone();
-    new.status = JobStatus::Running;
-    new.attempt = job.attempt.saturating_add(1);
-    new.updated_at = now;
+    claim_in(&mut new, now);
     Some(new)
+}
+
+/// [`claim`] in place, for an adapter that owns the job it read (a copy
+/// of a job is a copy of its args and result): whether it was ready, and
+/// is now claimed; left as it was otherwise.
+pub fn claim_in(job: &mut Job, now: DateTime<Utc>) -> bool {
+    if !is_ready(job, now) {
+        return false;
+    }
+    job.status = JobStatus::Running;
+    job.attempt = job.attempt.saturating_add(1);
+    job.updated_at = now;
+    true
 }
 
 /// Attempt `attempt` finished with `result`: `completed`.
 pub fn complete(job: &Job, attempt: u32, result: Value, now: DateTime<Utc>) -> Result<Job, Stale> {
     running_attempt(job, attempt)?;
     let mut new = job.clone();
-    new.status = JobStatus::Completed;
-    new.result = Some(result);
-    new.error = None;
-    new.updated_at = now;
+    complete_in(&mut new, attempt, result, now)?;
     Ok(new)
+}
+
+/// [`complete`] in place (see [`claim_in`]); on [`Stale`] the job is left
+/// as it was.
+pub fn complete_in(
+    job: &mut Job,
+    attempt: u32,
+    result: Value,
+    now: DateTime<Utc>,
+) -> Result<(), Stale> {
+    running_attempt(job, attempt)?;
+    job.status = JobStatus::Completed;
+    job.result = Some(result);
+    job.error = None;
+    job.updated_at = now;
+    Ok(())
 }
 
 /// Attempt `attempt` failed with `error`: queued again for `action`'s time

@@ -117,6 +117,33 @@ impl Index {
         }
     }
 
+    /// What the index reads of `job` (its key fields), without the args,
+    /// context, result and errors: what a transition keeps of the version
+    /// it replaces, so the rule can take that version over instead of
+    /// copying it.
+    pub(crate) fn shell(job: &Job) -> Job {
+        Job {
+            id: job.id,
+            worker_name: job.worker_name.clone(),
+            status: job.status,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            outages: job.outages,
+            priority: job.priority,
+            run_at: job.run_at,
+            unique_key: job.unique_key.clone(),
+            timeout_ms: job.timeout_ms,
+            args: serde_json::Value::Null,
+            ctx: Default::default(),
+            result: None,
+            error: None,
+            errors: Vec::new(),
+            cancel_requested: job.cancel_requested,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+        }
+    }
+
     /// Replaces the entries of `old` by those of `new`.
     pub(crate) fn replace(&mut self, old: &Job, new: &Job) {
         self.remove(old);

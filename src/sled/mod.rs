@@ -296,8 +296,9 @@ fn wait_for_lock(db_file: &Path) {
 // Built and consumed once per call; boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Decision<R> {
-    /// Write this new version, answer `R`.
-    Write(Job, R),
+    /// Write this new version; once it is written, answer what the function
+    /// makes of it (the version itself moves into the answer, uncopied).
+    Write(Job, fn(Job) -> R),
     /// Leave it, answer `R`.
     Keep(R),
 }
@@ -397,18 +398,26 @@ impl SledStore {
     }
 
     /// Read, decide, compare-and-swap, re-index; retried if the record
-    /// changed in between. Does not wait for durability.
+    /// changed in between, `decide` then getting back the version it made
+    /// the time before (so it can reuse what it moved into it). Does not
+    /// wait for durability.
+    ///
+    /// `decide` owns the version read: a rule that changes it in place
+    /// ([`rules::complete_in`]) makes the new version without copying the
+    /// job's args and result; the index keeps only [`Index::shell`] of it.
     fn transition<R>(
         &self,
         operation: &'static str,
         id: JobId,
-        decide: impl Fn(&Job) -> Decision<R>,
+        mut decide: impl FnMut(Job, Option<Job>) -> Decision<R>,
     ) -> Result<R, StoreError> {
+        let mut lost = None;
         loop {
-            let (old_bytes, old) = self
+            let (old_bytes, read) = self
                 .read(operation, id)?
                 .ok_or(StoreError::JobNotFound { id })?;
-            let (new, answer) = match decide(&old) {
+            let old = Index::shell(&read);
+            let (new, answer) = match decide(read, lost.take()) {
                 Decision::Keep(answer) => return Ok(answer),
                 Decision::Write(new, answer) => (new, answer),
             };
@@ -421,8 +430,9 @@ impl SledStore {
                 .map_err(|e| self.write_error(operation, e))?;
             if swapped.is_ok() {
                 index.replace(&old, &new);
-                return Ok(answer);
+                return Ok(answer(new));
             }
+            lost = Some(new);
         }
     }
 
@@ -485,7 +495,7 @@ fn validate_new(job: &Job) -> Result<(), StoreError> {
 /// A rule's answer to a transition that names an attempt, as a decision.
 fn decided(next: Result<Job, rules::Stale>) -> Decision<Outcome> {
     match next {
-        Ok(new) => Decision::Write(new.clone(), Outcome::Applied(new)),
+        Ok(new) => Decision::Write(new, Outcome::Applied),
         Err(stale) => Decision::Keep(stale.into()),
     }
 }
@@ -578,12 +588,13 @@ impl JobStore for SledStore {
         }
         let mut prepared = Vec::with_capacity(candidates.len());
         for candidate in candidates {
-            let Some((bytes, old)) = self.read("claim", candidate.id)? else {
+            let Some((bytes, mut new)) = self.read("claim", candidate.id)? else {
                 continue;
             };
-            let Some(new) = rules::claim(&old, now) else {
+            let old = Index::shell(&new);
+            if !rules::claim_in(&mut new, now) {
                 continue;
-            };
+            }
             let new_bytes = keys::encode_job(&new)?;
             prepared.push((bytes, old, new, new_bytes));
         }
@@ -618,8 +629,17 @@ impl JobStore for SledStore {
     ) -> Result<Outcome, StoreError> {
         self.writable()?;
         let now = Utc::now();
-        let outcome = self.transition("complete", id, |job| {
-            decided(rules::complete(job, attempt, result.clone(), now))
+        // The result moves into the new version; a lost race hands it back.
+        let mut result = Some(result);
+        let outcome = self.transition("complete", id, |mut job, lost| {
+            let result = result
+                .take()
+                .or_else(|| lost.and_then(|j| j.result))
+                .unwrap_or_default();
+            match rules::complete_in(&mut job, attempt, result, now) {
+                Ok(()) => Decision::Write(job, Outcome::Applied),
+                Err(stale) => Decision::Keep(stale.into()),
+            }
         })?;
         self.durable("complete").await?;
         Ok(outcome)
@@ -634,8 +654,8 @@ impl JobStore for SledStore {
     ) -> Result<Outcome, StoreError> {
         self.writable()?;
         let now = Utc::now();
-        let outcome = self.transition("fail", id, |job| {
-            decided(rules::fail(job, attempt, error.clone(), action, now))
+        let outcome = self.transition("fail", id, |job, _| {
+            decided(rules::fail(&job, attempt, error.clone(), action, now))
         })?;
         self.durable("fail").await?;
         Ok(outcome)
@@ -644,11 +664,11 @@ impl JobStore for SledStore {
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
         self.writable()?;
         let now = Utc::now();
-        let outcome = self.transition("cancel", id, |job| match rules::cancel(job, now) {
-            CancelMove::Cancel(new) => Decision::Write(new.clone(), CancelOutcome::Cancelled(new)),
-            CancelMove::Request(new) => Decision::Write(new.clone(), CancelOutcome::Requested(new)),
-            CancelMove::AlreadyRequested => Decision::Keep(CancelOutcome::Requested(job.clone())),
-            CancelMove::AlreadyEnded => Decision::Keep(CancelOutcome::AlreadyEnded(job.clone())),
+        let outcome = self.transition("cancel", id, |job, _| match rules::cancel(&job, now) {
+            CancelMove::Cancel(new) => Decision::Write(new, CancelOutcome::Cancelled),
+            CancelMove::Request(new) => Decision::Write(new, CancelOutcome::Requested),
+            CancelMove::AlreadyRequested => Decision::Keep(CancelOutcome::Requested(job)),
+            CancelMove::AlreadyEnded => Decision::Keep(CancelOutcome::AlreadyEnded(job)),
         })?;
         self.durable("cancel").await?;
         Ok(outcome)
@@ -657,8 +677,8 @@ impl JobStore for SledStore {
     async fn ack_cancel(&self, id: JobId, attempt: u32) -> Result<Outcome, StoreError> {
         self.writable()?;
         let now = Utc::now();
-        let outcome = self.transition("ack_cancel", id, |job| {
-            decided(rules::ack_cancel(job, attempt, now))
+        let outcome = self.transition("ack_cancel", id, |job, _| {
+            decided(rules::ack_cancel(&job, attempt, now))
         })?;
         self.durable("ack_cancel").await?;
         Ok(outcome)
@@ -667,8 +687,8 @@ impl JobStore for SledStore {
     async fn discard(&self, id: JobId, error: String) -> Result<Outcome, StoreError> {
         self.writable()?;
         let now = Utc::now();
-        let outcome = self.transition("discard", id, |job| {
-            decided(rules::discard(job, error.clone(), now))
+        let outcome = self.transition("discard", id, |job, _| {
+            decided(rules::discard(&job, error.clone(), now))
         })?;
         self.durable("discard").await?;
         Ok(outcome)
@@ -679,11 +699,8 @@ impl JobStore for SledStore {
         let running = self.index().running();
         let mut recovered = Recovered::default();
         for id in running {
-            let result = self.transition("recover", id, |job| match rules::recover(job, now) {
-                Some(new) => {
-                    let status = new.status;
-                    Decision::Write(new, Some(status))
-                }
+            let result = self.transition("recover", id, |job, _| match rules::recover(&job, now) {
+                Some(new) => Decision::Write(new, |new| Some(new.status)),
                 None => Decision::Keep(None),
             });
             match result {
