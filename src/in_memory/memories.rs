@@ -30,6 +30,25 @@ fn not_found(id: MemoryId) -> StoreError {
     }
 }
 
+impl InMemoryStore {
+    /// `read` over the memories of exactly `scope` (archived ones
+    /// included), oldest first, once the scope is checked.
+    fn in_scope<R>(
+        &self,
+        scope: &MemoryScope,
+        read: impl FnOnce(&mut dyn Iterator<Item = &Memory>) -> R,
+    ) -> Result<R, StoreError> {
+        scope.validate()?;
+        let state = self.lock();
+        let mut memories = state
+            .memories
+            .by_id
+            .values()
+            .filter(|m| m.agent_id == scope.agent_id && m.user_id == scope.user_id);
+        Ok(read(&mut memories))
+    }
+}
+
 #[async_trait]
 impl MemoryStore for InMemoryStore {
     async fn remember(
@@ -73,13 +92,7 @@ impl MemoryStore for InMemoryStore {
     }
 
     async fn may_hold_memories(&self, scope: &MemoryScope) -> Result<bool, StoreError> {
-        scope.validate()?;
-        Ok(self
-            .lock()
-            .memories
-            .by_id
-            .values()
-            .any(|m| m.agent_id == scope.agent_id && m.user_id == scope.user_id))
+        self.in_scope(scope, |memories| memories.next().is_some())
     }
 
     async fn list_memories(
@@ -87,16 +100,12 @@ impl MemoryStore for InMemoryStore {
         scope: &MemoryScope,
         include_archived: bool,
     ) -> Result<Vec<Memory>, StoreError> {
-        scope.validate()?;
-        Ok(self
-            .lock()
-            .memories
-            .by_id
-            .values()
-            .filter(|m| m.agent_id == scope.agent_id && m.user_id == scope.user_id)
-            .filter(|m| include_archived || !m.archived)
-            .cloned()
-            .collect())
+        self.in_scope(scope, |memories| {
+            memories
+                .filter(|m| include_archived || !m.archived)
+                .cloned()
+                .collect()
+        })
     }
 
     async fn forget(&self, id: MemoryId) -> Result<bool, StoreError> {
