@@ -128,7 +128,7 @@ pub struct StoreSection {
     pub poll: Option<String>,
     /// PostgreSQL: this node's id, kept across restarts so a restarted node
     /// takes its interrupted jobs back at once (default: a new id per
-    /// process). Never give two live nodes the same id.
+    /// process). A process whose id a live node holds is refused at start.
     #[serde(default)]
     pub node_id: Option<uuid::Uuid>,
     /// PostgreSQL: apply missing migrations at start (default true); when

@@ -76,7 +76,7 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let as_node = config.node;
     if as_node {
-        register(&first, node).await?;
+        register(&mut first, node, config.lease).await?;
     }
     drop(first);
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -100,21 +100,60 @@ pub(super) async fn start(config: PostgresConfig) -> Result<Arc<Shared>, StoreEr
 }
 
 /// Adds (or, for a node id kept across restarts, renews) the node's record.
-async fn register(client: &Client, node: Uuid) -> Result<(), StoreError> {
+///
+/// Refuses an id a live node holds: two processes under one id would renew
+/// each other's leases and recover each other's jobs as their own. A record
+/// whose heartbeat is within the lease is live unless it was this host's
+/// and its process is gone (a node restarted with its kept id right after
+/// it died, which must take its jobs back at once, not a lease later). The
+/// check and the write are one transaction under a lock on the id, so two
+/// processes starting together cannot both pass.
+async fn register(client: &mut Client, node: Uuid, lease: Duration) -> Result<(), StoreError> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     let pid = i32::try_from(std::process::id()).unwrap_or(0);
-    client
-        .execute(
-            "INSERT INTO nodes (id, host, pid, version, started_at, heartbeat, running) \
-             VALUES ($1, $2, $3, $4, now(), now(), 0) \
-             ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, version = $4, \
-                 started_at = now(), heartbeat = now(), running = 0",
-            &[&node, &host, &pid, &env!("CARGO_PKG_VERSION")],
+    let err = db("registering the node");
+    let tx = client.transaction().await.map_err(err)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("troupe-node:{node}")],
+    )
+    .await
+    .map_err(db("registering the node"))?;
+    let live = tx
+        .query_opt(
+            "SELECT host, pid, extract(epoch FROM now() - heartbeat)::float8 FROM nodes \
+             WHERE id = $1 AND heartbeat > now() - make_interval(secs => $2)",
+            &[&node, &lease.as_secs_f64()],
         )
         .await
         .map_err(db("registering the node"))?;
+    if let Some(row) = live {
+        let (their_host, their_pid, ago): (String, i32, f64) = (row.get(0), row.get(1), row.get(2));
+        let gone = their_host == host
+            && (their_pid == pid || !std::path::Path::new(&format!("/proc/{their_pid}")).exists());
+        if !gone {
+            return Err(StoreError::InvalidInput {
+                field: "store.nodeId",
+                reason: format!(
+                    "node {node} is live (host {their_host}, pid {their_pid}, last heartbeat \
+                     {ago:.1} s ago): two processes must not share a node id; give this one \
+                     another, or leave nodeId out for a new id per process"
+                ),
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO nodes (id, host, pid, version, started_at, heartbeat, running) \
+         VALUES ($1, $2, $3, $4, now(), now(), 0) \
+         ON CONFLICT (id) DO UPDATE SET host = $2, pid = $3, version = $4, \
+             started_at = now(), heartbeat = now(), running = 0",
+        &[&node, &host, &pid, &env!("CARGO_PKG_VERSION")],
+    )
+    .await
+    .map_err(db("registering the node"))?;
+    tx.commit().await.map_err(db("registering the node"))?;
     Ok(())
 }
 

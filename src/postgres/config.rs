@@ -33,9 +33,9 @@ pub struct PostgresConfig {
     pub poll: Duration,
     /// This node's id. `None`: a new one per process. A node that keeps its
     /// id across restarts takes its own interrupted jobs back at once
-    /// instead of after their leases end. Two live processes must never
-    /// share one: nothing refuses it yet, and the second would take back
-    /// the first's running jobs at its start.
+    /// instead of after their leases end. Two live processes never share
+    /// one: a process whose id a live node holds is refused at start
+    /// (unless that node was this host's and its process is gone).
     pub node_id: Option<Uuid>,
     /// Apply missing migrations when the store opens (the default); when
     /// false an older schema is an error that says to run `troupe migrate`.
