@@ -46,6 +46,40 @@ fn jobs_of(rows: &[Row]) -> Result<Vec<Job>, StoreError> {
     rows.iter().map(|row| job_of(row, 0)).collect()
 }
 
+/// The jobs of rows (`data, id`) locked in `tx` to be acted on (claimed,
+/// rescued). A row whose record does not decode (edited by hand, written
+/// by something else) is left out and ended `failed` by its status column,
+/// its record kept for inspection and named in the log: it must not make
+/// every claim or rescue that meets it fail, which would stop the cluster.
+async fn decodable(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    rows: &[Row],
+) -> Result<Vec<Job>, StoreError> {
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut corrupt: Vec<Uuid> = Vec::new();
+    for row in rows {
+        match job_of(row, 0) {
+            Ok(job) => jobs.push(job),
+            Err(e) => {
+                let id: Uuid = row.try_get(1).map_err(db(op))?;
+                tracing::error!(job = %id, error = %e, "a job record does not decode; ending it failed (its record is kept)");
+                corrupt.push(id);
+            }
+        }
+    }
+    if !corrupt.is_empty() {
+        tx.execute(
+            "UPDATE jobs SET status = 'failed', lease_node = NULL, lease_until = NULL, \
+                 updated_at = now() WHERE id = ANY($1)",
+            &[&corrupt],
+        )
+        .await
+        .map_err(db(op))?;
+    }
+    Ok(jobs)
+}
+
 fn attempt_i32(job: &Job) -> i32 {
     i32::try_from(job.attempt).unwrap_or(i32::MAX)
 }
@@ -281,7 +315,7 @@ async fn lock_ready(tx: &Transaction<'_>, request: &ClaimRequest) -> Result<Vec<
                 .map_err(db("claim"))?
         }
     };
-    jobs_of(&rows)
+    decodable(tx, "claim", &rows).await
 }
 
 /// Claims ready jobs for `shared.node`: running, attempt + 1, leased.
@@ -375,7 +409,7 @@ pub(super) async fn requeue(
     let rows = tx.query(&stmt, params).await.map_err(db("recover"))?;
     let mut answer = Recovered::default();
     let mut moved = Vec::with_capacity(rows.len());
-    for job in jobs_of(&rows)? {
+    for job in decodable(tx, "recover", &rows).await? {
         let moved_job = match why {
             Some(why) => rules::rescue(&job, why, now),
             None => rules::recover(&job, now),
@@ -646,7 +680,7 @@ impl JobStore for PostgresStore {
                                 AND NOT (worker = ANY(p.paused)) \
                                 AND ($1::text[] IS NULL OR worker = ANY($1)) \
                               ORDER BY run_at LIMIT 1) \
-                     SELECT data, id FROM jobs, p \
+                     SELECT data, id, run_at FROM jobs, p \
                      WHERE status = 'queued' AND run_at = (SELECT run_at FROM earliest) \
                        AND NOT (worker = ANY(p.paused)) \
                        AND ($1::text[] IS NULL OR worker = ANY($1))",
@@ -657,7 +691,15 @@ impl JobStore for PostgresStore {
                 .query(&stmt, &[&workers])
                 .await
                 .map_err(db("next wake"))?;
-            Ok(jobs_of(&rows)?.iter().map(|j| j.run_at).min())
+            // A record that does not decode still has its column (the
+            // claim that meets it ends it).
+            Ok(rows
+                .iter()
+                .filter_map(|row| match job_of(row, 0) {
+                    Ok(job) => Some(job.run_at),
+                    Err(_) => row.try_get::<_, DateTime<Utc>>(2).ok(),
+                })
+                .min())
         })
         .await
     }

@@ -96,15 +96,35 @@ async fn apply_rules(
         .map_err(db("transition"))?;
     let rows = tx.query(&stmt, &[&ids]).await.map_err(db("transition"))?;
     let mut current: HashMap<JobId, Job> = HashMap::with_capacity(rows.len());
+    // A record that does not decode fails its own transitions, not the
+    // group's.
+    let mut corrupt: HashMap<JobId, String> = HashMap::new();
     for row in &rows {
-        let job = job_of(row, 0)?;
-        current.insert(job.id, job);
+        match job_of(row, 0) {
+            Ok(job) => {
+                current.insert(job.id, job);
+            }
+            Err(e) => {
+                let id: Uuid = row.try_get(1).map_err(db("transition"))?;
+                let reason = match e {
+                    StoreError::CorruptJob { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                corrupt.insert(id, reason);
+            }
+        }
     }
     let mut changed: Vec<JobId> = Vec::new();
     let mut outcomes = Vec::with_capacity(rules.len());
     for (id, rule) in rules {
         let Some(job) = current.get(&id) else {
-            outcomes.push(Err(StoreError::JobNotFound { id }));
+            outcomes.push(Err(match corrupt.get(&id) {
+                Some(reason) => StoreError::CorruptJob {
+                    id: id.to_string(),
+                    reason: reason.clone(),
+                },
+                None => StoreError::JobNotFound { id },
+            }));
             continue;
         };
         match rule(job) {
