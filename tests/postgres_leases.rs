@@ -144,3 +144,88 @@ async fn a_running_job_without_a_lease_is_rescued() {
     drop((client, node));
     drop(schema);
 }
+
+/// The heartbeat does not wait for the pool: with the node's only pooled
+/// connection held by a write that waits on a lock, its held job's lease
+/// is renewed all the same, beat after beat, past several leases, and no
+/// other node rescues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_does_not_stop_the_heartbeat() {
+    let Some(url) = database_url("a_busy_pool_does_not_stop_the_heartbeat") else {
+        return;
+    };
+    let schema = ScratchSchema::new(&url);
+    let mut config = schema.config().clone();
+    config.lease = Duration::from_secs(1);
+    config.heartbeat = Duration::from_millis(200);
+    config.pool_size = 1;
+    let a = PostgresStore::connect(config.clone()).await.unwrap();
+    let mut b_config = config.clone();
+    b_config.node_id = Some(Uuid::now_v7());
+    let b = PostgresStore::connect(b_config).await.unwrap();
+    let job = sleep_jobs(1, 1, DEFAULT_MAX_ATTEMPTS).remove(0);
+    a.insert(job.clone()).await.unwrap();
+    let claimed = a.claim(&ClaimRequest::any(Utc::now(), 1)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // The test holds the schedules table; A's write to it waits for the
+    // lock, holding A's one pooled connection meanwhile.
+    let (mut sql, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tx = sql.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {}.schedules IN ACCESS EXCLUSIVE MODE",
+        config.schema
+    ))
+    .await
+    .unwrap();
+    let schedule = troupe::Schedule::new(
+        "held",
+        "sleep",
+        serde_json::json!({"ms": 1}),
+        troupe::ScheduleSpec::every(Duration::from_secs(60)).unwrap(),
+        Utc::now(),
+    )
+    .unwrap();
+    let blocked = tokio::spawn(async move { a.put_schedule(schedule).await.map(|()| a) });
+    // Three leases long, the job stays A's and running, and its lease is
+    // renewed (it always ends in the future).
+    let until_time = std::time::Instant::now() + Duration::from_secs(3);
+    let mut last_lease = None;
+    let mut renewals = 0;
+    while std::time::Instant::now() < until_time {
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT status, coalesce(lease_until > now(), false), lease_until \
+                     FROM {}.jobs WHERE id = $1",
+                    config.schema
+                ),
+                &[&job.id],
+            )
+            .await
+            .unwrap();
+        let (status, live, lease): (String, bool, Option<chrono::DateTime<Utc>>) =
+            (row.get(0), row.get(1), row.get(2));
+        assert_eq!(status, "running", "never rescued");
+        assert!(live, "the lease ran out: {lease:?}");
+        if last_lease.is_some_and(|l| l < lease) {
+            renewals += 1;
+        }
+        last_lease = Some(lease);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(renewals >= 5, "renewed {renewals} times in 3 s");
+    assert!(
+        !blocked.is_finished(),
+        "the pooled connection was busy throughout"
+    );
+    tx.rollback().await.unwrap();
+    let a = blocked.await.unwrap().unwrap();
+    let job = b.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempt), (JobStatus::Running, 1));
+    drop((a, b));
+    drop(schema);
+}

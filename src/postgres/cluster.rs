@@ -284,6 +284,12 @@ fn event_of(payload: &str, me: Uuid) -> Option<StoreEvent> {
 /// store is dropped. A failed beat is logged and tried again next beat;
 /// if the database stays away past the lease, other nodes rescue the jobs
 /// and this node's late results are fenced.
+///
+/// The beat has a connection of its own, outside the pool: with every
+/// pooled connection busy (long transitions, a slow database), waiting for
+/// one could outlast the lease, and the node's running jobs would be
+/// rescued from under it. A connection that fails is made again at the
+/// next beat.
 async fn heartbeat(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
         Some(s) => s.config.heartbeat,
@@ -293,6 +299,7 @@ async fn heartbeat(shared: std::sync::Weak<Shared>) {
     // just now, and its leases are new.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut own: Option<Client> = None;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
@@ -303,26 +310,26 @@ async fn heartbeat(shared: std::sync::Weak<Shared>) {
         if shared.failed.get().is_some() {
             continue;
         }
-        if let Err(e) = beat(&shared).await {
+        if let Err(e) = beat(&shared, &mut own).await {
+            own = None;
             tracing::warn!(node = %shared.node, error = %e, "heartbeat failed; retrying next beat");
         }
     }
 }
 
-async fn beat(shared: &Shared) -> Result<(), StoreError> {
+async fn beat(shared: &Shared, own: &mut Option<Client>) -> Result<(), StoreError> {
     let held: Vec<Uuid> = shared.held().iter().copied().collect();
-    let client = shared
-        .pool
-        .get()
-        .await
-        .map_err(|e| super::pool_error("heartbeat", e))?;
+    let client = match own {
+        Some(client) if !client.is_closed() => client,
+        _ => own.insert(connect_one(&shared.config).await?),
+    };
     let lease = shared.config.lease.as_secs_f64();
     // Rows locked in id order, as transitions and rescues lock them, so a
     // beat never deadlocks with them. The running jobs with a cancel
     // requested come back: a cancel's notification may have been lost (a
     // listener reconnecting), and this is its retry.
     let stmt = client
-        .prepare_cached(
+        .prepare(
             "WITH renewed AS ( \
                  UPDATE jobs SET lease_until = now() + make_interval(secs => $2) \
                  WHERE id IN (SELECT id FROM jobs \
