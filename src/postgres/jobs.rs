@@ -154,25 +154,59 @@ pub(super) async fn insert_all(
     for job in jobs {
         if inserted.contains(&job.id) {
             out.push(InsertOutcome::Inserted(job));
-            continue;
+        } else {
+            out.push(settle(tx, job).await?);
         }
+    }
+    Ok(out)
+}
+
+/// How often [`settle`] looks again for a key that keeps changing hands.
+const SETTLE_TRIES: usize = 8;
+
+/// A job the insert skipped: `Existing` with the active job holding its
+/// unique key, or, when that job ended between the insert and the look (a
+/// statement sees what committed before it began), inserted after all. An
+/// id already stored is refused.
+async fn settle(tx: &Transaction<'_>, job: Job) -> Result<InsertOutcome, StoreError> {
+    let stored = tx
+        .prepare_cached("SELECT 1 FROM jobs WHERE id = $1")
+        .await
+        .map_err(db("insert"))?;
+    for _ in 0..SETTLE_TRIES {
         if let Some(key) = job.unique_key.as_deref() {
             if let Some(holder) = key_holder(tx, key).await? {
                 if holder.id != job.id {
-                    out.push(InsertOutcome::Existing(holder));
-                    continue;
+                    return Ok(InsertOutcome::Existing(holder));
                 }
             }
         }
-        return Err(StoreError::InvalidJob {
-            id: job.id,
-            source: JobError::Invalid {
-                field: "id",
-                reason: "a job with this id is already stored".into(),
-            },
-        });
+        if tx
+            .query_opt(&stored, &[&job.id])
+            .await
+            .map_err(db("insert"))?
+            .is_some()
+        {
+            return Err(StoreError::InvalidJob {
+                id: job.id,
+                source: JobError::Invalid {
+                    field: "id",
+                    reason: "a job with this id is already stored".into(),
+                },
+            });
+        }
+        if !insert_rows(tx, &[&job]).await?.is_empty() {
+            return Ok(InsertOutcome::Inserted(job));
+        }
     }
-    Ok(out)
+    Err(StoreError::Backend {
+        operation: "insert",
+        source: format!(
+            "the unique key of job {} changed hands {SETTLE_TRIES} times while it was inserted",
+            job.id
+        )
+        .into(),
+    })
 }
 
 /// Writes new versions of stored jobs. A running job keeps its lease (a
