@@ -12,12 +12,12 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use troupe::job::{JobStatus, DEFAULT_MAX_ATTEMPTS};
-use troupe::postgres::{PostgresStore, ScratchSchema};
+use troupe::postgres::PostgresStore;
 use troupe::store::prelude::*;
 use troupe::store::{ClaimRequest, Outcome, StoreError};
 use uuid::Uuid;
 
-use common::cluster::{database_url, sleep_jobs};
+use common::cluster::{database_url, quick_node, schema_client, sleep_jobs};
 
 /// A row whose `data` is no job, `status` as given, leased to `node`.
 async fn corrupt_row(sql: &tokio_postgres::Client, status: &str, node: Option<Uuid>) -> Uuid {
@@ -47,19 +47,9 @@ async fn a_record_that_does_not_decode_blocks_nothing() {
     let Some(url) = database_url("a_record_that_does_not_decode_blocks_nothing") else {
         return;
     };
-    let schema = ScratchSchema::new(&url);
-    let mut config = schema.config().clone();
-    config.lease = Duration::from_secs(1);
-    config.heartbeat = Duration::from_millis(200);
-    config.pool_size = 4;
+    let (_schema, config) = quick_node(&url, 4);
     let store = PostgresStore::connect(config.clone()).await.unwrap();
-    let (sql, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sql.batch_execute(&format!("SET search_path TO {}", config.schema))
-        .await
-        .unwrap();
+    let sql = schema_client(&config).await;
 
     // A claim: the corrupt row comes first in claim order (higher
     // priority), the good jobs are claimed all the same.

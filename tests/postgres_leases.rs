@@ -15,18 +15,14 @@ use troupe::store::prelude::*;
 use troupe::store::ClaimRequest;
 use uuid::Uuid;
 
-use common::cluster::{database_url, sleep_jobs, until};
+use common::cluster::{database_url, quick_node, schema_client, sleep_jobs, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heartbeat_renews_only_the_jobs_its_node_holds() {
     let Some(url) = database_url("a_heartbeat_renews_only_the_jobs_its_node_holds") else {
         return;
     };
-    let schema = ScratchSchema::new(&url);
-    let mut config = schema.config().clone();
-    config.lease = Duration::from_secs(1);
-    config.heartbeat = Duration::from_millis(200);
-    config.pool_size = 4;
+    let (schema, config) = quick_node(&url, 4);
     let a = PostgresStore::connect(config.clone()).await.unwrap();
     let mut b_config = config.clone();
     b_config.node_id = Some(Uuid::now_v7());
@@ -154,11 +150,7 @@ async fn a_busy_pool_does_not_stop_the_heartbeat() {
     let Some(url) = database_url("a_busy_pool_does_not_stop_the_heartbeat") else {
         return;
     };
-    let schema = ScratchSchema::new(&url);
-    let mut config = schema.config().clone();
-    config.lease = Duration::from_secs(1);
-    config.heartbeat = Duration::from_millis(200);
-    config.pool_size = 1;
+    let (schema, config) = quick_node(&url, 1);
     let a = PostgresStore::connect(config.clone()).await.unwrap();
     let mut b_config = config.clone();
     b_config.node_id = Some(Uuid::now_v7());
@@ -170,17 +162,11 @@ async fn a_busy_pool_does_not_stop_the_heartbeat() {
 
     // The test holds the schedules table; A's write to it waits for the
     // lock, holding A's one pooled connection meanwhile.
-    let (mut sql, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
+    let mut sql = schema_client(&config).await;
+    let tx = sql.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE schedules IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    tokio::spawn(connection);
-    let tx = sql.transaction().await.unwrap();
-    tx.batch_execute(&format!(
-        "LOCK TABLE {}.schedules IN ACCESS EXCLUSIVE MODE",
-        config.schema
-    ))
-    .await
-    .unwrap();
     let schedule = troupe::Schedule::new(
         "held",
         "sleep",
@@ -198,11 +184,8 @@ async fn a_busy_pool_does_not_stop_the_heartbeat() {
     while std::time::Instant::now() < until_time {
         let row = tx
             .query_one(
-                &format!(
-                    "SELECT status, coalesce(lease_until > now(), false), lease_until \
-                     FROM {}.jobs WHERE id = $1",
-                    config.schema
-                ),
+                "SELECT status, coalesce(lease_until > now(), false), lease_until \
+                 FROM jobs WHERE id = $1",
                 &[&job.id],
             )
             .await

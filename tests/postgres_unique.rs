@@ -12,11 +12,11 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use troupe::job::{EnqueueOptions, Job, JobCtx};
-use troupe::postgres::{PostgresStore, ScratchSchema};
+use troupe::postgres::PostgresStore;
 use troupe::store::prelude::*;
 use troupe::store::{ClaimRequest, InsertOutcome};
 
-use common::cluster::database_url;
+use common::cluster::{database_url, quick_node};
 
 /// Four tasks insert jobs under one unique key while another ends the
 /// key's holder as fast as it can: every insert answers `Inserted` or
@@ -26,9 +26,7 @@ async fn a_key_freed_during_an_insert_is_taken_not_refused() {
     let Some(url) = database_url("a_key_freed_during_an_insert_is_taken_not_refused") else {
         return;
     };
-    let schema = ScratchSchema::new(&url);
-    let mut config = schema.config().clone();
-    config.pool_size = 8;
+    let (schema, mut config) = quick_node(&url, 8);
     config.lease = Duration::from_secs(30);
     let store = Arc::new(PostgresStore::connect(config).await.unwrap());
     let stop = Arc::new(AtomicBool::new(false));

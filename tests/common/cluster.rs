@@ -85,16 +85,7 @@ impl Cluster {
 
     /// A client for counting.
     pub async fn sql(&self) -> tokio_postgres::Client {
-        let config = self.schema.config();
-        let (client, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("SET search_path TO {}", config.schema))
-            .await
-            .unwrap();
-        client
+        schema_client(self.schema.config()).await
     }
 
     /// Starts `n` nodes.
@@ -298,4 +289,29 @@ pub fn output_within(mut command: Command, deadline: Duration) -> Output {
             )
         }
     }
+}
+
+/// A scratch schema and a node config on it with 1 s leases renewed every
+/// 200 ms and a pool of `pool` (for tests of one store's leases).
+pub fn quick_node(url: &str, pool: usize) -> (ScratchSchema, troupe::postgres::PostgresConfig) {
+    let schema = ScratchSchema::new(url);
+    let mut config = schema.config().clone();
+    config.lease = Duration::from_secs(1);
+    config.heartbeat = Duration::from_millis(200);
+    config.pool_size = pool;
+    (schema, config)
+}
+
+/// A plain client on `config`'s database with its schema first on the
+/// search path (for writing rows the store would not).
+pub async fn schema_client(config: &troupe::postgres::PostgresConfig) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("SET search_path TO {}", config.schema))
+        .await
+        .unwrap();
+    client
 }
