@@ -9,12 +9,15 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::error::ProviderError;
 use super::model::{
-    FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice, Usage,
+    FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice, ToolDefinition,
+    Usage,
 };
+use super::tools_json::WireTools;
 
 /// Path appended to the base URL.
 pub(crate) const PATH: &str = "/messages";
@@ -42,8 +45,8 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<&'a str>,
     messages: Vec<Turn<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "WireTools::is_empty")]
+    tools: WireTools<'a, OutTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +96,7 @@ fn push_block<'a>(turns: &mut Vec<Turn<'a>>, role: &'static str, block: OutBlock
     }
 }
 
-fn wire_request(req: &GenerateRequest) -> WireRequest<'_> {
+fn wire_request<'a>(req: &'a GenerateRequest, encoded: Option<&'a RawValue>) -> WireRequest<'a> {
     let mut turns: Vec<Turn<'_>> = Vec::with_capacity(req.messages.len());
     for m in &req.messages {
         match m {
@@ -132,16 +135,11 @@ fn wire_request(req: &GenerateRequest) -> WireRequest<'_> {
             }
         }
     }
-    let tools: Vec<OutTool<'_>> = req
-        .tools
-        .iter()
-        .map(|t| OutTool {
-            name: &t.name,
-            description: &t.description,
-            input_schema: &t.parameters,
-        })
-        .collect();
-    let tool_choice = (!tools.is_empty()).then(|| match &req.tool_choice {
+    let tools = match encoded {
+        Some(raw) if !req.tools.is_empty() => WireTools::Encoded(raw),
+        _ => WireTools::Built(out_tools(&req.tools)),
+    };
+    let tool_choice = (!req.tools.is_empty()).then(|| match &req.tool_choice {
         ToolChoice::Auto => json!({"type": "auto"}),
         ToolChoice::None => json!({"type": "none"}),
         ToolChoice::Required => json!({"type": "any"}),
@@ -163,12 +161,33 @@ fn wire_request(req: &GenerateRequest) -> WireRequest<'_> {
 /// Builds the JSON body of a Messages request, as a `Value` (for tests and
 /// debugging; the hot path uses [`encode_body`]).
 pub(crate) fn encode(req: &GenerateRequest) -> Value {
-    serde_json::to_value(wire_request(req)).unwrap_or(Value::Null)
+    serde_json::to_value(wire_request(req, None)).unwrap_or(Value::Null)
 }
 
-/// Serializes the request body straight to bytes, borrowing from `req`.
-pub(crate) fn encode_body(req: &GenerateRequest) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&wire_request(req))
+/// Serializes the request body straight to bytes, borrowing from `req`;
+/// `tools`, when given, is the request's tools array as [`encode_tools`]
+/// made it for an earlier request with the same definitions.
+pub(crate) fn encode_body(
+    req: &GenerateRequest,
+    tools: Option<&RawValue>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&wire_request(req, tools))
+}
+
+/// The `tools` array of a body, on its own (see `tools_json.rs`).
+pub(crate) fn encode_tools(tools: &[ToolDefinition]) -> serde_json::Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(&out_tools(tools))
+}
+
+fn out_tools(tools: &[ToolDefinition]) -> Vec<OutTool<'_>> {
+    tools
+        .iter()
+        .map(|t| OutTool {
+            name: &t.name,
+            description: &t.description,
+            input_schema: &t.parameters,
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

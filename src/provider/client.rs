@@ -23,6 +23,7 @@ use super::model::{GenerateRequest, GenerateResponse};
 use super::openai;
 use super::ratelimit::RateLimiter;
 use super::retry::{self, RetryPolicy};
+use super::tools_json::ToolsCache;
 use crate::secrets::ApiKey;
 
 /// A provider client: protocol, credentials, limiter, breaker and retries.
@@ -43,6 +44,8 @@ struct Inner {
     breaker: CircuitBreaker,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    /// Each agent's tools array, encoded once (see `tools_json.rs`).
+    tools: ToolsCache,
 }
 
 impl Provider {
@@ -86,6 +89,7 @@ impl Provider {
                 breaker: CircuitBreaker::new(config.breaker, clock.clone()),
                 retry: config.retry.clone(),
                 clock,
+                tools: ToolsCache::default(),
             }),
         })
     }
@@ -123,10 +127,18 @@ impl Provider {
     /// Sends `req` (with retries) and returns the model's answer.
     pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, ProviderError> {
         let ctx = self.ctx(&req.model);
-        let encoded = if self.inner.kind.is_openai_protocol() {
-            openai::encode_body(&req, self.inner.kind)
+        let openai = self.inner.kind.is_openai_protocol();
+        let tools = self.inner.tools.get(&req.tools, |defs| {
+            if openai {
+                openai::encode_tools(defs)
+            } else {
+                anthropic::encode_tools(defs)
+            }
+        });
+        let encoded = if openai {
+            openai::encode_body(&req, self.inner.kind, tools.as_deref())
         } else {
-            anthropic::encode_body(&req)
+            anthropic::encode_body(&req, tools.as_deref())
         };
         let body = encoded.map_err(|e| {
             ctx.error(

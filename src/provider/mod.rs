@@ -61,6 +61,7 @@ pub(crate) mod retry;
 pub(crate) mod route;
 pub(crate) mod set;
 mod stats;
+mod tools_json;
 
 pub(crate) use crate::secrets::ApiKey;
 pub use actor::{Generate, Probe, ProviderActor};

@@ -11,14 +11,16 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::config::ProviderKind;
 use super::error::ProviderError;
 use super::model::{
     ArgumentsError, FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice,
-    Usage,
+    ToolDefinition, Usage,
 };
+use super::tools_json::WireTools;
 
 /// Path appended to the base URL.
 pub(crate) const PATH: &str = "/chat/completions";
@@ -60,23 +62,45 @@ pub(crate) fn arguments_string(call: &ToolCall) -> String {
 /// Builds the JSON body of a chat-completions request, as a `Value` (for
 /// tests and debugging; the hot path uses [`encode_body`]).
 pub(crate) fn encode(req: &GenerateRequest, kind: ProviderKind) -> Value {
-    serde_json::to_value(wire_request(req, kind)).unwrap_or(Value::Null)
+    serde_json::to_value(wire_request(req, kind, None)).unwrap_or(Value::Null)
 }
 
-/// Serializes the request body straight to bytes, borrowing from `req`.
+/// Serializes the request body straight to bytes, borrowing from `req`;
+/// `tools`, when given, is the request's tools array as [`encode_tools`]
+/// made it for an earlier request with the same definitions.
 pub(crate) fn encode_body(
     req: &GenerateRequest,
     kind: ProviderKind,
+    tools: Option<&RawValue>,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&wire_request(req, kind))
+    serde_json::to_vec(&wire_request(req, kind, tools))
+}
+
+/// The `tools` array of a body, on its own (see `tools_json.rs`).
+pub(crate) fn encode_tools(tools: &[ToolDefinition]) -> serde_json::Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(&out_tools(tools))
+}
+
+fn out_tools(tools: &[ToolDefinition]) -> Vec<OutTool<'_>> {
+    tools
+        .iter()
+        .map(|t| OutTool {
+            kind: "function",
+            function: OutToolFunction {
+                name: &t.name,
+                description: &t.description,
+                parameters: &t.parameters,
+            },
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
     messages: Vec<OutMessage<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<OutTool<'a>>,
+    #[serde(skip_serializing_if = "WireTools::is_empty")]
+    tools: WireTools<'a, OutTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,7 +167,11 @@ fn map_id(id: &str, kind: ProviderKind) -> Cow<'_, str> {
     }
 }
 
-fn wire_request(req: &GenerateRequest, kind: ProviderKind) -> WireRequest<'_> {
+fn wire_request<'a>(
+    req: &'a GenerateRequest,
+    kind: ProviderKind,
+    encoded: Option<&'a RawValue>,
+) -> WireRequest<'a> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = &req.system {
         messages.push(OutMessage::System { content: system });
@@ -176,19 +204,11 @@ fn wire_request(req: &GenerateRequest, kind: ProviderKind) -> WireRequest<'_> {
             },
         });
     }
-    let tools: Vec<OutTool<'_>> = req
-        .tools
-        .iter()
-        .map(|t| OutTool {
-            kind: "function",
-            function: OutToolFunction {
-                name: &t.name,
-                description: &t.description,
-                parameters: &t.parameters,
-            },
-        })
-        .collect();
-    let tool_choice = (!tools.is_empty()).then(|| match &req.tool_choice {
+    let tools = match encoded {
+        Some(raw) if !req.tools.is_empty() => WireTools::Encoded(raw),
+        _ => WireTools::Built(out_tools(&req.tools)),
+    };
+    let tool_choice = (!req.tools.is_empty()).then(|| match &req.tool_choice {
         ToolChoice::Auto => json!("auto"),
         ToolChoice::None => json!("none"),
         ToolChoice::Required if kind == ProviderKind::Mistral => json!("any"),
