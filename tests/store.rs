@@ -46,7 +46,9 @@ async fn a_corrupt_record_is_reported_by_id_or_quarantined() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(SledConfig::new(dir.path())).err().unwrap();
+    let err = common::open_after_raw_sled(SledConfig::new(dir.path()))
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, StoreError::CorruptJob { id, .. } if *id == bad.id.to_string()),
         "{err:?}"
@@ -55,7 +57,7 @@ async fn a_corrupt_record_is_reported_by_id_or_quarantined() {
 
     let mut config = SledConfig::new(dir.path());
     config.quarantine_corrupt = true;
-    let store = SledStore::open(config).unwrap();
+    let store = common::open_after_raw_sled(config).unwrap();
     assert!(store.get_job(bad.id).await.unwrap().is_none());
     assert_eq!(store.get_job(good.id).await.unwrap().unwrap().id, good.id);
     drop(store);

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use troupe::sled::SledConfig;
 use troupe::store::{UsageRecord, UsageScope, UsageStore};
 use troupe_actors::run_system;
 
@@ -83,7 +84,7 @@ fn calls_stored_one_per_record_by_earlier_versions_are_read_and_pruned() {
             .unwrap();
         db.flush().unwrap();
     }
-    let sled = open(dir.path());
+    let sled = common::open_after_raw_sled(SledConfig::new(dir.path())).unwrap();
     run_system(async move {
         let young = call_at(now);
         sled.record(&young).await.unwrap();

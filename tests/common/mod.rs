@@ -19,6 +19,22 @@ use troupe::store::prelude::*;
 use troupe::store::{ClaimRequest, StoreError};
 use troupe::{JobContext, Worker, WorkerCategory, WorkerError};
 
+/// `SledStore::open(config)` once a sled handle just dropped on the same
+/// directory (a raw `sled::Db` of the test's, or one a failed open let go
+/// of) has released it: sled releases its lock from a thread of its own a
+/// moment after the drop (a store's own drop waits for that; these do not).
+pub fn open_after_raw_sled(config: SledConfig) -> Result<SledStore, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(config.clone()) {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The sled store in `dir`, with the default configuration.
 pub fn open(dir: impl AsRef<Path>) -> SledStore {
     let dir = dir.as_ref();
