@@ -20,7 +20,7 @@ use super::model::{
     ArgumentsError, FinishReason, GenerateRequest, GenerateResponse, Message, ToolCall, ToolChoice,
     ToolDefinition, Usage,
 };
-use super::tools_json::WireTools;
+use super::tools_json::{self, WireTools};
 
 /// Path appended to the base URL.
 pub(crate) const PATH: &str = "/chat/completions";
@@ -78,21 +78,18 @@ pub(crate) fn encode_body(
 
 /// The `tools` array of a body, on its own (see `tools_json.rs`).
 pub(crate) fn encode_tools(tools: &[ToolDefinition]) -> serde_json::Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(&out_tools(tools))
+    tools_json::encode(tools, out_tool)
 }
 
-fn out_tools(tools: &[ToolDefinition]) -> Vec<OutTool<'_>> {
-    tools
-        .iter()
-        .map(|t| OutTool {
-            kind: "function",
-            function: OutToolFunction {
-                name: &t.name,
-                description: &t.description,
-                parameters: &t.parameters,
-            },
-        })
-        .collect()
+fn out_tool(t: &ToolDefinition) -> OutTool<'_> {
+    OutTool {
+        kind: "function",
+        function: OutToolFunction {
+            name: &t.name,
+            description: &t.description,
+            parameters: &t.parameters,
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -204,10 +201,7 @@ fn wire_request<'a>(
             },
         });
     }
-    let tools = match encoded {
-        Some(raw) if !req.tools.is_empty() => WireTools::Encoded(raw),
-        _ => WireTools::Built(out_tools(&req.tools)),
-    };
+    let tools = WireTools::new(&req.tools, encoded, out_tool);
     let tool_choice = (!req.tools.is_empty()).then(|| match &req.tool_choice {
         ToolChoice::Auto => json!("auto"),
         ToolChoice::None => json!("none"),

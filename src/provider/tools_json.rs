@@ -21,7 +21,20 @@ pub(super) enum WireTools<'a, T> {
     Encoded(&'a RawValue),
 }
 
-impl<T> WireTools<'_, T> {
+impl<'a, T> WireTools<'a, T> {
+    /// The body's tools: `encoded` when given (and there are tools), else
+    /// each definition made into the protocol's shape by `out`.
+    pub(super) fn new(
+        tools: &'a [ToolDefinition],
+        encoded: Option<&'a RawValue>,
+        out: fn(&'a ToolDefinition) -> T,
+    ) -> Self {
+        match encoded {
+            Some(raw) if !tools.is_empty() => WireTools::Encoded(raw),
+            _ => WireTools::Built(tools.iter().map(out).collect()),
+        }
+    }
+
     /// Whether the body leaves `tools` out.
     pub(super) fn is_empty(&self) -> bool {
         match self {
@@ -39,6 +52,15 @@ impl<T: Serialize> Serialize for WireTools<'_, T> {
             WireTools::Encoded(raw) => raw.serialize(serializer),
         }
     }
+}
+
+/// The `tools` array of a body on its own, each definition made into the
+/// protocol's shape by `out` (what [`ToolsCache::get`] keeps).
+pub(super) fn encode<'a, T: Serialize>(
+    tools: &'a [ToolDefinition],
+    out: fn(&'a ToolDefinition) -> T,
+) -> serde_json::Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(&tools.iter().map(out).collect::<Vec<T>>())
 }
 
 /// A definitions list (held weakly: the agent owns it) and its encoding.
