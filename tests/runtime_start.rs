@@ -40,19 +40,7 @@ fn an_engine_with_a_worker_on_its_own_thread_outside_a_system_is_an_error() {
 fn a_runtime_starts_from_plain_tokio_and_its_handle_works_from_any_thread() {
     fn send_sync_clone<T: Send + Sync + Clone + 'static>(_: &T) {}
     let dir = tempfile::tempdir().unwrap();
-    let mut config: TroupeConfig = toml::from_str(
-        r#"
-        [[agents]]
-        id = "ed"
-        name = "Ed"
-        systemPrompt = "You edit."
-        [agents.modelConfig]
-        provider = "offline"
-        model = "offline"
-        "#,
-    )
-    .unwrap();
-    config.store.data_dir = dir.path().join("data");
+    let config = common::offline_config(dir.path());
     // A service's own runtime, several threads, no actix anywhere.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -15,8 +15,8 @@ use troupe::job::{EnqueueOptions, JobCtx, JobStatus};
 use troupe::sled::{SledConfig, SledStore};
 use troupe::store::prelude::*;
 use troupe::{
-    JobContext, Registration, TaskOptions, Troupe, TroupeConfig, Worker, WorkerCategory,
-    WorkerEngine, WorkerError,
+    JobContext, Registration, TaskOptions, Troupe, Worker, WorkerCategory, WorkerEngine,
+    WorkerError,
 };
 use troupe_actors::run_system;
 
@@ -115,23 +115,6 @@ fn a_shut_down_engine_with_workers_added_and_on_threads_lets_go_of_its_store() {
     });
 }
 
-fn offline_config(dir: &Path) -> TroupeConfig {
-    let mut config: TroupeConfig = toml::from_str(
-        r#"
-        [[agents]]
-        id = "ed"
-        name = "Ed"
-        systemPrompt = "You edit."
-        [agents.modelConfig]
-        provider = "offline"
-        model = "offline"
-        "#,
-    )
-    .unwrap();
-    config.store.data_dir = dir.join("data");
-    config
-}
-
 #[test]
 fn a_shut_down_runtime_lets_go_of_its_store_on_the_embedders_system() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,7 +122,7 @@ fn a_shut_down_runtime_lets_go_of_its_store_on_the_embedders_system() {
     run_system(async {
         let store = open(&store_dir);
         let weak = Arc::downgrade(&store);
-        let troupe = Troupe::builder(offline_config(dir.path()))
+        let troupe = Troupe::builder(common::offline_config(dir.path()))
             .store_arc(store)
             .start()
             .await

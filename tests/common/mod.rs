@@ -35,6 +35,24 @@ pub fn open_after_raw_sled(config: SledConfig) -> Result<SledStore, StoreError> 
     }
 }
 
+/// One agent, Ed, on the offline model, with its data in `<dir>/data`.
+pub fn offline_config(dir: &Path) -> troupe::TroupeConfig {
+    let mut config: troupe::TroupeConfig = toml::from_str(
+        r#"
+        [[agents]]
+        id = "ed"
+        name = "Ed"
+        systemPrompt = "You edit."
+        [agents.modelConfig]
+        provider = "offline"
+        model = "offline"
+        "#,
+    )
+    .unwrap();
+    config.store.data_dir = dir.join("data");
+    config
+}
+
 /// The sled store in `dir`, with the default configuration.
 pub fn open(dir: impl AsRef<Path>) -> SledStore {
     let dir = dir.as_ref();
