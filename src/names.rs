@@ -69,6 +69,9 @@ pub const MAX_TASKS_PER_TASK: &str = "maxTasksPerTask";
 pub const MAX_TASK_DEPTH: &str = "maxTaskDepth";
 /// Queued tasks of an agent past which `create_task` for it is refused.
 pub const MAX_QUEUED_TASKS: &str = "maxQueuedTasks";
+/// Agent key: corrections of an answer that does not match the task's
+/// `outputSchema` before the task fails.
+pub const MAX_OUTPUT_CORRECTIONS: &str = "maxOutputCorrections";
 /// Conversations beyond the task's own that tools may write to.
 pub const GRANT_CONVERSATIONS: &str = "conversations";
 /// Users beyond the task's own whose data tools may touch.

@@ -130,6 +130,7 @@ fn in_conversation(id: &str) -> TaskOptions {
         conversation_id: Some(id.into()),
         user_id: Some("ana".into()),
         source: Some("test".into()),
+        ..TaskOptions::default()
     }
 }
 

@@ -208,3 +208,58 @@ fn json_logs_carry_job_and_tool_call_spans() {
         "a job span"
     );
 }
+
+#[test]
+fn task_output_schema_gives_json_and_bad_schemas_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let schema = dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"title": {"type": "string"}, "priority": {"type": "integer", "minimum": 1}}, "required": ["title", "priority"]}"#,
+    )
+    .unwrap();
+    let at_schema = format!("@{}", schema.display());
+    let out = troupe(&[
+        "task",
+        "sarah",
+        "File a ticket for the flaky login test",
+        "--output-schema",
+        &at_schema,
+        "--wait",
+        "--json",
+        "--config",
+        &config,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(result["success"], true);
+    assert_eq!(result["output"]["priority"], 1, "{result}");
+    assert!(result["output"]["title"].is_string(), "{result}");
+
+    for (arg, says) in [
+        ("{not json", "--output-schema: the schema is not JSON"),
+        ("\"object\"", "`outputSchema`: must be a JSON Schema object"),
+        (
+            "{\"type\": 7}",
+            "`outputSchema`: is not a valid JSON Schema",
+        ),
+        (
+            "@/nonexistent/schema.json",
+            "cannot read `/nonexistent/schema.json`",
+        ),
+    ] {
+        let out = troupe(&[
+            "task",
+            "sarah",
+            "x",
+            "--output-schema",
+            arg,
+            "--config",
+            &config,
+        ]);
+        assert!(!out.status.success(), "{arg}");
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{arg}: {err}");
+    }
+}

@@ -359,6 +359,27 @@ fn agent_tasks_memories_and_conversations() {
             )
             .await;
         assert!(error_of(s, &b, StatusCode::UNPROCESSABLE_ENTITY).contains("`userId`"));
+        let (s, b) = d
+            .post(
+                "/v1/agents/sarah/tasks",
+                json!({"prompt": "x", "outputSchema": {"type": "objekt"}}),
+            )
+            .await;
+        let err = error_of(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            err.contains("`outputSchema`") && err.contains("not a valid JSON Schema"),
+            "{err}"
+        );
+        // A task with an output schema answers its JSON in `output`.
+        let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+        let (s, result) = d
+            .post(
+                "/v1/agents/sarah/tasks",
+                json!({"prompt": "Check the build", "outputSchema": schema, "wait": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{result}");
+        assert_eq!(result["output"], json!({"ok": true}), "{result}");
         let (s, b) = d.post_raw("/v1/agents/sarah/tasks", "prompt=hi").await;
         error_of(s, &b, StatusCode::BAD_REQUEST);
         d.stop().await;

@@ -61,6 +61,16 @@ impl OfflineModel {
     }
 
     fn answer(&self, request: &GenerateRequest) -> (String, Vec<ToolCall>) {
+        let (text, calls) = self.reply(request);
+        match &request.output_schema {
+            // Asked for structured output, the final answer is a value of
+            // the schema, carrying the answer's text in its strings.
+            Some(schema) if calls.is_empty() => (instance(schema, &text).to_string(), calls),
+            _ => (text, calls),
+        }
+    }
+
+    fn reply(&self, request: &GenerateRequest) -> (String, Vec<ToolCall>) {
         let system = request.system.as_deref().unwrap_or("");
         if system.contains("Summarize these memories") {
             return (summarize(request), Vec::new());
@@ -220,6 +230,39 @@ fn fill_required(schema: &Value, text: &str) -> Value {
     Value::Object(args)
 }
 
+/// A value of `schema`: its required properties filled, the first of an
+/// enum, the least number it allows, `text` for strings.
+fn instance(schema: &Value, text: &str) -> Value {
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    if let Some(value) = schema.get("const") {
+        return value.clone();
+    }
+    match schema["type"].as_str() {
+        Some("object") => {
+            let mut out = serde_json::Map::new();
+            for name in schema["required"].as_array().into_iter().flatten() {
+                if let Some(name) = name.as_str() {
+                    out.insert(name.into(), instance(&schema["properties"][name], text));
+                }
+            }
+            Value::Object(out)
+        }
+        Some("array") => {
+            let min = schema["minItems"].as_u64().unwrap_or(0);
+            (0..min.min(16))
+                .map(|_| instance(&schema["items"], text))
+                .collect()
+        }
+        Some("integer") => json!(schema["minimum"].as_i64().unwrap_or(0).max(0)),
+        Some("number") => json!(schema["minimum"].as_f64().unwrap_or(0.0).max(0.0)),
+        Some("boolean") => json!(true),
+        Some("null") => Value::Null,
+        _ => json!(text),
+    }
+}
+
 fn final_answer(task: &str, messages: &[Message]) -> String {
     let mut names = std::collections::BTreeMap::new();
     for m in messages {
@@ -338,6 +381,7 @@ mod tests {
             tool_choice: Default::default(),
             temperature: None,
             max_tokens: None,
+            output_schema: None,
         }
     }
 
@@ -368,6 +412,29 @@ mod tests {
             second.text
         );
         assert_eq!(model.generate(&req2).text, second.text, "deterministic");
+    }
+
+    #[test]
+    fn asked_for_structured_output_it_answers_a_value_of_the_schema() {
+        let mut req = request("Summarise the week", &[]);
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "summary": {"type": "string"},
+                "mood": {"enum": ["good", "bad"]},
+                "score": {"type": "integer", "minimum": 3},
+                "items": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+            },
+            "required": ["summary", "mood", "score", "items"]
+        });
+        req.output_schema = Some(std::sync::Arc::new(schema.clone()));
+        let reply = OfflineModel.generate(&req);
+        let value: Value = serde_json::from_str(&reply.text).unwrap();
+        assert!(jsonschema::is_valid(&schema, &value), "{value}");
+        assert!(value["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Summarise the week"));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct ProcessingResult {
     /// The model that gave the final answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The final answer parsed as JSON, for a task with an `outputSchema`
+    /// (it validated against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
 }
 
 /// One tool call of a task (`toolCalls[]` in the seed).
@@ -54,6 +58,7 @@ impl ProcessingResult {
             steps: 0,
             provider: None,
             model: None,
+            output: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! {"kind":"model","response":{…},"context"?:{"system","messages"}}   a model reply (the first with its context)
 //! {"kind":"tools","results":[{"callId","tool","parameters","result","content","isError"}…]}
+//! {"kind":"correction","message"}                                     an answer sent back: it does not match the outputSchema
 //! {"kind":"context","system","messages"}                              written by earlier versions; still read
 //! ```
 //!
@@ -43,6 +44,12 @@ pub(crate) enum Step<'a> {
     /// The context as a record of its own, as earlier versions wrote it
     /// before the first model call; read, never written.
     Context(StepContext<'a>),
+    /// The message that sent an answer not matching the task's
+    /// `outputSchema` back to the model, with what was wrong.
+    Correction {
+        /// The message, as the model is sent it.
+        message: Cow<'a, str>,
+    },
 }
 
 /// The system prompt and messages a task's first model call was built from.
@@ -87,6 +94,13 @@ impl<'a> Step<'a> {
     pub(crate) fn tools(results: &'a [ToolOutcome]) -> Self {
         Step::Tools {
             results: Cow::Borrowed(results),
+        }
+    }
+
+    /// A correction step, borrowing its message.
+    pub(crate) fn correction(message: &'a str) -> Self {
+        Step::Correction {
+            message: Cow::Borrowed(message),
         }
     }
 
@@ -289,5 +303,16 @@ mod tests {
             }
         }
         assert_eq!(kinds, ["model", "tools"].map(String::from).into());
+    }
+
+    #[test]
+    fn a_correction_reads_back_as_written() {
+        let record = Step::correction("fix /age").to_json().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&record).unwrap(),
+            json!({"kind": "correction", "message": "fix /age"})
+        );
+        let read = Step::from_record(&serde_json::from_slice(&record).unwrap()).unwrap();
+        assert!(matches!(read, Step::Correction { message } if message == "fix /age"));
     }
 }

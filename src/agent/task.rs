@@ -47,7 +47,10 @@ use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
 use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
-use crate::names::{CTX_DEPTH, JOB_CREATING_TOOLS, MAX_TASKS_PER_TASK, MAX_TOOL_CALLS_PER_REPLY};
+use crate::names::{
+    CTX_DEPTH, JOB_CREATING_TOOLS, MAX_OUTPUT_CORRECTIONS, MAX_TASKS_PER_TASK,
+    MAX_TOOL_CALLS_PER_REPLY,
+};
 use crate::provider::{
     GenerateResponse, Message, ProviderError, ToolCall, ToolDefinition, ToolResult, Usage,
 };
@@ -56,6 +59,7 @@ use crate::tools::{tool_result, Policies, ToolContext, ToolError, ToolRequest, T
 
 use super::context::{self, ContextInput, ContextMemory, ContextMessage};
 use super::gateway::{job_error, CallMeta, ModelGateway};
+use super::output::{self, OutputSchema};
 use super::processing::{ProcessingResult, ToolCallRecord};
 use super::step::{Step, StepContext, ToolOutcome};
 
@@ -87,6 +91,9 @@ struct TaskArgs {
     prompt: String,
     #[serde(default)]
     conversation_id: Option<String>,
+    /// The JSON Schema the final answer must validate against.
+    #[serde(default)]
+    output_schema: Option<Value>,
 }
 
 /// The loop's state, rebuilt from checkpoints on resume.
@@ -108,6 +115,13 @@ struct TaskState {
     /// Jobs the task's tool calls created (or found created by an earlier
     /// run of the same call): what `maxTasksPerTask` counts.
     created: u32,
+    /// Answers sent back for not matching the output schema.
+    corrections: u32,
+    /// Whether the last reply was sent back (a correction follows it), so
+    /// the model must be asked again.
+    correcting: bool,
+    /// The final answer as JSON, once it validated against the schema.
+    output: Option<Value>,
 }
 
 impl TaskState {
@@ -119,7 +133,22 @@ impl TaskState {
         self.usage.cached_input_tokens += response.usage.cached_input_tokens;
         self.messages.push(response.to_message());
         self.tools_pending = !response.tool_calls.is_empty();
+        self.correcting = false;
         self.last = Some(response);
+    }
+
+    /// Takes in the message that sends the last answer back.
+    fn push_correction(&mut self, message: String) {
+        self.messages.push(Message::user(message));
+        self.corrections += 1;
+        self.correcting = true;
+    }
+
+    /// The last reply when it is a final answer the loop has not sent back.
+    fn final_reply(&self) -> Option<&GenerateResponse> {
+        self.last
+            .as_ref()
+            .filter(|l| l.tool_calls.is_empty() && !self.correcting)
     }
 
     /// Takes in one round of tool results, as just run or read back.
@@ -166,6 +195,7 @@ impl TaskState {
                 self.push_reply(response.into_owned());
             }
             Step::Tools { results } => self.push_tool_results(results.into_owned()),
+            Step::Correction { message } => self.push_correction(message.into_owned()),
         }
     }
 
@@ -173,6 +203,14 @@ impl TaskState {
         self.system = context.system.into_owned();
         self.messages = context.messages.into_owned();
     }
+}
+
+/// What the check of a final answer found.
+enum Checked {
+    /// It validates (its JSON; none when the task has no schema).
+    Valid(Option<Value>),
+    /// It does not: this message sends it back.
+    SendBack(String),
 }
 
 fn provider_error(agent: &str, e: ProviderError) -> WorkerError {
@@ -219,6 +257,9 @@ struct Task<'a> {
     meta: CallMeta,
     /// The agent's tools as every model call offers them.
     definitions: Arc<[ToolDefinition]>,
+    /// The schema the final answer must validate against, when the task
+    /// has one.
+    output: Option<OutputSchema>,
 }
 
 impl<'a> Task<'a> {
@@ -234,9 +275,16 @@ impl<'a> Task<'a> {
         let id = agent.id.as_str();
         let args: TaskArgs = serde_json::from_value(args).map_err(|e| {
             WorkerError::permanent(format!(
-                "agent `{id}`: task args must be {{\"prompt\": \"…\", \"conversationId\"?: \"…\"}}: {e}"
+                "agent `{id}`: task args must be {{\"prompt\": \"…\", \"conversationId\"?: \"…\", \"outputSchema\"?: {{…}}}}: {e}"
             ))
         })?;
+        let output = args
+            .output_schema
+            .map(OutputSchema::compile)
+            .transpose()
+            .map_err(|e| {
+                WorkerError::permanent(format!("agent `{id}`: the task's `outputSchema` {e}"))
+            })?;
         if args.prompt.trim().is_empty() {
             return Err(WorkerError::permanent(format!(
                 "agent `{id}`: the task's `prompt` is empty"
@@ -263,6 +311,7 @@ impl<'a> Task<'a> {
                 job_id: Some(job.job_id),
             },
             definitions,
+            output,
             job,
         })
     }
@@ -307,8 +356,17 @@ impl<'a> Task<'a> {
                 self.save_tool_results(state, results).await?;
                 continue;
             }
-            if state.last.as_ref().is_some_and(|l| l.tool_calls.is_empty()) {
-                return Ok(());
+            if let Some(answer) = state.final_reply() {
+                match self.check_answer(answer, state.corrections)? {
+                    Checked::Valid(output) => {
+                        state.output = output;
+                        return Ok(());
+                    }
+                    Checked::SendBack(message) => {
+                        self.save_correction(state, message).await?;
+                        continue;
+                    }
+                }
             }
             if state.steps >= self.agent.max_steps {
                 return Err(WorkerError::permanent(format!(
@@ -322,12 +380,64 @@ impl<'a> Task<'a> {
                 // The final answer, with nothing after it but completing the
                 // job: the job's completion (durable, with the result) is its
                 // checkpoint. A crash before it repeats this call, as a crash
-                // before a checkpoint's flush would.
-                state.push_reply(response);
-                return Ok(());
+                // before a checkpoint's flush would. An answer that is sent
+                // back is checkpointed like any reply (below), and the top of
+                // the loop sends it back.
+                let valid = match &self.output {
+                    None => Some(None),
+                    Some(schema) => schema.check(&response.text).ok().map(Some),
+                };
+                if let Some(output) = valid {
+                    state.push_reply(response);
+                    state.output = output;
+                    return Ok(());
+                }
             }
             self.save_reply(state, response).await?;
         }
+    }
+
+    /// Checks a final answer against the task's output schema: its JSON
+    /// when it validates (none without a schema), the message that sends it
+    /// back when it does not, or the task's failure when `corrections`
+    /// have been spent.
+    fn check_answer(
+        &self,
+        answer: &GenerateResponse,
+        corrections: u32,
+    ) -> Result<Checked, WorkerError> {
+        let Some(schema) = &self.output else {
+            return Ok(Checked::Valid(None));
+        };
+        let errors = match schema.check(&answer.text) {
+            Ok(value) => return Ok(Checked::Valid(Some(value))),
+            Err(errors) => errors,
+        };
+        let limit = self.agent.limits.max_output_corrections;
+        if corrections >= limit {
+            return Err(WorkerError::permanent(format!(
+                "agent `{}`: the answer does not match the task's outputSchema after {corrections} \
+                 correction(s) ({MAX_OUTPUT_CORRECTIONS} = {limit}): {}",
+                self.id(),
+                errors.join("; ")
+            )));
+        }
+        Ok(Checked::SendBack(output::correction(&errors)))
+    }
+
+    /// Checkpoints the message that sends the last answer back, then takes
+    /// it into the state.
+    async fn save_correction(
+        &self,
+        state: &mut TaskState,
+        message: String,
+    ) -> Result<(), WorkerError> {
+        let record = Step::correction(&message)
+            .to_json()
+            .map_err(|e| self.unwritable(e))?;
+        let index = state.next_record();
+        state.push_correction(message);
+        self.save_step(index, record).await
     }
 
     /// Whether the final answer is checkpointed like any reply: when it also
@@ -340,11 +450,12 @@ impl<'a> Task<'a> {
     /// One model call with the state's context and messages.
     async fn call_model(&self, state: &TaskState) -> Result<GenerateResponse, WorkerError> {
         let model = &self.agent.model_config;
-        let request = model.request(
+        let mut request = model.request(
             state.system.clone(),
             state.messages.clone(),
             self.definitions.clone(),
         );
+        request.output_schema = self.output.as_ref().map(|o| o.schema().clone());
         let span = tracing::info_span!(
             "model_call",
             agent = self.id(),
@@ -446,6 +557,7 @@ impl<'a> Task<'a> {
             steps: state.steps,
             provider: Some(last.provider),
             model: Some(last.model),
+            output: state.output,
         };
         serde_json::to_value(result)
             .map_err(|e| WorkerError::permanent(format!("agent `{id}`: {e}")))
@@ -464,8 +576,12 @@ impl<'a> Task<'a> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
+        let system_prompt = match &self.output {
+            Some(schema) => format!("{}\n\n{}", self.agent.system_prompt, schema.instructions()),
+            None => self.agent.system_prompt.clone(),
+        };
         let built = context::build(&ContextInput {
-            system_prompt: self.agent.system_prompt.clone(),
+            system_prompt,
             task: self.prompt.clone(),
             memories,
             history,
@@ -690,5 +806,48 @@ impl<'a> Task<'a> {
             }
             Err(e) => tracing::warn!(agent = %agent.id, error = %e, "storing a reflection failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::FinishReason;
+
+    fn answer(text: &str) -> GenerateResponse {
+        GenerateResponse {
+            text: text.into(),
+            tool_calls: Vec::new(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage::default(),
+            provider: "p".into(),
+            model: "m".into(),
+            latency: std::time::Duration::ZERO,
+        }
+    }
+
+    /// A task resumed after an answer was sent back asks the model again,
+    /// with the correction last; one resumed after the next answer has
+    /// that answer to check.
+    #[test]
+    fn a_resumed_correction_asks_again_and_counts() {
+        let first = answer("not json");
+        let records = [
+            Step::model(&first, None).to_json().unwrap(),
+            Step::correction("fix it").to_json().unwrap(),
+        ];
+        let mut state = TaskState::default();
+        for r in &records {
+            state.apply(Step::from_record(&serde_json::from_slice(r).unwrap()).unwrap());
+        }
+        assert!(state.final_reply().is_none());
+        assert!(state.pending_reply().is_none());
+        assert_eq!(state.corrections, 1);
+        assert!(
+            matches!(state.messages.last(), Some(Message::User { content }) if content == "fix it")
+        );
+        assert_eq!(state.records, 2);
+        state.push_reply(answer("{}"));
+        assert_eq!(state.final_reply().map(|r| r.text.as_str()), Some("{}"));
     }
 }

@@ -81,6 +81,10 @@ pub struct TaskRequest {
     /// The user the task is for (memories are kept per user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The JSON Schema the final answer must validate against; the result
+    /// then carries the answer as JSON in `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
     /// Answer when the task has ended, with its ProcessingResult, instead
     /// of at once with its job.
     #[serde(
@@ -98,6 +102,7 @@ impl TaskRequest {
             prompt: prompt.into(),
             conversation_id: None,
             user_id: None,
+            output_schema: None,
             wait: false,
         }
     }
@@ -109,6 +114,9 @@ impl TaskRequest {
         let mut args = json!({ "prompt": self.prompt });
         if let Some(c) = &self.conversation_id {
             args["conversationId"] = json!(c);
+        }
+        if let Some(schema) = &self.output_schema {
+            args["outputSchema"] = schema.clone();
         }
         let ctx = JobCtx {
             user_id: self.user_id.clone(),
@@ -132,6 +140,10 @@ impl Request for TaskRequest {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 return Err(ControlError::field(name, "must not be empty"));
             }
+        }
+        if let Some(schema) = &self.output_schema {
+            crate::agent::check_schema(schema)
+                .map_err(|reason| ControlError::field("outputSchema", reason))?;
         }
         Ok(())
     }

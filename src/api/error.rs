@@ -198,6 +198,7 @@ impl From<RuntimeError> for ControlError {
     fn from(e: RuntimeError) -> Self {
         match e {
             RuntimeError::UnknownAgent { .. } => ControlError::NotFound(e.to_string()),
+            RuntimeError::OutputSchema { reason } => ControlError::field("outputSchema", reason),
             RuntimeError::Engine(engine) => engine.into(),
             RuntimeError::Store(store) => store.into(),
             other => ControlError::Internal(other.to_string()),

@@ -166,6 +166,7 @@ impl Control for LocalControl {
             conversation_id: request.conversation_id,
             user_id: request.user_id,
             source: Some(self.source.clone()),
+            output_schema: request.output_schema,
         };
         let job = self.troupe.task(agent, &request.prompt, options).await?;
         if !request.wait {

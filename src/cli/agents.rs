@@ -26,6 +26,11 @@ pub(super) struct TaskArgs {
     /// runtime runs here meanwhile).
     #[arg(long)]
     wait: bool,
+    /// The JSON Schema the answer must validate against: the JSON itself,
+    /// or `@FILE` to read it from a file. The result then carries the
+    /// answer as JSON (`output`).
+    #[arg(long, value_name = "SCHEMA")]
+    output_schema: Option<String>,
 }
 
 /// `troupe memories`.
@@ -60,9 +65,11 @@ fn check_agent(config: &TroupeConfig, global: &Global, agent: &str) -> Result<()
 pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
     let config = global.load_config()?;
     check_agent(&config, global, &args.agent)?;
+    let output_schema = args.output_schema.as_deref().map(read_schema).transpose()?;
     let request = TaskRequest {
         conversation_id: args.conversation,
         user_id: args.user,
+        output_schema,
         wait: args.wait,
         ..TaskRequest::new(args.prompt)
     };
@@ -89,6 +96,24 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
         }
         TaskAnswer::Finished(result) => report(result, global.json),
     }
+}
+
+/// `--output-schema`: JSON, or `@FILE` holding it.
+fn read_schema(arg: &str) -> Result<serde_json::Value, CliError> {
+    let (text, from) = match arg.strip_prefix('@') {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Usage(format!("--output-schema: cannot read `{path}`: {e}"))
+            })?;
+            (text, format!(" in `{path}`"))
+        }
+        None => (arg.to_string(), String::new()),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::Usage(format!(
+            "--output-schema: the schema{from} is not JSON: {e}"
+        ))
+    })
 }
 
 /// Prints a task's result; a failed task is the command's failure too.
@@ -118,6 +143,10 @@ pub(super) fn print_result(result: &ProcessingResult) {
         println!("  tool {} {} -> {}", call.tool, call.parameters, shown);
     }
     match (&result.response, &result.error) {
+        (Some(_), _) if result.output.is_some() => {
+            let pretty = serde_json::to_string_pretty(&result.output).unwrap_or_default();
+            println!("{pretty}");
+        }
         (Some(r), _) if result.success => println!("{r}"),
         (_, Some(e)) => println!("failed: {e}"),
         _ => {}

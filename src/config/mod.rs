@@ -573,7 +573,7 @@ model = "m"
         let text = AGENT.replace(
             "tools = [\"send_message\"]",
             "tools = [\"send_message\"]\nmaxToolCallsPerReply = 4\nmaxTasksPerTask = 0\n\
-             maxTaskDepth = 1\nmaxQueuedTasks = 7\nconversations = [\"team\", \"ops\"]\n\
+             maxTaskDepth = 1\nmaxQueuedTasks = 7\nmaxOutputCorrections = 5\nconversations = [\"team\", \"ops\"]\n\
              users = [\"*\"]\nsharedMemory = true\nreadHiddenFiles = true",
         );
         // The names refusals give are the keys the file spells.
@@ -582,6 +582,7 @@ model = "m"
             names::MAX_TASKS_PER_TASK,
             names::MAX_TASK_DEPTH,
             names::MAX_QUEUED_TASKS,
+            names::MAX_OUTPUT_CORRECTIONS,
             names::GRANT_CONVERSATIONS,
             names::GRANT_USERS,
             names::GRANT_SHARED_MEMORY,
@@ -597,6 +598,7 @@ model = "m"
                 max_tasks_per_task: 0,
                 max_task_depth: 1,
                 max_queued_tasks: 7,
+                max_output_corrections: 5,
             }
         );
         assert_eq!(

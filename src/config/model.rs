@@ -289,6 +289,10 @@ pub struct AgentLimits {
     /// `create_task` for it is refused (tasks queued from outside are not).
     /// Default 100.
     pub max_queued_tasks: u64,
+    /// `maxOutputCorrections`: for a task with an `outputSchema`, how many
+    /// times an answer that does not validate goes back to the model with
+    /// the validation errors before the task fails. Default 2.
+    pub max_output_corrections: u32,
 }
 
 impl Default for AgentLimits {
@@ -298,6 +302,7 @@ impl Default for AgentLimits {
             max_tasks_per_task: 10,
             max_task_depth: 3,
             max_queued_tasks: 100,
+            max_output_corrections: 2,
         }
     }
 }
@@ -353,6 +358,8 @@ struct AgentEntry {
     #[serde(default)]
     max_queued_tasks: Option<u64>,
     #[serde(default)]
+    max_output_corrections: Option<u32>,
+    #[serde(default)]
     conversations: Vec<String>,
     #[serde(default)]
     users: Vec<String>,
@@ -384,6 +391,9 @@ impl From<AgentEntry> for AgentConfig {
                 max_tasks_per_task: e.max_tasks_per_task.unwrap_or(d.max_tasks_per_task),
                 max_task_depth: e.max_task_depth.unwrap_or(d.max_task_depth),
                 max_queued_tasks: e.max_queued_tasks.unwrap_or(d.max_queued_tasks),
+                max_output_corrections: e
+                    .max_output_corrections
+                    .unwrap_or(d.max_output_corrections),
             },
             grants: AgentGrants {
                 conversations: e.conversations,

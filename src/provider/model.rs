@@ -40,6 +40,13 @@ pub struct GenerateRequest {
     /// Upper bound on output tokens; required by Anthropic (a default is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// The JSON Schema the final answer must validate against, for the
+    /// provider's native JSON mode where it has one (OpenAI and Mistral:
+    /// `response_format` `json_schema`; DeepSeek: `json_object`). The
+    /// instruction to answer so is in the system prompt already, for every
+    /// provider; the answer is checked by the task, not here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Arc<Value>>,
 }
 
 fn no_tools(tools: &Arc<[ToolDefinition]>) -> bool {

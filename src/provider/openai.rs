@@ -106,6 +106,8 @@ struct WireRequest<'a> {
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -223,6 +225,91 @@ fn wire_request<'a>(
         temperature: req.temperature,
         max_tokens,
         max_completion_tokens,
+        response_format: req
+            .output_schema
+            .as_deref()
+            .and_then(|schema| response_format(schema, kind)),
+    }
+}
+
+/// The native JSON mode for an output schema: `json_schema` where the
+/// provider takes one (OpenAI, Mistral), strict when the schema meets the
+/// strict rules (else the schema guides and the task's check decides);
+/// DeepSeek's `json_object` (JSON, not the schema: the instruction in the
+/// system prompt, which says "JSON" as DeepSeek requires, carries the
+/// schema). An OpenAI-compatible server gets none: whether it takes
+/// `response_format` is unknown, and a 400 would fail the task; the
+/// instruction and the check still hold it to the schema.
+fn response_format(schema: &Value, kind: ProviderKind) -> Option<Value> {
+    match kind {
+        ProviderKind::Openai | ProviderKind::Mistral if is_object_schema(schema) => Some(json!({
+            "type": "json_schema",
+            "json_schema": {
+                "name": schema_name(schema),
+                "schema": schema,
+                "strict": strict_compatible(schema),
+            }
+        })),
+        ProviderKind::Deepseek if is_object_schema(schema) => Some(json!({"type": "json_object"})),
+        _ => None,
+    }
+}
+
+/// Whether the answer is an object: both native modes produce one only.
+fn is_object_schema(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("object")
+}
+
+/// The `json_schema.name` (`^[a-zA-Z0-9_-]{1,64}$`): the schema's title
+/// where it has one that fits, else `output`.
+fn schema_name(schema: &Value) -> String {
+    let title: String = schema
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if title.trim_matches('_').is_empty() {
+        "output".to_string()
+    } else {
+        title
+    }
+}
+
+/// Whether OpenAI's strict mode takes `schema`: every object closes its
+/// properties (`additionalProperties: false`) and requires all of them.
+/// A schema that does not is sent non-strict rather than refused.
+fn strict_compatible(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            let is_object = map.get("type").and_then(Value::as_str) == Some("object")
+                || map.contains_key("properties");
+            if is_object {
+                if map.get("additionalProperties") != Some(&Value::Bool(false)) {
+                    return false;
+                }
+                let required: Vec<&str> = map
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let props = map.get("properties").and_then(Value::as_object);
+                if props.is_some_and(|p| p.keys().any(|k| !required.contains(&k.as_str()))) {
+                    return false;
+                }
+            }
+            map.values().all(strict_compatible)
+        }
+        Value::Array(items) => items.iter().all(strict_compatible),
+        _ => true,
     }
 }
 

@@ -109,6 +109,7 @@ impl ModelConfig {
             tools,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            output_schema: None,
         }
     }
 }

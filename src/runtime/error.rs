@@ -67,6 +67,12 @@ pub enum RuntimeError {
         /// The names no tool has.
         tools: Vec<String>,
     },
+    /// A task's `outputSchema` is not a usable JSON Schema.
+    #[error("the task's outputSchema {reason}")]
+    OutputSchema {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No agent with this id.
     #[error("unknown agent `{id}` (configured: {known})")]
     UnknownAgent {

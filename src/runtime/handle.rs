@@ -174,6 +174,11 @@ impl Troupe {
         if let Some(conv) = &options.conversation_id {
             args["conversationId"] = json!(conv);
         }
+        if let Some(schema) = options.output_schema {
+            crate::agent::check_schema(&schema)
+                .map_err(|reason| RuntimeError::OutputSchema { reason })?;
+            args["outputSchema"] = schema;
+        }
         let ctx = JobCtx {
             user_id: options.user_id,
             conversation_id: options.conversation_id,

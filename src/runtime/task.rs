@@ -2,7 +2,10 @@
 //! ([`TaskOptions`]), what it answered ([`Answer`]), and why it did not
 //! ([`TaskError`]).
 
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::agent::{ProcessingResult, ToolCallRecord};
 use crate::job::{Job, JobId, JobStatus};
@@ -19,6 +22,9 @@ pub struct TaskOptions {
     pub user_id: Option<String>,
     /// Where it came from (`cli`, `api`, …).
     pub source: Option<String>,
+    /// The JSON Schema the final answer must validate against: the answer
+    /// is then also given as JSON ([`Answer::output`]).
+    pub output_schema: Option<Value>,
 }
 
 impl TaskOptions {
@@ -38,6 +44,20 @@ impl TaskOptions {
     pub fn source(mut self, source: impl Into<String>) -> Self {
         self.source = Some(source.into());
         self
+    }
+
+    /// Asks for the final answer as JSON validating against `schema`.
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
+    /// Asks for the final answer as a `T`, by the JSON Schema schemars
+    /// makes of it (its objects closed to unknown fields, which `T` would
+    /// ignore, so providers' strict modes take it); read it back with
+    /// [`Answer::output_as`].
+    pub fn output_type<T: JsonSchema>(self) -> Self {
+        self.output_schema(crate::agent::closed(crate::tools::schema_for::<T>()))
     }
 }
 
@@ -61,6 +81,27 @@ pub struct Answer {
     pub provider: Option<String>,
     /// The model that gave the final answer.
     pub model: Option<String>,
+    /// The final answer as JSON, for a task with an output schema (it
+    /// validated against it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+impl Answer {
+    /// The structured answer as a `T` (a task queued with
+    /// [`TaskOptions::output_type`] or an `outputSchema`).
+    pub fn output_as<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        let not = |reason: String| TaskError::NotAnAnswer {
+            job: self.job_id,
+            reason,
+        };
+        let value = self
+            .output
+            .clone()
+            .ok_or_else(|| not("the task had no output schema, so its answer is text".into()))?;
+        serde_json::from_value(value)
+            .map_err(|e| not(format!("its output is not the type asked for: {e}")))
+    }
 }
 
 /// Why a task has no answer.
@@ -128,6 +169,7 @@ impl Answer {
                     steps: done.steps,
                     provider: done.provider,
                     model: done.model,
+                    output: done.output,
                 })
             }
             JobStatus::Cancelled => Err(TaskError::Cancelled { job: job.id }),
@@ -154,6 +196,7 @@ impl From<Answer> for ProcessingResult {
             steps: answer.steps,
             provider: answer.provider,
             model: answer.model,
+            output: answer.output,
         }
     }
 }

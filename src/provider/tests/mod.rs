@@ -9,4 +9,5 @@ mod hardening;
 mod keys;
 mod properties;
 mod resilience;
+mod structured;
 mod usage;
