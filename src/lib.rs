@@ -78,7 +78,8 @@ mod test_support;
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
     AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection, MemorySection,
-    ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
+    ModelConfig, ScheduleConfig, StoreKind, StoreSection, TelemetrySection, ToolsSection,
+    TroupeConfig,
 };
 pub use engine::{
     BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,

@@ -456,6 +456,9 @@ impl<'a> Task<'a> {
             self.definitions.clone(),
         );
         request.output_schema = self.output.as_ref().map(|o| o.schema().clone());
+        // `otel.*` and `gen_ai.*` are OpenTelemetry's names (GenAI
+        // semantic conventions) for what the exported span is; the usage
+        // and the model that answered are recorded when it has.
         let span = tracing::info_span!(
             "model_call",
             agent = self.id(),
@@ -463,14 +466,34 @@ impl<'a> Task<'a> {
             step = state.steps,
             provider = %model.provider,
             model = %model.model,
+            "otel.name" = %format_args!("chat {}", model.model),
+            "otel.kind" = "client",
+            "gen_ai.operation.name" = "chat",
+            "gen_ai.system" = %model.provider,
+            "gen_ai.request.model" = %model.model,
+            "gen_ai.response.model" = tracing::field::Empty,
+            "gen_ai.usage.input_tokens" = tracing::field::Empty,
+            "gen_ai.usage.output_tokens" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
         );
-        let response = self
+        let outcome = self
             .rt
             .models
             .generate(&self.meta, model, request)
-            .instrument(span)
-            .await
-            .map_err(|e| provider_error(self.id(), e))?;
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(r) => {
+                span.record("gen_ai.system", r.provider.as_str());
+                span.record("gen_ai.response.model", r.model.as_str());
+                span.record("gen_ai.usage.input_tokens", r.usage.input_tokens);
+                span.record("gen_ai.usage.output_tokens", r.usage.output_tokens);
+            }
+            Err(e) => {
+                span.record("error.type", tracing::field::debug(&e.kind));
+            }
+        }
+        let response = outcome.map_err(|e| provider_error(self.id(), e))?;
         tracing::debug!(agent = self.id(), job = %self.job.job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
         Ok(response)
     }

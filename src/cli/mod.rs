@@ -21,6 +21,7 @@ mod output;
 mod run;
 mod secrets;
 mod status;
+mod telemetry;
 mod token;
 
 use std::path::PathBuf;

@@ -11,7 +11,6 @@
 //! second signal ends the process at once, and so does the stop outlasting
 //! the drain timeout by [`STOP_MARGIN`].
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
@@ -63,8 +62,9 @@ pub(super) struct RunArgs {
 }
 
 pub(super) fn run(global: &Global, args: RunArgs) -> Result<(), CliError> {
-    init_logging(args.log_format);
     let config = global.load_config()?;
+    // Kept to the end: dropping it sends the last traces.
+    let _telemetry = super::telemetry::init(args.log_format, &config.telemetry)?;
     if args.concurrency == Some(0) {
         return Err(CliError::Usage("--concurrency must be at least 1".into()));
     }
@@ -319,18 +319,4 @@ pub(super) enum LogFormat {
     Text,
     /// One JSON object per line, with span fields (job id, agent, provider).
     Json,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-    };
 }

@@ -17,7 +17,7 @@ pub use crate::provider::route::ModelConfig;
 pub(crate) use duration::parse_duration;
 pub use model::{
     AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection, MemorySection,
-    ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
+    ScheduleConfig, StoreKind, StoreSection, TelemetrySection, ToolsSection, TroupeConfig,
 };
 
 pub(crate) use crate::names::BUILTIN_TOOLS;
@@ -103,6 +103,7 @@ impl TroupeConfig {
         parse_duration(&self.engine.drain_timeout)
             .map_err(|e| check.invalid("engine.drainTimeout", e))?;
         self.check_store(&check)?;
+        self.check_telemetry(&check)?;
         self.check_http(&check)
     }
 
@@ -163,6 +164,28 @@ impl TroupeConfig {
                 }
                 other => check.invalid("store.schema", other.to_string()),
             })?;
+        }
+        Ok(())
+    }
+
+    /// Checks `[telemetry]`: an endpoint that is an http(s) URL.
+    fn check_telemetry(&self, check: &Check<'_>) -> Result<(), ConfigError> {
+        let t = &self.telemetry;
+        if let Some(endpoint) = &t.otlp_endpoint {
+            let ok = reqwest::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(check.invalid(
+                    "telemetry.otlpEndpoint",
+                    format!("`{endpoint}` is not an http(s) URL (e.g. http://127.0.0.1:4318)"),
+                ));
+            }
+        }
+        if t.service_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(check.invalid("telemetry.serviceName", "must not be empty"));
         }
         Ok(())
     }

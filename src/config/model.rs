@@ -40,6 +40,25 @@ pub struct TroupeConfig {
     /// The control API of `troupe run`.
     #[serde(default)]
     pub http: HttpSection,
+    /// Where `troupe run` sends its traces.
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
+}
+
+/// `[telemetry]`: OpenTelemetry export of `troupe run`'s spans (a job
+/// attempt, each model call and tool call, with the GenAI attributes).
+/// Needs the binary built with the `otel` feature; one without it refuses
+/// an endpoint at start rather than dropping the traces unseen.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// The OTLP/HTTP collector's base URL (`http://127.0.0.1:4318`); spans
+    /// go to `{otlpEndpoint}/v1/traces` as OTLP JSON. Unset: no export.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `troupe`).
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 /// `[http]`: where `troupe run` serves the control API and metrics.

@@ -63,6 +63,9 @@ pub(crate) struct ToolRequest {
     pub ctx: ToolContext,
     /// The tools the calling agent may use.
     pub allowed: Arc<[String]>,
+    /// The caller's span (its task's): the call's span is its child, so a
+    /// trace shows the tool call inside the task across the actor hop.
+    pub parent: tracing::Span,
 }
 
 impl ToolRequest {
@@ -79,6 +82,7 @@ impl ToolRequest {
             args,
             ctx,
             allowed,
+            parent: tracing::Span::current(),
         }
     }
 }
@@ -94,12 +98,20 @@ impl Handler<ToolRequest> for ToolRouter {
         _: &mut Context<'_, Self>,
     ) -> Reply<Result<Value, ToolError>> {
         let registry = self.registry.clone();
+        // `otel.*` and `gen_ai.*` are OpenTelemetry's names (GenAI
+        // semantic conventions) for what the exported span is.
         let span = tracing::info_span!(
+            parent: &call.parent,
             "tool_call",
             tool = %Escaped(&call.name),
             agent = %call.ctx.agent_id,
             job = %call.ctx.job_id,
             step = call.ctx.step,
+            "otel.name" = %format_args!("execute_tool {}", Escaped(&call.name)),
+            "gen_ai.operation.name" = "execute_tool",
+            "gen_ai.tool.name" = %Escaped(&call.name),
+            "gen_ai.tool.call.id" = %Escaped(&call.ctx.call_id),
+            "error.type" = tracing::field::Empty,
         );
         Reply::future(tracing::Instrument::instrument(
             async move {
@@ -114,11 +126,14 @@ impl Handler<ToolRequest> for ToolRouter {
                         step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
                         "tool call ok"
                     ),
-                    Err(e) => tracing::warn!(
+                    Err(e) => {
+                        tracing::Span::current().record("error.type", e.kind());
+                        tracing::warn!(
                         tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
                         step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
                         kind = e.kind(), error = %Escaped(&e.to_string()), "tool call failed"
-                    ),
+                        )
+                    }
                 }
                 result
             },
