@@ -57,6 +57,7 @@ pub(crate) mod config;
 pub(crate) mod conversation;
 pub(crate) mod engine;
 pub(crate) mod escape;
+pub(crate) mod events;
 pub mod http;
 pub mod in_memory;
 pub mod job;
@@ -81,9 +82,10 @@ pub use config::{
     ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
 };
 pub use engine::{
-    BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,
-    Registration, Worker, WorkerCategory, WorkerEngine, WorkerError, WorkerInfo,
+    BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, EventStream, JobContext,
+    NewJob, Registration, Worker, WorkerCategory, WorkerEngine, WorkerError, WorkerInfo,
 };
+pub use events::{TaskEvent, TaskEventKind};
 pub use job::schedule::{Schedule, ScheduleSpec};
 pub use job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
 pub use memory::ScoredMemory;

@@ -45,6 +45,7 @@ use crate::alloc::unaccounted;
 use crate::config::{AgentConfig, MemorySection};
 use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
+use crate::events::{Emitter, EventHub, TaskEventKind};
 use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
 use crate::names::{CTX_DEPTH, JOB_CREATING_TOOLS, MAX_TASKS_PER_TASK, MAX_TOOL_CALLS_PER_REPLY};
@@ -78,6 +79,8 @@ pub(crate) struct AgentRuntime {
     pub settings: MemorySection,
     /// The agents' tool policies; the loop counts its own refusals there.
     pub policies: Arc<Policies>,
+    /// Where each task's live events go (the engine's hub).
+    pub events: Arc<EventHub>,
 }
 
 /// The args of an agent task job.
@@ -219,6 +222,8 @@ struct Task<'a> {
     meta: CallMeta,
     /// The agent's tools as every model call offers them.
     definitions: Arc<[ToolDefinition]>,
+    /// The task's live events.
+    events: Emitter,
 }
 
 impl<'a> Task<'a> {
@@ -263,6 +268,7 @@ impl<'a> Task<'a> {
                 job_id: Some(job.job_id),
             },
             definitions,
+            events: rt.events.emitter(job.job_id),
             job,
         })
     }
@@ -361,7 +367,26 @@ impl<'a> Task<'a> {
             .await
             .map_err(|e| provider_error(self.id(), e))?;
         tracing::debug!(agent = self.id(), job = %self.job.job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
+        self.emit_reply(state.steps, &response);
         Ok(response)
+    }
+
+    /// The events of model call `step`'s reply: the call, and its text.
+    fn emit_reply(&self, step: u32, response: &GenerateResponse) {
+        self.events.emit(TaskEventKind::ModelCall {
+            step,
+            provider: response.provider.clone(),
+            model: response.model.clone(),
+            input_tokens: response.usage.input_tokens,
+            output_tokens: response.usage.output_tokens,
+            latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
+        });
+        if !response.text.is_empty() {
+            self.events.emit(TaskEventKind::Text {
+                step,
+                text: response.text.clone(),
+            });
+        }
     }
 
     /// Checkpoints a model reply, then takes it into the state.
@@ -617,6 +642,12 @@ impl<'a> Task<'a> {
         step: u32,
         refusal: Option<ToolError>,
     ) -> ToolOutcome {
+        self.events.emit(TaskEventKind::ToolCall {
+            step,
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        });
         let result = match (refusal, &call.arguments_error) {
             (Some(refused), _) => Err(refused),
             (None, Some(bad)) => Err(ToolError::invalid_argument(
@@ -641,14 +672,22 @@ impl<'a> Task<'a> {
             }
         };
         let message = tool_result(&call.id, &result);
-        ToolOutcome {
+        let outcome = ToolOutcome {
             call_id: call.id.clone(),
             tool: call.name.clone(),
             parameters: call.arguments.clone(),
             result: result.unwrap_or_else(|e| e.to_result_value()),
             content: message.content,
             is_error: message.is_error,
-        }
+        };
+        self.events.emit(TaskEventKind::ToolResult {
+            step,
+            id: outcome.call_id.clone(),
+            name: outcome.tool.clone(),
+            is_error: outcome.is_error,
+            result: outcome.result.clone(),
+        });
+        outcome
     }
 
     /// Asks the model what the task taught it and keeps the answer as a
