@@ -6,9 +6,11 @@
 //! failed (the job's `errors`, each as `attemptStarted` then
 //! `retryScheduled`, `runAt` being when it failed), the checkpointed steps
 //! (each model reply as `modelCall` and `text`, each tool round as
-//! `toolCall`/`toolResult` pairs, under the last attempt), the answer when
-//! it was not checkpointed (from the result), and the end. Text deltas,
-//! approvals and the timing of each event are not kept; the events'
+//! `toolCall`/`toolResult` pairs, under the last attempt), the final reply
+//! when it was not checkpointed (from the result: its provider and model,
+//! its tokens as the result's totals less the checkpointed replies', no
+//! latency), and the end. Text deltas, approvals, latencies of unsaved
+//! replies and the timing of each event are not kept; the events'
 //! timestamps are those of the rebuild.
 
 use serde_json::Value;
@@ -36,11 +38,15 @@ pub(crate) fn rebuild(job: &Job, steps: &[Value]) -> Vec<TaskEventKind> {
     });
     let mut model_calls = 0u32;
     let mut last_text = None;
+    // Tokens of the checkpointed replies, (input, output).
+    let mut spent = (0u64, 0u64);
     for record in steps {
         match Step::from_record(record) {
             Ok(Step::Model { response, .. }) => {
                 let step = model_calls;
                 model_calls += 1;
+                spent.0 += response.usage.input_tokens;
+                spent.1 += response.usage.output_tokens;
                 events.push(TaskEventKind::ModelCall {
                     step,
                     provider: response.provider.clone(),
@@ -78,24 +84,71 @@ pub(crate) fn rebuild(job: &Job, steps: &[Value]) -> Vec<TaskEventKind> {
             Ok(Step::Context(_)) | Err(_) => {}
         }
     }
-    // The final answer needs no checkpoint of its own: the result has it.
-    let answer = (job.status == JobStatus::Completed)
-        .then(|| job.result.as_ref())
-        .flatten()
-        .and_then(|r| r.get("response"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty() && last_text.as_deref() != Some(*t));
-    if let Some(text) = answer {
-        let steps = job
-            .result
-            .as_ref()
-            .and_then(|r| r.get("steps"))
+    if job.status == JobStatus::Completed {
+        if let Some(result) = &job.result {
+            final_reply(
+                result,
+                model_calls,
+                spent,
+                last_text.as_deref(),
+                &mut events,
+            );
+        }
+    }
+    events
+}
+
+/// The final reply, which needs no checkpoint of its own (the result has
+/// it): its model call, with the tokens the result counts beyond the
+/// checkpointed replies' (its latency is not kept: 0), and its text.
+fn final_reply(
+    result: &Value,
+    model_calls: u32,
+    spent: (u64, u64),
+    last_text: Option<&str>,
+    events: &mut Vec<TaskEventKind>,
+) {
+    let steps = result
+        .get("steps")
+        .and_then(Value::as_u64)
+        .and_then(|s| u32::try_from(s).ok())
+        .unwrap_or(0);
+    let text = result.get("response").and_then(Value::as_str).unwrap_or("");
+    if steps <= model_calls {
+        // The answer was checkpointed (a conversation, a reflection).
+        if !text.is_empty() && last_text != Some(text) {
+            let step = model_calls.saturating_sub(1);
+            events.push(TaskEventKind::Text {
+                step,
+                text: text.to_string(),
+            });
+        }
+        return;
+    }
+    let usage = |key: &str| {
+        result
+            .get("usage")
+            .and_then(|u| u.get(key))
             .and_then(Value::as_u64)
-            .and_then(|s| u32::try_from(s).ok());
+            .unwrap_or(0)
+    };
+    let name = |key: &str| {
+        let v = result.get(key).and_then(Value::as_str);
+        v.unwrap_or_default().to_string()
+    };
+    let step = steps - 1;
+    events.push(TaskEventKind::ModelCall {
+        step,
+        provider: name("provider"),
+        model: name("model"),
+        input_tokens: usage("inputTokens").saturating_sub(spent.0),
+        output_tokens: usage("outputTokens").saturating_sub(spent.1),
+        latency_ms: 0,
+    });
+    if !text.is_empty() {
         events.push(TaskEventKind::Text {
-            step: steps.map_or(model_calls, |s| s.saturating_sub(1)),
+            step,
             text: text.to_string(),
         });
     }
-    events
 }
