@@ -92,8 +92,8 @@ pub use memory::ScoredMemory;
 pub use provider::{
     ArgumentsError, BreakerConfig, BreakerState, Budget, ErrorKind, FinishReason, GenerateRequest,
     GenerateResponse, Message, ModelRef, Price, PricingConfig, ProviderConfig, ProviderError,
-    ProviderKind, ProviderSetError, RateLimitConfig, ToolCall, ToolChoice, ToolDefinition,
-    ToolResult, Usage,
+    ProviderKind, ProviderSetError, RateLimitConfig, TextSink, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage,
 };
 pub use runtime::{
     Answer, Conversations, Memories, RuntimeError, TaskError, TaskOptions, Troupe, TroupeBuilder,

@@ -50,7 +50,7 @@ use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
 use crate::names::{CTX_DEPTH, JOB_CREATING_TOOLS, MAX_TASKS_PER_TASK, MAX_TOOL_CALLS_PER_REPLY};
 use crate::provider::{
-    GenerateResponse, Message, ProviderError, ToolCall, ToolDefinition, ToolResult, Usage,
+    GenerateResponse, Message, ProviderError, TextSink, ToolCall, ToolDefinition, ToolResult, Usage,
 };
 use crate::store::{MemoryStore, StepStore};
 use crate::tools::{tool_result, Policies, ToolContext, ToolError, ToolRequest, Tools};
@@ -359,10 +359,18 @@ impl<'a> Task<'a> {
             provider = %model.provider,
             model = %model.model,
         );
-        let response = self
-            .rt
-            .models
-            .generate(&self.meta, model, request)
+        let models = &self.rt.models;
+        let call = if model.stream {
+            let (events, step) = (self.events.clone(), state.steps);
+            let text = TextSink::new(move |delta| {
+                let delta = delta.to_string();
+                events.emit(TaskEventKind::TextDelta { step, delta });
+            });
+            models.generate_streaming(&self.meta, model, request, text)
+        } else {
+            models.generate(&self.meta, model, request)
+        };
+        let response = call
             .instrument(span)
             .await
             .map_err(|e| provider_error(self.id(), e))?;
