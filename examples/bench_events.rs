@@ -80,7 +80,8 @@ fn serve(delay_ms: u64) -> Result<(), BoxError> {
                         // One request: headers, then `content-length` bytes.
                         let body = loop {
                             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                                let head =
+                                    String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
                                 let len: usize = head
                                     .lines()
                                     .find_map(|l| l.strip_prefix("content-length:"))
@@ -134,7 +135,8 @@ fn follow(base: String, token: String) -> Result<(), BoxError> {
         let client = reqwest::Client::new();
         let mut followers = Vec::new();
         for _ in 0..FOLLOWERS {
-            let (rx, client, base, token) = (rx.clone(), client.clone(), base.clone(), token.clone());
+            let (rx, client, base, token) =
+                (rx.clone(), client.clone(), base.clone(), token.clone());
             followers.push(tokio::spawn(async move {
                 let (mut tasks, mut events) = (0u64, 0u64);
                 loop {
@@ -326,7 +328,11 @@ fn main() -> Result<(), BoxError> {
         for _ in 0..repeats {
             for with in [false, true] {
                 let (rate, cpu) = run(&model.uri, n, with).await?;
-                let who = if with { "200 followers" } else { "no followers " };
+                let who = if with {
+                    "200 followers"
+                } else {
+                    "no followers "
+                };
                 println!(
                     "  {who}: {rate:.0} tasks/s, {:.0} us CPU per task (the runtime's process)",
                     cpu.as_secs_f64() * 1e6

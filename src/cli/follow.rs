@@ -1,13 +1,16 @@
 //! `--follow`: a job's events printed as they happen (`troupe task …
 //! --follow`, `troupe job ID --follow`), one readable line each, or one
 //! JSON object per line with `--json`. Text deltas of a streaming model
-//! are printed as they come, on one line per reply.
+//! are printed as they come, on one line per reply. Names the model chose
+//! (tools, call ids) are printed escaped, so they cannot restyle the
+//! terminal.
 
 use std::io::Write;
 
 use futures::StreamExt;
 
 use crate::api::{Control, ControlError};
+use crate::escape::Escaped;
 use crate::events::{TaskEvent, TaskEventKind};
 use crate::job::JobId;
 
@@ -143,7 +146,12 @@ fn describe(kind: &TaskEventKind) -> String {
         TaskEventKind::Text { text, .. } => format!("text: {text}"),
         TaskEventKind::ToolCall {
             id, name, arguments, ..
-        } => format!("tool call {name} ({id}) {}", short(&arguments.to_string(), 200)),
+        } => format!(
+            "tool call {} ({}) {}",
+            Escaped(name),
+            Escaped(id),
+            short(&arguments.to_string(), 200)
+        ),
         TaskEventKind::ToolResult {
             id,
             name,
@@ -152,11 +160,16 @@ fn describe(kind: &TaskEventKind) -> String {
             ..
         } => {
             let what = if *is_error { "tool error" } else { "tool result" };
-            format!("{what} {name} ({id}) {}", short(&result.to_string(), 200))
+            format!(
+                "{what} {} ({}) {}",
+                Escaped(name),
+                Escaped(id),
+                short(&result.to_string(), 200)
+            )
         }
         TaskEventKind::ApprovalRequested {
             approval_id, tool, ..
-        } => format!("approval requested for {tool}: {approval_id}"),
+        } => format!("approval requested for {}: {approval_id}", Escaped(tool)),
         TaskEventKind::ApprovalDecided {
             approval_id,
             approved,
