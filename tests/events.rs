@@ -417,3 +417,66 @@ fn a_failing_task_ends_its_stream_with_the_error() {
         troupe.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn a_retried_task_shows_the_retry_live_and_rebuilt_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        // The first call fails (a 5xx, not retried in line): the job retries.
+        let server = model().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        let mut config = config(&server);
+        config.providers[0].retry.max_attempts = 1;
+        let gate = Gate(Arc::new(Semaphore::new(1)));
+        let engine = troupe::EngineConfig {
+            retry: troupe::BackoffPolicy {
+                initial: std::time::Duration::from_millis(1),
+                max: std::time::Duration::from_millis(5),
+                ..troupe::BackoffPolicy::default()
+            },
+            ..troupe::EngineConfig::default()
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(common::open_after_raw_sled(SledConfig::new(dir.path())).unwrap());
+        let troupe = Troupe::builder(config.clone())
+            .store_arc(store)
+            .tool(gate.clone())
+            .engine_config(engine)
+            .start()
+            .await
+            .unwrap();
+        let job = troupe
+            .task("sarah", "Open the gate", TaskOptions::default())
+            .await
+            .unwrap();
+        let live: Vec<_> = troupe.events(job.id).await.unwrap().collect().await;
+        let live = as_json(&live);
+        let expected: Vec<&str> = ["attemptStarted", "retryScheduled"]
+            .into_iter()
+            .chain(WHOLE)
+            .collect();
+        assert_eq!(types(&live), expected, "{live:#?}");
+        assert_eq!(live[1]["attempt"], 1);
+        assert!(
+            live[1]["error"].as_str().unwrap().contains("openai"),
+            "{}",
+            live[1]
+        );
+        assert_eq!(live[2]["attempt"], 2);
+        troupe.shutdown().await.unwrap();
+        drop(troupe);
+
+        let troupe = runtime(dir.path(), config, &gate).await;
+        let rebuilt: Vec<_> = troupe.events(job.id).await.unwrap().collect().await;
+        let rebuilt = as_json(&rebuilt);
+        assert_eq!(types(&rebuilt), expected, "{rebuilt:#?}");
+        assert_eq!(rebuilt[1]["error"], live[1]["error"]);
+        assert_eq!(rebuilt[2]["attempt"], 2);
+        troupe.shutdown().await.unwrap();
+    });
+}
