@@ -250,6 +250,7 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
                 temperature: None,
                 max_tokens: None,
                 fallbacks: Vec::new(),
+                stream: false,
             },
             concurrency,
             max_steps: 4,

@@ -148,6 +148,7 @@ fn main() -> Result<(), BoxError> {
             temperature: Some(0.0),
             max_tokens: Some(50),
             fallbacks: Vec::new(),
+            stream: false,
         },
         concurrency: 8,
         max_steps: 4,

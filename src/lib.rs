@@ -57,6 +57,7 @@ pub(crate) mod config;
 pub(crate) mod conversation;
 pub(crate) mod engine;
 pub(crate) mod escape;
+pub(crate) mod events;
 pub mod http;
 pub mod in_memory;
 pub mod job;
@@ -82,17 +83,18 @@ pub use config::{
     TroupeConfig,
 };
 pub use engine::{
-    BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,
-    Registration, Worker, WorkerCategory, WorkerEngine, WorkerError, WorkerInfo,
+    BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, EventStream, JobContext,
+    NewJob, Registration, Worker, WorkerCategory, WorkerEngine, WorkerError, WorkerInfo,
 };
+pub use events::{TaskEvent, TaskEventKind};
 pub use job::schedule::{Schedule, ScheduleSpec};
 pub use job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
 pub use memory::ScoredMemory;
 pub use provider::{
     ArgumentsError, BreakerConfig, BreakerState, Budget, ErrorKind, FinishReason, GenerateRequest,
     GenerateResponse, Message, ModelRef, Price, PricingConfig, ProviderConfig, ProviderError,
-    ProviderKind, ProviderSetError, RateLimitConfig, ToolCall, ToolChoice, ToolDefinition,
-    ToolResult, Usage,
+    ProviderKind, ProviderSetError, RateLimitConfig, TextSink, ToolCall, ToolChoice,
+    ToolDefinition, ToolResult, Usage,
 };
 pub use runtime::{
     Answer, Conversations, Memories, RuntimeError, TaskError, TaskOptions, Troupe, TroupeBuilder,

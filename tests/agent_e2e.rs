@@ -99,6 +99,7 @@ fn agent(id: &str, provider: &str, tools: &[&str]) -> AgentConfig {
             temperature: Some(0.2),
             max_tokens: Some(300),
             fallbacks: Vec::new(),
+            stream: false,
         },
         concurrency: 2,
         max_steps: 6,

@@ -257,6 +257,7 @@ fn agents_with_a_memory_limit_run_tasks_and_their_heap_is_a_metric() {
             temperature: Some(0.2),
             max_tokens: Some(200),
             fallbacks: Vec::new(),
+            stream: false,
         },
         concurrency: 1,
         max_steps: 4,

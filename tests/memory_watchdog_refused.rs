@@ -59,6 +59,7 @@ fn a_runtime_with_a_memory_limit_refuses_to_start_without_the_allocator() {
             temperature: Some(0.2),
             max_tokens: Some(200),
             fallbacks: Vec::new(),
+            stream: false,
         },
         concurrency: 1,
         max_steps: 4,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::config::ModelConfig;
 use crate::engine::WorkerError;
 use crate::job::JobId;
-use crate::provider::{GenerateRequest, GenerateResponse, JobRetry, ProviderError};
+use crate::provider::{GenerateRequest, GenerateResponse, JobRetry, ProviderError, TextSink};
 
 use super::offline::{OfflineModel, OFFLINE_PROVIDER};
 
@@ -51,6 +51,22 @@ pub trait ModelGateway: Send + Sync + 'static {
         model: &ModelConfig,
         request: GenerateRequest,
     ) -> Result<GenerateResponse, ProviderError>;
+
+    /// [`generate`](Self::generate), streaming the reply (`stream = true`
+    /// in the agent's `modelConfig`): its text goes to `text` as it
+    /// arrives; the answer is the same. By default the call is not
+    /// streamed and `text` hears nothing (a gateway of one's own, the
+    /// offline model).
+    async fn generate_streaming(
+        &self,
+        meta: &CallMeta,
+        model: &ModelConfig,
+        request: GenerateRequest,
+        text: TextSink,
+    ) -> Result<GenerateResponse, ProviderError> {
+        let _ = text;
+        self.generate(meta, model, request).await
+    }
 }
 
 /// A gateway with only the offline model: for tests, the demo without a key,
@@ -108,12 +124,31 @@ impl ModelGateway for ProviderGateway {
         if model.provider == OFFLINE_PROVIDER {
             return OfflineGateway.generate(meta, model, request).await;
         }
-        let mut msg = crate::provider::actor::Generate::new(request).agent(meta.agent_id.clone());
-        if let Some(job) = meta.job_id {
-            msg = msg.job(job);
+        self.set.generate(model, generate(meta, request)).await
+    }
+
+    async fn generate_streaming(
+        &self,
+        meta: &CallMeta,
+        model: &ModelConfig,
+        request: GenerateRequest,
+        text: TextSink,
+    ) -> Result<GenerateResponse, ProviderError> {
+        if model.provider == OFFLINE_PROVIDER {
+            return OfflineGateway.generate(meta, model, request).await;
         }
+        let msg = generate(meta, request).text(text);
         self.set.generate(model, msg).await
     }
+}
+
+/// The provider message of a call for `meta`.
+fn generate(meta: &CallMeta, request: GenerateRequest) -> crate::provider::actor::Generate {
+    let mut msg = crate::provider::actor::Generate::new(request).agent(meta.agent_id.clone());
+    if let Some(job) = meta.job_id {
+        msg = msg.job(job);
+    }
+    msg
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod compaction;
 pub(crate) mod context;
 pub(crate) mod gateway;
+mod history;
 pub(crate) mod offline;
 mod output;
 mod policy;
@@ -15,6 +16,7 @@ mod worker;
 pub(crate) use compaction::CompactionWorker;
 pub use gateway::{CallMeta, ModelGateway};
 pub(crate) use gateway::{OfflineGateway, ProviderGateway};
+pub(crate) use history::rebuild as rebuild_events;
 pub(crate) use offline::OFFLINE_PROVIDER;
 pub(crate) use output::{check_schema, closed};
 pub(crate) use policy::tool_policies;

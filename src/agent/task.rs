@@ -45,6 +45,7 @@ use crate::alloc::unaccounted;
 use crate::config::{AgentConfig, MemorySection};
 use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
+use crate::events::{Emitter, EventHub, TaskEventKind};
 use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
 use crate::names::{
@@ -52,7 +53,7 @@ use crate::names::{
     MAX_TOOL_CALLS_PER_REPLY,
 };
 use crate::provider::{
-    GenerateResponse, Message, ProviderError, ToolCall, ToolDefinition, ToolResult, Usage,
+    GenerateResponse, Message, ProviderError, TextSink, ToolCall, ToolDefinition, ToolResult, Usage,
 };
 use crate::store::{MemoryStore, StepStore};
 use crate::tools::{tool_result, Policies, ToolContext, ToolError, ToolRequest, Tools};
@@ -82,6 +83,8 @@ pub(crate) struct AgentRuntime {
     pub settings: MemorySection,
     /// The agents' tool policies; the loop counts its own refusals there.
     pub policies: Arc<Policies>,
+    /// Where each task's live events go (the engine's hub).
+    pub events: Arc<EventHub>,
 }
 
 /// The args of an agent task job.
@@ -260,6 +263,8 @@ struct Task<'a> {
     /// The schema the final answer must validate against, when the task
     /// has one.
     output: Option<OutputSchema>,
+    /// The task's live events.
+    events: Emitter,
 }
 
 impl<'a> Task<'a> {
@@ -312,6 +317,7 @@ impl<'a> Task<'a> {
             },
             definitions,
             output,
+            events: rt.events.emitter(job.job_id),
             job,
         })
     }
@@ -476,12 +482,18 @@ impl<'a> Task<'a> {
             "gen_ai.usage.output_tokens" = tracing::field::Empty,
             "error.type" = tracing::field::Empty,
         );
-        let outcome = self
-            .rt
-            .models
-            .generate(&self.meta, model, request)
-            .instrument(span.clone())
-            .await;
+        let models = &self.rt.models;
+        let call = if model.stream {
+            let (events, step) = (self.events.clone(), state.steps);
+            let text = TextSink::new(move |delta| {
+                let delta = delta.to_string();
+                events.emit(TaskEventKind::TextDelta { step, delta });
+            });
+            models.generate_streaming(&self.meta, model, request, text)
+        } else {
+            models.generate(&self.meta, model, request)
+        };
+        let outcome = call.instrument(span.clone()).await;
         match &outcome {
             Ok(r) => {
                 span.record("gen_ai.system", r.provider.as_str());
@@ -495,7 +507,26 @@ impl<'a> Task<'a> {
         }
         let response = outcome.map_err(|e| provider_error(self.id(), e))?;
         tracing::debug!(agent = self.id(), job = %self.job.job_id, provider = %response.provider, tool_calls = response.tool_calls.len(), "model replied");
+        self.emit_reply(state.steps, &response);
         Ok(response)
+    }
+
+    /// The events of model call `step`'s reply: the call, and its text.
+    fn emit_reply(&self, step: u32, response: &GenerateResponse) {
+        self.events.emit(TaskEventKind::ModelCall {
+            step,
+            provider: response.provider.clone(),
+            model: response.model.clone(),
+            input_tokens: response.usage.input_tokens,
+            output_tokens: response.usage.output_tokens,
+            latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
+        });
+        if !response.text.is_empty() {
+            self.events.emit(TaskEventKind::Text {
+                step,
+                text: response.text.clone(),
+            });
+        }
     }
 
     /// Checkpoints a model reply, then takes it into the state.
@@ -756,6 +787,12 @@ impl<'a> Task<'a> {
         step: u32,
         refusal: Option<ToolError>,
     ) -> ToolOutcome {
+        self.events.emit(TaskEventKind::ToolCall {
+            step,
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        });
         let result = match (refusal, &call.arguments_error) {
             (Some(refused), _) => Err(refused),
             (None, Some(bad)) => Err(ToolError::invalid_argument(
@@ -780,14 +817,22 @@ impl<'a> Task<'a> {
             }
         };
         let message = tool_result(&call.id, &result);
-        ToolOutcome {
+        let outcome = ToolOutcome {
             call_id: call.id.clone(),
             tool: call.name.clone(),
             parameters: call.arguments.clone(),
             result: result.unwrap_or_else(|e| e.to_result_value()),
             content: message.content,
             is_error: message.is_error,
-        }
+        };
+        self.events.emit(TaskEventKind::ToolResult {
+            step,
+            id: outcome.call_id.clone(),
+            name: outcome.tool.clone(),
+            is_error: outcome.is_error,
+            result: outcome.result.clone(),
+        });
+        outcome
     }
 
     /// Asks the model what the task taught it and keeps the answer as a

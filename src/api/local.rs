@@ -280,6 +280,12 @@ impl Control for LocalControl {
         Ok(self.troupe.metrics().await)
     }
 
+    async fn events(&self, id: JobId, after: u64) -> Result<EventsStream, ControlError> {
+        use futures::StreamExt;
+        let stream = self.troupe.events_after(id, after).await?;
+        Ok(Box::pin(stream.map(Ok)))
+    }
+
     async fn close(&self) -> Result<(), ControlError> {
         if self.owned {
             self.shutdown().await?;

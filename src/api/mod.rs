@@ -20,6 +20,7 @@
 
 mod agents;
 mod error;
+pub(crate) mod events;
 mod jobs;
 mod local;
 mod offline;
@@ -36,6 +37,7 @@ pub use agents::{
     TaskRequest,
 };
 pub use error::{ControlError, ErrorBody, ErrorDetail};
+pub use events::{parse_last_event_id, EventsStream, LAST_EVENT_ID};
 pub use jobs::{
     CancelAnswer, CancelKind, EnqueueRequest, Enqueued, JobField, JobsPage, JobsQuery, ListedJobs,
     DEFAULT_PAGE, MAX_PAGE, MAX_PAGE_BYTES,
@@ -111,6 +113,18 @@ pub trait Control: Send + Sync {
 
     /// Every `troupe_*` metric, Prometheus text (`GET /metrics`).
     async fn metrics(&self) -> Result<String, ControlError>;
+
+    /// Follows a job's events after `after` (the `seq` last seen; 0 from
+    /// the start), ending after its terminal event (`GET
+    /// /v1/jobs/{id}/events`, Server-Sent Events). Needs a running
+    /// runtime: 503 from the others.
+    async fn events(&self, id: JobId, after: u64) -> Result<EventsStream, ControlError> {
+        let _ = (id, after);
+        Err(ControlError::Unavailable(
+            "following a job's events needs a running runtime (`troupe run`, or `--follow` with no daemon)"
+                .into(),
+        ))
+    }
 
     /// Lets go of what this control holds: a runtime it owns is drained and
     /// stopped. Nothing for the others.

@@ -273,4 +273,28 @@ impl Control for RemoteControl {
         let response = self.send(Call::get(routes::METRICS), &[]).await?;
         response.text().await.map_err(|e| self.unreachable(e))
     }
+
+    async fn events(&self, id: JobId, after: u64) -> Result<EventsStream, ControlError> {
+        let mut request = self
+            .client
+            .get(self.url_of(routes::EVENTS, &id.to_string()))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if after > 0 {
+            request = request.header(LAST_EVENT_ID, after.to_string());
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let message = match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(body) => body.error.message,
+                Err(_) => format!("HTTP {status} from the daemon at {}", self.url()),
+            };
+            return Err(ControlError::from_status(status.as_u16(), message));
+        }
+        Ok(events::read_sse(response, self.url().to_string(), after))
+    }
 }

@@ -14,6 +14,8 @@ pub const V1: &str = "/v1";
 pub const JOBS: &str = "/v1/jobs";
 /// One job.
 pub const JOB: &str = "/v1/jobs/{id}";
+/// A job's events (Server-Sent Events).
+pub const EVENTS: &str = "/v1/jobs/{id}/events";
 /// Cancel a job.
 pub const CANCEL: &str = "/v1/jobs/{id}/cancel";
 /// The workers.

@@ -31,6 +31,11 @@ pub(super) struct TaskArgs {
     /// answer as JSON (`output`).
     #[arg(long, value_name = "SCHEMA")]
     output_schema: Option<String>,
+    /// Print the task's events as they happen, until it ends (`--json`:
+    /// one JSON object per line); with no daemon, the runtime runs here
+    /// meanwhile.
+    #[arg(long, conflicts_with = "wait")]
+    follow: bool,
 }
 
 /// `troupe memories`.
@@ -74,6 +79,21 @@ pub(super) fn task(global: &Global, args: TaskArgs) -> Result<(), CliError> {
         ..TaskRequest::new(args.prompt)
     };
     request.validate()?;
+    if args.follow {
+        let (agent, json) = (args.agent, global.json);
+        return call(global, &config, Need::Runtime, async |c| {
+            let job = match c.task(&agent, request).await? {
+                TaskAnswer::Queued(job) => job,
+                TaskAnswer::Finished(_) => {
+                    return Err(ControlError::Internal(
+                        "a task not waited for was answered".into(),
+                    ))
+                }
+            };
+            super::follow::follow(c, job.id, json).await
+        })?
+        .into_result();
+    }
     let need = if args.wait {
         Need::Runtime
     } else {

@@ -81,6 +81,7 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
             temperature: Some(0.3),
             max_tokens: Some(800),
             fallbacks: Vec::new(),
+            stream: false,
         },
         concurrency: 1,
         max_steps: 6,

@@ -189,6 +189,18 @@ pub(super) fn show(global: &Global, id: &str) -> Result<(), CliError> {
     }
 }
 
+/// `troupe job ID --follow`: its events until it ends; through the
+/// daemon, or with the runtime run here (which runs the job).
+pub(super) fn follow(global: &Global, id: &str) -> Result<(), CliError> {
+    let id = parse_job_id(id)?;
+    let config = global.load_config()?;
+    let json = global.json;
+    call(global, &config, Need::Runtime, async |c| {
+        super::follow::follow(c, id, json).await
+    })?
+    .into_result()
+}
+
 pub(super) fn workers(global: &Global) -> Result<(), CliError> {
     let config = global.load_config()?;
     let answer = call(global, &config, Need::Store, async |c| c.workers().await)?;

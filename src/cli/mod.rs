@@ -15,6 +15,7 @@ mod agents;
 mod args;
 mod connect;
 mod demo;
+mod follow;
 mod jobs;
 mod migrate;
 mod output;
@@ -111,6 +112,10 @@ enum Command {
     Job {
         /// The job id.
         id: String,
+        /// Print its events as they happen, until it ends (with no
+        /// daemon, the runtime runs here meanwhile).
+        #[arg(long)]
+        follow: bool,
     },
     /// List the registered workers.
     Workers,
@@ -158,7 +163,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Enqueue(args) => jobs::enqueue(&cli.global, args),
         Command::Jobs(args) => jobs::list(&cli.global, args),
-        Command::Job { id } => jobs::show(&cli.global, &id),
+        Command::Job { id, follow: false } => jobs::show(&cli.global, &id),
+        Command::Job { id, follow: true } => jobs::follow(&cli.global, &id),
         Command::Workers => jobs::workers(&cli.global),
         Command::Cancel { id } => jobs::cancel(&cli.global, &id),
         Command::Run(args) => run::run(&cli.global, args),

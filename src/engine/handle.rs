@@ -19,9 +19,10 @@ use crate::store::{
 use super::config::EngineConfig;
 use super::diagnostic::{EchoWorker, SleepWorker};
 use super::error::EngineError;
+use super::events::EventStream;
 use super::runner::WorkerActor;
 use super::scheduler::{Cancel, Drain, DrainReport, ScheduleAt, Scheduler, Wake};
-use super::shared::{EngineShared, WorkerEntry};
+use super::shared::{terminal_event, EngineShared, WorkerEntry};
 use super::worker::{Registration, Worker, WorkerInfo};
 
 /// How often [`WorkerEngine::wait_for`] looks at a job another node may
@@ -103,6 +104,7 @@ impl EngineBuilder {
             config: self.config,
             stats: Default::default(),
             workers_sup: Default::default(),
+            events: Default::default(),
         });
         let for_scheduler = shared.clone();
         let tree = SupervisorSpec::new("engine")
@@ -294,6 +296,11 @@ impl WorkerEngine {
         &self.inner.shared.stats
     }
 
+    /// The hub its jobs' events go to (the task loop emits into it too).
+    pub(crate) fn event_hub(&self) -> &Arc<crate::events::EventHub> {
+        &self.inner.shared.events
+    }
+
     /// The engine's supervision tree (`engine` → `workers`, `scheduler`),
     /// for restart counts and mailbox depths.
     pub fn tree(&self) -> &Tree {
@@ -481,6 +488,29 @@ impl WorkerEngine {
         }
     }
 
+    /// Follows job `id`'s events: those after `after` (0: from the first)
+    /// that this process still holds, then the live ones; the stream ends
+    /// after the job's terminal event (also when the job ends on another
+    /// node, or ended before this process held its events: then the
+    /// terminal event is made from the job record), or when the engine
+    /// stops. [`EngineError::NotFound`](EngineError) for an unknown job.
+    pub async fn events(&self, id: JobId, after: u64) -> Result<EventStream, EngineError> {
+        let sub = self.inner.shared.events.subscribe(id, after);
+        if !sub.job_ended() {
+            // The job must exist; one that ended before this process held
+            // its events gets its terminal event from the record.
+            let job = self.get_job(id).await?;
+            if job.status.is_terminal() {
+                sub.emit(terminal_event(&job));
+            }
+        }
+        // Its end, heard from the waiters, also ends a stream whose
+        // terminal event will never come here (another node ran it).
+        let engine = self.clone();
+        let end = async move { engine.wait_for(id).await };
+        Ok(EventStream::new(sub, end))
+    }
+
     /// Creates or replaces a recurring schedule (durable); it fires once per
     /// period across restarts, skipping firings missed while down unless its
     /// `catch_up` is set.
@@ -532,6 +562,7 @@ impl WorkerEngine {
             .map_err(|e| EngineError::Stopped(e.to_string()))?;
         self.inner.tree.shutdown().await;
         self.inner.arbiters.stop_all();
+        self.inner.shared.events.close();
         Ok(report)
     }
 }

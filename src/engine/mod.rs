@@ -19,6 +19,7 @@
 mod config;
 mod diagnostic;
 mod error;
+mod events;
 mod handle;
 mod runner;
 mod scheduler;
@@ -31,6 +32,7 @@ pub use config::EngineConfig;
 pub(crate) use config::DEFAULT_OUTAGE_ALLOWANCE;
 pub(crate) use diagnostic::{EchoWorker, SleepWorker};
 pub use error::EngineError;
+pub use events::EventStream;
 pub use handle::{EngineBuilder, NewJob, WorkerEngine};
 pub use scheduler::DrainReport;
 pub(crate) use stats::EngineStats;

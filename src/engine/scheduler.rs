@@ -38,6 +38,7 @@ use troupe_actors::{
     RetryPolicy,
 };
 
+use crate::events::TaskEventKind;
 use crate::job::{Job, JobId, JobStatus};
 use crate::store::{
     CancelOutcome, ClaimRequest, FailAction, ListQuery, Outcome, StoreError, StoreEvent,
@@ -299,6 +300,9 @@ impl Scheduler {
         *self.busy.entry(job.worker_name.clone()).or_default() += 1;
         let (id, attempt) = (job.id, job.attempt);
         tracing::debug!(job = %id, worker = %job.worker_name, attempt, "job started");
+        self.shared
+            .events
+            .emit(id, TaskEventKind::AttemptStarted { attempt });
         let msg = RunJob {
             job_id: job.id,
             attempt: job.attempt,
@@ -349,10 +353,11 @@ impl Scheduler {
                 Ok(Outcome::Applied(job)) if job.status.is_terminal() => {
                     tracing::debug!(job = %job.id, worker = %job.worker_name, status = %job.status, attempt = job.attempt, "job ended");
                     shared.stats.ended(&job.worker_name, job.status);
-                    shared.waiters.notify(&job);
+                    shared.job_ended(&job);
                 }
                 Ok(Outcome::Applied(job)) => {
                     shared.stats.retried(&job.worker_name);
+                    shared.events.emit(job.id, retry_event(&job));
                     requeued_at = Some(job.run_at);
                 }
                 Ok(Outcome::Stale { status, attempt }) => {
@@ -415,6 +420,16 @@ impl Scheduler {
             at: after(Utc::now(), wait),
             allowance: self.shared.config.outage_allowance,
         }
+    }
+}
+
+/// The event of a job queued again after a failed attempt.
+fn retry_event(job: &Job) -> TaskEventKind {
+    let error = job.errors.last().map(|e| e.message.clone());
+    TaskEventKind::RetryScheduled {
+        attempt: job.attempt,
+        run_at: job.run_at,
+        error: error.or_else(|| job.error.clone()).unwrap_or_default(),
     }
 }
 
@@ -517,7 +532,7 @@ pub(crate) async fn discard_orphans(shared: &Arc<EngineShared>) {
                 match shared.store.discard(job.id, reason.clone()).await {
                     Ok(Outcome::Applied(job)) => {
                         tracing::warn!(job = %job.id, %worker, "failed a queued job: its worker is not registered");
-                        shared.waiters.notify(&job);
+                        shared.job_ended(&job);
                     }
                     Ok(Outcome::Stale { .. }) => {}
                     Err(e) => {
@@ -889,7 +904,7 @@ impl Handler<Cancel> for Scheduler {
                 CancelOutcome::Requested(_) => {
                     let _ = me.send(AbortJob(id)).await;
                 }
-                CancelOutcome::Cancelled(job) => shared.waiters.notify(job),
+                CancelOutcome::Cancelled(job) => shared.job_ended(job),
                 CancelOutcome::AlreadyEnded(_) => {}
             }
             Ok(outcome)

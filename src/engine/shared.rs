@@ -5,6 +5,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use troupe_actors::ActorRef;
 
+use crate::events::{EventHub, TaskEventKind};
+use crate::job::{Job, JobStatus};
 use crate::store::prelude::*;
 
 use super::config::EngineConfig;
@@ -27,6 +29,8 @@ pub(crate) struct EngineShared {
     pub(crate) stats: Arc<crate::engine::EngineStats>,
     /// The `workers` supervisor, for the watchdog's restarts (set at start).
     pub(crate) workers_sup: std::sync::OnceLock<troupe_actors::SupervisorRef>,
+    /// Where the jobs' live events go.
+    pub(crate) events: Arc<EventHub>,
 }
 
 /// The registered workers by name.
@@ -44,7 +48,25 @@ impl EngineShared {
         self.workers.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A job ended: its terminal event, then its waiters (who may follow
+    /// its events and expect the terminal one in).
+    pub(crate) fn job_ended(&self, job: &Job) {
+        self.events.emit(job.id, terminal_event(job));
+        self.waiters.notify(job);
+    }
+
     pub(crate) fn worker_names(&self) -> Vec<String> {
         self.read_workers().keys().cloned().collect()
+    }
+}
+
+/// The terminal event of an ended job, from its record.
+pub(crate) fn terminal_event(job: &Job) -> TaskEventKind {
+    match job.status {
+        JobStatus::Completed => TaskEventKind::Completed,
+        JobStatus::Cancelled => TaskEventKind::Cancelled,
+        _ => TaskEventKind::Failed {
+            error: job.error.clone().unwrap_or_default(),
+        },
     }
 }

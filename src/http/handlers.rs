@@ -8,9 +8,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::{read_body, read_query};
 use super::server::ApiState;
 use crate::api::{
-    parse_job_id, ControlError, EnqueueRequest, JobsQuery, MemoriesQuery, PauseRequest, TaskAnswer,
-    TaskRequest,
+    parse_job_id, parse_last_event_id, ControlError, EnqueueRequest, EventsStream, JobsQuery,
+    MemoriesQuery, PauseRequest, TaskAnswer, TaskRequest, LAST_EVENT_ID,
 };
+use crate::events::sse;
 
 type Answer = Result<HttpResponse, ControlError>;
 
@@ -148,4 +149,61 @@ pub(crate) async fn status(state: web::Data<ApiState>, req: HttpRequest) -> Answ
         screen.daemon = Some(format!("{}://{}", conn.scheme(), conn.host()));
     }
     ok(screen)
+}
+
+/// A job's events as Server-Sent Events: those after `Last-Event-ID` (the
+/// `seq` last seen; none: from the first), then live ones, one frame each
+/// (`id:` the seq, `event:` the type, `data:` the JSON); a keep-alive
+/// comment every [`KEEP_ALIVE_EVERY`] of silence; the response ends after
+/// the terminal event.
+pub(crate) async fn events(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Answer {
+    let id = parse_job_id(&id)?;
+    let last = req
+        .headers()
+        .get(LAST_EVENT_ID)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ControlError::BadRequest(format!("{LAST_EVENT_ID} is not readable text"))
+            })
+        })
+        .transpose()?;
+    let after = parse_last_event_id(last)?;
+    let stream = state.control.events(id, after).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(sse_body(stream, KEEP_ALIVE_EVERY)))
+}
+
+/// How long a follower's connection may be silent before a keep-alive
+/// comment.
+pub(crate) const KEEP_ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The frames of `events`, with a keep-alive comment after each `every` of
+/// silence; ends with the stream (an error from it ends it too: the client
+/// resumes with the last id).
+fn sse_body(
+    events: EventsStream,
+    every: std::time::Duration,
+) -> impl futures::Stream<Item = Result<web::Bytes, actix_web::Error>> {
+    use futures::StreamExt;
+    futures::stream::unfold(events, move |mut events| async move {
+        let frame = tokio::select! {
+            next = events.next() => match next {
+                Some(Ok(event)) => sse::frame(&event),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "a job's event stream ended early");
+                    return None;
+                }
+                None => return None,
+            },
+            _ = tokio::time::sleep(every) => sse::KEEP_ALIVE.to_string(),
+        };
+        Some((Ok(web::Bytes::from(frame)), events))
+    })
 }

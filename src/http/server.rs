@@ -258,6 +258,7 @@ fn v1_routes() -> actix_web::Scope {
                 .route(web::get().to(handlers::jobs)),
         )
         .service(v1(routes::JOB).route(web::get().to(handlers::job)))
+        .service(v1(routes::EVENTS).route(web::get().to(handlers::events)))
         .service(v1(routes::CANCEL).route(web::post().to(handlers::cancel)))
         .service(v1(routes::WORKERS).route(web::get().to(handlers::workers)))
         .service(v1(routes::NODES).route(web::get().to(handlers::nodes)))

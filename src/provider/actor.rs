@@ -22,6 +22,7 @@ use troupe_actors::{Actor, ChildSpec, Context, Handler, Message, Reply};
 use super::client::Provider;
 use super::error::{ErrorKind, ProviderError};
 use super::model::{GenerateRequest, GenerateResponse};
+use super::stream::TextSink;
 use crate::job::JobId;
 use crate::provider::{CallRecord, UsageMeter};
 use crate::secrets::check_expiry;
@@ -41,6 +42,8 @@ pub struct Generate {
     pub agent: Option<String>,
     /// The job the call serves, recorded with the usage.
     pub job: Option<JobId>,
+    /// Where the reply's text goes as it arrives: set, the call streams.
+    pub text: Option<TextSink>,
 }
 
 impl Generate {
@@ -50,6 +53,7 @@ impl Generate {
             request,
             agent: None,
             job: None,
+            text: None,
         }
     }
 
@@ -62,6 +66,12 @@ impl Generate {
     /// Names the job served (builder style).
     pub(crate) fn job(mut self, job: JobId) -> Self {
         self.job = Some(job);
+        self
+    }
+
+    /// Streams the reply, its text to `sink` as it arrives (builder style).
+    pub(crate) fn text(mut self, sink: TextSink) -> Self {
+        self.text = Some(sink);
         self
     }
 }
@@ -172,6 +182,7 @@ impl Shared {
             request,
             agent,
             job,
+            text,
         } = msg;
         let name = self.provider.name();
         if self.key_expires.is_some() {
@@ -179,14 +190,23 @@ impl Shared {
                 ProviderError::new(ErrorKind::KeyExpired, name, &request.model, e.to_string())
             })?;
         }
+        let call = |request| async {
+            match &text {
+                Some(sink) => {
+                    let sink = sink.clone();
+                    self.provider.generate_streaming(request, sink).await
+                }
+                None => self.provider.generate(request).await,
+            }
+        };
         let Some(meter) = &self.meter else {
-            return self.provider.generate(request).await;
+            return call(request).await;
         };
         meter
             .check_budget(agent.as_deref(), name, &request.model)
             .await?;
         let asked = request.model.clone();
-        let response = self.provider.generate(request).await?;
+        let response = call(request).await?;
         let model = if response.model.is_empty() {
             asked.as_str()
         } else {

@@ -18,12 +18,14 @@ use super::clock::{Clock, SystemClock};
 use super::config::{ProviderConfig, ProviderKind};
 use super::error::{ErrorKind, ProviderError};
 use super::headers;
-use super::http::HttpTransport;
+use super::http::{HttpTransport, RawResponse, TransportError};
 use super::model::{GenerateRequest, GenerateResponse};
 use super::openai;
 use super::ratelimit::RateLimiter;
 use super::retry::{self, RetryPolicy};
+use super::stream::{self, Accumulator, TextSink};
 use super::tools_json::ToolsCache;
+use crate::events::sse::SseReader;
 use crate::secrets::ApiKey;
 
 /// A provider client: protocol, credentials, limiter, breaker and retries.
@@ -126,6 +128,27 @@ impl Provider {
 
     /// Sends `req` (with retries) and returns the model's answer.
     pub async fn generate(&self, req: GenerateRequest) -> Result<GenerateResponse, ProviderError> {
+        self.generate_with(req, None).await
+    }
+
+    /// Sends `req` as a streaming request (with retries): the reply's text
+    /// goes to `text` as it arrives, and the answer is the one
+    /// [`generate`](Self::generate) gives (see `stream.rs`). A stream cut
+    /// short is a connection error, retried like one; the text of a retried
+    /// call arrives again.
+    pub async fn generate_streaming(
+        &self,
+        req: GenerateRequest,
+        text: TextSink,
+    ) -> Result<GenerateResponse, ProviderError> {
+        self.generate_with(req, Some(text)).await
+    }
+
+    async fn generate_with(
+        &self,
+        req: GenerateRequest,
+        text: Option<TextSink>,
+    ) -> Result<GenerateResponse, ProviderError> {
         let ctx = self.ctx(&req.model);
         let openai = self.inner.kind.is_openai_protocol();
         let tools = self.inner.tools.get(&req.tools, |defs| {
@@ -140,19 +163,86 @@ impl Provider {
         } else {
             anthropic::encode_body(&req, tools.as_deref())
         };
-        let body = encoded.map_err(|e| {
+        let mut body = encoded.map_err(|e| {
             ctx.error(
                 ErrorKind::BadRequest,
                 &format!("cannot encode request: {e}"),
             )
         })?;
+        if text.is_some() {
+            body = stream::streaming_body(body, self.stream_fields()).map_err(|e| {
+                ctx.error(
+                    ErrorKind::BadRequest,
+                    &format!("cannot encode request: {e}"),
+                )
+            })?;
+        }
         // Bytes/4 approximates input tokens; TPM limits also count max output.
         let estimate = body.len() as u64 / 4 + u64::from(req.max_tokens.unwrap_or(0));
         let inner = &self.inner;
         retry::run(&inner.retry, &*inner.clock, |_| {
-            self.attempt(&req.model, body.clone(), estimate)
+            self.attempt(&req.model, body.clone(), estimate, text.as_ref())
         })
         .await
+    }
+
+    /// The fields a streaming request adds to the body.
+    fn stream_fields(&self) -> &'static str {
+        match self.inner.kind {
+            ProviderKind::Anthropic | ProviderKind::Mistral => r#""stream":true"#,
+            _ => r#""stream":true,"stream_options":{"include_usage":true}"#,
+        }
+    }
+
+    /// The response to `body`: read whole, or streamed with its text handed
+    /// to `text` as it arrives and put back together into the body an
+    /// unstreamed call answers. An error status is read whole either way.
+    async fn post(
+        &self,
+        body: Vec<u8>,
+        text: Option<&TextSink>,
+    ) -> Result<RawResponse, TransportError> {
+        let http = &self.inner.http;
+        let url = &self.inner.generate_url;
+        let Some(sink) = text else {
+            return http.post_json(url, body).await;
+        };
+        let mut resp = http.post_json_streaming(url, body).await?;
+        if !resp.status().is_success() {
+            return http.read(resp).await;
+        }
+        let status = resp.status().as_u16();
+        let headers = std::mem::take(resp.headers_mut());
+        let max = http.max_body();
+        let mut reader = SseReader::new(max);
+        let mut acc = Accumulator::new(self.inner.kind.is_openai_protocol());
+        let mut read = 0usize;
+        let failed = |(kind, message): stream::StreamError| TransportError { kind, message };
+        while let Some(chunk) = HttpTransport::chunk(&mut resp).await? {
+            let chunk = chunk.as_ref();
+            read += chunk.len();
+            if read > max {
+                return Err(failed((
+                    ErrorKind::MalformedResponse,
+                    format!("the response stream is over {max} bytes (the provider's `maxResponseBytes`); not read further"),
+                )));
+            }
+            let events = reader
+                .feed(chunk)
+                .map_err(|e| failed((ErrorKind::MalformedResponse, e.to_string())))?;
+            for event in events {
+                acc.take(&event.data, sink).map_err(failed)?;
+            }
+            if acc.is_done() {
+                break;
+            }
+        }
+        let body = acc.finish().map_err(failed)?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn ctx<'a>(&'a self, model: &'a str) -> CallContext<'a> {
@@ -168,6 +258,7 @@ impl Provider {
         model: &str,
         body: Vec<u8>,
         estimate: u64,
+        text: Option<&TextSink>,
     ) -> Result<GenerateResponse, ProviderError> {
         let inner = &self.inner;
         let ctx = self.ctx(model);
@@ -192,7 +283,7 @@ impl Provider {
             e
         })?;
         let started = Instant::now();
-        let raw = match inner.http.post_json(&inner.generate_url, body).await {
+        let raw = match self.post(body, text).await {
             Ok(raw) => raw,
             Err(t) => {
                 permit.failure();

@@ -79,11 +79,42 @@ impl HttpTransport {
         self.finish(req.send().await).await
     }
 
+    /// POSTs `body` and returns the response as soon as its head is in,
+    /// for a streamed body read with [`chunk`](Self::chunk) (or whole with
+    /// [`read`](Self::read)).
+    pub(crate) async fn post_json_streaming(
+        &self,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, TransportError> {
+        let req = self.client.post(url.clone()).body(body);
+        req.send().await.map_err(transport_error)
+    }
+
+    /// The next piece of a streamed body (`None` at its end).
+    pub(crate) async fn chunk(
+        resp: &mut reqwest::Response,
+    ) -> Result<Option<impl AsRef<[u8]>>, TransportError> {
+        resp.chunk().await.map_err(transport_error)
+    }
+
+    /// The most bytes of a body read.
+    pub(crate) fn max_body(&self) -> usize {
+        self.max_body
+    }
+
     async fn finish(
         &self,
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<RawResponse, TransportError> {
-        let mut resp = sent.map_err(transport_error)?;
+        self.read(sent.map_err(transport_error)?).await
+    }
+
+    /// Reads a response whole, within the body limit.
+    pub(crate) async fn read(
+        &self,
+        mut resp: reqwest::Response,
+    ) -> Result<RawResponse, TransportError> {
         let status = resp.status().as_u16();
         let headers = std::mem::take(resp.headers_mut());
         let too_big = || {

@@ -61,6 +61,7 @@ pub(crate) mod retry;
 pub(crate) mod route;
 pub(crate) mod set;
 mod stats;
+pub(crate) mod stream;
 mod tools_json;
 
 pub(crate) use crate::secrets::ApiKey;
@@ -85,6 +86,7 @@ pub use ratelimit::RateLimitConfig;
 pub use route::ModelRef;
 pub use set::{ProviderSet, ProviderSetError};
 pub(crate) use stats::CallStats;
+pub use stream::TextSink;
 
 #[cfg(test)]
 mod tests;

@@ -57,6 +57,11 @@ pub struct ModelConfig {
     /// Tried in order after the first choice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<ModelRef>,
+    /// Stream replies (OpenAI-compatible and Anthropic providers): their
+    /// text reaches the task's live events as it arrives; the answer is the
+    /// same. Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 impl ModelConfig {
@@ -69,6 +74,7 @@ impl ModelConfig {
             temperature: None,
             max_tokens: None,
             fallbacks: Vec::new(),
+            stream: false,
         }
     }
 

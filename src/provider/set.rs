@@ -304,6 +304,7 @@ impl ProviderSet {
             request,
             agent,
             job,
+            text,
         } = msg;
         let mut failed = TotalFailure::default();
         let candidates: Vec<(&str, &str)> = route.candidates().collect();
@@ -325,6 +326,7 @@ impl ProviderSet {
                 request: r,
                 agent: agent.clone(),
                 job,
+                text: text.clone(),
             };
             let err = match self.send(provider, model, call).await {
                 Ok(resp) => return Ok(resp),

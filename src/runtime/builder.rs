@@ -179,6 +179,7 @@ impl TroupeBuilder {
             checkpoints,
             settings: config.memory.clone(),
             policies,
+            events: engine.event_hub().clone(),
         });
 
         // 5. Schedules from the config (idempotent: replaced by id).

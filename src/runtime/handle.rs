@@ -11,7 +11,7 @@ use troupe_actors::{ActorRef, SystemThread, Tree};
 use crate::agent::RuntimeSlot;
 use crate::config::TroupeConfig;
 use crate::conversation::ConversationStore;
-use crate::engine::{DrainReport, WorkerEngine};
+use crate::engine::{DrainReport, EventStream, WorkerEngine};
 use crate::job::{EnqueueOptions, Job, JobCtx, JobId};
 use crate::memory::actor::MemoryActor;
 use crate::provider::set::ProviderSet;
@@ -211,6 +211,42 @@ impl Troupe {
     ) -> Result<Answer, TaskError> {
         let job = self.task(agent, prompt, options).await?;
         self.wait(job.id).await
+    }
+
+    /// Follows a task's live events (any job's: a worker's job has its
+    /// attempts and its end): what it did so far, then what it does, ending
+    /// after its terminal event (`completed`, `failed`, `cancelled`).
+    /// [`events_after`](Self::events_after) resumes after a `seq` already
+    /// seen.
+    pub async fn events(&self, job: JobId) -> Result<EventStream, RuntimeError> {
+        self.events_after(job, 0).await
+    }
+
+    /// The events of `job` after the one numbered `after` (its `seq`), then
+    /// the live ones. A task that ended before this process held its events
+    /// (a restart) has them rebuilt from its record and checkpoints, which
+    /// keep less (see ARCHITECTURE.md, "Live task events").
+    pub async fn events_after(&self, job: JobId, after: u64) -> Result<EventStream, RuntimeError> {
+        let engine = self.engine();
+        let hub = engine.event_hub();
+        if !hub.holds(job) {
+            let record = engine.get_job(job).await?;
+            let is_agent = self
+                .config()
+                .agents
+                .iter()
+                .any(|a| a.id == record.worker_name);
+            if record.status.is_terminal() && is_agent {
+                let steps = self.store().load_steps(job).await.unwrap_or_default();
+                // Another follower may have rebuilt it meanwhile.
+                if !hub.holds(job) {
+                    for kind in crate::agent::rebuild_events(&record, &steps) {
+                        hub.emit(job, kind);
+                    }
+                }
+            }
+        }
+        Ok(engine.events(job, after).await?)
     }
 
     /// Drains the engine (running jobs get the drain timeout to finish, the

@@ -1,0 +1,231 @@
+//! The event type and its JSON shape.
+//!
+//! ```text
+//! {"seq":1,"at":"…","jobId":"…","type":"attemptStarted","attempt":1}
+//! {"seq":2,…,"type":"modelCall","step":0,"provider":"openai","model":"gpt-4o-mini","inputTokens":812,"outputTokens":41,"latencyMs":930}
+//! {"seq":3,…,"type":"toolCall","step":0,"id":"call_1","name":"send_message","arguments":{…}}
+//! {"seq":4,…,"type":"toolResult","step":0,"id":"call_1","name":"send_message","isError":false,"result":{"ok":true,…}}
+//! {"seq":5,…,"type":"textDelta","step":1,"delta":"Hel"}                (streaming providers only)
+//! {"seq":6,…,"type":"text","step":1,"text":"Hello…"}
+//! {"seq":7,…,"type":"approvalRequested","approvalId":"…","toolCallId":"call_2","tool":"send_message","arguments":{…}}
+//! {"seq":8,…,"type":"approvalDecided","approvalId":"…","approved":true,"note"?:"…"}
+//! {"seq":9,…,"type":"retryScheduled","attempt":1,"runAt":"…","error":"…"}
+//! {"seq":10,…,"type":"completed"} | {"type":"failed","error":"…"} | {"type":"cancelled"}
+//! ```
+//!
+//! `seq` counts from 1 per job and only grows; it is the SSE `id`. `step`
+//! is the model call's index within the task (0 first), which tool calls
+//! share with the reply that asked for them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::job::JobId;
+
+/// One thing a job did, numbered within the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskEvent {
+    /// Its number within the job: from 1, one more per event.
+    pub seq: u64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The job (task) it belongs to.
+    pub job_id: JobId,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: TaskEventKind,
+}
+
+impl TaskEvent {
+    /// Whether the job ended with it (nothing follows).
+    pub fn is_terminal(&self) -> bool {
+        self.kind.is_terminal()
+    }
+}
+
+/// What happened, by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum TaskEventKind {
+    /// An attempt of the job began (1 first; a retry or a run after a
+    /// restart counts on).
+    AttemptStarted {
+        /// Which attempt.
+        attempt: u32,
+    },
+    /// A model call answered.
+    ModelCall {
+        /// The call's index within the task.
+        step: u32,
+        /// The configured provider that answered (after failover).
+        provider: String,
+        /// The model that answered.
+        model: String,
+        /// Input tokens.
+        input_tokens: u64,
+        /// Output tokens.
+        output_tokens: u64,
+        /// Wall time of the call.
+        latency_ms: u64,
+    },
+    /// A piece of a reply's text, as a streaming provider sends it; the
+    /// whole text follows as [`Text`](Self::Text).
+    TextDelta {
+        /// The model call's index.
+        step: u32,
+        /// The text received.
+        delta: String,
+    },
+    /// A reply's text, whole (the last one is the answer).
+    Text {
+        /// The model call's index.
+        step: u32,
+        /// The text.
+        text: String,
+    },
+    /// A tool call the model asked for, about to run.
+    ToolCall {
+        /// The model call that asked for it.
+        step: u32,
+        /// The model's id of the call.
+        id: String,
+        /// The tool.
+        name: String,
+        /// Its arguments, as the model gave them.
+        arguments: Value,
+    },
+    /// A tool call's result (an error too: refused, invalid, failed).
+    ToolResult {
+        /// The model call that asked for it.
+        step: u32,
+        /// The model's id of the call.
+        id: String,
+        /// The tool.
+        name: String,
+        /// Whether the call failed.
+        is_error: bool,
+        /// The tool's answer, or its error as a result value.
+        result: Value,
+    },
+    /// A tool call waits for a person's decision.
+    ApprovalRequested {
+        /// The approval's id.
+        approval_id: String,
+        /// The model's id of the call.
+        tool_call_id: String,
+        /// The tool.
+        tool: String,
+        /// Its arguments.
+        arguments: Value,
+    },
+    /// A person (or the deadline) decided.
+    ApprovalDecided {
+        /// The approval's id.
+        approval_id: String,
+        /// Approved (the call runs) or denied.
+        approved: bool,
+        /// The note or the reason given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// The attempt failed and the job goes again at `runAt`.
+    RetryScheduled {
+        /// The attempt that failed.
+        attempt: u32,
+        /// When the next attempt may start.
+        run_at: DateTime<Utc>,
+        /// Why it failed.
+        error: String,
+    },
+    /// The job completed (an agent's answer is the last [`Text`](Self::Text)).
+    Completed,
+    /// The job failed for good.
+    Failed {
+        /// The last attempt's error.
+        error: String,
+    },
+    /// The job was cancelled.
+    Cancelled,
+}
+
+impl TaskEventKind {
+    /// Whether the job ends with it.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TaskEventKind::Completed | TaskEventKind::Failed { .. } | TaskEventKind::Cancelled
+        )
+    }
+
+    /// The event's `type`, as its JSON spells it (the SSE `event:` field).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskEventKind::AttemptStarted { .. } => "attemptStarted",
+            TaskEventKind::ModelCall { .. } => "modelCall",
+            TaskEventKind::TextDelta { .. } => "textDelta",
+            TaskEventKind::Text { .. } => "text",
+            TaskEventKind::ToolCall { .. } => "toolCall",
+            TaskEventKind::ToolResult { .. } => "toolResult",
+            TaskEventKind::ApprovalRequested { .. } => "approvalRequested",
+            TaskEventKind::ApprovalDecided { .. } => "approvalDecided",
+            TaskEventKind::RetryScheduled { .. } => "retryScheduled",
+            TaskEventKind::Completed => "completed",
+            TaskEventKind::Failed { .. } => "failed",
+            TaskEventKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_event_reads_back_from_its_documented_shape() {
+        let id = uuid::Uuid::now_v7();
+        let event = TaskEvent {
+            seq: 4,
+            at: Utc::now(),
+            job_id: id,
+            kind: TaskEventKind::ToolResult {
+                step: 0,
+                id: "call_1".into(),
+                name: "send_message".into(),
+                is_error: false,
+                result: json!({"ok": true}),
+            },
+        };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["type"], "toolResult");
+        assert_eq!(value["isError"], false);
+        assert_eq!(value["jobId"], id.to_string());
+        assert_eq!(value["seq"], 4);
+        let back: TaskEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(back, event);
+
+        let done = serde_json::to_value(TaskEvent {
+            kind: TaskEventKind::Completed,
+            ..event.clone()
+        })
+        .unwrap();
+        assert_eq!(done["type"], "completed");
+        let back: TaskEvent = serde_json::from_value(done).unwrap();
+        assert!(back.is_terminal());
+        for kind in [
+            TaskEventKind::AttemptStarted { attempt: 1 },
+            TaskEventKind::Failed { error: "x".into() },
+            TaskEventKind::Cancelled,
+        ] {
+            let v = serde_json::to_value(&kind).unwrap();
+            assert_eq!(v["type"], kind.name());
+        }
+    }
+}
