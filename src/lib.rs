@@ -60,6 +60,7 @@ pub(crate) mod escape;
 pub mod http;
 pub mod in_memory;
 pub mod job;
+pub(crate) mod mcp;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub mod names;
@@ -77,8 +78,9 @@ mod test_support;
 
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
-    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection, MemorySection,
-    ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
+    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection,
+    McpServerConfig, MemorySection, ModelConfig, ScheduleConfig, StoreKind, StoreSection,
+    ToolsSection, TroupeConfig,
 };
 pub use engine::{
     BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,
@@ -86,6 +88,7 @@ pub use engine::{
 };
 pub use job::schedule::{Schedule, ScheduleSpec};
 pub use job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
+pub use mcp::McpError;
 pub use memory::ScoredMemory;
 pub use provider::{
     ArgumentsError, BreakerConfig, BreakerState, Budget, ErrorKind, FinishReason, GenerateRequest,

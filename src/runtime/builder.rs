@@ -16,6 +16,7 @@ use crate::agent::{
 use crate::config::{ScheduleConfig, TroupeConfig};
 use crate::engine::{EngineConfig, Registration, WorkerEngine};
 use crate::job::schedule::{Schedule, ScheduleSpec};
+use crate::mcp::McpServers;
 use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
 use crate::provider::set::ProviderSet;
@@ -167,7 +168,27 @@ impl TroupeBuilder {
                 .unwrap_or_else(|| PathBuf::from(".")),
             policies: policies.clone(),
         };
-        let (tools_tree, tools) = start_tools(&config, &builtins, extra_tools)?;
+        let mut tools: Vec<Arc<dyn Tool>> = builtins.tools();
+        tools.extend(extra_tools);
+        let mcp = McpServers::start(&config.mcp_servers).await?;
+        let started = match mcp_tools(&mcp, &tools) {
+            Ok(mcp_tools) => {
+                tools.extend(mcp_tools);
+                start_tools(&config, tools)
+            }
+            Err(e) => Err(e),
+        };
+        let (tools_tree, tools) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // Stop the servers' processes and sessions.
+                mcp.shutdown().await;
+                return Err(e);
+            }
+        };
+        let mut trees = vec![base.tree];
+        trees.extend(mcp.into_tree());
+        trees.push(tools_tree);
 
         // 4. Hand the agents their runtime, before the first claim.
         slot.set(AgentRuntime {
@@ -193,7 +214,7 @@ impl TroupeBuilder {
             memory: base.memory,
             conversations,
             slot,
-            trees: vec![base.tree, tools_tree],
+            trees,
         }))
     }
 }
@@ -322,15 +343,23 @@ fn start_engine(
     Ok(builder.start()?)
 }
 
-/// The tools tree: the built-in tools and the embedder's, checked against
-/// the tools each agent names.
+/// The MCP servers' tools, named so that none clashes with `others`.
+fn mcp_tools(
+    mcp: &McpServers,
+    others: &[Arc<dyn Tool>],
+) -> Result<Vec<Arc<dyn Tool>>, RuntimeError> {
+    let taken = others.iter().map(|t| t.name().to_string()).collect();
+    Ok(mcp.tools(&taken)?)
+}
+
+/// The tools tree: the built-in tools, the embedder's and the MCP
+/// servers', checked against the tools each agent names.
 fn start_tools(
     config: &TroupeConfig,
-    builtins: &Builtins,
-    extra: Vec<Arc<dyn Tool>>,
+    all: Vec<Arc<dyn Tool>>,
 ) -> Result<(Tree, Tools), RuntimeError> {
     let mut tools = ToolsBuilder::new();
-    for tool in builtins.tools().into_iter().chain(extra) {
+    for tool in all {
         tools = tools.tool_arc(tool);
     }
     let (tree, tools) = tools.build()?.start()?;
