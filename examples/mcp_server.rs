@@ -11,7 +11,8 @@
 //!
 //! Tools: `add` (two integers), `echo` (a text back), `fail` (an `isError`
 //! result), `slow` (answers after `ms` milliseconds), `crash` (the process
-//! exits in the middle of the call, never answering). With `--count-file`,
+//! exits in the middle of the call, never answering), and one with a
+//! 50-character name (`report_the_weather_for_every_city_in_the_world_now`). With `--count-file`,
 //! every call that reaches a tool appends the tool's name and a newline to
 //! that file, so a test can tell which calls reached the server.
 
@@ -106,6 +107,15 @@ impl TestServer {
         format!("waited {ms} ms")
     }
 
+    #[tool(description = "A tool with a long name (50 characters), for the 64-character limit.")]
+    fn report_the_weather_for_every_city_in_the_world_now(
+        &self,
+        Parameters(NoArgs {}): Parameters<NoArgs>,
+    ) -> String {
+        self.count("report_the_weather_for_every_city_in_the_world_now");
+        "sunny".into()
+    }
+
     #[tool(description = "Makes the server process exit in the middle of the call.")]
     fn crash(&self, Parameters(NoArgs {}): Parameters<NoArgs>) -> String {
         self.count("crash");
@@ -178,7 +188,10 @@ async fn serve_http(server: TestServer) -> Result<(), Box<dyn std::error::Error>
                 .serve_connection(io, service)
                 .await
             {
-                eprintln!("mcp_server: connection: {e}");
+                // A client going away mid-exchange is its own business.
+                if !e.is_incomplete_message() {
+                    eprintln!("mcp_server: connection: {e}");
+                }
             }
         });
     }

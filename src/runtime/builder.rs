@@ -19,6 +19,7 @@ use crate::job::schedule::{Schedule, ScheduleSpec};
 use crate::mcp::McpServers;
 use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
+use crate::names::BUILTIN_TOOLS;
 use crate::provider::set::ProviderSet;
 use crate::provider::{Credentials, PriceTable, UsageMeter};
 use crate::store::{ConversationStore, MemoryStore, StepStore, Store, UsageStore};
@@ -133,6 +134,9 @@ impl TroupeBuilder {
         } = self;
         // Before anything is opened or started: a setting that cannot work.
         check_allocator(&config)?;
+        // The MCP servers first: one that cannot be reached, or whose tool
+        // names cannot work, stops the start before anything else runs.
+        let (mcp, mcp_tools) = start_mcp(&config, &extra_tools).await?;
         let store = match store {
             Some(s) => s,
             None => super::store::connect_store(&config.store, true).await?,
@@ -170,15 +174,8 @@ impl TroupeBuilder {
         };
         let mut tools: Vec<Arc<dyn Tool>> = builtins.tools();
         tools.extend(extra_tools);
-        let mcp = McpServers::start(&config.mcp_servers).await?;
-        let started = match mcp_tools(&mcp, &tools) {
-            Ok(mcp_tools) => {
-                tools.extend(mcp_tools);
-                start_tools(&config, tools)
-            }
-            Err(e) => Err(e),
-        };
-        let (tools_tree, tools) = match started {
+        tools.extend(mcp_tools);
+        let (tools_tree, tools) = match start_tools(&config, tools) {
             Ok(started) => started,
             Err(e) => {
                 // Stop the servers' processes and sessions.
@@ -343,13 +340,25 @@ fn start_engine(
     Ok(builder.start()?)
 }
 
-/// The MCP servers' tools, named so that none clashes with `others`.
-fn mcp_tools(
-    mcp: &McpServers,
-    others: &[Arc<dyn Tool>],
-) -> Result<Vec<Arc<dyn Tool>>, RuntimeError> {
-    let taken = others.iter().map(|t| t.name().to_string()).collect();
-    Ok(mcp.tools(&taken)?)
+/// The MCP servers, connected, and their tools, named so that none clashes
+/// with a built-in tool or one of `extra`.
+async fn start_mcp(
+    config: &TroupeConfig,
+    extra: &[Arc<dyn Tool>],
+) -> Result<(McpServers, Vec<Arc<dyn Tool>>), RuntimeError> {
+    let mcp = McpServers::start(&config.mcp_servers).await?;
+    let taken = BUILTIN_TOOLS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(extra.iter().map(|t| t.name().to_string()))
+        .collect();
+    match mcp.tools(&taken) {
+        Ok(tools) => Ok((mcp, tools)),
+        Err(e) => {
+            mcp.shutdown().await;
+            Err(e.into())
+        }
+    }
 }
 
 /// The tools tree: the built-in tools, the embedder's and the MCP
