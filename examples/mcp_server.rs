@@ -11,19 +11,23 @@
 //!
 //! Tools: `add` (two integers), `echo` (a text back), `fail` (an `isError`
 //! result), `slow` (answers after `ms` milliseconds), `crash` (the process
-//! exits in the middle of the call, never answering), and one with a
+//! exits in the middle of the call, never answering), `hide` (stops
+//! offering a tool and sends `notifications/tools/list_changed`), and one
+//! with a
 //! 50-character name (`report_the_weather_for_every_city_in_the_world_now`). With `--count-file`,
 //! every call that reaches a tool appends the tool's name and a newline to
 //! that file, so a test can tell which calls reached the server.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
-use rmcp::{schemars, tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use rmcp::service::RequestContext;
+use rmcp::{schemars, tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
 
 /// Arguments of `add`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -52,18 +56,35 @@ struct SlowArgs {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct NoArgs {}
 
+/// Arguments of `hide`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct HideArgs {
+    /// The tool to stop offering.
+    tool: String,
+}
+
 #[derive(Clone)]
 struct TestServer {
-    tool_router: ToolRouter<Self>,
     count_file: Option<Arc<PathBuf>>,
+    /// Tools no longer offered (see `hide`).
+    hidden: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl TestServer {
     fn new(count_file: Option<PathBuf>) -> Self {
         TestServer {
-            tool_router: Self::tool_router(),
             count_file: count_file.map(Arc::new),
+            hidden: Arc::default(),
         }
+    }
+
+    /// The tools offered now: all but the hidden ones.
+    fn current_router(&self) -> ToolRouter<Self> {
+        let mut router = Self::tool_router();
+        for tool in self.hidden.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            router.remove_route(tool);
+        }
+        router
     }
 
     /// Appends the tool's name to the count file, if there is one.
@@ -116,6 +137,23 @@ impl TestServer {
         "sunny".into()
     }
 
+    #[tool(description = "Stops offering a tool and tells the client (tools/list_changed).")]
+    async fn hide(
+        &self,
+        Parameters(HideArgs { tool }): Parameters<HideArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
+        self.count("hide");
+        self.hidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tool.clone());
+        if let Err(e) = ctx.peer.notify_tool_list_changed().await {
+            eprintln!("mcp_server: cannot notify: {e}");
+        }
+        format!("`{tool}` is hidden")
+    }
+
     #[tool(description = "Makes the server process exit in the middle of the call.")]
     fn crash(&self, Parameters(NoArgs {}): Parameters<NoArgs>) -> String {
         self.count("crash");
@@ -123,11 +161,16 @@ impl TestServer {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = self.current_router())]
 impl ServerHandler for TestServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_instructions("Troupe's test server")
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_instructions("Troupe's test server")
     }
 }
 

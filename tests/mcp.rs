@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::mcp::{calls, config, openai_text, openai_tool_calls, stdio_server, step, HttpServer};
+use common::mcp::{
+    calls, config, openai_text, openai_tool_calls, stdio_server, step, step_for, HttpServer,
+};
 use serde_json::{json, Value};
 use troupe::{
     McpError, McpServerConfig, RuntimeError, TaskOptions, ToolContext, ToolError, Troupe,
@@ -194,6 +196,51 @@ fn arguments_the_schema_refuses_never_reach_the_server_and_server_errors_reach_t
     });
     // Only the valid call reached the server.
     assert_eq!(calls(&count), ["fail"]);
+}
+
+#[test]
+fn the_tools_are_listed_again_when_the_server_says_they_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        let hide = openai_tool_calls(&[("c1", "calc_hide", json!({"tool": "echo"}))]);
+        step_for(&model, "TASK-HIDE", 0, hide).await;
+        step_for(&model, "TASK-HIDE", 1, openai_text("hidden")).await;
+        let echo = openai_tool_calls(&[("c1", "calc_echo", json!({"text": "hi"}))]);
+        step_for(&model, "TASK-ECHO", 0, echo).await;
+        step_for(&model, "TASK-ECHO", 1, openai_text("done")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_hide", "calc_echo"],
+            vec![stdio_server("calc", &count)],
+        );
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        let opts = TaskOptions::default;
+        let hidden = troupe.ask("ana", "TASK-HIDE", opts()).await.unwrap();
+        assert_eq!(hidden.tool_calls[0].result["ok"], true);
+        // The server's notification makes the actor list the tools again,
+        // a moment later: from then on `echo` is refused before the call.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let refusal = loop {
+            let answer = troupe.ask("ana", "TASK-ECHO", opts()).await.unwrap();
+            let result = answer.tool_calls[0].result.clone();
+            if result["ok"] == false {
+                break result;
+            }
+            assert!(std::time::Instant::now() < deadline, "echo still offered");
+        };
+        troupe.shutdown().await.unwrap();
+        let message = refusal["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("no longer offers tool `echo`"),
+            "{message}"
+        );
+    });
+    let seen = calls(&count);
+    assert_eq!(seen[0], "hide");
+    assert!(seen[1..].iter().all(|c| c == "echo"), "{seen:?}");
 }
 
 #[test]

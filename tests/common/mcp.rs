@@ -148,6 +148,26 @@ impl Match for ToolResults {
     }
 }
 
+/// Matches a model request whose body holds `self.0` (a task's prompt).
+pub struct BodyHas(pub &'static str);
+
+impl Match for BodyHas {
+    fn matches(&self, request: &Request) -> bool {
+        String::from_utf8_lossy(&request.body).contains(self.0)
+    }
+}
+
+/// As [`step`], for the task whose prompt holds `token` only.
+pub async fn step_for(server: &MockServer, token: &'static str, results: usize, body: Value) {
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .and(BodyHas(token))
+        .and(ToolResults(results))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(server)
+        .await;
+}
+
 /// An OpenAI chat completion that calls `calls` (`(id, tool, args)`).
 pub fn openai_tool_calls(calls: &[(&str, &str, Value)]) -> Value {
     let calls: Vec<Value> = calls
