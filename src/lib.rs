@@ -120,13 +120,24 @@ pub use cli::main as cli_main;
 /// What the provider benchmarks (`examples/bench_provider.rs`,
 /// `examples/bench_provider_actor.rs`) measure directly, below the runtime:
 /// the provider client, its actor, the set of actors with failover, and
-/// the usage meter. Not an embedding surface and not covered by any
+/// the usage meter; and a tool call through the router (`bench_mcp.rs`). Not an embedding surface and not covered by any
 /// stability promise; hidden from the docs.
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::provider::{
         Generate, KeySource, Probe, Provider, ProviderActor, ProviderSet, UsageMeter,
     };
+
+    /// One tool call through `troupe`'s ToolRouter as agent `agent` would
+    /// make it (`examples/bench_mcp.rs`).
+    pub async fn call_tool(
+        troupe: &crate::Troupe,
+        agent: &str,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::ToolError> {
+        troupe.route_tool_call(agent, tool, args).await
+    }
 }
 
 /// What most programs that embed Troupe use, in one `use troupe::prelude::*`.

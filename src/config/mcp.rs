@@ -279,7 +279,7 @@ mod tests {
             "name"
         );
         assert_eq!(
-            key_of(&McpServerConfig::stdio(&"x".repeat(33), "n", [""; 0])),
+            key_of(&McpServerConfig::stdio("x".repeat(33), "n", [""; 0])),
             "name"
         );
         let mut both = McpServerConfig::stdio("fs", "node", [""; 0]);
