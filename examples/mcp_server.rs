@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! cargo run --example mcp_server -- stdio [--count-file PATH]
-//! cargo run --example mcp_server -- http  [--count-file PATH]
+//! cargo run --example mcp_server -- http  [--count-file PATH] [--port N]
 //! ```
 //! `stdio` speaks MCP on stdin/stdout (the client starts it as a child
 //! process); `http` serves streamable HTTP on `127.0.0.1` at a free port
-//! and prints `listening http://127.0.0.1:PORT/mcp` as its first line.
+//! (or `--port`) and prints `listening http://127.0.0.1:PORT/mcp` as its
+//! first line.
 //!
 //! Tools: `add` (two integers), `echo` (a text back), `fail` (an `isError`
 //! result), `slow` (answers after `ms` milliseconds), `crash` (the process
@@ -175,7 +176,7 @@ impl ServerHandler for TestServer {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: mcp_server (stdio|http) [--count-file PATH]");
+    eprintln!("usage: mcp_server (stdio|http) [--count-file PATH] [--port N]");
     std::process::exit(2);
 }
 
@@ -184,8 +185,15 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| usage());
     let mut count_file = None;
+    let mut port = 0u16;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--port" => {
+                port = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
             "--count-file" => {
                 count_file = Some(PathBuf::from(args.next().unwrap_or_else(|| usage())))
             }
@@ -195,7 +203,7 @@ async fn main() {
     let server = TestServer::new(count_file);
     let result = match mode.as_str() {
         "stdio" => serve_stdio(server).await,
-        "http" => serve_http(server).await,
+        "http" => serve_http(server, port).await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -210,7 +218,7 @@ async fn serve_stdio(server: TestServer) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
-async fn serve_http(server: TestServer) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve_http(server: TestServer, port: u16) -> Result<(), Box<dyn std::error::Error>> {
     use rmcp::transport::streamable_http_server::{
         session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
     };
@@ -219,7 +227,7 @@ async fn serve_http(server: TestServer) -> Result<(), Box<dyn std::error::Error>
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening http://{}/mcp", listener.local_addr()?);
     std::io::stdout().flush()?;
     loop {

@@ -124,6 +124,53 @@ fn an_agent_calls_an_http_servers_tools() {
 }
 
 #[test]
+fn an_http_server_that_dies_is_reached_again_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_count, second_count) = (dir.path().join("first"), dir.path().join("second"));
+    let first = HttpServer::start(&first_count);
+    let (url, port) = (first.url.clone(), first.port());
+    let data = dir.path().join("data");
+    let second_path = second_count.clone();
+    run_system(async move {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[("c1", "web_add", json!({"a": 1, "b": 2}))]),
+        )
+        .await;
+        step(&model, 1, openai_text("done")).await;
+        let config = config(
+            &model,
+            &data,
+            &["web_add"],
+            vec![McpServerConfig::http("web", &url)],
+        );
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        let add = || troupe.ask("ana", "add", TaskOptions::default());
+        assert_eq!(add().await.unwrap().tool_calls[0].result["data"], "3");
+        first.kill();
+        let _second = HttpServer::start_on(&second_path, port);
+        // Calls fail as tool errors until the actor has a new session.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let result = add().await.unwrap().tool_calls[0].result.clone();
+            if result["ok"] == true {
+                assert_eq!(result["data"], "3");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reconnected: {result}"
+            );
+        }
+        troupe.shutdown().await.unwrap();
+    });
+    assert_eq!(calls(&first_count), ["add"]);
+    assert_eq!(calls(&second_count), ["add"]);
+}
+
+#[test]
 fn a_server_killed_mid_call_fails_that_call_and_the_next_call_works() {
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("calls");

@@ -91,9 +91,15 @@ pub struct HttpServer {
 impl HttpServer {
     /// Starts it, counting its calls in `count_file`.
     pub fn start(count_file: &Path) -> HttpServer {
+        Self::start_on(count_file, 0)
+    }
+
+    /// Starts it on `port` (0: any free one).
+    pub fn start_on(count_file: &Path, port: u16) -> HttpServer {
         let mut child = Command::new(mcp_server_exe())
             .args(["http", "--count-file"])
             .arg(count_file)
+            .args(["--port", &port.to_string()])
             .stdout(Stdio::piped())
             .spawn()
             .expect("the example server starts");
@@ -108,6 +114,23 @@ impl HttpServer {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         HttpServer { child, url }
+    }
+}
+
+impl HttpServer {
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches("/mcp").parse().ok())
+            .expect("a port in the URL")
+    }
+
+    /// Kills it (SIGKILL) and waits for it to end.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
