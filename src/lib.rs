@@ -61,6 +61,7 @@ pub(crate) mod events;
 pub mod http;
 pub mod in_memory;
 pub mod job;
+pub(crate) mod mcp;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub mod names;
@@ -78,9 +79,9 @@ mod test_support;
 
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
-    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection, MemorySection,
-    ModelConfig, ScheduleConfig, StoreKind, StoreSection, TelemetrySection, ToolsSection,
-    TroupeConfig,
+    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection,
+    McpServerConfig, MemorySection, ModelConfig, ScheduleConfig, StoreKind, StoreSection,
+    TelemetrySection, ToolsSection, TroupeConfig,
 };
 pub use engine::{
     BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, EventStream, JobContext,
@@ -89,6 +90,7 @@ pub use engine::{
 pub use events::{TaskEvent, TaskEventKind};
 pub use job::schedule::{Schedule, ScheduleSpec};
 pub use job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
+pub use mcp::McpError;
 pub use memory::ScoredMemory;
 pub use provider::{
     ArgumentsError, BreakerConfig, BreakerState, Budget, ErrorKind, FinishReason, GenerateRequest,
@@ -120,13 +122,24 @@ pub use cli::main as cli_main;
 /// What the provider benchmarks (`examples/bench_provider.rs`,
 /// `examples/bench_provider_actor.rs`) measure directly, below the runtime:
 /// the provider client, its actor, the set of actors with failover, and
-/// the usage meter. Not an embedding surface and not covered by any
+/// the usage meter; and a tool call through the router (`bench_mcp.rs`). Not an embedding surface and not covered by any
 /// stability promise; hidden from the docs.
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::provider::{
         Generate, KeySource, Probe, Provider, ProviderActor, ProviderSet, UsageMeter,
     };
+
+    /// One tool call through `troupe`'s ToolRouter as agent `agent` would
+    /// make it (`examples/bench_mcp.rs`).
+    pub async fn call_tool(
+        troupe: &crate::Troupe,
+        agent: &str,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::ToolError> {
+        troupe.route_tool_call(agent, tool, args).await
+    }
 }
 
 /// What most programs that embed Troupe use, in one `use troupe::prelude::*`.

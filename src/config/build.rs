@@ -22,6 +22,12 @@ impl TroupeConfig {
         self
     }
 
+    /// Adds an MCP server whose tools agents may be given.
+    pub fn mcp_server(mut self, server: super::McpServerConfig) -> Self {
+        self.mcp_servers.push(server);
+        self
+    }
+
     /// Adds a recurring job.
     pub fn schedule(mut self, schedule: ScheduleConfig) -> Self {
         self.schedules.push(schedule);

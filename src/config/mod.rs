@@ -7,6 +7,7 @@
 
 mod build;
 mod duration;
+pub(crate) mod mcp;
 mod model;
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use crate::provider::route::ModelConfig;
 pub(crate) use duration::parse_duration;
+pub use mcp::McpServerConfig;
 pub use model::{
     AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection, MemorySection,
     ScheduleConfig, StoreKind, StoreSection, TelemetrySection, ToolsSection, TroupeConfig,
@@ -81,6 +83,7 @@ impl TroupeConfig {
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         let check = Check { file };
         let providers = self.check_providers(&check)?;
+        let mcp_servers = self.check_mcp_servers(&check)?;
         let mut ids = BTreeSet::new();
         for (i, agent) in self.agents.iter().enumerate() {
             let at = |k: &str| format!("agents[{i}].{k}");
@@ -94,7 +97,7 @@ impl TroupeConfig {
             if !ids.insert(id) {
                 return Err(check.invalid(at("id"), format!("`{id}` is defined twice")));
             }
-            check_agent(agent, &at, &providers, &check)?;
+            check_agent(agent, &at, &providers, &mcp_servers, &check)?;
         }
         self.check_schedules(&ids, &check)?;
         if self.engine.concurrency == 0 {
@@ -188,6 +191,24 @@ impl TroupeConfig {
             return Err(check.invalid("telemetry.serviceName", "must not be empty"));
         }
         Ok(())
+    }
+
+    /// Checks the `[[mcpServers]]` entries; their names, for the agents'
+    /// tool lists (`<server>_<tool>`, whose tools are known at start).
+    fn check_mcp_servers(&self, check: &Check<'_>) -> Result<BTreeSet<&str>, ConfigError> {
+        let mut names = BTreeSet::new();
+        for (i, server) in self.mcp_servers.iter().enumerate() {
+            server
+                .check()
+                .map_err(|(key, reason)| check.invalid(format!("mcpServers[{i}].{key}"), reason))?;
+            if !names.insert(server.name.as_str()) {
+                return Err(check.invalid(
+                    format!("mcpServers[{i}].name"),
+                    format!("`{}` is defined twice", server.name),
+                ));
+            }
+        }
+        Ok(names)
     }
 
     /// Checks `[http]`: limits in range, host names that could be ones.
@@ -297,15 +318,28 @@ fn check_agent(
     agent: &AgentConfig,
     at: &dyn Fn(&str) -> String,
     providers: &BTreeSet<&str>,
+    mcp_servers: &BTreeSet<&str>,
     check: &Check<'_>,
 ) -> Result<(), ConfigError> {
     check_model_config(&agent.model_config, at, providers, check)?;
     for (j, tool) in agent.tools.iter().enumerate() {
-        if !BUILTIN_TOOLS.contains(&tool.as_str()) {
+        // An MCP server's tools are known when it is reached, at start.
+        let of_mcp_server = mcp_servers.iter().any(|s| {
+            tool.len() > s.len() + 1 && tool.starts_with(s) && tool[s.len()..].starts_with('_')
+        });
+        if !BUILTIN_TOOLS.contains(&tool.as_str()) && !of_mcp_server {
+            let mcp_hint = if mcp_servers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; or `<server>_<tool>` of an MCP server: {}",
+                    mcp_servers.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            };
             return Err(check.invalid(
                 at(&format!("tools[{j}]")),
                 format!(
-                    "unknown tool `{tool}` (known: {})",
+                    "unknown tool `{tool}` (known: {}{mcp_hint})",
                     BUILTIN_TOOLS.join(", ")
                 ),
             ));

@@ -40,6 +40,9 @@ pub struct TroupeConfig {
     /// The control API of `troupe run`.
     #[serde(default)]
     pub http: HttpSection,
+    /// MCP servers whose tools agents may call (`[[mcpServers]]`).
+    #[serde(default)]
+    pub mcp_servers: Vec<super::McpServerConfig>,
     /// Where `troupe run` sends its traces.
     #[serde(default)]
     pub telemetry: TelemetrySection,

@@ -16,8 +16,10 @@ use crate::agent::{
 use crate::config::{ScheduleConfig, TroupeConfig};
 use crate::engine::{EngineConfig, Registration, WorkerEngine};
 use crate::job::schedule::{Schedule, ScheduleSpec};
+use crate::mcp::McpServers;
 use crate::memory::actor::MemoryActor;
 use crate::memory::RecallWeights;
+use crate::names::BUILTIN_TOOLS;
 use crate::provider::set::ProviderSet;
 use crate::provider::{Credentials, PriceTable, UsageMeter};
 use crate::store::{ConversationStore, MemoryStore, StepStore, Store, UsageStore};
@@ -132,6 +134,9 @@ impl TroupeBuilder {
         } = self;
         // Before anything is opened or started: a setting that cannot work.
         check_allocator(&config)?;
+        // The MCP servers first: one that cannot be reached, or whose tool
+        // names cannot work, stops the start before anything else runs.
+        let (mcp, mcp_tools) = start_mcp(&config, &extra_tools).await?;
         let store = match store {
             Some(s) => s,
             None => super::store::connect_store(&config.store, true).await?,
@@ -167,7 +172,20 @@ impl TroupeBuilder {
                 .unwrap_or_else(|| PathBuf::from(".")),
             policies: policies.clone(),
         };
-        let (tools_tree, tools) = start_tools(&config, &builtins, extra_tools)?;
+        let mut tools: Vec<Arc<dyn Tool>> = builtins.tools();
+        tools.extend(extra_tools);
+        tools.extend(mcp_tools);
+        let (tools_tree, tools) = match start_tools(&config, tools) {
+            Ok(started) => started,
+            Err(e) => {
+                // Stop the servers' processes and sessions.
+                mcp.shutdown().await;
+                return Err(e);
+            }
+        };
+        let mut trees = vec![base.tree];
+        trees.extend(mcp.into_tree());
+        trees.push(tools_tree);
 
         // 4. Hand the agents their runtime, before the first claim.
         slot.set(AgentRuntime {
@@ -194,7 +212,7 @@ impl TroupeBuilder {
             memory: base.memory,
             conversations,
             slot,
-            trees: vec![base.tree, tools_tree],
+            trees,
         }))
     }
 }
@@ -323,15 +341,35 @@ fn start_engine(
     Ok(builder.start()?)
 }
 
-/// The tools tree: the built-in tools and the embedder's, checked against
-/// the tools each agent names.
+/// The MCP servers, connected, and their tools, named so that none clashes
+/// with a built-in tool or one of `extra`.
+async fn start_mcp(
+    config: &TroupeConfig,
+    extra: &[Arc<dyn Tool>],
+) -> Result<(McpServers, Vec<Arc<dyn Tool>>), RuntimeError> {
+    let mcp = McpServers::start(&config.mcp_servers).await?;
+    let taken = BUILTIN_TOOLS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(extra.iter().map(|t| t.name().to_string()))
+        .collect();
+    match mcp.tools(&taken) {
+        Ok(tools) => Ok((mcp, tools)),
+        Err(e) => {
+            mcp.shutdown().await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The tools tree: the built-in tools, the embedder's and the MCP
+/// servers', checked against the tools each agent names.
 fn start_tools(
     config: &TroupeConfig,
-    builtins: &Builtins,
-    extra: Vec<Arc<dyn Tool>>,
+    all: Vec<Arc<dyn Tool>>,
 ) -> Result<(Tree, Tools), RuntimeError> {
     let mut tools = ToolsBuilder::new();
-    for tool in builtins.tools().into_iter().chain(extra) {
+    for tool in all {
         tools = tools.tool_arc(tool);
     }
     let (tree, tools) = tools.build()?.start()?;

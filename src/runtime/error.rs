@@ -4,6 +4,7 @@ use troupe_actors::{BuildError, CallError, LookupError, SystemGone};
 
 use crate::engine::EngineError;
 use crate::job::schedule::ScheduleError;
+use crate::mcp::McpError;
 use crate::provider::set::ProviderSetError;
 use crate::secrets::SecretError;
 use crate::store::StoreError;
@@ -23,6 +24,9 @@ pub enum RuntimeError {
     /// The tools could not be set up.
     #[error(transparent)]
     Tools(#[from] ToolSetupError),
+    /// An MCP server's settings, connection or tool names cannot work.
+    #[error(transparent)]
+    Mcp(#[from] McpError),
     /// The stored keys cannot be opened (the master key is missing,
     /// unreadable or readable by others).
     #[error("could not open the stored keys: {0}")]

@@ -148,6 +148,24 @@ impl Troupe {
         self.parts().config.store.data_dir.clone()
     }
 
+    /// One tool call through the ToolRouter, made as agent `agent` allowed
+    /// only `tool` would make it (no task): what `examples/bench_mcp.rs`
+    /// measures. Reached through `troupe::__bench` only.
+    pub(crate) async fn route_tool_call(
+        &self,
+        agent: &str,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::tools::ToolError> {
+        let Some(runtime) = self.inner.parts.slot.get() else {
+            return Err(crate::tools::ToolError::failed("the runtime is stopped"));
+        };
+        let ctx = crate::tools::ToolContext::new(agent, uuid::Uuid::nil(), 0, "bench");
+        let allowed: Arc<[String]> = Arc::from(vec![tool.to_string()]);
+        let request = crate::tools::ToolRequest::new(tool, args, ctx, allowed);
+        runtime.tools.call(request).await
+    }
+
     /// Every `troupe_*` metric of this runtime now, in the Prometheus text
     /// format. A part whose source fails is left out and counted in
     /// `troupe_scrape_errors`.

@@ -11,6 +11,9 @@
 //! The three trees start in that order: the tools need the Memory actor and
 //! the engine (to enqueue jobs), and the agents need the tools; agents reach
 //! their shared runtime through a slot filled before any job is claimed.
+//! With `[[mcpServers]]`, an `mcp` tree (one actor per server connection)
+//! starts first of all, so a server that cannot be reached or a tool name
+//! that cannot work stops the start before anything else runs.
 //!
 //! [`Troupe::builder`] collects the config, a store (any adapter of the
 //! storage ports; sled in the data directory by default), the model gateway,

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod daemon;
+pub mod mcp;
 
 use std::path::Path;
 

@@ -1,0 +1,399 @@
+//! MCP client tools against a real MCP server (`examples/mcp_server.rs`,
+//! built with rmcp) run as a process of its own, over stdio and streamable
+//! HTTP: an agent whose scripted model (an OpenAI-shaped server on
+//! 127.0.0.1) calls the server's tools through the ToolRouter; a server
+//! that dies mid-call; arguments the server's schema refuses; names
+//! refused at start. The server appends each call it receives to a file,
+//! so the tests see which calls reached it.
+
+mod common;
+
+use common::mcp::{
+    calls, config, openai_text, openai_tool_calls, stdio_server, step, step_for, HttpServer,
+};
+use serde_json::{json, Value};
+use troupe::{
+    McpError, McpServerConfig, RuntimeError, TaskOptions, ToolContext, ToolError, Troupe,
+    TroupeConfig, TypedTool,
+};
+use troupe_actors::run_system;
+use wiremock::MockServer;
+
+/// Runs one task of agent `ana` and returns each tool call's result.
+async fn run_task(config: TroupeConfig) -> (Vec<(String, Value)>, String) {
+    let troupe = Troupe::builder(config)
+        .start()
+        .await
+        .expect("the runtime starts");
+    let answer = troupe
+        .ask("ana", "Use your tools", TaskOptions::default())
+        .await
+        .expect("the task answers");
+    let results = answer
+        .tool_calls
+        .iter()
+        .map(|c| (c.tool.clone(), c.result.clone()))
+        .collect();
+    troupe.shutdown().await.expect("the runtime stops");
+    (results, answer.text)
+}
+
+async fn start_error(config: TroupeConfig) -> RuntimeError {
+    match Troupe::builder(config).start().await {
+        Ok(_) => panic!("the runtime started"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn an_agent_calls_a_stdio_servers_tools_through_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[
+                ("c1", "calc_add", json!({"a": 2, "b": 40})),
+                ("c2", "calc_echo", json!({"text": "hi"})),
+            ]),
+        )
+        .await;
+        step(&model, 2, openai_text("2 + 40 = 42")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_add", "calc_echo"],
+            vec![stdio_server("calc", &count)],
+        );
+        let (results, text) = run_task(config).await;
+        assert_eq!(text, "2 + 40 = 42");
+        assert_eq!(
+            results[0],
+            ("calc_add".into(), json!({"ok": true, "data": "42"}))
+        );
+        assert_eq!(
+            results[1],
+            ("calc_echo".into(), json!({"ok": true, "data": "hi"}))
+        );
+        // The model was offered the server's tools with their schemas.
+        let first = &model.received_requests().await.unwrap()[0];
+        let body: Value = serde_json::from_slice(&first.body).unwrap();
+        let add = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["function"]["name"] == "calc_add")
+            .expect("calc_add offered");
+        assert_eq!(add["function"]["description"], "Adds two integers.");
+        assert_eq!(add["function"]["parameters"]["required"], json!(["a", "b"]));
+    });
+    let mut seen = calls(&count);
+    seen.sort();
+    assert_eq!(seen, ["add", "echo"]);
+}
+
+#[test]
+fn an_agent_calls_an_http_servers_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    let server = HttpServer::start(&count);
+    run_system(async {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[("c1", "web_add", json!({"a": -1, "b": 1}))]),
+        )
+        .await;
+        step(&model, 1, openai_text("zero")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["web_add"],
+            vec![McpServerConfig::http("web", &server.url)],
+        );
+        let (results, _) = run_task(config).await;
+        assert_eq!(
+            results[0],
+            ("web_add".into(), json!({"ok": true, "data": "0"}))
+        );
+    });
+    assert_eq!(calls(&count), ["add"]);
+}
+
+#[test]
+fn an_http_server_that_dies_is_reached_again_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_count, second_count) = (dir.path().join("first"), dir.path().join("second"));
+    let first = HttpServer::start(&first_count);
+    let (url, port) = (first.url.clone(), first.port());
+    let data = dir.path().join("data");
+    let second_path = second_count.clone();
+    run_system(async move {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[("c1", "web_add", json!({"a": 1, "b": 2}))]),
+        )
+        .await;
+        step(&model, 1, openai_text("done")).await;
+        let config = config(
+            &model,
+            &data,
+            &["web_add"],
+            vec![McpServerConfig::http("web", &url)],
+        );
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        let add = || troupe.ask("ana", "add", TaskOptions::default());
+        assert_eq!(add().await.unwrap().tool_calls[0].result["data"], "3");
+        first.kill();
+        let _second = HttpServer::start_on(&second_path, port);
+        // Calls fail as tool errors until the actor has a new session.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let result = add().await.unwrap().tool_calls[0].result.clone();
+            if result["ok"] == true {
+                assert_eq!(result["data"], "3");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reconnected: {result}"
+            );
+        }
+        troupe.shutdown().await.unwrap();
+    });
+    assert_eq!(calls(&first_count), ["add"]);
+    assert_eq!(calls(&second_count), ["add"]);
+}
+
+#[test]
+fn a_server_killed_mid_call_fails_that_call_and_the_next_call_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[("c1", "calc_crash", json!({}))]),
+        )
+        .await;
+        step(
+            &model,
+            1,
+            openai_tool_calls(&[("c2", "calc_add", json!({"a": 1, "b": 1}))]),
+        )
+        .await;
+        step(&model, 2, openai_text("recovered")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_crash", "calc_add"],
+            vec![stdio_server("calc", &count)],
+        );
+        let (results, text) = run_task(config).await;
+        assert_eq!(results[0].1["ok"], false);
+        assert_eq!(results[0].1["error"]["kind"], "crashed", "{}", results[0].1);
+        // The actor restarted its server (a new process) and the next call
+        // waited for it.
+        assert_eq!(results[1].1, json!({"ok": true, "data": "2"}));
+        assert_eq!(text, "recovered");
+    });
+    assert_eq!(calls(&count), ["crash", "add"]);
+}
+
+#[test]
+fn arguments_the_schema_refuses_never_reach_the_server_and_server_errors_reach_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[
+                ("c1", "calc_add", json!({"a": "two", "b": 1})),
+                ("c2", "calc_echo", json!({})),
+                ("c3", "calc_fail", json!({})),
+            ]),
+        )
+        .await;
+        step(&model, 3, openai_text("done")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_add", "calc_echo", "calc_fail"],
+            vec![stdio_server("calc", &count)],
+        );
+        let (results, _) = run_task(config).await;
+        assert_eq!(results[0].1["error"]["kind"], "invalid_arguments");
+        assert_eq!(results[0].1["error"]["issues"][0]["path"], "/a");
+        assert_eq!(results[1].1["error"]["kind"], "invalid_arguments");
+        assert_eq!(results[2].1["error"]["kind"], "failed");
+        let message = results[2].1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("the disk is on fire"), "{message}");
+        // The refusals went back to the model as tool errors.
+        let last = model.received_requests().await.unwrap().pop().unwrap();
+        let body = String::from_utf8_lossy(&last.body);
+        assert!(body.contains("Invalid arguments"), "{body}");
+    });
+    // Only the valid call reached the server.
+    assert_eq!(calls(&count), ["fail"]);
+}
+
+#[test]
+fn the_tools_are_listed_again_when_the_server_says_they_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        let hide = openai_tool_calls(&[("c1", "calc_hide", json!({"tool": "echo"}))]);
+        step_for(&model, "TASK-HIDE", 0, hide).await;
+        step_for(&model, "TASK-HIDE", 1, openai_text("hidden")).await;
+        let echo = openai_tool_calls(&[("c1", "calc_echo", json!({"text": "hi"}))]);
+        step_for(&model, "TASK-ECHO", 0, echo).await;
+        step_for(&model, "TASK-ECHO", 1, openai_text("done")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_hide", "calc_echo"],
+            vec![stdio_server("calc", &count)],
+        );
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        let opts = TaskOptions::default;
+        let hidden = troupe.ask("ana", "TASK-HIDE", opts()).await.unwrap();
+        assert_eq!(hidden.tool_calls[0].result["ok"], true);
+        // The server's notification makes the actor list the tools again,
+        // a moment later: from then on `echo` is refused before the call.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let refusal = loop {
+            let answer = troupe.ask("ana", "TASK-ECHO", opts()).await.unwrap();
+            let result = answer.tool_calls[0].result.clone();
+            if result["ok"] == false {
+                break result;
+            }
+            assert!(std::time::Instant::now() < deadline, "echo still offered");
+        };
+        troupe.shutdown().await.unwrap();
+        let message = refusal["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("no longer offers tool `echo`"),
+            "{message}"
+        );
+    });
+    let seen = calls(&count);
+    assert_eq!(seen[0], "hide");
+    assert!(seen[1..].iter().all(|c| c == "echo"), "{seen:?}");
+}
+
+#[test]
+fn a_call_over_its_timeout_fails_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[("c1", "calc_slow", json!({"ms": 10_000}))]),
+        )
+        .await;
+        step(
+            &model,
+            1,
+            openai_tool_calls(&[("c2", "calc_echo", json!({"text": "still here"}))]),
+        )
+        .await;
+        step(&model, 2, openai_text("done")).await;
+        let mut server = stdio_server("calc", &count);
+        server.timeout = Some("500ms".into());
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_slow", "calc_echo"],
+            vec![server],
+        );
+        let (results, _) = run_task(config).await;
+        assert_eq!(results[0].1["error"]["kind"], "timed_out");
+        assert_eq!(results[1].1, json!({"ok": true, "data": "still here"}));
+    });
+}
+
+/// A custom tool named like an MCP tool would be.
+struct CalcAdd;
+
+#[async_trait::async_trait]
+impl TypedTool for CalcAdd {
+    type Args = Value;
+    type Output = Value;
+    type Error = ToolError;
+    fn name(&self) -> &str {
+        "calc_add"
+    }
+    fn description(&self) -> &str {
+        "Adds, locally."
+    }
+    async fn run(&self, args: Value, _: ToolContext) -> Result<Value, ToolError> {
+        Ok(args)
+    }
+}
+
+#[test]
+fn a_name_clash_an_over_long_name_and_a_dead_server_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        let data = dir.path().join("data");
+        // Server `calc`'s `add` would be `calc_add`, a custom tool's name.
+        let clash = config(&model, &data, &[], vec![stdio_server("calc", &count)]);
+        let e = match Troupe::builder(clash).tool(CalcAdd).start().await {
+            Ok(_) => panic!("started"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&e, RuntimeError::Mcp(McpError::NameClash { name, .. }) if name == "calc_add"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("`calc_add`"), "{e}");
+
+        let long = config(
+            &model,
+            &data,
+            &[],
+            vec![stdio_server("a-rather-long-server-name", &count)],
+        );
+        let e = start_error(long).await;
+        assert!(
+            matches!(&e, RuntimeError::Mcp(McpError::InvalidName { tool, .. })
+                if tool == "report_the_weather_for_every_city_in_the_world_now"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("more than the 64"), "{e}");
+
+        // With an allow-list leaving the long tool out, the same server starts.
+        let mut allowed = stdio_server("a-rather-long-server-name", &count);
+        allowed.tools = Some(vec!["add".into()]);
+        let troupe = Troupe::builder(config(&model, &data, &[], vec![allowed]))
+            .start()
+            .await
+            .expect("starts with the allow-list");
+        troupe.shutdown().await.unwrap();
+
+        let dead = McpServerConfig::stdio(
+            "gone",
+            dir.path().join("no-such-program").to_string_lossy(),
+            [""; 0],
+        );
+        let e = start_error(config(&model, &data, &[], vec![dead])).await;
+        assert!(
+            matches!(&e, RuntimeError::Mcp(McpError::Unreachable { server, .. }) if server == "gone"),
+            "{e}"
+        );
+    });
+    assert!(calls(&count).is_empty());
+}
