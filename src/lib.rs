@@ -77,7 +77,8 @@ mod test_support;
 
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
-    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection, MemorySection,
+    AgentApprovals, AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection,
+    MemorySection,
     ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
 };
 pub use engine::{

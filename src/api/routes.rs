@@ -14,6 +14,12 @@ pub const V1: &str = "/v1";
 pub const JOBS: &str = "/v1/jobs";
 /// One job.
 pub const JOB: &str = "/v1/jobs/{id}";
+/// The approvals waiting for a person.
+pub const APPROVALS: &str = "/v1/approvals";
+/// Approve a tool call.
+pub const APPROVE: &str = "/v1/approvals/{id}/approve";
+/// Deny a tool call.
+pub const DENY: &str = "/v1/approvals/{id}/deny";
 /// Cancel a job.
 pub const CANCEL: &str = "/v1/jobs/{id}/cancel";
 /// The workers.
