@@ -78,8 +78,8 @@ mod test_support;
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
     AgentApprovals, AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection,
-    MemorySection,
-    ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
+    MemorySection, ModelConfig, ScheduleConfig, StoreKind, StoreSection, ToolsSection,
+    TroupeConfig,
 };
 pub use engine::{
     BoxError, DrainReport, EngineBuilder, EngineConfig, EngineError, JobContext, NewJob,

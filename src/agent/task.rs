@@ -579,8 +579,8 @@ impl<'a> Task<'a> {
     /// agent may use it, its arguments are JSON, it is within
     /// `maxToolCallsPerReply`).
     fn needs_approval(&self, index: usize, call: &ToolCall) -> bool {
-        let per_reply = usize::try_from(self.agent.limits.max_tool_calls_per_reply)
-            .unwrap_or(usize::MAX);
+        let per_reply =
+            usize::try_from(self.agent.limits.max_tool_calls_per_reply).unwrap_or(usize::MAX);
         index < per_reply
             && call.arguments_error.is_none()
             && self.approval.iter().any(|t| *t == call.name)

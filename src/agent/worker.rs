@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::task::{self, AgentRuntime, AgentTools};
 use crate::config::AgentConfig;
 use crate::engine::{JobContext, Registration, Worker, WorkerCategory, WorkerError};
-use super::task::{self, AgentRuntime, AgentTools};
 
 /// Where agents find their runtime. Set once, right after the engine starts:
 /// the engine must exist before the tools that enqueue jobs, and the agents
@@ -144,14 +144,6 @@ impl Worker for AgentWorker {
                 }
             })
             .clone();
-        task::run(
-            &self.config,
-            &self.allowed,
-            tools,
-            &runtime,
-            args,
-            ctx,
-        )
-        .await
+        task::run(&self.config, &self.allowed, tools, &runtime, args, ctx).await
     }
 }

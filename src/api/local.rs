@@ -146,7 +146,11 @@ impl Control for LocalControl {
         super::approvals::decided(outcome)
     }
 
-    async fn deny(&self, id: ApprovalId, request: DenyRequest) -> Result<DecidedAnswer, ControlError> {
+    async fn deny(
+        &self,
+        id: ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
         request.validate()?;
         let outcome = self
             .troupe

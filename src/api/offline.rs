@@ -152,7 +152,11 @@ impl Control for StoreControl {
         super::approvals::decided(self.store.decide_approval(id, request.into()).await?)
     }
 
-    async fn deny(&self, id: ApprovalId, request: DenyRequest) -> Result<DecidedAnswer, ControlError> {
+    async fn deny(
+        &self,
+        id: ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
         request.validate()?;
         super::approvals::decided(self.store.decide_approval(id, request.into()).await?)
     }

@@ -218,7 +218,11 @@ impl Control for RemoteControl {
             .await
     }
 
-    async fn deny(&self, id: ApprovalId, request: DenyRequest) -> Result<DecidedAnswer, ControlError> {
+    async fn deny(
+        &self,
+        id: ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
         let id = id.to_string();
         self.fetch(Call::post(routes::DENY).id(&id).body(&request))
             .await

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use crate::names::OFFLINE_PROVIDER;
 use crate::provider::{Budget, ProviderConfig};
 
-use super::{AgentApprovals, AgentConfig, AgentGrants, AgentLimits, ModelConfig, ScheduleConfig, TroupeConfig};
+use super::{
+    AgentApprovals, AgentConfig, AgentGrants, AgentLimits, ModelConfig, ScheduleConfig,
+    TroupeConfig,
+};
 
 impl TroupeConfig {
     /// Adds an agent.

@@ -16,9 +16,8 @@ use std::time::Duration;
 pub use crate::provider::route::ModelConfig;
 pub(crate) use duration::parse_duration;
 pub use model::{
-    AgentApprovals,
-    AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection, MemorySection,
-    ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
+    AgentApprovals, AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection,
+    MemorySection, ScheduleConfig, StoreKind, StoreSection, ToolsSection, TroupeConfig,
 };
 
 pub(crate) use crate::names::BUILTIN_TOOLS;

@@ -13,7 +13,8 @@ use troupe_actors::{
 use crate::job::schedule::Schedule;
 use crate::job::{Approval, ApprovalId, Decision, EnqueueOptions, Job, JobCtx, JobId};
 use crate::store::{
-    CancelOutcome, DecideOutcome, InsertOutcome, JobCounts, JobPage, ListQuery, PauseState, PauseTarget, Store,
+    CancelOutcome, DecideOutcome, InsertOutcome, JobCounts, JobPage, ListQuery, PauseState,
+    PauseTarget, Store,
 };
 
 use super::config::EngineConfig;

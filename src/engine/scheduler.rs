@@ -712,7 +712,9 @@ impl ClaimPass {
                     }
                     next_deadline = Some(expired.next_deadline);
                 }
-                Err(e) => tracing::error!(error = %e, "denying approvals past their deadline failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "denying approvals past their deadline failed")
+                }
             }
         }
         let jobs = if self.free.is_empty() {
@@ -931,7 +933,10 @@ impl Handler<Recorded> for Scheduler {
         if let Some(at) = msg.requeued_at {
             self.timer.at(instant_at(at));
         }
-        if let Some(at) = msg.deadline.filter(|at| *at < crate::job::rules::no_deadline()) {
+        if let Some(at) = msg
+            .deadline
+            .filter(|at| *at < crate::job::rules::no_deadline())
+        {
             self.next_deadline = Some(self.next_deadline.map_or(at, |next| next.min(at)));
             self.timer.at(instant_at(at));
         }

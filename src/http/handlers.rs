@@ -8,8 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::{read_body, read_query};
 use super::server::ApiState;
 use crate::api::{
-    parse_approval_id, parse_job_id, ApproveRequest, ControlError, DenyRequest, EnqueueRequest, JobsQuery, MemoriesQuery, PauseRequest, TaskAnswer,
-    TaskRequest,
+    parse_approval_id, parse_job_id, ApproveRequest, ControlError, DenyRequest, EnqueueRequest,
+    JobsQuery, MemoriesQuery, PauseRequest, TaskAnswer, TaskRequest,
 };
 
 type Answer = Result<HttpResponse, ControlError>;

@@ -206,7 +206,13 @@ mod tests {
             number: 3,
         };
         assert_eq!(id.to_string().parse::<ApprovalId>(), Ok(id));
-        for bad in ["", "x.1", "nope", &format!("{}.0", id.job), &format!("{}", id.job)] {
+        for bad in [
+            "",
+            "x.1",
+            "nope",
+            &format!("{}.0", id.job),
+            &format!("{}", id.job),
+        ] {
             let e = bad.parse::<ApprovalId>().err();
             assert!(e.is_some(), "{bad:?} must be refused");
         }

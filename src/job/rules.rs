@@ -333,9 +333,8 @@ pub fn expire(job: &Job, now: DateTime<Utc>) -> Option<Job> {
     if job.status != JobStatus::Waiting {
         return None;
     }
-    let due = |a: &Approval| {
-        a.state == ApprovalState::Pending && a.deadline.is_some_and(|d| d <= now)
-    };
+    let due =
+        |a: &Approval| a.state == ApprovalState::Pending && a.deadline.is_some_and(|d| d <= now);
     if !job.approvals.iter().any(due) {
         return None;
     }

@@ -240,7 +240,10 @@ impl Index {
 
     /// The earliest `runAt` of a waiting job, before `never`.
     pub(crate) fn next_deadline(&self, never: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.waiting.first().map(|(at, _)| *at).filter(|at| *at < never)
+        self.waiting
+            .first()
+            .map(|(at, _)| *at)
+            .filter(|at| *at < never)
     }
 
     /// Ids matching a filter, newest first, strictly older than `cursor`,
