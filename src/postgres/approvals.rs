@@ -102,17 +102,25 @@ impl ApprovalStore for PostgresStore {
                 }
             }
             write_back(&tx, "expire", &moved).await?;
+            // The earliest from the index, then the jobs at that time
+            // decoded: the column holds microseconds, `runAt` is exact.
             let next = tx
                 .prepare_cached(
-                    "SELECT min(run_at) FROM jobs WHERE status = 'waiting' AND run_at < $1",
+                    "SELECT data, id, run_at FROM jobs WHERE status = 'waiting' AND run_at = \
+                     (SELECT min(run_at) FROM jobs WHERE status = 'waiting' AND run_at < $1)",
                 )
                 .await
                 .map_err(db("expire"))?;
-            let next_deadline: Option<DateTime<Utc>> = tx
-                .query_one(&next, &[&rules::no_deadline()])
+            let next_deadline = tx
+                .query(&next, &[&rules::no_deadline()])
                 .await
                 .map_err(db("expire"))?
-                .get(0);
+                .iter()
+                .filter_map(|row| match job_of(row, 0) {
+                    Ok(job) => Some(job.run_at),
+                    Err(_) => row.try_get::<_, DateTime<Utc>>(2).ok(),
+                })
+                .min();
             tx.commit().await.map_err(db("expire"))?;
             if moved.iter().any(|j| j.status == JobStatus::Queued) {
                 shared.wake_others();
