@@ -583,8 +583,8 @@ impl<'a> Task<'a> {
             usize::try_from(self.agent.limits.max_tool_calls_per_reply).unwrap_or(usize::MAX);
         index < per_reply
             && call.arguments_error.is_none()
-            && self.approval.iter().any(|t| *t == call.name)
-            && self.allowed.iter().any(|t| *t == call.name)
+            && self.approval.contains(&call.name)
+            && self.allowed.contains(&call.name)
     }
 
     /// The decisions on the calls of `reply` (model step `step`) that need

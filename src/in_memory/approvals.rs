@@ -45,7 +45,7 @@ impl ApprovalStore for InMemoryStore {
                 Ok(DecideOutcome::Decided { approval, job: new })
             }
             Err(Undecided::NotFound) => Err(approval_not_found(id)),
-            Err(Undecided::AlreadyDecided(a)) => Ok(DecideOutcome::AlreadyDecided(a)),
+            Err(Undecided::AlreadyDecided(a)) => Ok(DecideOutcome::AlreadyDecided(*a)),
         }
     }
 

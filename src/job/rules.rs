@@ -292,8 +292,9 @@ pub enum Undecided {
     /// The job has no approval of that number.
     NotFound,
     /// It was decided before (approved, denied, expired, or cancelled with
-    /// its task): the approval as it stands.
-    AlreadyDecided(Approval),
+    /// its task): the approval as it stands (boxed, so the error side of
+    /// [`decide`] stays small).
+    AlreadyDecided(Box<Approval>),
 }
 
 /// A person's decision on approval `number` of a waiting job: the approval
@@ -309,7 +310,7 @@ pub fn decide(
 ) -> Result<Job, Undecided> {
     let approval = job.approval(number).ok_or(Undecided::NotFound)?;
     if approval.state != ApprovalState::Pending || job.status != JobStatus::Waiting {
-        return Err(Undecided::AlreadyDecided(approval.clone()));
+        return Err(Undecided::AlreadyDecided(Box::new(approval.clone())));
     }
     let mut new = job.clone();
     let index = usize::try_from(number - 1).unwrap_or(usize::MAX);

@@ -49,7 +49,7 @@ impl ApprovalStore for PostgresStore {
             let new: Job = match rules::decide(&job, id.number, &decision, Utc::now()) {
                 Ok(new) => new,
                 Err(Undecided::NotFound) => return Err(approval_not_found(id)),
-                Err(Undecided::AlreadyDecided(a)) => return Ok(DecideOutcome::AlreadyDecided(a)),
+                Err(Undecided::AlreadyDecided(a)) => return Ok(DecideOutcome::AlreadyDecided(*a)),
             };
             write_back(&tx, "decide", std::slice::from_ref(&new)).await?;
             tx.commit().await.map_err(db("decide"))?;

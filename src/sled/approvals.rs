@@ -48,7 +48,7 @@ impl ApprovalStore for SledStore {
                 return Err(approval_not_found(id))
             }
             Err(e) => return Err(e),
-            Ok(Err(Undecided::AlreadyDecided(a))) => return Ok(DecideOutcome::AlreadyDecided(a)),
+            Ok(Err(Undecided::AlreadyDecided(a))) => return Ok(DecideOutcome::AlreadyDecided(*a)),
             Ok(Ok(job)) => job,
         };
         self.durable("decide").await?;
