@@ -260,6 +260,7 @@ fn config(uri: &str, concurrency: usize) -> TroupeConfig {
             restart_above_memory_mib: None,
             limits: Default::default(),
             grants: Default::default(),
+            approvals: Default::default(),
         }],
         ..TroupeConfig::default()
     }

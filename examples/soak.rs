@@ -158,6 +158,7 @@ fn main() -> Result<(), BoxError> {
         restart_above_memory_mib: None,
         limits: Default::default(),
         grants: Default::default(),
+        approvals: Default::default(),
     });
     let engine = EngineConfig {
         retention: Retention {

@@ -79,7 +79,7 @@ mod test_support;
 
 pub use agent::{CallMeta, ModelGateway, ProcessingResult, ToolCallRecord};
 pub use config::{
-    AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection,
+    AgentApprovals, AgentConfig, AgentGrants, AgentLimits, ConfigError, EngineSection, HttpSection,
     McpServerConfig, MemorySection, ModelConfig, ScheduleConfig, StoreKind, StoreSection,
     TelemetrySection, ToolsSection, TroupeConfig,
 };

@@ -267,6 +267,7 @@ fn agents_with_a_memory_limit_run_tasks_and_their_heap_is_a_metric() {
         restart_above_memory_mib: Some(1),
         limits: Default::default(),
         grants: Default::default(),
+        approvals: Default::default(),
     });
     run_system(async move {
         let troupe = Troupe::builder(config).start().await.unwrap();

@@ -69,6 +69,7 @@ fn a_runtime_with_a_memory_limit_refuses_to_start_without_the_allocator() {
         restart_above_memory_mib: Some(64),
         limits: Default::default(),
         grants: Default::default(),
+        approvals: Default::default(),
     });
     let data = config.store.data_dir.clone();
     run_system(async move {

@@ -26,6 +26,9 @@ fn every_status_pair_is_legal_or_a_typed_error() {
         (Running, Failed),
         (Running, Queued),
         (Running, Cancelled),
+        (Running, Waiting),
+        (Waiting, Queued),
+        (Waiting, Cancelled),
     ];
     for from in JobStatus::ALL {
         for to in JobStatus::ALL {
@@ -50,7 +53,7 @@ fn every_status_pair_is_legal_or_a_typed_error() {
     for s in [Completed, Failed, Cancelled] {
         assert!(s.is_terminal());
     }
-    assert!(Queued.is_active() && Running.is_active());
+    assert!(Queued.is_active() && Running.is_active() && Waiting.is_active());
 }
 
 #[test]

@@ -32,6 +32,18 @@
 //! results, so a resumed or retried task counts what its checkpoints hold;
 //! calls beyond get a tool error). Every tool call carries the task's depth
 //! (`ctx.depth` of its job), for `create_task`'s `maxTaskDepth`.
+//!
+//! **Approval.** When a reply calls a tool that needs a person's approval
+//! (named in the agent's `approval`, or [`crate::tools::Tool::requires_approval`]),
+//! the whole round waits: before any call of the reply runs, the task
+//! returns [`WorkerError::Parked`] with one request per such call, and the
+//! engine parks the job (`waiting`, no worker slot). The reply is already
+//! checkpointed, so when every approval is decided the job is queued again,
+//! the task resumes from that checkpoint and finds the decisions in
+//! [`JobContext::approvals`] (matched by step and position in the reply):
+//! approved calls run (once: the same idempotency keys), the others get a
+//! [`ToolError::NotApproved`] with the reason, and the round is
+//! checkpointed as any other.
 
 use std::sync::Arc;
 
@@ -46,6 +58,7 @@ use crate::config::{AgentConfig, MemorySection};
 use crate::conversation::{ConversationStore, NewMessage, Role};
 use crate::engine::{JobContext, WorkerError};
 use crate::events::{Emitter, EventHub, TaskEventKind};
+use crate::job::{ApprovalRequest, ApprovalState};
 use crate::memory::actor::{MemoryActor, Recall, Remember};
 use crate::memory::{MemoryScope, NewMemory};
 use crate::names::{
@@ -229,16 +242,27 @@ where
     WorkerError::retryable(format!("agent `{agent}`: {what}: {e}")).with_source(e)
 }
 
+/// What an agent's tasks offer the model and what of it needs approval:
+/// made once per agent worker, on its first task.
+#[derive(Clone)]
+pub(crate) struct AgentTools {
+    /// The allowed tools' definitions as every model call offers them.
+    pub definitions: Arc<[ToolDefinition]>,
+    /// The tools whose calls wait for a person's approval: the agent's
+    /// `approval` list and the allowed tools that always require it.
+    pub approval: Arc<[String]>,
+}
+
 /// Runs (or resumes) one task of `agent`.
 pub(crate) async fn run(
     agent: &AgentConfig,
     allowed: &Arc<[String]>,
-    definitions: Arc<[ToolDefinition]>,
+    tools: AgentTools,
     rt: &AgentRuntime,
     args: Value,
     job: JobContext,
 ) -> Result<Value, WorkerError> {
-    let task = Task::new(agent, allowed, definitions, rt, args, job)?;
+    let task = Task::new(agent, allowed, tools, rt, args, job)?;
     let mut state = task.start_or_resume().await?;
     task.run_steps(&mut state).await?;
     task.finish(state).await
@@ -265,6 +289,8 @@ struct Task<'a> {
     output: Option<OutputSchema>,
     /// The task's live events.
     events: Emitter,
+    /// The tools whose calls need approval.
+    approval: Arc<[String]>,
 }
 
 impl<'a> Task<'a> {
@@ -272,7 +298,7 @@ impl<'a> Task<'a> {
     fn new(
         agent: &'a AgentConfig,
         allowed: &'a Arc<[String]>,
-        definitions: Arc<[ToolDefinition]>,
+        tools: AgentTools,
         rt: &'a AgentRuntime,
         args: Value,
         job: JobContext,
@@ -315,7 +341,8 @@ impl<'a> Task<'a> {
                 agent_id: id.to_string(),
                 job_id: Some(job.job_id),
             },
-            definitions,
+            definitions: tools.definitions,
+            approval: tools.approval,
             output,
             events: rt.events.emitter(job.job_id),
             job,
@@ -358,7 +385,8 @@ impl<'a> Task<'a> {
         loop {
             if let Some(reply) = state.pending_reply() {
                 let step = state.steps.saturating_sub(1);
-                let results = self.run_tools(reply, step, state.created).await;
+                let verdicts = self.approvals(reply, step)?;
+                let results = self.run_tools(reply, step, state.created, &verdicts).await;
                 self.save_tool_results(state, results).await?;
                 continue;
             }
@@ -716,15 +744,98 @@ impl<'a> Task<'a> {
         }
     }
 
+    /// Whether call `call` of a reply needs a person's approval: its tool
+    /// is in the agent's approval set and the call would reach it (the
+    /// agent may use it, its arguments are JSON, it is within
+    /// `maxToolCallsPerReply`).
+    fn needs_approval(&self, index: usize, call: &ToolCall) -> bool {
+        let per_reply =
+            usize::try_from(self.agent.limits.max_tool_calls_per_reply).unwrap_or(usize::MAX);
+        index < per_reply
+            && call.arguments_error.is_none()
+            && self.approval.contains(&call.name)
+            && self.allowed.contains(&call.name)
+    }
+
+    /// The decisions on the calls of `reply` (model step `step`) that need
+    /// approval, one entry per call: `None` to run it (approved, or no
+    /// approval needed), or the error it gets instead. Parks the task
+    /// ([`WorkerError::Parked`]) while any such call has no decision yet.
+    fn approvals(
+        &self,
+        reply: &GenerateResponse,
+        step: u32,
+    ) -> Result<Vec<Option<ToolError>>, WorkerError> {
+        let mut verdicts = Vec::with_capacity(reply.tool_calls.len());
+        let mut asks = Vec::new();
+        let mut pending = false;
+        for (i, call) in reply.tool_calls.iter().enumerate() {
+            let position = u32::try_from(i).unwrap_or(u32::MAX);
+            if !self.needs_approval(i, call) {
+                verdicts.push(None);
+                continue;
+            }
+            let found = self
+                .job
+                .approvals
+                .iter()
+                .find(|a| a.step == step && a.call == position);
+            verdicts.push(match found.map(|a| (a.state, a)) {
+                None => {
+                    asks.push(ApprovalRequest {
+                        tool: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                        step,
+                        call: position,
+                        call_id: call.id.clone(),
+                        deadline: self.agent.approvals.timeout.and_then(|t| {
+                            chrono::Duration::from_std(t)
+                                .ok()
+                                .and_then(|t| chrono::Utc::now().checked_add_signed(t))
+                        }),
+                    });
+                    None
+                }
+                Some((ApprovalState::Pending, _)) => {
+                    pending = true;
+                    None
+                }
+                Some((ApprovalState::Approved, _)) => None,
+                Some((_, a)) => Some(ToolError::NotApproved {
+                    tool: call.name.clone(),
+                    reason: a
+                        .note
+                        .clone()
+                        .unwrap_or_else(|| format!("the approval was {}", a.state)),
+                }),
+            });
+        }
+        if asks.is_empty() && !pending {
+            return Ok(verdicts);
+        }
+        let names: Vec<&str> = asks.iter().map(|a| a.tool.as_str()).collect();
+        Err(WorkerError::parked(
+            format!(
+                "agent `{}`: waiting for approval of {} tool call(s) ({})",
+                self.id(),
+                asks.len(),
+                names.join(", ")
+            ),
+            asks,
+        ))
+    }
+
     /// Runs the tool calls of `reply` (model step `step`) at once, within
     /// the agent's limits: the calls beyond `maxToolCallsPerReply`, and the
     /// job-creating calls beyond what is left of `maxTasksPerTask` after the
-    /// `created` jobs, get a tool error each and do not run.
+    /// `created` jobs, get a tool error each and do not run; so does a call
+    /// whose approval `verdicts` refuse.
     async fn run_tools(
         &self,
         reply: &GenerateResponse,
         step: u32,
         created: u32,
+        verdicts: &[Option<ToolError>],
     ) -> Vec<ToolOutcome> {
         let limits = &self.agent.limits;
         let per_reply = usize::try_from(limits.max_tool_calls_per_reply).unwrap_or(usize::MAX);
@@ -761,6 +872,7 @@ impl<'a> Task<'a> {
             } else {
                 None
             };
+            let refusal = refusal.or_else(|| verdicts.get(i).cloned().flatten());
             self.run_tool(call, step, refusal)
         });
         join_all(calls).await

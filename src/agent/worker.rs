@@ -7,11 +7,9 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::task::{self, AgentRuntime, AgentTools};
 use crate::config::AgentConfig;
 use crate::engine::{JobContext, Registration, Worker, WorkerCategory, WorkerError};
-use crate::provider::ToolDefinition;
-
-use super::task::{self, AgentRuntime};
 
 /// Where agents find their runtime. Set once, right after the engine starts:
 /// the engine must exist before the tools that enqueue jobs, and the agents
@@ -52,11 +50,11 @@ impl RuntimeSlot {
 pub(crate) struct AgentWorker {
     config: AgentConfig,
     allowed: Arc<[String]>,
-    /// The allowed tools' definitions as every model call offers them:
+    /// The allowed tools' definitions as every model call offers them, and
     /// made once, on the first task (the tools are registered by then),
     /// and shared by every task after it. A restart of the agent's actor
     /// builds a new worker, so they are made again.
-    definitions: OnceLock<Arc<[ToolDefinition]>>,
+    tools: OnceLock<AgentTools>,
     runtime: RuntimeSlot,
     description: String,
 }
@@ -72,7 +70,7 @@ impl AgentWorker {
         Self {
             config,
             allowed,
-            definitions: OnceLock::new(),
+            tools: OnceLock::new(),
             runtime,
             description,
         }
@@ -128,18 +126,24 @@ impl Worker for AgentWorker {
                 self.config.id
             )));
         };
-        let definitions = self
-            .definitions
-            .get_or_init(|| runtime.tools.registry().definitions_for(&self.allowed))
+        let tools = self
+            .tools
+            .get_or_init(|| {
+                let registry = runtime.tools.registry();
+                let mut approval = self.config.approvals.tools.clone();
+                approval.extend(
+                    self.allowed
+                        .iter()
+                        .filter(|t| registry.requires_approval(t) && !approval.contains(t))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                AgentTools {
+                    definitions: registry.definitions_for(&self.allowed),
+                    approval: approval.into(),
+                }
+            })
             .clone();
-        task::run(
-            &self.config,
-            &self.allowed,
-            definitions,
-            &runtime,
-            args,
-            ctx,
-        )
-        .await
+        task::run(&self.config, &self.allowed, tools, &runtime, args, ctx).await
     }
 }

@@ -154,6 +154,9 @@ impl Request for TaskRequest {
 /// the job failed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+// One per request, matched at once; boxing the job would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum TaskAnswer {
     /// Queued, durable; not waited for.
     Queued(Job),

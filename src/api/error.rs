@@ -26,6 +26,10 @@ pub enum ControlError {
     /// The job, worker, agent or conversation named does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the record as it stands: an approval
+    /// already decided, or cancelled with its task (409).
+    #[error("{0}")]
+    Conflict(String),
     /// The request body did not arrive in time (408).
     #[error("{0}")]
     Timeout(String),
@@ -96,6 +100,7 @@ impl ControlError {
             ControlError::Forbidden(_) => 403,
             ControlError::NotFound(_) => 404,
             ControlError::Timeout(_) => 408,
+            ControlError::Conflict(_) => 409,
             ControlError::TooLarge(_) => 413,
             ControlError::UnsupportedMediaType(_) => 415,
             ControlError::MisdirectedRequest(_) => 421,
@@ -115,6 +120,7 @@ impl ControlError {
             403 => ControlError::Forbidden(message),
             404 => ControlError::NotFound(message),
             408 => ControlError::Timeout(message),
+            409 => ControlError::Conflict(message),
             413 => ControlError::TooLarge(message),
             415 => ControlError::UnsupportedMediaType(message),
             421 => ControlError::MisdirectedRequest(message),

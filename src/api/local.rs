@@ -10,7 +10,7 @@ use super::status::spend;
 use super::*;
 use crate::agent::ProcessingResult;
 use crate::engine::{DrainReport, EngineError};
-use crate::job::JobStatus;
+use crate::job::{ApprovalId, JobStatus};
 use crate::provider::BreakerState;
 use crate::runtime::{TaskError, TaskOptions, Troupe};
 use crate::store::{ListQuery, PauseTarget};
@@ -126,6 +126,40 @@ impl Control for LocalControl {
         Ok(self.troupe.engine().cancel_job(id).await?.into())
     }
 
+    async fn approvals(&self) -> Result<ApprovalsAnswer, ControlError> {
+        Ok(ApprovalsAnswer {
+            approvals: self.troupe.engine().pending_approvals().await?,
+        })
+    }
+
+    async fn approve(
+        &self,
+        id: ApprovalId,
+        request: ApproveRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
+        request.validate()?;
+        let outcome = self
+            .troupe
+            .engine()
+            .decide_approval(id, request.into())
+            .await?;
+        super::approvals::decided(outcome)
+    }
+
+    async fn deny(
+        &self,
+        id: ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
+        request.validate()?;
+        let outcome = self
+            .troupe
+            .engine()
+            .decide_approval(id, request.into())
+            .await?;
+        super::approvals::decided(outcome)
+    }
+
     async fn nodes(&self) -> Result<NodesAnswer, ControlError> {
         Ok(NodesAnswer {
             nodes: self.troupe.store().nodes().await?,
@@ -239,6 +273,8 @@ impl Control for LocalControl {
             paused_all: workers.paused_all,
             agents,
             queue_depth: counts.status(JobStatus::Queued),
+            waiting: counts.status(JobStatus::Waiting),
+            pending_approvals: self.troupe.store().pending_approvals().await?.len() as u64,
             running,
             providers: readiness.providers,
             spend_today_usd: spend,

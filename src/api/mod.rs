@@ -19,6 +19,7 @@
 //! Every call into the runtime is in `local.rs`.
 
 mod agents;
+mod approvals;
 mod error;
 pub(crate) mod events;
 mod jobs;
@@ -35,6 +36,9 @@ use async_trait::async_trait;
 pub use agents::{
     AgentState, AgentsAnswer, MemoriesAnswer, MemoriesQuery, MessagesAnswer, TaskAnswer,
     TaskRequest,
+};
+pub use approvals::{
+    parse_approval_id, ApprovalsAnswer, ApproveRequest, DecidedAnswer, DenyRequest,
 };
 pub use error::{ControlError, ErrorBody, ErrorDetail};
 pub use events::{parse_last_event_id, EventsStream, LAST_EVENT_ID};
@@ -101,6 +105,25 @@ pub trait Control: Send + Sync {
 
     /// Claims jobs of the target again (`POST /v1/resume`).
     async fn resume(&self, request: PauseRequest) -> Result<PausedAnswer, ControlError>;
+
+    /// The tool calls waiting for a person's approval (`GET /v1/approvals`).
+    async fn approvals(&self) -> Result<ApprovalsAnswer, ControlError>;
+
+    /// Approves a tool call (`POST /v1/approvals/{id}/approve`); 409 when it
+    /// was decided before (or its task cancelled).
+    async fn approve(
+        &self,
+        id: crate::job::ApprovalId,
+        request: ApproveRequest,
+    ) -> Result<DecidedAnswer, ControlError>;
+
+    /// Denies a tool call (`POST /v1/approvals/{id}/deny`): the model gets
+    /// the reason as the call's error; 409 as for `approve`.
+    async fn deny(
+        &self,
+        id: crate::job::ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError>;
 
     /// The one-screen status (`GET /v1/status`).
     async fn status(&self) -> Result<StatusScreen, ControlError>;

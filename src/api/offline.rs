@@ -12,7 +12,7 @@ use super::*;
 use crate::agent::{AgentWorker, CompactionWorker, RuntimeSlot};
 use crate::config::TroupeConfig;
 use crate::engine::{EchoWorker, EngineError, SleepWorker, Worker, WorkerCategory, WorkerInfo};
-use crate::job::JobStatus;
+use crate::job::{ApprovalId, JobStatus};
 use crate::store::{ListQuery, PauseTarget, Store};
 
 /// The control API answered from a store no runtime holds. What needs a
@@ -135,6 +135,32 @@ impl Control for StoreControl {
         Ok(self.store.cancel(id).await?.into())
     }
 
+    async fn approvals(&self) -> Result<ApprovalsAnswer, ControlError> {
+        Ok(ApprovalsAnswer {
+            approvals: self.store.pending_approvals().await?,
+        })
+    }
+
+    /// Decided in the store; the daemon, when it next starts, runs the
+    /// task on.
+    async fn approve(
+        &self,
+        id: ApprovalId,
+        request: ApproveRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
+        request.validate()?;
+        super::approvals::decided(self.store.decide_approval(id, request.into()).await?)
+    }
+
+    async fn deny(
+        &self,
+        id: ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
+        request.validate()?;
+        super::approvals::decided(self.store.decide_approval(id, request.into()).await?)
+    }
+
     async fn nodes(&self) -> Result<NodesAnswer, ControlError> {
         Ok(NodesAnswer {
             nodes: self.store.nodes().await?,
@@ -245,6 +271,8 @@ impl Control for StoreControl {
             paused_all: workers.paused_all,
             agents,
             queue_depth: counts.status(JobStatus::Queued),
+            waiting: counts.status(JobStatus::Waiting),
+            pending_approvals: self.store.pending_approvals().await?.len() as u64,
             running,
             providers: providers
                 .map(|p| ProviderState::not_running(&p.name))

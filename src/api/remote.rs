@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::*;
+use crate::job::ApprovalId;
 
 /// How long one request may take: long, because a task waited for answers
 /// only when the task ends.
@@ -200,6 +201,30 @@ impl Control for RemoteControl {
         let id = id.to_string();
         let empty = serde_json::json!({});
         self.fetch(Call::post(routes::CANCEL).id(&id).body(&empty))
+            .await
+    }
+
+    async fn approvals(&self) -> Result<ApprovalsAnswer, ControlError> {
+        self.fetch(Call::get(routes::APPROVALS)).await
+    }
+
+    async fn approve(
+        &self,
+        id: ApprovalId,
+        request: ApproveRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
+        let id = id.to_string();
+        self.fetch(Call::post(routes::APPROVE).id(&id).body(&request))
+            .await
+    }
+
+    async fn deny(
+        &self,
+        id: ApprovalId,
+        request: DenyRequest,
+    ) -> Result<DecidedAnswer, ControlError> {
+        let id = id.to_string();
+        self.fetch(Call::post(routes::DENY).id(&id).body(&request))
             .await
     }
 

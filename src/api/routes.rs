@@ -16,6 +16,12 @@ pub const JOBS: &str = "/v1/jobs";
 pub const JOB: &str = "/v1/jobs/{id}";
 /// A job's events (Server-Sent Events).
 pub const EVENTS: &str = "/v1/jobs/{id}/events";
+/// The approvals waiting for a person.
+pub const APPROVALS: &str = "/v1/approvals";
+/// Approve a tool call.
+pub const APPROVE: &str = "/v1/approvals/{id}/approve";
+/// Deny a tool call.
+pub const DENY: &str = "/v1/approvals/{id}/deny";
 /// Cancel a job.
 pub const CANCEL: &str = "/v1/jobs/{id}/cancel";
 /// The workers.

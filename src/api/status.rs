@@ -117,6 +117,12 @@ pub struct StatusScreen {
     pub agents: Vec<AgentState>,
     /// Jobs waiting, over all workers.
     pub queue_depth: u64,
+    /// Jobs parked awaiting approval of tool calls (holding no worker slot).
+    #[serde(default)]
+    pub waiting: u64,
+    /// Tool calls waiting for a person's decision (`troupe approvals`).
+    #[serde(default)]
+    pub pending_approvals: u64,
     /// Running jobs, newest first, at most [`STATUS_RUNNING`].
     pub running: Vec<Job>,
     /// The configured providers.

@@ -91,6 +91,7 @@ fn demo_config(offline: bool) -> (TroupeConfig, String) {
         restart_above_memory_mib: None,
         limits: Default::default(),
         grants: Default::default(),
+        approvals: Default::default(),
     });
     (config, note)
 }

@@ -12,6 +12,7 @@
 //! problem, with exit code 1 (2 for a malformed command line).
 
 mod agents;
+mod approvals;
 mod args;
 mod connect;
 mod demo;
@@ -124,6 +125,12 @@ enum Command {
         /// The job id.
         id: String,
     },
+    /// List the tool calls waiting for a person's approval.
+    Approvals,
+    /// Approve a tool call: its task resumes and runs it once.
+    Approve(approvals::ApproveArgs),
+    /// Deny a tool call: the model gets the reason as the call's error.
+    Deny(approvals::DenyArgs),
     /// Run the engine until SIGINT or SIGTERM, then drain and exit.
     Run(run::RunArgs),
     /// Give an agent a task (prints its job id, or its result with --wait).
@@ -167,6 +174,9 @@ pub fn main() -> ExitCode {
         Command::Job { id, follow: true } => jobs::follow(&cli.global, &id),
         Command::Workers => jobs::workers(&cli.global),
         Command::Cancel { id } => jobs::cancel(&cli.global, &id),
+        Command::Approvals => approvals::list(&cli.global),
+        Command::Approve(args) => approvals::approve(&cli.global, args),
+        Command::Deny(args) => approvals::deny(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Task(args) => agents::task(&cli.global, args),
         Command::Memories(args) => agents::memories(&cli.global, args),

@@ -120,6 +120,12 @@ fn render(view: &StatusScreen, dir: &str) -> Result<(), CliError> {
             ""
         }
     );
+    if view.waiting > 0 || view.pending_approvals > 0 {
+        println!(
+            "approvals    {} pending, {} jobs waiting (`troupe approvals`)",
+            view.pending_approvals, view.waiting
+        );
+    }
     println!("spend today  ${:.4}", view.spend_today_usd);
     if !view.nodes.is_empty() {
         let alive = view.nodes.iter().filter(|n| n.alive).count();

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use crate::names::OFFLINE_PROVIDER;
 use crate::provider::{Budget, ProviderConfig};
 
-use super::{AgentConfig, AgentGrants, AgentLimits, ModelConfig, ScheduleConfig, TroupeConfig};
+use super::{
+    AgentApprovals, AgentConfig, AgentGrants, AgentLimits, ModelConfig, ScheduleConfig,
+    TroupeConfig,
+};
 
 impl TroupeConfig {
     /// Adds an agent.
@@ -65,7 +68,22 @@ impl AgentConfig {
             restart_above_memory_mib: None,
             limits: AgentLimits::default(),
             grants: AgentGrants::default(),
+            approvals: AgentApprovals::default(),
         }
+    }
+
+    /// The tools whose calls wait for a person's approval, and how long
+    /// before such a call is denied by itself (`None`: no deadline).
+    pub fn approval<I, S>(mut self, tools: I, timeout: Option<std::time::Duration>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.approvals = AgentApprovals {
+            tools: tools.into_iter().map(Into::into).collect(),
+            timeout,
+        };
+        self
     }
 
     /// The tools it may use (built-in names, or tools added to the builder).

@@ -18,8 +18,9 @@ pub use crate::provider::route::ModelConfig;
 pub(crate) use duration::parse_duration;
 pub use mcp::McpServerConfig;
 pub use model::{
-    AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection, MemorySection,
-    ScheduleConfig, StoreKind, StoreSection, TelemetrySection, ToolsSection, TroupeConfig,
+    AgentApprovals, AgentConfig, AgentGrants, AgentLimits, EngineSection, HttpSection,
+    MemorySection, ScheduleConfig, StoreKind, StoreSection, TelemetrySection, ToolsSection,
+    TroupeConfig,
 };
 
 pub(crate) use crate::names::BUILTIN_TOOLS;
@@ -344,6 +345,23 @@ fn check_agent(
                 ),
             ));
         }
+    }
+    for (j, tool) in agent.approvals.tools.iter().enumerate() {
+        if !agent.tools.contains(tool) {
+            return Err(check.invalid(
+                at(&format!("approval[{j}]")),
+                format!(
+                    "`{tool}` is not one of the agent's tools ({}); list it in `tools` too",
+                    agent.tools.join(", ")
+                ),
+            ));
+        }
+    }
+    if agent.approvals.timeout.is_some_and(|t| t.is_zero()) {
+        return Err(check.invalid(
+            at("approvalTimeout"),
+            "must be more than 0; leave it out for no deadline",
+        ));
     }
     if agent.max_steps == 0 {
         return Err(check.invalid(at("maxSteps"), "must be at least 1"));

@@ -289,6 +289,37 @@ pub struct AgentConfig {
     pub limits: AgentLimits,
     /// What its tools may touch beyond the task's own user and conversation.
     pub grants: AgentGrants,
+    /// Which of its tool calls wait for a person's approval, and how long.
+    pub approvals: AgentApprovals,
+}
+
+/// Which tool calls of an agent wait for a person's approval (keys
+/// `approval` and `approvalTimeout` of `[[agents]]`). A call of a tool named
+/// here, or of a tool that says it always needs approval
+/// (`Tool::requires_approval`), parks the task until someone runs `troupe
+/// approve` or `troupe deny`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentApprovals {
+    /// Tool names whose calls need approval (`approval = ["send_message"]`).
+    pub tools: Vec<String>,
+    /// After this long without a decision, a call is denied by itself with
+    /// the reason "approval deadline passed" (`approvalTimeout = "1h"`);
+    /// `None`: it waits for ever.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// A duration as the config file writes it (`"90s"`, `"1h"`: see
+/// [`super::parse_duration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConfigDuration(std::time::Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text)
+            .map(ConfigDuration)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// How much work an agent's tasks may start (keys of `[[agents]]`). Each
@@ -389,6 +420,10 @@ struct AgentEntry {
     shared_memory: bool,
     #[serde(default)]
     read_hidden_files: bool,
+    #[serde(default)]
+    approval: Vec<String>,
+    #[serde(default)]
+    approval_timeout: Option<ConfigDuration>,
 }
 
 impl From<AgentEntry> for AgentConfig {
@@ -422,6 +457,10 @@ impl From<AgentEntry> for AgentConfig {
                 users: e.users,
                 shared_memory: e.shared_memory,
                 read_hidden_files: e.read_hidden_files,
+            },
+            approvals: AgentApprovals {
+                tools: e.approval,
+                timeout: e.approval_timeout.map(|d| d.0),
             },
         }
     }

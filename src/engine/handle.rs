@@ -11,9 +11,10 @@ use troupe_actors::{
 };
 
 use crate::job::schedule::Schedule;
-use crate::job::{EnqueueOptions, Job, JobCtx, JobId};
+use crate::job::{Approval, ApprovalId, Decision, EnqueueOptions, Job, JobCtx, JobId};
 use crate::store::{
-    CancelOutcome, InsertOutcome, JobCounts, JobPage, ListQuery, PauseState, PauseTarget, Store,
+    CancelOutcome, DecideOutcome, InsertOutcome, JobCounts, JobPage, ListQuery, PauseState,
+    PauseTarget, Store,
 };
 
 use super::config::EngineConfig;
@@ -536,6 +537,37 @@ impl WorkerEngine {
     /// jobs finish.
     pub async fn pause(&self, target: PauseTarget) -> Result<PauseState, EngineError> {
         Ok(self.inner.shared.store.set_paused(target, true).await?)
+    }
+
+    /// The approvals waiting for a person's decision, oldest job first.
+    pub async fn pending_approvals(&self) -> Result<Vec<Approval>, EngineError> {
+        Ok(self.inner.shared.store.pending_approvals().await?)
+    }
+
+    /// Decides approval `id`: durable before it returns; when it was its
+    /// job's last pending approval, the job is queued again and the
+    /// scheduler woken, so the task resumes at once with the decision.
+    /// Of two decisions racing, one is applied and the other answers
+    /// [`DecideOutcome::AlreadyDecided`].
+    pub async fn decide_approval(
+        &self,
+        id: ApprovalId,
+        decision: Decision,
+    ) -> Result<DecideOutcome, EngineError> {
+        let outcome = self
+            .inner
+            .shared
+            .store
+            .decide_approval(id, decision)
+            .await?;
+        if let DecideOutcome::Decided { approval, job } = &outcome {
+            self.inner.shared.stats.decided(approval.state);
+            tracing::info!(approval = %approval.id, job = %job.id, decision = %approval.state, "approval decided");
+            if job.status == crate::job::JobStatus::Queued {
+                self.wake();
+            }
+        }
+        Ok(outcome)
     }
 
     /// Resumes claiming for `target`.

@@ -23,7 +23,7 @@ use tracing::Instrument;
 use troupe_actors::{Actor, Context, Handler, Message, Reply};
 
 use crate::alloc::Account;
-use crate::job::{JobCtx, JobId};
+use crate::job::{Approval, JobCtx, JobId};
 
 use super::worker::{JobContext, Registration, Worker, WorkerError};
 
@@ -140,6 +140,7 @@ pub(crate) struct RunJob {
     pub(crate) max_attempts: u32,
     pub(crate) args: Value,
     pub(crate) ctx: JobCtx,
+    pub(crate) approvals: Vec<Approval>,
     pub(crate) timeout: Option<Duration>,
     /// Aborting drops the job's future: cancel and shutdown stop the work
     /// itself, not only the bookkeeping.
@@ -197,6 +198,7 @@ async fn run_one(worker: Arc<dyn Worker>, msg: RunJob) -> RunOutcome {
         attempt: msg.attempt,
         max_attempts: msg.max_attempts,
         ctx: msg.ctx,
+        approvals: msg.approvals,
     };
     let run = Abortable::new(worker.run(msg.args, ctx), msg.abort);
     let finished = match msg.timeout {

@@ -46,6 +46,7 @@ use crate::store::{
 
 use super::runner::{RunJob, RunOutcome};
 use super::shared::EngineShared;
+use super::worker::WorkerError;
 
 /// How long a drain waits for aborted jobs to report back.
 const ABORT_GRACE: Duration = Duration::from_secs(5);
@@ -81,6 +82,8 @@ struct RunningJob {
     max_attempts: u32,
     /// Outages the job has waited out so far (attempts not counted).
     outages: u32,
+    /// Attempts the job parked awaiting approval (not counted either).
+    parked: u32,
     abort: AbortHandle,
     /// Aborted by a shutdown, not a cancel: leave it for recovery.
     shutdown: bool,
@@ -109,6 +112,11 @@ pub(crate) struct Scheduler {
     timer: Rc<Timer>,
     next_prune: Instant,
     next_schedule: Option<DateTime<Utc>>,
+    /// When the earliest pending approval deadline passes (denied by
+    /// itself), as last read from the store; `Some(past)` to look at once
+    /// (at start, and again at every retention pass, for the deadlines of
+    /// jobs other nodes parked).
+    next_deadline: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -130,6 +138,7 @@ impl Scheduler {
             timer: Rc::new(Timer::default()),
             next_prune,
             next_schedule: None,
+            next_deadline: Some(DateTime::<Utc>::MIN_UTC),
         }
     }
 
@@ -146,10 +155,11 @@ impl Scheduler {
         self.prune_if_due(ctx);
         let (free, registered) = self.free_capacity();
         let fire_schedules = self.next_schedule.is_some_and(|at| at <= Utc::now());
-        if free.is_empty() && !fire_schedules {
+        let expire_approvals = self.next_deadline.is_some_and(|at| at <= Utc::now());
+        if free.is_empty() && !fire_schedules && !expire_approvals {
             return;
         }
-        if !fire_schedules && self.defer_small_claim(&free) {
+        if !fire_schedules && !expire_approvals && self.defer_small_claim(&free) {
             return;
         }
         self.deferred_since = None;
@@ -163,6 +173,7 @@ impl Scheduler {
             registered,
             limit,
             fire_schedules,
+            expire_approvals,
         };
         let shared = self.shared.clone();
         let me = ctx.address();
@@ -177,6 +188,8 @@ impl Scheduler {
             return;
         }
         self.next_prune = Instant::now() + self.shared.config.prune_every;
+        // Look again at the approval deadlines: another node's parked jobs.
+        self.next_deadline = Some(DateTime::<Utc>::MIN_UTC);
         if self.timer.take_forward_jump() {
             tracing::warn!(
                 "the wall clock jumped forward since the last retention pass; skipping this one"
@@ -278,6 +291,7 @@ impl Scheduler {
                 attempt: job.attempt,
                 max_attempts: job.max_attempts,
                 outages: job.outages,
+                parked: job.parked,
                 abort,
                 shutdown: false,
                 started: std::time::Instant::now(),
@@ -309,6 +323,7 @@ impl Scheduler {
             max_attempts: job.max_attempts,
             args: job.args,
             ctx: job.ctx,
+            approvals: job.approvals,
             timeout: job.timeout_ms.map(Duration::from_millis),
             abort: registration,
         };
@@ -349,11 +364,17 @@ impl Scheduler {
         let me = ctx.address();
         ctx.spawn(async move {
             let mut requeued_at = None;
+            let mut deadline = None;
             match write_outcome(id, &write).await {
                 Ok(Outcome::Applied(job)) if job.status.is_terminal() => {
                     tracing::debug!(job = %job.id, worker = %job.worker_name, status = %job.status, attempt = job.attempt, "job ended");
                     shared.stats.ended(&job.worker_name, job.status);
                     shared.job_ended(&job);
+                }
+                Ok(Outcome::Applied(job)) if job.status == JobStatus::Waiting => {
+                    tracing::info!(job = %job.id, worker = %job.worker_name, approvals = crate::store::pending_of(&job).count(), "job parked awaiting approval");
+                    shared.stats.parked(&job.worker_name);
+                    deadline = Some(job.run_at);
                 }
                 Ok(Outcome::Applied(job)) => {
                     shared.stats.retried(&job.worker_name);
@@ -365,7 +386,7 @@ impl Scheduler {
                 }
                 Err(e) => tracing::error!(job = %id, error = %e, "recording a job outcome failed"),
             }
-            let _ = me.send(Recorded { requeued_at }).await;
+            let _ = me.send(Recorded { requeued_at, deadline }).await;
         });
     }
 
@@ -669,6 +690,8 @@ struct ClaimPass {
     registered: Vec<String>,
     limit: usize,
     fire_schedules: bool,
+    /// Deny the approvals past their deadline first.
+    expire_approvals: bool,
 }
 
 impl ClaimPass {
@@ -688,6 +711,26 @@ impl ClaimPass {
                 Err(e) => tracing::error!(error = %e, "firing due schedules failed"),
             }
             next_schedule = Some(shared.store.next_schedule_fire().await.ok().flatten());
+        }
+        let mut next_deadline = None;
+        if self.expire_approvals {
+            match shared.store.expire_approvals(now).await {
+                Ok(expired) => {
+                    for job in &expired.jobs {
+                        for _ in job.approvals.iter().filter(|a| {
+                            a.state == crate::job::ApprovalState::Expired
+                                && a.decided_at == Some(job.updated_at)
+                        }) {
+                            shared.stats.decided(crate::job::ApprovalState::Expired);
+                        }
+                        tracing::info!(job = %job.id, worker = %job.worker_name, "approval deadline passed: denied by itself");
+                    }
+                    next_deadline = Some(expired.next_deadline);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "denying approvals past their deadline failed")
+                }
+            }
         }
         let jobs = if self.free.is_empty() {
             Ok(Vec::new())
@@ -710,6 +753,7 @@ impl ClaimPass {
             limit: self.limit,
             next_wake,
             next_schedule,
+            next_deadline,
         }
     }
 }
@@ -721,6 +765,9 @@ pub(crate) struct Claimed {
     next_wake: Option<DateTime<Utc>>,
     /// `Some` when the pass fired schedules: the new next fire time.
     next_schedule: Option<Option<DateTime<Utc>>>,
+    /// `Some` when the pass denied approvals past their deadline: the next
+    /// pending deadline.
+    next_deadline: Option<Option<DateTime<Utc>>>,
 }
 impl Message for Claimed {
     type Result = ();
@@ -730,6 +777,12 @@ impl Handler<Claimed> for Scheduler {
         self.claiming = false;
         if let Some(next) = msg.next_schedule {
             self.next_schedule = next;
+        }
+        if let Some(next) = msg.next_deadline {
+            self.next_deadline = next;
+        }
+        if let Some(at) = self.next_deadline {
+            self.timer.at(instant_at(at));
         }
         match msg.jobs {
             Ok(jobs) => {
@@ -792,10 +845,23 @@ impl Handler<Finished> for Scheduler {
         }
         let (id, attempt) = (msg.id, msg.attempt);
         let max_attempts = run.max_attempts;
-        // Attempts that waited out an outage do not count against maxAttempts.
-        let counted = attempt.saturating_sub(run.outages);
+        // Attempts that waited out an outage, or parked awaiting approval,
+        // do not count against maxAttempts.
+        let counted = attempt
+            .saturating_sub(run.outages)
+            .saturating_sub(run.parked);
         let shared = self.shared.clone();
         match msg.outcome {
+            Ok(RunOutcome::Failed(WorkerError::Parked { approvals, .. })) => {
+                self.record(
+                    ctx,
+                    id,
+                    Box::new(move || {
+                        let (shared, approvals) = (shared.clone(), approvals.clone());
+                        Box::pin(async move { shared.store.park_job(id, attempt, approvals).await })
+                    }),
+                );
+            }
             Ok(RunOutcome::Done(value)) => {
                 self.record(
                     ctx,
@@ -870,6 +936,8 @@ impl Handler<Finished> for Scheduler {
 /// A job's outcome was written.
 pub(crate) struct Recorded {
     requeued_at: Option<DateTime<Utc>>,
+    /// A job parked: its `runAt`, the earliest deadline of its approvals.
+    deadline: Option<DateTime<Utc>>,
 }
 impl Message for Recorded {
     type Result = ();
@@ -878,6 +946,13 @@ impl Handler<Recorded> for Scheduler {
     fn handle(&mut self, msg: Recorded, _: &mut Context<'_, Self>) -> Reply<()> {
         self.recording = self.recording.saturating_sub(1);
         if let Some(at) = msg.requeued_at {
+            self.timer.at(instant_at(at));
+        }
+        if let Some(at) = msg
+            .deadline
+            .filter(|at| *at < crate::job::rules::no_deadline())
+        {
+            self.next_deadline = Some(self.next_deadline.map_or(at, |next| next.min(at)));
             self.timer.at(instant_at(at));
         }
         self.check_drained();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::JobStatus;
+use crate::job::{ApprovalState, JobStatus};
 use crate::metrics::{CounterVec, HistogramVec, SECONDS_BUCKETS};
 
 /// Job figures of one engine, by worker. Shared by the engine and the
@@ -26,6 +26,11 @@ pub(crate) struct EngineStats {
     pub retries: CounterVec<String>,
     /// Jobs that ended, by worker and final status.
     pub ended: CounterVec<(String, JobStatus)>,
+    /// Attempts that parked awaiting approval of tool calls.
+    pub parked: CounterVec<String>,
+    /// Approvals decided through this engine's process, by decision
+    /// (`approved`, `denied`, `expired`).
+    pub decisions: CounterVec<ApprovalState>,
 }
 
 impl Default for EngineStats {
@@ -36,6 +41,8 @@ impl Default for EngineStats {
             started: CounterVec::default(),
             retries: CounterVec::default(),
             ended: CounterVec::default(),
+            parked: CounterVec::default(),
+            decisions: CounterVec::default(),
         }
     }
 }
@@ -61,6 +68,16 @@ impl EngineStats {
     /// A failed attempt of `worker` was queued again.
     pub(crate) fn retried(&self, worker: &str) {
         self.retries.inc(worker.to_string());
+    }
+
+    /// An attempt of `worker` parked awaiting approval.
+    pub(crate) fn parked(&self, worker: &str) {
+        self.parked.inc(worker.to_string());
+    }
+
+    /// An approval was decided (`approved`, `denied` or `expired`).
+    pub(crate) fn decided(&self, state: ApprovalState) {
+        self.decisions.inc(state);
     }
 
     /// A job of `worker` ended with `status`.

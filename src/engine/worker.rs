@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alloc::Account;
-use crate::job::{JobCtx, JobId};
+use crate::job::{Approval, ApprovalRequest, JobCtx, JobId};
 
 /// What a worker is for, shown by `list_workers` and used to group them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +56,9 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The job's `ctx`.
     pub ctx: JobCtx,
+    /// The job's approvals so far, pending or decided: what a task that
+    /// parked (see [`WorkerError::Parked`]) finds decided when it resumes.
+    pub approvals: Vec<Approval>,
 }
 
 /// A source error, boxed so any error type can ride along.
@@ -109,6 +112,18 @@ pub enum WorkerError {
         #[source]
         source: Option<BoxError>,
     },
+    /// Not a failure: the attempt stops here and the job waits (`waiting`,
+    /// holding no worker slot) until a person decides on `approvals` or
+    /// their deadlines pass; then it is queued again and the worker runs
+    /// it again, finding the decisions in [`JobContext::approvals`]. The
+    /// parked attempt does not count against `maxAttempts`.
+    #[error("{message}")]
+    Parked {
+        /// Why it waits (for logs).
+        message: String,
+        /// What needs approving.
+        approvals: Vec<ApprovalRequest>,
+    },
 }
 
 impl WorkerError {
@@ -160,13 +175,26 @@ impl WorkerError {
             | WorkerError::Permanent { source, .. } => {
                 *source = Some(cause.into());
             }
+            WorkerError::Parked { .. } => {}
         }
         self
     }
 
+    /// The attempt parks awaiting a person's approval of `approvals`
+    /// (see [`Parked`](Self::Parked)).
+    pub fn parked(msg: impl fmt::Display, approvals: Vec<ApprovalRequest>) -> Self {
+        WorkerError::Parked {
+            message: msg.to_string(),
+            approvals,
+        }
+    }
+
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, WorkerError::Permanent { .. })
+        !matches!(
+            self,
+            WorkerError::Permanent { .. } | WorkerError::Parked { .. }
+        )
     }
 
     /// Whether it is an outage to wait out (see [`Outage`](Self::Outage)).
@@ -179,7 +207,7 @@ impl WorkerError {
         match self {
             WorkerError::Retryable { retry_after, .. }
             | WorkerError::Outage { retry_after, .. } => *retry_after,
-            WorkerError::Permanent { .. } => None,
+            WorkerError::Permanent { .. } | WorkerError::Parked { .. } => None,
         }
     }
 
@@ -188,7 +216,8 @@ impl WorkerError {
         match self {
             WorkerError::Retryable { message, .. }
             | WorkerError::Outage { message, .. }
-            | WorkerError::Permanent { message, .. } => message,
+            | WorkerError::Permanent { message, .. }
+            | WorkerError::Parked { message, .. } => message,
         }
     }
 }

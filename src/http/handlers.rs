@@ -8,8 +8,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::{read_body, read_query};
 use super::server::ApiState;
 use crate::api::{
-    parse_job_id, parse_last_event_id, ControlError, EnqueueRequest, EventsStream, JobsQuery,
-    MemoriesQuery, PauseRequest, TaskAnswer, TaskRequest, LAST_EVENT_ID,
+    parse_approval_id, parse_job_id, parse_last_event_id, ApproveRequest, ControlError,
+    DenyRequest, EnqueueRequest, EventsStream, JobsQuery, MemoriesQuery, PauseRequest, TaskAnswer,
+    TaskRequest, LAST_EVENT_ID,
 };
 use crate::events::sse;
 
@@ -74,6 +75,35 @@ pub(crate) async fn job(state: web::Data<ApiState>, id: web::Path<String>) -> An
 /// Cancels a job: `cancelled`, `requested` or `alreadyEnded`.
 pub(crate) async fn cancel(state: web::Data<ApiState>, id: web::Path<String>) -> Answer {
     ok(state.control.cancel(parse_job_id(&id)?).await?)
+}
+
+/// The approvals waiting for a person.
+pub(crate) async fn approvals(state: web::Data<ApiState>) -> Answer {
+    ok(state.control.approvals().await?)
+}
+
+/// Approves a tool call (body `{"note"?}`); 409 when already decided.
+pub(crate) async fn approve(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Answer {
+    let id = parse_approval_id(&id)?;
+    let request: ApproveRequest = read_body(&req, payload, state.body_limit).await?;
+    ok(state.control.approve(id, request).await?)
+}
+
+/// Denies a tool call (body `{"reason"}`); 409 when already decided.
+pub(crate) async fn deny(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Answer {
+    let id = parse_approval_id(&id)?;
+    let request: DenyRequest = read_body(&req, payload, state.body_limit).await?;
+    ok(state.control.deny(id, request).await?)
 }
 
 /// The registered workers.

@@ -11,6 +11,7 @@
 //! | `POST /v1/jobs` | enqueue (`workerName`, `args`, `ctx`, `delayMs` or `runAt`, `priority`, `maxAttempts`, `uniqueKey`, `timeoutMs`) → 201 + job |
 //! | `GET /v1/jobs?status=&worker=&limit=&cursor=&fields=` | a page of jobs, newest first, without `args` and `result` unless `fields=args,result` |
 //! | `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel` | one job, whole; cancel it |
+//! | `GET /v1/approvals`, `POST /v1/approvals/{id}/approve`, `POST /v1/approvals/{id}/deny` | tool calls waiting for a person; decide one (409 when already decided) |
 //! | `GET /v1/workers`, `GET /v1/agents` | registered workers; configured agents |
 //! | `POST /v1/agents/{id}/tasks` | a task (`prompt`, `conversationId`, `userId`, `wait`) → job, or with `wait` its ProcessingResult |
 //! | `GET /v1/agents/{id}/memories?userId=&archived=` | an agent's memories |

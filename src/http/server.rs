@@ -269,6 +269,9 @@ fn v1_routes() -> actix_web::Scope {
         .service(v1(routes::PAUSE).route(web::post().to(handlers::pause)))
         .service(v1(routes::RESUME).route(web::post().to(handlers::resume)))
         .service(v1(routes::STATUS).route(web::get().to(handlers::status)))
+        .service(v1(routes::APPROVALS).route(web::get().to(handlers::approvals)))
+        .service(v1(routes::APPROVE).route(web::post().to(handlers::approve)))
+        .service(v1(routes::DENY).route(web::post().to(handlers::deny)))
         .default_service(web::to(not_found))
 }
 

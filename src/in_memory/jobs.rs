@@ -20,7 +20,7 @@ use crate::store::{
 /// The job records and what is derived from them.
 #[derive(Default)]
 pub(super) struct Jobs {
-    records: BTreeMap<JobId, Job>,
+    pub(super) records: BTreeMap<JobId, Job>,
     /// Ids of queued jobs (derived).
     queued: BTreeSet<JobId>,
     /// The active (queued or running) job holding each unique key (derived).
@@ -100,7 +100,7 @@ impl Jobs {
 
     /// A transition that names an attempt: the rule's job stored, or the
     /// rule's reason to change nothing.
-    fn fenced(
+    pub(super) fn fenced(
         &mut self,
         id: JobId,
         rule: impl FnOnce(&Job) -> Result<Job, rules::Stale>,

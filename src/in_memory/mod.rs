@@ -42,6 +42,7 @@
 //! | `usage.rs` | usage records and day totals; [`crate::store::UsageStore`] |
 //! | `harness.rs` | [`InMemoryHarness`], the conformance suite's way in |
 
+mod approvals;
 mod conversations;
 mod harness;
 mod jobs;

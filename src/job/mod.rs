@@ -8,6 +8,7 @@
 //! recurring-schedule model and its pure next-fire computation. Storage is
 //! behind the ports of `crate::store`.
 
+mod approval;
 mod options;
 pub mod rules;
 pub mod schedule;
@@ -18,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+pub use approval::{
+    Approval, ApprovalId, ApprovalRequest, ApprovalState, Decision, ParseApprovalIdError,
+    DEADLINE_REASON, MAX_NOTE_BYTES,
+};
 pub use options::{EnqueueOptions, DEFAULT_MAX_ATTEMPTS};
 pub use rules::{FailAction, Stale};
 pub use status::{JobStatus, ParseStatusError, TransitionError};
@@ -51,6 +56,11 @@ pub struct Job {
     /// JSON while 0, so records written before it existed read the same.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub outages: u32,
+    /// Attempts that ended parked awaiting approval of tool calls (the job
+    /// went `waiting`), not counted against `maxAttempts` either. Absent
+    /// from the JSON while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parked: u32,
     /// Higher runs first among ready jobs.
     pub priority: i32,
     /// Not claimed before this time (delays and retry backoff set it).
@@ -80,6 +90,11 @@ pub struct Job {
     /// must stop the attempt and end it `cancelled`.
     #[serde(default)]
     pub cancel_requested: bool,
+    /// The tool calls of this task that asked a person's approval, oldest
+    /// first, pending or decided (see [`Approval`]). Absent from the JSON
+    /// while empty, so records written before it existed read the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
     /// When it last changed (for an ended job: when it ended).
@@ -162,6 +177,7 @@ impl Job {
             attempt: 0,
             max_attempts: options.max_attempts,
             outages: 0,
+            parked: 0,
             priority: options.priority,
             run_at,
             unique_key: options.unique_key.clone(),
@@ -172,6 +188,7 @@ impl Job {
             error: None,
             errors: Vec::new(),
             cancel_requested: false,
+            approvals: Vec::new(),
             created_at: now,
             updated_at: now,
         })
@@ -180,7 +197,21 @@ impl Job {
     /// True when another attempt may follow a retryable failure of the
     /// current one.
     pub fn has_attempts_left(&self) -> bool {
-        self.attempt.saturating_sub(self.outages) < self.max_attempts
+        self.counted_attempts() < self.max_attempts
+    }
+
+    /// Attempts that count against `maxAttempts`: those that neither waited
+    /// out an outage nor parked awaiting approval.
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempt
+            .saturating_sub(self.outages)
+            .saturating_sub(self.parked)
+    }
+
+    /// The approval `number` of this job (1-based), if it has one.
+    pub fn approval(&self, number: u32) -> Option<&Approval> {
+        let index = usize::try_from(number.checked_sub(1)?).ok()?;
+        self.approvals.get(index)
     }
 }
 

@@ -15,7 +15,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::schedule::Schedule;
-use super::{AttemptError, Job, JobCtx, JobError, JobStatus};
+use super::{
+    Approval, ApprovalId, ApprovalRequest, ApprovalState, AttemptError, Decision, Job, JobCtx,
+    JobError, JobStatus, DEADLINE_REASON, MAX_NOTE_BYTES,
+};
 
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,8 +201,181 @@ pub fn cancel(job: &Job, now: DateTime<Utc>) -> CancelMove {
             new.updated_at = now;
             CancelMove::Request(new)
         }
+        JobStatus::Waiting => {
+            let mut new = job.clone();
+            new.status = JobStatus::Cancelled;
+            new.updated_at = now;
+            for approval in &mut new.approvals {
+                if approval.state == ApprovalState::Pending {
+                    approval.state = ApprovalState::Cancelled;
+                    approval.decided_at = Some(now);
+                }
+            }
+            CancelMove::Cancel(new)
+        }
         JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => CancelMove::AlreadyEnded,
     }
+}
+
+/// The `runAt` of a waiting job with no deadline: never due. A waiting job's
+/// `runAt` is when its first pending approval expires, so stores find the
+/// approvals past their deadline as they find due jobs.
+pub fn no_deadline() -> DateTime<Utc> {
+    // 9999-12-31T23:59:59Z: representable in RFC 3339 and in PostgreSQL.
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Attempt `attempt` parks awaiting approval of `requests`: `waiting`, with
+/// one pending [`Approval`] per request (a request for a call that already
+/// has one, the same step and position, adds nothing: a task parked again
+/// after a resume asks once); `runAt` the earliest pending deadline. The
+/// parked attempt does not count against `maxAttempts`. `cancelled` when a
+/// cancel was requested meanwhile.
+pub fn park(
+    job: &Job,
+    attempt: u32,
+    requests: Vec<ApprovalRequest>,
+    now: DateTime<Utc>,
+) -> Result<Job, Stale> {
+    running_attempt(job, attempt)?;
+    let mut new = job.clone();
+    new.updated_at = now;
+    if job.cancel_requested {
+        new.status = JobStatus::Cancelled;
+        return Ok(new);
+    }
+    for r in requests {
+        let known = new
+            .approvals
+            .iter()
+            .any(|a| a.step == r.step && a.call == r.call);
+        if known {
+            continue;
+        }
+        let number = u32::try_from(new.approvals.len() + 1).unwrap_or(u32::MAX);
+        new.approvals.push(Approval {
+            id: ApprovalId {
+                job: job.id,
+                number,
+            },
+            agent_id: job.worker_name.clone(),
+            tool: r.tool,
+            arguments: r.arguments,
+            step: r.step,
+            call: r.call,
+            call_id: r.call_id,
+            requested_at: now,
+            deadline: r.deadline,
+            state: ApprovalState::Pending,
+            note: None,
+            decided_at: None,
+        });
+    }
+    new.status = JobStatus::Waiting;
+    new.parked = job.parked.saturating_add(1);
+    new.run_at = earliest_deadline(&new);
+    Ok(new)
+}
+
+fn earliest_deadline(job: &Job) -> DateTime<Utc> {
+    job.approvals
+        .iter()
+        .filter(|a| a.state == ApprovalState::Pending)
+        .filter_map(|a| a.deadline)
+        .min()
+        .unwrap_or_else(no_deadline)
+}
+
+/// Why a decision changed nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Undecided {
+    /// The job has no approval of that number.
+    NotFound,
+    /// It was decided before (approved, denied, expired, or cancelled with
+    /// its task): the approval as it stands (boxed, so the error side of
+    /// [`decide`] stays small).
+    AlreadyDecided(Box<Approval>),
+}
+
+/// A person's decision on approval `number` of a waiting job: the approval
+/// decided; once none of the job's approvals is pending, the job goes back
+/// to `queued` (runnable at `now`) and its task resumes with the decisions.
+/// Only a pending approval can be decided, so of two deciders racing on
+/// the same record exactly one wins.
+pub fn decide(
+    job: &Job,
+    number: u32,
+    decision: &Decision,
+    now: DateTime<Utc>,
+) -> Result<Job, Undecided> {
+    let approval = job.approval(number).ok_or(Undecided::NotFound)?;
+    if approval.state != ApprovalState::Pending || job.status != JobStatus::Waiting {
+        return Err(Undecided::AlreadyDecided(Box::new(approval.clone())));
+    }
+    let mut new = job.clone();
+    let index = usize::try_from(number - 1).unwrap_or(usize::MAX);
+    if let Some(a) = new.approvals.get_mut(index) {
+        a.state = decision.state();
+        a.note = match decision {
+            Decision::Approve { note } => note.clone().map(bounded_note),
+            Decision::Deny { reason } => Some(bounded_note(reason.clone())),
+        };
+        a.decided_at = Some(now);
+    }
+    new.updated_at = now;
+    requeue_when_decided(&mut new, now);
+    Ok(new)
+}
+
+/// The approvals of a waiting job whose deadline passed by `now`:
+/// `expired`, with [`DEADLINE_REASON`]; the job queued again once none is
+/// pending. `None` when none of its approvals is due.
+pub fn expire(job: &Job, now: DateTime<Utc>) -> Option<Job> {
+    if job.status != JobStatus::Waiting {
+        return None;
+    }
+    let due =
+        |a: &Approval| a.state == ApprovalState::Pending && a.deadline.is_some_and(|d| d <= now);
+    if !job.approvals.iter().any(due) {
+        return None;
+    }
+    let mut new = job.clone();
+    for a in &mut new.approvals {
+        if due(a) {
+            a.state = ApprovalState::Expired;
+            a.note = Some(DEADLINE_REASON.to_string());
+            a.decided_at = Some(now);
+        }
+    }
+    new.updated_at = now;
+    requeue_when_decided(&mut new, now);
+    Some(new)
+}
+
+/// A waiting job none of whose approvals is pending: `queued`, due now;
+/// else its `runAt` follows the earliest pending deadline.
+fn requeue_when_decided(job: &mut Job, now: DateTime<Utc>) {
+    if job
+        .approvals
+        .iter()
+        .any(|a| a.state == ApprovalState::Pending)
+    {
+        job.run_at = earliest_deadline(job);
+    } else {
+        job.status = JobStatus::Queued;
+        job.run_at = now;
+    }
+}
+
+fn bounded_note(mut note: String) -> String {
+    if note.len() > MAX_NOTE_BYTES {
+        let mut at = MAX_NOTE_BYTES;
+        while !note.is_char_boundary(at) {
+            at -= 1;
+        }
+        note.truncate(at);
+    }
+    note
 }
 
 /// The scheduler stopped attempt `attempt` after a cancel request: `cancelled`.

@@ -24,16 +24,20 @@ pub enum JobStatus {
     Failed,
     /// Ended because someone cancelled it. Terminal.
     Cancelled,
+    /// Parked until a person decides on its tool calls that need approval
+    /// (or their deadline passes): holds no worker slot and is not claimed.
+    Waiting,
 }
 
 impl JobStatus {
     /// Every status, in a fixed order (used for counts and compact indexes).
-    pub const ALL: [JobStatus; 5] = [
+    pub const ALL: [JobStatus; 6] = [
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Completed,
         JobStatus::Failed,
         JobStatus::Cancelled,
+        JobStatus::Waiting,
     ];
 
     /// The lowercase name used in JSON, the CLI and error messages.
@@ -44,6 +48,7 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Waiting => "waiting",
         }
     }
 
@@ -55,6 +60,7 @@ impl JobStatus {
             JobStatus::Completed => 2,
             JobStatus::Failed => 3,
             JobStatus::Cancelled => 4,
+            JobStatus::Waiting => 5,
         }
     }
 
@@ -66,7 +72,8 @@ impl JobStatus {
         )
     }
 
-    /// True while the job still occupies its unique key (queued or running).
+    /// True while the job still occupies its unique key (queued, running or
+    /// waiting).
     pub fn is_active(self) -> bool {
         !self.is_terminal()
     }
@@ -79,7 +86,10 @@ impl JobStatus {
     ///   registered);
     /// - `running → completed`, `running → failed` (last attempt or permanent
     ///   error), `running → queued` (retry later, or recovery after a crash),
-    ///   `running → cancelled` (a cancel request acknowledged by the scheduler).
+    ///   `running → cancelled` (a cancel request acknowledged by the scheduler),
+    ///   `running → waiting` (parked awaiting approval of tool calls);
+    /// - `waiting → queued` (every approval decided, or its deadline passed),
+    ///   `waiting → cancelled` (cancelled while it waited).
     ///
     /// Terminal statuses have no way out, which is what makes "a completion is
     /// recorded once" hold.
@@ -94,6 +104,9 @@ impl JobStatus {
                 | (Running, Failed)
                 | (Running, Queued)
                 | (Running, Cancelled)
+                | (Running, Waiting)
+                | (Waiting, Queued)
+                | (Waiting, Cancelled)
         )
     }
 
@@ -134,7 +147,10 @@ pub struct TransitionError {
     pub to: JobStatus,
 }
 
-/// A status name that is not one of `queued`, `running`, `completed`, `failed`, `cancelled`.
+/// A status name that is not one of `queued`, `running`, `completed`,
+/// `failed`, `cancelled`, `waiting`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job status {0:?} (expected queued, running, completed, failed or cancelled)")]
+#[error(
+    "unknown job status {0:?} (expected queued, running, completed, failed, cancelled or waiting)"
+)]
 pub struct ParseStatusError(pub String);

@@ -26,7 +26,7 @@ use crate::store::{
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The statuses that hold a unique key, as SQL.
-const ACTIVE: &str = "status IN ('queued', 'running')";
+const ACTIVE: &str = "status IN ('queued', 'running', 'waiting')";
 
 /// A job read from its `data` column, or a corrupt-record error naming it.
 pub(super) fn job_of(row: &Row, column: usize) -> Result<Job, StoreError> {
@@ -293,6 +293,20 @@ async fn write_back_one(
     Ok(())
 }
 
+/// The job's row, locked until the transaction ends; `None` when there is
+/// no such job.
+pub(super) async fn lock_job_row(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    id: JobId,
+) -> Result<Option<Job>, StoreError> {
+    match lock_job(tx, op, id).await {
+        Ok(job) => Ok(Some(job)),
+        Err(StoreError::JobNotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The job's row, locked until the transaction ends.
 async fn lock_job(tx: &Transaction<'_>, op: &'static str, id: JobId) -> Result<Job, StoreError> {
     let stmt = tx
@@ -395,7 +409,7 @@ pub(super) async fn claim(
 /// nothing; applied with the others waiting, in one transaction (see
 /// `transitions.rs`). A stale completion or failure is a late node's (or a
 /// late attempt's): logged, and dropped.
-async fn fenced(
+pub(super) async fn fenced(
     store: &PostgresStore,
     op: &'static str,
     id: JobId,

@@ -27,6 +27,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "memories, conversations, steps, idempotency keys, usage",
         sql: include_str!("sql/0002_data.sql"),
     },
+    Migration {
+        version: 3,
+        name: "waiting jobs: unique keys held while waiting, approval deadlines",
+        sql: include_str!("sql/0003_waiting.sql"),
+    },
 ];
 
 /// The newest version this build knows.

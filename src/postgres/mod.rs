@@ -37,6 +37,7 @@
 //! | `cluster.rs` | the node record, heartbeats, the rescuer, notifications |
 //! | `harness.rs` | [`PostgresHarness`], the conformance suite's way in |
 
+mod approvals;
 mod cluster;
 mod config;
 mod conversations;

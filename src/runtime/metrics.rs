@@ -12,12 +12,13 @@ use crate::job::JobStatus;
 use crate::metrics::{Exposition, Kind};
 use crate::provider::BreakerState;
 
-const STATUSES: [JobStatus; 5] = [
+const STATUSES: [JobStatus; 6] = [
     JobStatus::Queued,
     JobStatus::Running,
     JobStatus::Completed,
     JobStatus::Failed,
     JobStatus::Cancelled,
+    JobStatus::Waiting,
 ];
 
 /// The Prometheus text of `troupe` now. A part whose source fails (the
@@ -30,6 +31,7 @@ pub(crate) async fn render(troupe: &Troupe) -> String {
     e.sample("troupe_up", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
 
     jobs(troupe, &mut e, &mut errors).await;
+    approvals(troupe, &mut e, &mut errors).await;
     engine_stats(troupe, &mut e);
     heap(troupe, &mut e);
     actors(troupe, &mut e, &mut errors).await;
@@ -177,6 +179,43 @@ fn engine_stats(troupe: &Troupe, e: &mut Exposition) {
             &[("worker", &worker), ("status", &status)],
             n as f64,
         );
+    }
+}
+
+/// Pending approvals (from the store) and decisions (this process's).
+async fn approvals(troupe: &Troupe, e: &mut Exposition, errors: &mut u32) {
+    let engine = troupe.engine();
+    match engine.pending_approvals().await {
+        Ok(pending) => {
+            e.family(
+                "troupe_approvals_pending",
+                Kind::Gauge,
+                "Tool calls waiting for a person's approval.",
+            );
+            e.sample("troupe_approvals_pending", &[], pending.len() as f64);
+        }
+        Err(_) => *errors += 1,
+    }
+    let stats = engine.stats();
+    e.family(
+        "troupe_approval_decisions_total",
+        Kind::Counter,
+        "Approvals decided through this process, by decision (approved, denied, expired).",
+    );
+    for (state, n) in stats.decisions.snapshot() {
+        e.sample(
+            "troupe_approval_decisions_total",
+            &[("decision", state.as_str())],
+            n as f64,
+        );
+    }
+    e.family(
+        "troupe_job_parks_total",
+        Kind::Counter,
+        "Attempts that parked awaiting approval of tool calls, by worker.",
+    );
+    for (worker, n) in stats.parked.snapshot() {
+        e.sample("troupe_job_parks_total", &[("worker", &worker)], n as f64);
     }
 }
 

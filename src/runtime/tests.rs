@@ -73,6 +73,7 @@ fn agent(id: &str, provider: &str, tools: &[&str]) -> AgentConfig {
         restart_above_memory_mib: None,
         limits: Default::default(),
         grants: Default::default(),
+        approvals: Default::default(),
     }
 }
 

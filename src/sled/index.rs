@@ -18,7 +18,7 @@ use crate::store::{JobCounts, PauseState, Retention};
 /// negated), then earliest `runAt`, then oldest id.
 type ReadyKey = (i64, DateTime<Utc>, Uuid);
 
-type PerStatus = [BTreeSet<Uuid>; 5];
+type PerStatus = [BTreeSet<Uuid>; JobStatus::ALL.len()];
 
 /// A claim candidate: its order key and its worker.
 pub(crate) struct Candidate {
@@ -34,6 +34,8 @@ pub(crate) struct Index {
     by_status: PerStatus,
     by_worker: HashMap<Arc<str>, PerStatus>,
     ended: BTreeSet<(DateTime<Utc>, Uuid)>,
+    /// Waiting jobs by `runAt`: their earliest approval deadline.
+    waiting: BTreeSet<(DateTime<Utc>, Uuid)>,
     unique: HashMap<String, Uuid>,
     pub(crate) paused: PauseState,
 }
@@ -70,6 +72,9 @@ impl Index {
                     .insert((job.run_at, job.id));
             }
             JobStatus::Running => {}
+            JobStatus::Waiting => {
+                self.waiting.insert((job.run_at, job.id));
+            }
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {
                 self.ended.insert((job.updated_at, job.id));
             }
@@ -110,6 +115,9 @@ impl Index {
         if job.status.is_terminal() {
             self.ended.remove(&(job.updated_at, job.id));
         }
+        if job.status == JobStatus::Waiting {
+            self.waiting.remove(&(job.run_at, job.id));
+        }
         if let Some(key) = &job.unique_key {
             if self.unique.get(key) == Some(&job.id) {
                 self.unique.remove(key);
@@ -129,6 +137,7 @@ impl Index {
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             outages: job.outages,
+            parked: job.parked,
             priority: job.priority,
             run_at: job.run_at,
             unique_key: job.unique_key.clone(),
@@ -139,6 +148,7 @@ impl Index {
             error: None,
             errors: Vec::new(),
             cancel_requested: job.cancel_requested,
+            approvals: Vec::new(),
             created_at: job.created_at,
             updated_at: job.updated_at,
         }
@@ -206,6 +216,34 @@ impl Index {
             .iter()
             .copied()
             .collect()
+    }
+
+    /// Ids of waiting jobs, oldest first.
+    pub(crate) fn waiting(&self) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self.by_status[JobStatus::Waiting.index()]
+            .iter()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Ids of waiting jobs whose `runAt` (earliest deadline) is at or
+    /// before `now`.
+    pub(crate) fn waiting_due(&self, now: DateTime<Utc>) -> Vec<JobId> {
+        self.waiting
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// The earliest `runAt` of a waiting job, before `never`.
+    pub(crate) fn next_deadline(&self, never: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.waiting
+            .first()
+            .map(|(at, _)| *at)
+            .filter(|at| *at < never)
     }
 
     /// Ids matching a filter, newest first, strictly older than `cursor`,

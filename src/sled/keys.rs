@@ -16,7 +16,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::job::schedule::Schedule;
-use crate::job::{AttemptError, Job, JobCtx, JobId, JobStatus};
+use crate::job::{Approval, AttemptError, Job, JobCtx, JobId, JobStatus};
 use crate::store::StoreError;
 
 /// Tree of job records.
@@ -57,6 +57,8 @@ struct StoredJob<'a> {
     max_attempts: u32,
     #[serde(skip_serializing_if = "is_zero")]
     outages: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    parked: u32,
     priority: i32,
     run_at: &'a DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +77,8 @@ struct StoredJob<'a> {
     errors: &'a [AttemptError],
     #[serde(skip_serializing_if = "is_false")]
     cancel_requested: bool,
+    #[serde(skip_serializing_if = "<[Approval]>::is_empty")]
+    approvals: &'a [Approval],
     created_at: &'a DateTime<Utc>,
     updated_at: &'a DateTime<Utc>,
 }
@@ -89,6 +93,7 @@ impl<'a> StoredJob<'a> {
             attempt,
             max_attempts,
             outages,
+            parked,
             priority,
             run_at,
             unique_key,
@@ -99,6 +104,7 @@ impl<'a> StoredJob<'a> {
             error,
             errors,
             cancel_requested,
+            approvals,
             created_at,
             updated_at,
         } = job;
@@ -109,6 +115,7 @@ impl<'a> StoredJob<'a> {
             attempt: *attempt,
             max_attempts: *max_attempts,
             outages: *outages,
+            parked: *parked,
             priority: *priority,
             run_at,
             unique_key,
@@ -119,6 +126,7 @@ impl<'a> StoredJob<'a> {
             error,
             errors,
             cancel_requested: *cancel_requested,
+            approvals,
             created_at,
             updated_at,
         }

@@ -96,6 +96,7 @@
 //!   [`JobStore::recover`] when it starts, so read-only commands (listing jobs)
 //!   never requeue anything.
 
+mod approvals;
 mod conversation;
 mod export;
 mod files;

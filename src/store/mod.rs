@@ -16,6 +16,7 @@
 //! | [`StepStore`] | an agent task's durable steps |
 //! | [`IdempotencyStore`] | keys claimed once, for side-effecting tools |
 //! | [`UsageStore`] | model calls' usage and day totals |
+//! | [`ApprovalStore`] | tasks parked awaiting approval of tool calls, and the decisions |
 //! | [`SnapshotExport`], [`SnapshotImport`] | a whole store read or written at once (migrating between adapters) |
 //!
 //! [`Store`] is all of them: what the runtime takes.
@@ -64,6 +65,7 @@
 //!   [`JobStore::recover`] when it starts, so read-only commands (listing
 //!   jobs) never requeue anything.
 
+mod approvals;
 pub mod conformance;
 mod conversations;
 mod error;
@@ -76,6 +78,7 @@ mod steps;
 mod types;
 mod usage;
 
+pub use approvals::{approval_not_found, pending_of, ApprovalStore, DecideOutcome, Expired};
 pub use conversations::{
     validate_conversation_id, Appended, ChatMessage, ConversationStore, MessageId, NewMessage,
     Role, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
@@ -119,6 +122,7 @@ pub trait Store:
     + StepStore
     + IdempotencyStore
     + UsageStore
+    + ApprovalStore
     + 'static
 {
 }
@@ -131,6 +135,7 @@ impl<T> Store for T where
         + StepStore
         + IdempotencyStore
         + UsageStore
+        + ApprovalStore
         + 'static
 {
 }
@@ -139,8 +144,8 @@ impl<T> Store for T where
 /// supertrait needs that trait in scope, even through `dyn Store`.
 pub mod prelude {
     pub use super::{
-        ConversationStore, IdempotencyStore, JobStore, MemoryStore, ScheduleStore, StepStore,
-        Store, UsageStore,
+        ApprovalStore, ConversationStore, IdempotencyStore, JobStore, MemoryStore, ScheduleStore,
+        StepStore, Store, UsageStore,
     };
 }
 

@@ -104,6 +104,16 @@ pub enum ToolError {
         /// What was refused, and what the agent's config would have to say.
         message: String,
     },
+    /// The call needed a person's approval and did not get it: denied (with
+    /// the person's reason), past its deadline, or its task was cancelled.
+    /// It did not run.
+    #[error("not approved: {reason}")]
+    NotApproved {
+        /// The tool called.
+        tool: String,
+        /// Why: the denial's reason, or "approval deadline passed".
+        reason: String,
+    },
 }
 
 fn join_issues(issues: &[ArgumentIssue]) -> String {
@@ -158,7 +168,7 @@ impl ToolError {
 
     /// A short stable name of the kind (`unknown_tool`, `denied`,
     /// `invalid_arguments`, `failed`, `timed_out`, `crashed`,
-    /// `limit_reached`, `not_granted`), for records and metrics.
+    /// `limit_reached`, `not_granted`, `not_approved`), for records and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             ToolError::UnknownTool { .. } => "unknown_tool",
@@ -169,6 +179,7 @@ impl ToolError {
             ToolError::Crashed { .. } => "crashed",
             ToolError::LimitReached { .. } => "limit_reached",
             ToolError::NotGranted { .. } => "not_granted",
+            ToolError::NotApproved { .. } => "not_approved",
         }
     }
 
@@ -207,6 +218,9 @@ impl ToolError {
             ToolError::NotGranted { message, .. } => {
                 format!("Not allowed: {message} Nothing was done.")
             }
+            ToolError::NotApproved { tool, reason } => format!(
+                "The call of `{tool}` was not approved, so it did not run. Reason: {reason}"
+            ),
         }
     }
 

@@ -130,6 +130,14 @@ impl ToolRegistry {
             .collect()
     }
 
+    /// Whether every call of `name` needs a person's approval (the tool
+    /// says so: [`Tool::requires_approval`]).
+    pub(crate) fn requires_approval(&self, name: &str) -> bool {
+        self.entries
+            .get(name)
+            .is_some_and(|e| e.tool.requires_approval())
+    }
+
     /// The names in `names` that are not registered (a config naming a tool
     /// that does not exist should be refused at start).
     pub(crate) fn unknown(&self, names: &[String]) -> Vec<String> {

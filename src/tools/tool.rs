@@ -123,6 +123,13 @@ pub trait Tool: Send + Sync + 'static {
     fn timeout(&self) -> Option<Duration> {
         None
     }
+    /// Whether every call of this tool waits for a person's approval,
+    /// whatever the agent's `approval` list says (a tool that pays, deletes
+    /// or sends outside). The task parks until `troupe approve` or `troupe
+    /// deny`; see the agent's `approval` key for approval per agent.
+    fn requires_approval(&self) -> bool {
+        false
+    }
     /// Runs one call; the value is the result the model sees.
     async fn call(&self, args: Value, ctx: ToolContext) -> Result<Value, ToolError>;
 }
@@ -193,6 +200,10 @@ pub trait TypedTool: Send + Sync + 'static {
     fn timeout(&self) -> Option<Duration> {
         None
     }
+    /// As [`Tool::requires_approval`].
+    fn requires_approval(&self) -> bool {
+        false
+    }
     /// Runs one call with its arguments already parsed.
     async fn run(&self, args: Self::Args, ctx: ToolContext) -> Result<Self::Output, Self::Error>;
 }
@@ -213,6 +224,10 @@ impl<T: TypedTool> Tool for T {
 
     fn timeout(&self) -> Option<Duration> {
         TypedTool::timeout(self)
+    }
+
+    fn requires_approval(&self) -> bool {
+        TypedTool::requires_approval(self)
     }
 
     async fn call(&self, args: Value, ctx: ToolContext) -> Result<Value, ToolError> {

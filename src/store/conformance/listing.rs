@@ -208,6 +208,7 @@ pub async fn counts_are_kept_by_status_and_by_worker<H: Harness>(
         (JobStatus::Completed, 1),
         (JobStatus::Failed, 1),
         (JobStatus::Cancelled, 0),
+        (JobStatus::Waiting, 0),
     ]
     .into();
     ensure_eq!(counts.by_status, expected, "by status");

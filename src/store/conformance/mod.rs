@@ -54,6 +54,7 @@
 //! | [`steps`] | the contiguity rule, replace, load order, clear, size and JSON checks |
 //! | [`idempotency`] | one winner among concurrent claims, `Existing` carries the winner's value, validation |
 //! | [`usage`] | records, totals per agent, provider and day, calls in recording order |
+//! | [`approvals`] | parking (`waiting`), decisions made once among racing deciders, cancel, deadlines, across crashes |
 //!
 //! Cases never call `unwrap`: a failed step returns a [`ConformanceError`]
 //! naming what was being done and the suite's file and line.
@@ -104,6 +105,7 @@ macro_rules! bail {
 
 mod support;
 
+pub mod approvals;
 pub mod claims;
 pub mod conversations;
 pub mod durability;
@@ -424,6 +426,12 @@ macro_rules! store_conformance {
                 usage_is_totalled_per_agent_provider_and_day,
                 calls_come_back_in_recording_order,
                 usage_survives_a_crash,
+            ],
+            approvals: [
+                a_parked_job_waits_until_every_approval_is_decided,
+                one_of_many_racing_decisions_wins,
+                cancelling_a_waiting_job_cancels_its_approvals,
+                deadlines_deny_by_themselves_across_a_crash,
             ],
         );
     };

@@ -644,7 +644,7 @@ pub async fn terminal_statuses_have_no_way_out<H: Harness>(h: &H) -> Result<(), 
 }
 
 /// The states a job is put in before each operation of the matrix.
-const STATES: [&str; 9] = [
+const STATES: [&str; 10] = [
     "queued",
     "queued-later",
     "running",
@@ -654,10 +654,13 @@ const STATES: [&str; 9] = [
     "failed",
     "cancelled",
     "discarded",
+    "waiting",
 ];
 
 /// The operations of the matrix; `+1` names the attempt after the current.
-const OPERATIONS: [&str; 12] = [
+const OPERATIONS: [&str; 14] = [
+    "park",
+    "park+1",
     "claim",
     "complete",
     "complete+1",
@@ -743,6 +746,13 @@ async fn prepare<S: Store + ?Sized>(
         "cancelled" => {
             store.cancel(job.id).await.context(&doing)?;
         }
+        "waiting" => {
+            claim().await?;
+            store
+                .park_job(job.id, 1, vec![super::approvals::request(0, None)])
+                .await
+                .context(&doing)?;
+        }
         _ => {
             store.discard(job.id, "gone".into()).await.context(&doing)?;
         }
@@ -807,6 +817,14 @@ async fn check_cell<S: Store + ?Sized>(
                 .context("fail")?;
             let rule = rules::fail(before, attempt, "boom".into(), action, now);
             fenced(store, before, out, rule).await?
+        }
+        "park" => {
+            let asked = vec![super::approvals::request(0, None)];
+            let out = store
+                .park_job(before.id, attempt, asked.clone())
+                .await
+                .context("park")?;
+            fenced(store, before, out, rules::park(before, attempt, asked, now)).await?
         }
         "ack_cancel" => {
             let out = store
@@ -921,6 +939,8 @@ struct Essentials {
     result: Option<Value>,
     error: Option<String>,
     errors: Vec<(u32, String)>,
+    parked: u32,
+    approvals: Vec<(String, crate::job::ApprovalState)>,
 }
 
 impl Essentials {
@@ -937,6 +957,12 @@ impl Essentials {
                 .errors
                 .iter()
                 .map(|e| (e.attempt, e.message.clone()))
+                .collect(),
+            parked: job.parked,
+            approvals: job
+                .approvals
+                .iter()
+                .map(|a| (a.id.to_string(), a.state))
                 .collect(),
         }
     }
