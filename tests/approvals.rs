@@ -203,6 +203,30 @@ fn an_approved_call_runs_once_and_the_task_completes() {
         assert!(message.contains("already approved"), "{message}");
         let (_, list) = d.get("/v1/approvals").await;
         assert_eq!(list["approvals"], json!([]));
+        // The task's events tell the approval's story, in order.
+        let events = d
+            .req(reqwest::Method::GET, &format!("/v1/jobs/{job}/events"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let at = |what: &str| {
+            events
+                .find(what)
+                .unwrap_or_else(|| panic!("no {what} in {events}"))
+        };
+        assert!(
+            at("\"approvalRequested\"") < at("\"approvalDecided\""),
+            "{events}"
+        );
+        assert!(at("\"approvalDecided\"") < at("\"completed\""), "{events}");
+        assert!(
+            events.contains(&format!("\"approvalId\":\"{id}\"")),
+            "{events}"
+        );
+        assert!(events.contains("\"note\":\"ok by ops\""), "{events}");
         let metrics = d.metrics().await;
         assert_eq!(sample(&metrics, "troupe_approvals_pending"), Some(0.0));
         assert_eq!(

@@ -9,14 +9,15 @@
 //! `toolCall`/`toolResult` pairs, under the last attempt), the final reply
 //! when it was not checkpointed (from the result: its provider and model,
 //! its tokens as the result's totals less the checkpointed replies', no
-//! latency), and the end. Text deltas, approvals, latencies of unsaved
+//! latency), the approvals each tool round waited for (asked, decided), and
+//! the end. Text deltas, latencies of unsaved
 //! replies and the timing of each event are not kept; the events'
 //! timestamps are those of the rebuild.
 
 use serde_json::Value;
 
 use crate::events::TaskEventKind;
-use crate::job::{Job, JobStatus};
+use crate::job::{ApprovalState, Job, JobStatus};
 
 use super::step::Step;
 
@@ -65,6 +66,7 @@ pub(crate) fn rebuild(job: &Job, steps: &[Value]) -> Vec<TaskEventKind> {
             }
             Ok(Step::Tools { results }) => {
                 let step = model_calls.saturating_sub(1);
+                approvals(job, step, &mut events);
                 for r in results.iter() {
                     events.push(TaskEventKind::ToolCall {
                         step,
@@ -96,6 +98,27 @@ pub(crate) fn rebuild(job: &Job, steps: &[Value]) -> Vec<TaskEventKind> {
         }
     }
     events
+}
+
+/// The approvals the tool round of model step `step` waited for, asked
+/// then decided (kept with the job).
+fn approvals(job: &Job, step: u32, events: &mut Vec<TaskEventKind>) {
+    let of_step = || job.approvals.iter().filter(move |a| a.step == step);
+    for a in of_step() {
+        events.push(TaskEventKind::ApprovalRequested {
+            approval_id: a.id.to_string(),
+            tool_call_id: a.call_id.clone(),
+            tool: a.tool.clone(),
+            arguments: a.arguments.clone(),
+        });
+    }
+    for a in of_step().filter(|a| a.state != ApprovalState::Pending) {
+        events.push(TaskEventKind::ApprovalDecided {
+            approval_id: a.id.to_string(),
+            approved: a.state == ApprovalState::Approved,
+            note: a.note.clone(),
+        });
+    }
 }
 
 /// The final reply, which needs no checkpoint of its own (the result has

@@ -562,6 +562,8 @@ impl WorkerEngine {
             .await?;
         if let DecideOutcome::Decided { approval, job } = &outcome {
             self.inner.shared.stats.decided(approval.state);
+            let event = super::scheduler::approval_decided(approval);
+            self.inner.shared.events.emit(job.id, event);
             tracing::info!(approval = %approval.id, job = %job.id, decision = %approval.state, "approval decided");
             if job.status == crate::job::JobStatus::Queued {
                 self.wake();

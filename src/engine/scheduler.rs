@@ -374,6 +374,9 @@ impl Scheduler {
                 Ok(Outcome::Applied(job)) if job.status == JobStatus::Waiting => {
                     tracing::info!(job = %job.id, worker = %job.worker_name, approvals = crate::store::pending_of(&job).count(), "job parked awaiting approval");
                     shared.stats.parked(&job.worker_name);
+                    for a in crate::store::pending_of(&job) {
+                        shared.events.emit(job.id, approval_requested(a));
+                    }
                     deadline = Some(job.run_at);
                 }
                 Ok(Outcome::Applied(job)) => {
@@ -717,11 +720,12 @@ impl ClaimPass {
             match shared.store.expire_approvals(now).await {
                 Ok(expired) => {
                     for job in &expired.jobs {
-                        for _ in job.approvals.iter().filter(|a| {
+                        for a in job.approvals.iter().filter(|a| {
                             a.state == crate::job::ApprovalState::Expired
                                 && a.decided_at == Some(job.updated_at)
                         }) {
                             shared.stats.decided(crate::job::ApprovalState::Expired);
+                            shared.events.emit(job.id, approval_decided(a));
                         }
                         tracing::info!(job = %job.id, worker = %job.worker_name, "approval deadline passed: denied by itself");
                     }
@@ -1251,5 +1255,24 @@ mod tests {
             );
             assert!(!timer.take_forward_jump());
         });
+    }
+}
+
+/// The event of an approval a parked task asks for.
+pub(crate) fn approval_requested(a: &crate::job::Approval) -> TaskEventKind {
+    TaskEventKind::ApprovalRequested {
+        approval_id: a.id.to_string(),
+        tool_call_id: a.call_id.clone(),
+        tool: a.tool.clone(),
+        arguments: a.arguments.clone(),
+    }
+}
+
+/// The event of an approval decided (by a person, or by its deadline).
+pub(crate) fn approval_decided(a: &crate::job::Approval) -> TaskEventKind {
+    TaskEventKind::ApprovalDecided {
+        approval_id: a.id.to_string(),
+        approved: a.state == crate::job::ApprovalState::Approved,
+        note: a.note.clone(),
     }
 }
