@@ -78,6 +78,7 @@ fn worker(name: &str, category: WorkerCategory) -> WorkerState {
         paused: true,
         queued: 3,
         running: 1,
+        failed: 2,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::job::JobStatus;
-use crate::metrics::{CounterVec, HistogramVec, SECONDS_BUCKETS};
+use crate::metrics::{CounterVec, HistogramVec, MinuteHistory, SECONDS_BUCKETS};
 
 /// Job figures of one engine, by worker. Shared by the engine and the
 /// metrics endpoint ([`crate::engine::WorkerEngine::stats`]).
@@ -26,6 +26,9 @@ pub(crate) struct EngineStats {
     pub retries: CounterVec<String>,
     /// Jobs that ended, by worker and final status.
     pub ended: CounterVec<(String, JobStatus)>,
+    /// Jobs completed and failed per minute over the last hour (the
+    /// Studio's charts).
+    pub history: MinuteHistory,
 }
 
 impl Default for EngineStats {
@@ -36,6 +39,7 @@ impl Default for EngineStats {
             started: CounterVec::default(),
             retries: CounterVec::default(),
             ended: CounterVec::default(),
+            history: MinuteHistory::default(),
         }
     }
 }
@@ -66,5 +70,10 @@ impl EngineStats {
     /// A job of `worker` ended with `status`.
     pub(crate) fn ended(&self, worker: &str, status: JobStatus) {
         self.ended.inc((worker.to_string(), status));
+        match status {
+            JobStatus::Completed => self.history.record(Utc::now(), false),
+            JobStatus::Failed => self.history.record(Utc::now(), true),
+            _ => {}
+        }
     }
 }

@@ -8,8 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::body::{read_body, read_query};
 use super::server::ApiState;
 use crate::api::{
-    parse_job_id, ControlError, EnqueueRequest, JobsQuery, MemoriesQuery, PauseRequest, TaskAnswer,
-    TaskRequest,
+    parse_job_id, ControlError, EnqueueRequest, JobsQuery, MemoriesQuery, PauseRequest,
+    RecallQuery, TaskAnswer, TaskRequest,
 };
 
 type Answer = Result<HttpResponse, ControlError>;
@@ -148,4 +148,29 @@ pub(crate) async fn status(state: web::Data<ApiState>, req: HttpRequest) -> Answ
         screen.daemon = Some(format!("{}://{}", conn.scheme(), conn.host()));
     }
     ok(screen)
+}
+
+/// An agent task's checkpoint records.
+pub(crate) async fn steps(state: web::Data<ApiState>, id: web::Path<String>) -> Answer {
+    ok(state.control.steps(parse_job_id(&id)?).await?)
+}
+
+/// The last hour per minute, provider calls, spend against budgets.
+pub(crate) async fn stats(state: web::Data<ApiState>) -> Answer {
+    ok(state.control.stats().await?)
+}
+
+/// One agent's settings and state.
+pub(crate) async fn agent(state: web::Data<ApiState>, id: web::Path<String>) -> Answer {
+    ok(state.control.agent(&id).await?)
+}
+
+/// An agent's memories ranked for a query.
+pub(crate) async fn recall(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Answer {
+    let query: RecallQuery = read_query(&req)?;
+    ok(state.control.recall(&id, query).await?)
 }
