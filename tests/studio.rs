@@ -500,6 +500,13 @@ async fn the_studio_shows_jobs_transcripts_providers_and_pauses_agents() {
     assert!(model.contains("120 in"), "{model}");
     let result = text_of(&c, "#job-result").await;
     assert!(result.contains("Noted: green it is."), "{result}");
+    shot(&c, "job.png").await;
+    c.execute(
+        "document.getElementById('transcript-h').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
     shot(&c, "job-transcript.png").await;
 
     // The agent page: settings, and its memory recalled with scores.
@@ -531,6 +538,12 @@ async fn the_studio_shows_jobs_transcripts_providers_and_pauses_agents() {
          return t.includes('Score') && t.includes('green')",
     )
     .await;
+    c.execute(
+        "document.getElementById('agent-memories-box-h').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
     shot(&c, "agent.png").await;
 
     // Pause from the page pauses the agent (asked first).
@@ -589,9 +602,99 @@ async fn the_studio_shows_jobs_transcripts_providers_and_pauses_agents() {
     shot(&c, "phone-job.png").await;
 
     let log = console(port, &c).await;
-    eprintln!("browser console: {} entries", log.len());
+    eprintln!("browser console: {log:#?}");
     let errors: Vec<Value> = log.into_iter().filter(is_error).collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     c.close().await.unwrap();
     drop(processes);
+}
+
+/// The page and the routes it reads, without a browser: the page is open
+/// and carries its policy; the data routes need the token; a task's steps,
+/// the stats, an agent's settings and a recall answer as typed.
+#[test]
+fn the_page_is_served_with_its_policy_and_its_routes_answer() {
+    use common::daemon::{error_of, start};
+    use reqwest::StatusCode;
+    troupe_actors::run_system(async {
+        let mut d = start(None).await;
+        let page = d.client.get(format!("{}/", d.base)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert!(page.text().await.unwrap().contains("/studio/app.js"));
+        for asset in ["/studio/app.js", "/studio/app.css", "/studio/icon.svg"] {
+            let r = d
+                .client
+                .get(format!("{}{asset}", d.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{asset}");
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        }
+
+        let (s, result) = d
+            .post(
+                "/v1/agents/sarah/tasks",
+                json!({"prompt": "Say hello", "wait": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{result}");
+        let (_, page) = d.get("/v1/jobs?worker=sarah").await;
+        let id = page["jobs"][0]["id"].as_str().unwrap().to_string();
+        let (s, steps) = d.get(&format!("/v1/jobs/{id}/steps")).await;
+        assert_eq!(s, StatusCode::OK, "{steps}");
+        assert_eq!(steps["jobId"], json!(id));
+        // A direct answer is no step (the job's completion is its
+        // checkpoint): the offline model's task saved none. (Steps with
+        // tool calls: the browser test.)
+        assert_eq!(steps["steps"], json!([]), "{steps}");
+
+        let (s, body) = d
+            .get("/v1/jobs/01a24837-0000-7000-8000-000000000000/steps")
+            .await;
+        error_of(s, &body, StatusCode::NOT_FOUND);
+
+        let (s, stats) = d.get("/v1/stats").await;
+        assert_eq!(s, StatusCode::OK, "{stats}");
+        let minutes = stats["minutes"].as_array().unwrap();
+        assert_eq!(minutes.len(), 60);
+        let completed: u64 = minutes
+            .iter()
+            .map(|m| m["completed"].as_u64().unwrap())
+            .sum();
+        assert_eq!(completed, 1, "{stats}");
+        assert_eq!(stats["spend"][0]["agent"], "sarah", "{stats}");
+
+        let (s, agent) = d.get("/v1/agents/sarah").await;
+        assert_eq!(s, StatusCode::OK, "{agent}");
+        assert_eq!(agent["systemPrompt"], "You are Sarah.");
+        assert_eq!(agent["completed"], 1);
+        let (s, body) = d.get("/v1/agents/nobody").await;
+        error_of(s, &body, StatusCode::NOT_FOUND);
+
+        let (s, recall) = d.get("/v1/agents/sarah/recall?q=hello").await;
+        assert_eq!(s, StatusCode::OK, "{recall}");
+        assert!(recall["memories"].is_array(), "{recall}");
+        let (s, body) = d.get("/v1/agents/sarah/recall?q=").await;
+        let message = error_of(s, &body, StatusCode::BAD_REQUEST);
+        assert!(message.contains("q"), "{message}");
+
+        d.token = None;
+        for path in [
+            "/v1/stats",
+            "/v1/agents/sarah",
+            &format!("/v1/jobs/{id}/steps"),
+        ] {
+            let (s, body) = d.get(path).await;
+            error_of(s, &body, StatusCode::UNAUTHORIZED);
+        }
+        d.stop().await;
+    });
 }

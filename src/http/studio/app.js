@@ -207,19 +207,19 @@ function pauseButton(target, paused, refresh) {
 // ---------- charts ----------
 
 function barChart(values, { label, cls, unit }) {
-  const W = 600, H = 90, n = Math.max(values.length, 1);
+  const W = 600, H = 96, n = Math.max(values.length, 1);
   const max = Math.max(1, ...values);
   const bw = W / n;
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H + 16}`, class: 'chart ' + cls, role: 'img', 'aria-label': label });
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H + 22}`, class: 'chart ' + cls, role: 'img', 'aria-label': label });
   svg.append(s('title', {}, label));
   svg.append(s('line', { x1: 0, y1: H, x2: W, y2: H, class: 'axis' }));
   values.forEach((v, i) => {
-    const bh = (v / max) * (H - 4);
+    const bh = (v / max) * (H - 20);
     if (v > 0) svg.append(s('rect', { x: i * bw + 0.5, y: H - bh, width: Math.max(bw - 1, 1), height: bh, class: 'bar' }, s('title', {}, `${v} ${unit}`)));
   });
-  svg.append(s('text', { x: 0, y: H + 13, class: 'tick' }, '60 min ago'));
-  svg.append(s('text', { x: W, y: H + 13, class: 'tick end' }, 'now'));
-  svg.append(s('text', { x: 0, y: 10, class: 'tick' }, 'max ' + max + ' / min'));
+  svg.append(s('text', { x: 0, y: H + 19, class: 'tick' }, '60 min ago'));
+  svg.append(s('text', { x: W, y: H + 19, class: 'tick end' }, 'now'));
+  svg.append(s('text', { x: 0, y: 14, class: 'tick' }, 'max ' + max + ' / min'));
   return svg;
 }
 
@@ -242,7 +242,7 @@ const views = {
 
 function overviewView() {
   const actions = h('div', { class: 'row', id: 'ov-actions' });
-  main.replaceChildren(
+  fill(main, 
     h('div', { class: 'title-row' }, h('h1', {}, 'Overview'), actions),
     h('div', { class: 'tiles', id: 'ov-tiles' }),
     h('div', { class: 'grid2' },
@@ -384,7 +384,7 @@ function jobsView(params) {
   status.addEventListener('change', onFilter);
   worker.addEventListener('change', onFilter);
   text.addEventListener('input', () => refresh());
-  main.replaceChildren(
+  fill(main, 
     h('h1', {}, 'Jobs'),
     h('div', { class: 'filters', role: 'search' },
       h('label', { for: 'f-status' }, 'Status', status),
@@ -429,7 +429,7 @@ function jobsView(params) {
 }
 
 function jobView(params, id) {
-  main.replaceChildren(h('p', { class: 'muted' }, 'Loading job…'));
+  fill(main, h('p', { class: 'muted' }, 'Loading job…'));
   let ended = false;
   let stream = null;
   const refresh = async () => {
@@ -485,7 +485,7 @@ function renderJob(job, stepsAnswer, refresh) {
   const result = job.result;
   const isTask = result && typeof result === 'object' && 'toolCalls' in result;
   const steps = stepsAnswer.steps || [];
-  main.replaceChildren(
+  fill(main, 
     h('div', { class: 'title-row', id: 'job-head' },
       h('h1', {}, 'Job ', h('span', { class: 'mono' }, shortId(job.id)), ' ', badge(job.status)), actions),
     h('dl', { class: 'facts' },
@@ -530,7 +530,9 @@ function attemptsTimeline(job) {
 }
 
 function transcript(steps, job, truncated) {
-  if (!steps.length) return h('p', { class: 'muted' }, job.status === 'queued' ? 'Not started.' : 'No steps saved.');
+  const r = job.result && typeof job.result === 'object' ? job.result : null;
+  const answer = r && r.response ? r.response : null;
+  if (!steps.length && !answer) return h('p', { class: 'muted' }, job.status === 'queued' ? 'Not started.' : 'No steps saved.');
   const out = [];
   steps.forEach((step, i) => {
     if (step.kind === 'model') {
@@ -547,6 +549,15 @@ function transcript(steps, job, truncated) {
     }
   });
   if (truncated) out.push(h('li', { class: 'muted' }, 'Later steps left out.'));
+  // The final answer is no checkpoint (the job's completion is): it
+  // comes from the result.
+  if (answer) {
+    out.push(h('li', { class: 'step model final' },
+      h('div', { class: 'step-head' }, h('strong', {}, 'Final answer'),
+        r.provider ? h('span', { class: 'chip' }, `${r.provider} / ${r.model}`) : null,
+        h('span', { class: 'muted' }, ` ${r.steps} model calls in all`)),
+      h('div', { class: 'bubble assistant' }, answer)));
+  }
   return h('ol', { class: 'transcript' }, out);
 }
 
@@ -585,7 +596,7 @@ function toolStep(r, i) {
 // ----- agents -----
 
 function agentsView() {
-  main.replaceChildren(h('h1', {}, 'Agents'), h('div', { id: 'agents-list' }));
+  fill(main, h('h1', {}, 'Agents'), h('div', { id: 'agents-list' }));
   const refresh = async () => {
     const answer = await api('/v1/agents');
     fill(document.getElementById('agents-list'), agentsTable(answer.agents, refresh));
@@ -613,7 +624,7 @@ function agentView(params, id) {
   const recall = h('button', { type: 'button', id: 'm-recall' }, 'Recall');
   const convId = h('input', { id: 'c-id', autocomplete: 'off' });
   const openConv = h('button', { type: 'button', class: 'secondary', onclick: () => { if (convId.value.trim()) location.hash = '#/conversations/' + enc(convId.value.trim()); } }, 'Open');
-  main.replaceChildren(head,
+  fill(main, head,
     h('div', { class: 'grid2' },
       section('Settings', 'agent-config'),
       section('Give a task', 'agent-task',
@@ -681,7 +692,7 @@ function agentView(params, id) {
 }
 
 function conversationView(params, id) {
-  main.replaceChildren(h('h1', {}, 'Conversation ', id), h('div', { id: 'chat' }));
+  fill(main, h('h1', {}, 'Conversation ', id), h('div', { id: 'chat' }));
   const refresh = async () => {
     let ans;
     try {
@@ -712,7 +723,7 @@ function loginView(message) {
   message ? h('p', { class: 'alert', role: 'alert' }, message) : null,
   h('p', {}, 'This daemon’s API needs its token. It is in ', h('code', {}, 'http.token'), ' in the data directory (or ', h('code', {}, 'TROUPE_HTTP_TOKEN'), '). It is kept in this tab only, until you close it.'),
   h('label', { for: 'token' }, 'API token', input), go);
-  main.replaceChildren(form);
+  fill(main, form);
   input.focus();
 }
 
@@ -778,6 +789,7 @@ document.addEventListener('visibilitychange', () => {
 });
 window.addEventListener('hashchange', () => {
   route();
+  window.scrollTo(0, 0);
   main.focus({ preventScroll: true });
 });
 route();
