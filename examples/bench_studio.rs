@@ -77,11 +77,7 @@ fn step(i: u32) -> Value {
 }
 
 /// Median and slowest of [`ROUNDS`] GETs of `path` (after 3 unmeasured).
-async fn time(
-    client: &reqwest::Client,
-    base: &str,
-    path: &str,
-) -> (Duration, Duration, String) {
+async fn time(client: &reqwest::Client, base: &str, path: &str) -> (Duration, Duration, String) {
     let mut times = Vec::with_capacity(ROUNDS);
     let mut body = Vec::new();
     for round in 0..ROUNDS + 3 {

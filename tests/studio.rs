@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
@@ -313,6 +315,26 @@ async fn go(c: &Client, base: &str, hash: &str, view: &str) {
     loaded(c, view).await;
 }
 
+/// Presses and releases `key` on whatever has the focus.
+async fn press(c: &Client, key: Key) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key.into() })
+        .then(KeyAction::Up { value: key.into() });
+    c.perform_actions(keys).await.unwrap();
+}
+
+/// The focused element: its tag, class and text.
+async fn focused(c: &Client) -> String {
+    let v = c
+        .execute(
+            "const e = document.activeElement; return `${e.tagName} ${e.className} ${e.textContent.trim()}`",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap_or("").to_string()
+}
+
 /// Waits until `script` (a function body) returns true on the page.
 async fn page_until(c: &Client, what: &str, script: &str) {
     let deadline = Instant::now() + DEADLINE;
@@ -465,6 +487,32 @@ async fn the_studio_shows_jobs_transcripts_providers_and_pauses_agents() {
     let tiles = text_of(&c, "#ov-tiles").await;
     assert!(tiles.contains("Open circuits"), "{tiles}");
     shot(&c, "overview.png").await;
+
+    // The keyboard: Tab reaches the skip link, then the main links, each
+    // drawn with a focus outline; Enter on a link follows it.
+    // (A reload puts the focus back at the start; the token stays in the
+    // tab's sessionStorage.)
+    c.refresh().await.unwrap();
+    loaded(&c, "overview").await;
+    press(&c, Key::Tab).await;
+    assert_eq!(focused(&c).await, "A skip Skip to content");
+    for _ in 0..3 {
+        press(&c, Key::Tab).await;
+    }
+    assert_eq!(focused(&c).await, "A  Jobs");
+    let outline = c
+        .execute(
+            "return getComputedStyle(document.activeElement).outlineStyle",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_ne!(outline, json!("none"), "the focused link shows it");
+    c.execute("document.body.dataset.loaded = ''", vec![])
+        .await
+        .unwrap();
+    press(&c, Key::Enter).await;
+    loaded(&c, "jobs").await;
 
     // The job is in the list.
     go(&c, &base, "#/jobs", "jobs").await;

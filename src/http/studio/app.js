@@ -784,6 +784,12 @@ function route() {
   tick();
 }
 
+// The skip link moves focus to the content; it must not change the hash
+// (the hash is the route).
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
 document.addEventListener('visibilitychange', () => {
   if (!document.hidden) route();
 });
