@@ -78,6 +78,7 @@ fn worker(name: &str, category: WorkerCategory) -> WorkerState {
         paused: true,
         queued: 3,
         running: 1,
+        failed: 2,
     }
 }
 
@@ -328,7 +329,7 @@ fn the_wire_shapes_are_the_documented_ones() {
     assert_eq!(
         w,
         json!({"name": "echo", "description": "the echo worker", "category": "diagnostic",
-               "concurrency": 4, "paused": true, "queued": 3, "running": 1})
+               "concurrency": 4, "paused": true, "queued": 3, "running": 1, "failed": 2})
     );
     let paused = serde_json::to_value(PausedAnswer::default()).unwrap();
     assert_eq!(paused, json!({"paused": {"all": false, "workers": []}}));

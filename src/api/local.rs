@@ -282,6 +282,53 @@ impl Control for LocalControl {
         })
     }
 
+    async fn steps(&self, id: JobId) -> Result<StepsAnswer, ControlError> {
+        self.job(id).await?;
+        let steps = self.troupe.store().load_steps(id).await?;
+        Ok(StepsAnswer::new(id, steps))
+    }
+
+    async fn stats(&self) -> Result<StatsAnswer, ControlError> {
+        let now = chrono::Utc::now();
+        let minutes = self.troupe.engine().stats().history.last_hour(now);
+        let day = self.troupe.store().day_usage(now.date_naive()).await?;
+        Ok(StatsAnswer {
+            minutes: minutes
+                .into_iter()
+                .map(|m| MinuteStat {
+                    at: chrono::DateTime::from_timestamp(m.minute * 60, 0).unwrap_or(now),
+                    completed: m.completed,
+                    failed: m.failed,
+                })
+                .collect(),
+            providers: self.provider_stats(),
+            spend: stats::agent_spend(&self.troupe.config().agents, &day),
+        })
+    }
+
+    async fn agent(&self, agent: &str) -> Result<AgentDetail, ControlError> {
+        let config = find_agent(&self.troupe.config().agents, agent)?;
+        let engine = self.troupe.engine();
+        let pause = engine.store().pause_state().await?;
+        let counts = engine.counts().await?;
+        let state = AgentState::new(config, &counts, &pause);
+        Ok(AgentDetail::new(config, state))
+    }
+
+    async fn recall(&self, agent: &str, query: RecallQuery) -> Result<RecallAnswer, ControlError> {
+        let agent = &find_agent(&self.troupe.config().agents, agent)?.id;
+        query.validate()?;
+        let limit = query.limit.unwrap_or(DEFAULT_RECALL);
+        let scored = self
+            .troupe
+            .memories()
+            .recall(query.scope(agent)?, query.q.clone(), limit)
+            .await?;
+        Ok(RecallAnswer {
+            memories: scored.into_iter().map(Recalled::from).collect(),
+        })
+    }
+
     async fn health(&self) -> Result<Health, ControlError> {
         Ok(Health::ok())
     }
@@ -347,6 +394,31 @@ impl LocalControl {
                         Ok(()) => "stopped".to_string(),
                         Err(e) => e.to_string(),
                     }),
+                }
+            })
+            .collect()
+    }
+
+    /// Each configured provider's calls, errors by class and latency.
+    fn provider_stats(&self) -> Vec<ProviderStat> {
+        let Some(set) = self.troupe.providers() else {
+            return Vec::new();
+        };
+        set.status()
+            .into_iter()
+            .map(|p| {
+                let calls = set.call_stats(&p.name);
+                ProviderStat {
+                    circuit: Some(p.breaker),
+                    ok: calls.map_or(0, |c| c.ok()),
+                    errors: calls
+                        .map(|c| c.errors())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, n)| (k.to_string(), n))
+                        .collect(),
+                    mean_latency_ms: calls.and_then(|c| c.mean_latency_ms()),
+                    name: p.name,
                 }
             })
             .collect()

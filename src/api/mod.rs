@@ -18,6 +18,7 @@
 //!
 //! Every call into the runtime is in `local.rs`.
 
+mod agent_detail;
 mod agents;
 mod approvals;
 mod error;
@@ -28,11 +29,16 @@ mod offline;
 mod parse;
 mod remote;
 pub mod routes;
+mod stats;
 mod status;
+mod steps;
 mod workers;
 
 use async_trait::async_trait;
 
+pub use agent_detail::{
+    AgentDetail, RecallAnswer, RecallQuery, Recalled, DEFAULT_RECALL, MAX_RECALL,
+};
 pub use agents::{
     AgentState, AgentsAnswer, MemoriesAnswer, MemoriesQuery, MessagesAnswer, TaskAnswer,
     TaskRequest,
@@ -50,9 +56,11 @@ pub use local::LocalControl;
 pub use offline::StoreControl;
 pub use parse::{parse_body, parse_job_id, parse_query, Request};
 pub use remote::RemoteControl;
+pub use stats::{AgentSpend, MinuteStat, ProviderStat, StatsAnswer};
 pub use status::{
     Health, ProviderState, Readiness, StatusScreen, StoreCheck, SupervisorState, STATUS_RUNNING,
 };
+pub use steps::{StepsAnswer, MAX_STEPS_LISTED};
 pub use workers::{NodesAnswer, PauseRequest, PauseView, PausedAnswer, WorkerState, WorkersAnswer};
 
 use crate::job::{Job, JobId};
@@ -127,6 +135,22 @@ pub trait Control: Send + Sync {
 
     /// The one-screen status (`GET /v1/status`).
     async fn status(&self) -> Result<StatusScreen, ControlError>;
+
+    /// An agent task's checkpoint records, read only (`GET
+    /// /v1/jobs/{id}/steps`): the Studio's transcript.
+    async fn steps(&self, id: JobId) -> Result<StepsAnswer, ControlError>;
+
+    /// Jobs ended per minute over the last hour, provider calls, errors and
+    /// latency, spend against budgets (`GET /v1/stats`): the Studio's
+    /// overview.
+    async fn stats(&self) -> Result<StatsAnswer, ControlError>;
+
+    /// One agent's settings and state (`GET /v1/agents/{id}`).
+    async fn agent(&self, agent: &str) -> Result<AgentDetail, ControlError>;
+
+    /// An agent's memories ranked for a query, with their scores (`GET
+    /// /v1/agents/{id}/recall`).
+    async fn recall(&self, agent: &str, query: RecallQuery) -> Result<RecallAnswer, ControlError>;
 
     /// Alive (`GET /healthz`).
     async fn health(&self) -> Result<Health, ControlError>;

@@ -282,6 +282,46 @@ impl Control for StoreControl {
         })
     }
 
+    async fn steps(&self, id: JobId) -> Result<StepsAnswer, ControlError> {
+        self.job(id).await?;
+        Ok(StepsAnswer::new(id, self.store.load_steps(id).await?))
+    }
+
+    async fn stats(&self) -> Result<StatsAnswer, ControlError> {
+        let today = chrono::Utc::now().date_naive();
+        let day = self.store.day_usage(today).await?;
+        let providers = self.config.providers.iter();
+        Ok(StatsAnswer {
+            minutes: Vec::new(),
+            providers: providers
+                .map(|p| ProviderStat {
+                    name: p.name.clone(),
+                    circuit: None,
+                    ok: 0,
+                    errors: Default::default(),
+                    mean_latency_ms: None,
+                })
+                .collect(),
+            spend: stats::agent_spend(&self.config.agents, &day),
+        })
+    }
+
+    async fn agent(&self, agent: &str) -> Result<AgentDetail, ControlError> {
+        let config = find_agent(&self.config.agents, agent)?;
+        let pause = self.store.pause_state().await?;
+        let counts = self.store.counts().await?;
+        let state = AgentState::new(config, &counts, &pause);
+        Ok(AgentDetail::new(config, state))
+    }
+
+    async fn recall(
+        &self,
+        _agent: &str,
+        _query: RecallQuery,
+    ) -> Result<RecallAnswer, ControlError> {
+        Err(Self::unavailable("recall"))
+    }
+
     async fn health(&self) -> Result<Health, ControlError> {
         Err(Self::unavailable("health"))
     }

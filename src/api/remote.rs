@@ -279,6 +279,24 @@ impl Control for RemoteControl {
         Ok(screen)
     }
 
+    async fn steps(&self, id: JobId) -> Result<StepsAnswer, ControlError> {
+        let id = id.to_string();
+        self.fetch(Call::get(routes::STEPS).id(&id)).await
+    }
+
+    async fn stats(&self) -> Result<StatsAnswer, ControlError> {
+        self.fetch(Call::get(routes::STATS)).await
+    }
+
+    async fn agent(&self, agent: &str) -> Result<AgentDetail, ControlError> {
+        self.fetch(Call::get(routes::AGENT).id(agent)).await
+    }
+
+    async fn recall(&self, agent: &str, query: RecallQuery) -> Result<RecallAnswer, ControlError> {
+        self.fetch(Call::get(routes::RECALL).id(agent).query(&query))
+            .await
+    }
+
     async fn health(&self) -> Result<Health, ControlError> {
         self.fetch(Call::get(routes::HEALTHZ)).await
     }

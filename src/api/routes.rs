@@ -42,6 +42,14 @@ pub const PAUSE: &str = "/v1/pause";
 pub const RESUME: &str = "/v1/resume";
 /// The one-screen status.
 pub const STATUS: &str = "/v1/status";
+/// An agent task's checkpoint records.
+pub const STEPS: &str = "/v1/jobs/{id}/steps";
+/// Per-minute history, provider calls, spend (the Studio's overview).
+pub const STATS: &str = "/v1/stats";
+/// One agent's settings.
+pub const AGENT: &str = "/v1/agents/{id}";
+/// An agent's memories ranked for a query.
+pub const RECALL: &str = "/v1/agents/{id}/recall";
 
 /// `route` below [`V1`], as the server's `/v1` scope names it.
 pub fn in_v1(route: &str) -> &str {

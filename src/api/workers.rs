@@ -24,6 +24,9 @@ pub struct WorkerState {
     pub queued: u64,
     /// Jobs running.
     pub running: u64,
+    /// Jobs failed (still kept).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 impl WorkerState {
@@ -33,6 +36,7 @@ impl WorkerState {
             paused: pause.is_paused(&info.name),
             queued: counts.worker(&info.name, JobStatus::Queued),
             running: counts.worker(&info.name, JobStatus::Running),
+            failed: counts.worker(&info.name, JobStatus::Failed),
             info,
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::job::{ApprovalState, JobStatus};
-use crate::metrics::{CounterVec, HistogramVec, SECONDS_BUCKETS};
+use crate::metrics::{CounterVec, HistogramVec, MinuteHistory, SECONDS_BUCKETS};
 
 /// Job figures of one engine, by worker. Shared by the engine and the
 /// metrics endpoint ([`crate::engine::WorkerEngine::stats`]).
@@ -31,6 +31,9 @@ pub(crate) struct EngineStats {
     /// Approvals decided through this engine's process, by decision
     /// (`approved`, `denied`, `expired`).
     pub decisions: CounterVec<ApprovalState>,
+    /// Jobs completed and failed per minute over the last hour (the
+    /// Studio's charts).
+    pub history: MinuteHistory,
 }
 
 impl Default for EngineStats {
@@ -43,6 +46,7 @@ impl Default for EngineStats {
             ended: CounterVec::default(),
             parked: CounterVec::default(),
             decisions: CounterVec::default(),
+            history: MinuteHistory::default(),
         }
     }
 }
@@ -83,5 +87,10 @@ impl EngineStats {
     /// A job of `worker` ended with `status`.
     pub(crate) fn ended(&self, worker: &str, status: JobStatus) {
         self.ended.inc((worker.to_string(), status));
+        match status {
+            JobStatus::Completed => self.history.record(Utc::now(), false),
+            JobStatus::Failed => self.history.record(Utc::now(), true),
+            _ => {}
+        }
     }
 }

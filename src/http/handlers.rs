@@ -9,8 +9,8 @@ use super::body::{read_body, read_query};
 use super::server::ApiState;
 use crate::api::{
     parse_approval_id, parse_job_id, parse_last_event_id, ApproveRequest, ControlError,
-    DenyRequest, EnqueueRequest, EventsStream, JobsQuery, MemoriesQuery, PauseRequest, TaskAnswer,
-    TaskRequest, LAST_EVENT_ID,
+    DenyRequest, EnqueueRequest, EventsStream, JobsQuery, MemoriesQuery, PauseRequest, RecallQuery,
+    TaskAnswer, TaskRequest, LAST_EVENT_ID,
 };
 use crate::events::sse;
 
@@ -236,4 +236,29 @@ fn sse_body(
         };
         Some((Ok(web::Bytes::from(frame)), events))
     })
+}
+
+/// An agent task's checkpoint records.
+pub(crate) async fn steps(state: web::Data<ApiState>, id: web::Path<String>) -> Answer {
+    ok(state.control.steps(parse_job_id(&id)?).await?)
+}
+
+/// The last hour per minute, provider calls, spend against budgets.
+pub(crate) async fn stats(state: web::Data<ApiState>) -> Answer {
+    ok(state.control.stats().await?)
+}
+
+/// One agent's settings and state.
+pub(crate) async fn agent(state: web::Data<ApiState>, id: web::Path<String>) -> Answer {
+    ok(state.control.agent(&id).await?)
+}
+
+/// An agent's memories ranked for a query.
+pub(crate) async fn recall(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+) -> Answer {
+    let query: RecallQuery = read_query(&req)?;
+    ok(state.control.recall(&id, query).await?)
 }

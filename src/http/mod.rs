@@ -18,6 +18,10 @@
 //! | `GET /v1/conversations/{id}/messages` | a conversation, oldest first |
 //! | `POST /v1/pause`, `POST /v1/resume` | `{}` all, `{"worker":…}` or `{"agent":…}` (durable) |
 //! | `GET /v1/status` | the one-screen status of `troupe status` |
+//! | `GET /v1/jobs/{id}/steps` | an agent task's checkpoint records (the Studio's transcript) |
+//! | `GET /v1/stats` | jobs ended per minute over the last hour, provider calls, errors and latency, spend against budgets |
+//! | `GET /v1/agents/{id}`, `GET /v1/agents/{id}/recall?q=&userId=&limit=` | one agent's settings; its memories ranked for a query, with scores |
+//! | `GET /`, `GET /studio/*` | the Studio: a web page over these routes (`studio.rs`), open, static |
 //!
 //! The handlers only translate: each reads its typed request
 //! ([`crate::api`]), calls the [`Control`](crate::api::Control) the server
@@ -47,6 +51,7 @@ mod errors;
 mod guard;
 mod handlers;
 mod server;
+mod studio;
 mod token;
 
 pub use server::{

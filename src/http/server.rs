@@ -14,6 +14,7 @@ use super::body::bounded_body;
 use super::errors::error_response;
 use super::guard::{guard, Hosts};
 use super::handlers;
+use super::studio;
 use super::token::HttpToken;
 use crate::api::routes::{self, in_v1};
 use crate::api::{Control, ControlError, LocalControl};
@@ -246,6 +247,7 @@ fn app(
                 .route(web::get().to(handlers::metrics)),
         )
         .service(v1_routes().wrap(from_fn(guard)))
+        .configure(studio::routes)
         .default_service(web::to(not_found))
 }
 
@@ -272,6 +274,10 @@ fn v1_routes() -> actix_web::Scope {
         .service(v1(routes::APPROVALS).route(web::get().to(handlers::approvals)))
         .service(v1(routes::APPROVE).route(web::post().to(handlers::approve)))
         .service(v1(routes::DENY).route(web::post().to(handlers::deny)))
+        .service(v1(routes::STEPS).route(web::get().to(handlers::steps)))
+        .service(v1(routes::STATS).route(web::get().to(handlers::stats)))
+        .service(v1(routes::AGENT).route(web::get().to(handlers::agent)))
+        .service(v1(routes::RECALL).route(web::get().to(handlers::recall)))
         .default_service(web::to(not_found))
 }
 

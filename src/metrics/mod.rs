@@ -20,8 +20,11 @@
 //! recorder (`metrics`) would also mix the figures of several runtimes in
 //! one process (tests, embedding), while these live in each runtime.
 
+mod history;
 mod registry;
 mod text;
+
+pub(crate) use history::MinuteHistory;
 
 pub(crate) use registry::{CounterVec, HistogramVec, SECONDS_BUCKETS};
 pub(crate) use text::{Exposition, Kind, CONTENT_TYPE};

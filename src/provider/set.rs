@@ -378,7 +378,7 @@ impl ProviderSet {
             ))
         });
         match &result {
-            Ok(_) => entry.calls.record_ok(),
+            Ok(response) => entry.calls.record_ok(response.latency),
             Err(e) => entry.calls.record_error(e.kind),
         }
         result

@@ -11,13 +11,25 @@ use super::ErrorKind;
 #[derive(Debug, Default)]
 pub(crate) struct CallStats {
     ok: AtomicU64,
+    /// Wall time of the answered calls, in microseconds, summed.
+    ok_micros: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl CallStats {
-    /// Counts an answered call.
-    pub(crate) fn record_ok(&self) {
+    /// Counts an answered call that took `latency`.
+    pub(crate) fn record_ok(&self, latency: std::time::Duration) {
         self.ok.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.ok_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The mean wall time of the answered calls, in milliseconds (`None`
+    /// before the first).
+    pub(crate) fn mean_latency_ms(&self) -> Option<f64> {
+        let n = self.ok.load(Ordering::Relaxed);
+        let micros = self.ok_micros.load(Ordering::Relaxed);
+        (n > 0).then(|| micros as f64 / n as f64 / 1000.0)
     }
 
     /// Counts a failed call of class `kind`.
