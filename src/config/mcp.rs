@@ -307,6 +307,59 @@ mod tests {
         assert_eq!(key_of(&slow), "timeout");
     }
 
+    fn load(text: &str) -> Result<crate::config::TroupeConfig, String> {
+        crate::config::TroupeConfig::parse(text, std::path::Path::new("t.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_config_file_names_servers_and_agents_their_tools() {
+        let base = r#"
+[[mcpServers]]
+name = "fs"
+command = "node"
+args = ["server.js", "/srv"]
+timeout = "5s"
+
+[[mcpServers]]
+name = "web"
+url = "https://mcp.example.com/mcp"
+headers = { Authorization = "WEB_MCP_AUTH" }
+
+[[agents]]
+id = "ana"
+name = "Ana"
+systemPrompt = "."
+tools = ["send_message", "fs_read_text_file", "web_search"]
+[agents.modelConfig]
+provider = "offline"
+model = "offline"
+"#;
+        let config = load(base).unwrap();
+        assert_eq!(config.mcp_servers.len(), 2);
+        assert_eq!(
+            config.mcp_servers[0].call_timeout(),
+            Ok(Duration::from_secs(5))
+        );
+        let unknown = load(&base.replace("web_search", "ftp_get")).unwrap_err();
+        assert!(
+            unknown.contains("agents[0].tools[2]") && unknown.contains("fs, web"),
+            "{unknown}"
+        );
+        let twice = load(&base.replace("name = \"web\"", "name = \"fs\"")).unwrap_err();
+        assert!(
+            twice.contains("mcpServers[1].name") && twice.contains("defined twice"),
+            "{twice}"
+        );
+        let both = load(&base.replace("timeout = \"5s\"", "url = \"http://h/mcp\"")).unwrap_err();
+        assert!(
+            both.contains("mcpServers[0].url") && both.contains("not both"),
+            "{both}"
+        );
+        let typo = load(&base.replace("timeout =", "timout =")).unwrap_err();
+        assert!(typo.contains("timout"), "{typo}");
+    }
+
     #[test]
     fn debug_prints_no_env_value() {
         let mut c = McpServerConfig::stdio("fs", "node", [""; 0]);
