@@ -89,7 +89,9 @@ pub use engine::{
 };
 pub use events::{TaskEvent, TaskEventKind};
 pub use job::schedule::{Schedule, ScheduleSpec};
-pub use job::{EnqueueOptions, Job, JobCtx, JobId, JobStatus};
+pub use job::{
+    Approval, ApprovalId, ApprovalState, Decision, EnqueueOptions, Job, JobCtx, JobId, JobStatus,
+};
 pub use mcp::McpError;
 pub use memory::ScoredMemory;
 pub use provider::{

@@ -13,7 +13,7 @@ use common::mcp::{
 };
 use serde_json::{json, Value};
 use troupe::{
-    McpError, McpServerConfig, RuntimeError, TaskOptions, ToolContext, ToolError, Troupe,
+    Decision, McpError, McpServerConfig, RuntimeError, TaskOptions, ToolContext, ToolError, Troupe,
     TroupeConfig, TypedTool,
 };
 use troupe_actors::run_system;
@@ -396,4 +396,58 @@ fn a_name_clash_an_over_long_name_and_a_dead_server_are_refused_at_start() {
         );
     });
     assert!(calls(&count).is_empty());
+}
+
+#[test]
+fn a_server_whose_tool_needs_approval_waits_for_it_then_runs_the_call_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        step(
+            &model,
+            0,
+            openai_tool_calls(&[("c1", "calc_add", json!({"a": 1, "b": 2}))]),
+        )
+        .await;
+        step(&model, 1, openai_text("1 + 2 = 3")).await;
+        let mut server = stdio_server("calc", &count);
+        server.approval = vec!["add".into()];
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_add"],
+            vec![server],
+        );
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        let job = troupe
+            .task("ana", "Add them", TaskOptions::default())
+            .await
+            .unwrap();
+        let engine = troupe.engine();
+        let pending = common::daemon::eventually("the call to wait for approval", || async {
+            let pending = engine.pending_approvals().await.unwrap();
+            (!pending.is_empty()).then_some(pending)
+        })
+        .await;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].tool, "calc_add");
+        assert_eq!(pending[0].arguments, json!({"a": 1, "b": 2}));
+        assert!(
+            calls(&count).is_empty(),
+            "nothing reached the server before approval"
+        );
+        engine
+            .decide_approval(pending[0].id, Decision::Approve { note: None })
+            .await
+            .unwrap();
+        let answer = troupe.wait(job.id).await.unwrap();
+        assert_eq!(answer.text, "1 + 2 = 3");
+        assert_eq!(
+            answer.tool_calls[0].result,
+            json!({"ok": true, "data": "3"})
+        );
+        troupe.shutdown().await.unwrap();
+    });
+    assert_eq!(calls(&count), ["add"], "the approved call ran once");
 }

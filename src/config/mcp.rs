@@ -78,6 +78,11 @@ pub struct McpServerConfig {
     /// The time limit of one call (`30s` by default).
     #[serde(default)]
     pub timeout: Option<String>,
+    /// The server's tools (by its own names; `"*"` for all) whose every
+    /// call waits for a person's approval, whichever agent makes it (an
+    /// agent's own `approval` list adds to this).
+    #[serde(default)]
+    pub approval: Vec<String>,
 }
 
 impl std::fmt::Debug for McpServerConfig {
@@ -93,6 +98,7 @@ impl std::fmt::Debug for McpServerConfig {
             .field("headers", &self.headers)
             .field("tools", &self.tools)
             .field("timeout", &self.timeout)
+            .field("approval", &self.approval)
             .finish()
     }
 }
@@ -114,6 +120,7 @@ impl McpServerConfig {
             headers: BTreeMap::new(),
             tools: None,
             timeout: None,
+            approval: Vec::new(),
         }
     }
 
@@ -129,6 +136,7 @@ impl McpServerConfig {
             headers: BTreeMap::new(),
             tools: None,
             timeout: None,
+            approval: Vec::new(),
         }
     }
 
@@ -204,6 +212,11 @@ impl McpServerConfig {
                 if tool.is_empty() {
                     return bad(&format!("tools[{i}]"), "must not be empty".into());
                 }
+            }
+        }
+        for (i, tool) in self.approval.iter().enumerate() {
+            if tool.trim().is_empty() {
+                return bad(&format!("approval[{i}]"), "must not be empty".into());
             }
         }
         self.call_timeout()

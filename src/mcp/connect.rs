@@ -26,6 +26,8 @@ pub(crate) struct ServerSetup {
     pub(crate) transport: TransportSetup,
     pub(crate) allow: Option<Vec<String>>,
     pub(crate) timeout: Duration,
+    /// The server's tools whose calls need approval (`"*"`: all).
+    pub(crate) approval: Vec<String>,
 }
 
 /// How to reach the server.
@@ -117,6 +119,7 @@ impl ServerSetup {
             name: config.name.clone(),
             transport,
             allow: config.tools.clone(),
+            approval: config.approval.clone(),
             timeout,
         })
     }

@@ -239,12 +239,14 @@ impl McpServers {
                     name.clone(),
                     format!("tool `{remote}` of MCP server `{}`", setup.name),
                 );
+                let approval = setup.approval.iter().any(|t| t == "*" || t == remote);
                 tools.push(Arc::new(McpTool::new(
                     name,
                     remote.clone(),
                     listed.clone(),
                     setup.timeout,
                     link.clone(),
+                    approval,
                 )));
             }
         }

@@ -34,6 +34,8 @@ pub(crate) struct McpTool {
     listed: RemoteTool,
     timeout: Duration,
     link: Arc<McpLink>,
+    /// Whether every call waits for approval (the server's `approval`).
+    approval: bool,
     /// The validator of a schema the server changed since start
     /// (`list_changed`), compiled once per change.
     changed: Mutex<Option<(Value, Arc<jsonschema::Validator>)>>,
@@ -46,6 +48,7 @@ impl McpTool {
         listed: RemoteTool,
         timeout: Duration,
         link: Arc<McpLink>,
+        approval: bool,
     ) -> Self {
         McpTool {
             name,
@@ -53,6 +56,7 @@ impl McpTool {
             listed,
             timeout,
             link,
+            approval,
             changed: Mutex::new(None),
         }
     }
@@ -124,6 +128,10 @@ impl Tool for McpTool {
 
     fn timeout(&self) -> Option<Duration> {
         Some(self.timeout)
+    }
+
+    fn requires_approval(&self) -> bool {
+        self.approval
     }
 
     async fn call(&self, args: Value, _: ToolContext) -> Result<Value, ToolError> {
