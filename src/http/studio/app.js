@@ -148,14 +148,26 @@ const enc = encodeURIComponent;
 
 // ---------- confirmation ----------
 
-function confirmAction(text, okLabel) {
+// Asks to confirm; with `field` (its label), also asks for a text, and
+// answers it (null: cancelled; an empty text keeps OK from confirming).
+function confirmAction(text, okLabel, field) {
   const dialog = document.getElementById('confirm');
   document.getElementById('confirm-text').textContent = text;
   const ok = document.getElementById('confirm-ok');
   const cancel = document.getElementById('confirm-cancel');
+  const box = document.getElementById('confirm-field');
+  const input = document.getElementById('confirm-input');
+  box.hidden = !field;
+  input.value = '';
+  if (field) document.getElementById('confirm-label').textContent = field;
   ok.textContent = okLabel || 'Confirm';
   return new Promise((resolve) => {
-    const done = (answer) => {
+    const done = (confirmed) => {
+      if (confirmed && field && !input.value.trim()) {
+        input.focus();
+        return;
+      }
+      const answer = confirmed && field ? input.value.trim() : confirmed;
       ok.removeEventListener('click', onOk);
       cancel.removeEventListener('click', onCancel);
       dialog.removeEventListener('cancel', onCancel);
@@ -168,7 +180,7 @@ function confirmAction(text, okLabel) {
     cancel.addEventListener('click', onCancel);
     dialog.addEventListener('cancel', onCancel);
     dialog.showModal();
-    cancel.focus();
+    (field ? input : cancel).focus();
   });
 }
 
@@ -348,10 +360,15 @@ function approvalsList(answer, refresh) {
     items.map((a) => {
       const approve = h('button', { type: 'button', onclick: () => act(approve, { text: `Let ${a.tool || 'this tool'} run with these arguments?`, ok: 'Approve' },
         () => api(`/v1/approvals/${enc(a.id)}/approve`, { method: 'POST', body: {} }), 'Approved', refresh) }, 'Approve');
-      const deny = h('button', { type: 'button', class: 'danger', onclick: () => act(deny, { text: 'Deny this tool call? The model is told it was refused.', ok: 'Deny' },
-        () => api(`/v1/approvals/${enc(a.id)}/deny`, { method: 'POST', body: {} }), 'Denied', refresh) }, 'Deny');
-      return h('tr', {}, h('td', {}, a.tool || a.toolName || '?', h('div', { class: 'muted small' }, a.agent || '')),
-        h('td', {}, a.jobId ? h('a', { href: '#/jobs/' + a.jobId, class: 'mono' }, shortId(a.jobId)) : '–'),
+      const deny = h('button', { type: 'button', class: 'danger', onclick: async () => {
+        const reason = await confirmAction('Deny this tool call? The model is told it was refused, with your reason.', 'Deny', 'Reason (the model reads it)');
+        if (!reason) return;
+        await act(deny, null, () => api(`/v1/approvals/${enc(a.id)}/deny`, { method: 'POST', body: { reason } }), 'Denied', refresh);
+      } }, 'Deny');
+      // An approval's id is `<job id>.<n>`.
+      const job = a.jobId || String(a.id || '').split('.')[0];
+      return h('tr', {}, h('td', {}, a.tool || '?', h('div', { class: 'muted small' }, a.agentId || '')),
+        h('td', {}, job ? h('a', { href: '#/jobs/' + job, class: 'mono' }, shortId(job)) : '–'),
         h('td', {}, code(a.parameters || a.arguments || {})), h('td', { class: 'row' }, approve, deny));
     }), 'Nothing waits for approval.');
 }
