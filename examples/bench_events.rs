@@ -261,18 +261,33 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), Box
     let cpu0 = cpu_time();
     let t0 = Instant::now();
     let enqueued = troupe.engine().enqueue_many(jobs).await?;
+    progress("enqueued");
     if let Some(child) = &mut followers {
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
         let ids: String = enqueued
             .iter()
             .map(|o| format!("{}\n", o.job().id))
             .collect();
-        stdin.write_all(ids.as_bytes())?;
+        // Written from a thread: the pipe holds less than all the ids, and
+        // this thread runs the scheduler.
+        std::thread::spawn(move || stdin.write_all(ids.as_bytes()));
+        progress("ids sent");
     }
+    let mut last_report = Instant::now();
     loop {
         let counts = troupe.engine().counts().await?;
         if counts.status(JobStatus::Completed) as usize >= n {
             break;
+        }
+        if std::env::var_os("BENCH_PROGRESS").is_some() && last_report.elapsed().as_secs() >= 2 {
+            last_report = Instant::now();
+            eprintln!(
+                "    {:?}: {} completed, {} running, {} queued",
+                t0.elapsed(),
+                counts.status(JobStatus::Completed),
+                counts.status(JobStatus::Running),
+                counts.status(JobStatus::Queued)
+            );
         }
         if counts.status(JobStatus::Failed) > 0 {
             return Err("a benchmark task failed".into());
@@ -282,7 +297,11 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), Box
     let wall = t0.elapsed();
     let cpu = (cpu_time() - cpu0) / n as u32;
     if let Some(child) = followers {
-        let out = child.wait_with_output()?;
+        // Waited for from a thread: this one runs the runtime the
+        // followers are still reading from.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let out = rx.await??;
         let said = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() || said.split_whitespace().next() != Some(&n.to_string()) {
             return Err(format!("the followers did not follow every task: {said}").into());
@@ -297,6 +316,12 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), Box
     server.stop().await;
     troupe.shutdown().await?;
     Ok((n as f64 / wall.as_secs_f64(), cpu))
+}
+
+fn progress(what: &str) {
+    if std::env::var_os("BENCH_PROGRESS").is_some() {
+        eprintln!("    {what}");
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -317,6 +342,7 @@ fn main() -> Result<(), BoxError> {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let (rounds, repeats) = if quick { (2, 1) } else { (4, 3) };
+    let followed_first = args.iter().any(|a| a == "--followed-first");
     let n = IN_FLIGHT * rounds;
     troupe_actors::run_system(async move {
         let model = ChildServer::start(&["--serve", "200"])?;
@@ -326,7 +352,12 @@ fn main() -> Result<(), BoxError> {
         );
         let (mut none, mut followed) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
-            for with in [false, true] {
+            let order = if followed_first {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for with in order {
                 let (rate, cpu) = run(&model.uri, n, with).await?;
                 let who = if with {
                     "200 followers"
