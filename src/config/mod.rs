@@ -805,6 +805,14 @@ model = "m"
                 AGENT.replace("\"send_message\"", "\"teleport\""),
                 "`agents[0].tools[0]`: unknown tool `teleport` (known: send_message, create_task, scheduler, worker_manager, remember, recall, analyze_code)",
             ),
+            (
+                agent("approval = [\"recall\"]"),
+                "`agents[0].approval[0]`: `recall` is not one of the agent's tools (send_message); list it in `tools` too",
+            ),
+            (
+                agent("approval = [\"send_message\"]\napprovalTimeout = \"0s\""),
+                "`agents[0].approvalTimeout`: must be more than 0; leave it out for no deadline",
+            ),
             (agent("maxSteps = 0"), "`agents[0].maxSteps`: must be at least 1"),
             (agent("concurrency = 0"), "`agents[0].concurrency`: must be at least 1"),
             (

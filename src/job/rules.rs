@@ -722,6 +722,89 @@ mod tests {
         assert_eq!(spent.errors.len(), 3);
     }
 
+    fn ask(call: u32, deadline: Option<DateTime<Utc>>) -> ApprovalRequest {
+        ApprovalRequest {
+            tool: "send_message".into(),
+            arguments: Value::Null,
+            step: 0,
+            call,
+            call_id: format!("c{call}"),
+            deadline,
+        }
+    }
+
+    #[test]
+    fn a_parked_job_waits_for_every_decision_then_runs_again() {
+        let mut job = queued();
+        job.max_attempts = 1;
+        let running = claim(&job, at(1)).unwrap_or_else(|| panic!("claimable"));
+        let parked = park(&running, 1, vec![ask(0, None), ask(1, Some(at(50)))], at(2))
+            .unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!((parked.status, parked.run_at), (JobStatus::Waiting, at(50)));
+        assert!(
+            claim(&parked, at(100)).is_none(),
+            "never claimed while waiting"
+        );
+        assert!(recover(&parked, at(3)).is_none(), "nor recovered");
+        let again = park(&parked, 1, vec![ask(0, None)], at(3));
+        assert!(again.is_err(), "parking is fenced by the running attempt");
+        let approve = Decision::Approve { note: None };
+        let one = decide(&parked, 1, &approve, at(4)).unwrap_or_else(|u| panic!("{u:?}"));
+        assert_eq!(one.status, JobStatus::Waiting);
+        assert!(matches!(
+            decide(&one, 1, &approve, at(5)),
+            Err(Undecided::AlreadyDecided(a)) if a.state == ApprovalState::Approved
+        ));
+        assert_eq!(decide(&one, 3, &approve, at(5)), Err(Undecided::NotFound));
+        assert!(expire(&one, at(49)).is_none(), "not due yet");
+        let both = expire(&one, at(50)).unwrap_or_else(|| panic!("due"));
+        assert_eq!((both.status, both.run_at), (JobStatus::Queued, at(50)));
+        assert_eq!(both.approvals[1].note.as_deref(), Some(DEADLINE_REASON));
+        assert!(
+            both.has_attempts_left(),
+            "the parked attempt is not counted"
+        );
+        let resumed = claim(&both, at(51)).unwrap_or_else(|| panic!("claimable"));
+        let reparked = park(&resumed, 2, vec![ask(0, None), ask(1, None)], at(52))
+            .unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(reparked.approvals.len(), 2, "a call asked about once");
+        for (from, to) in [(&running, &parked), (&parked, &one), (&one, &both)] {
+            assert!(
+                from.status == to.status || from.status.can_transition_to(to.status),
+                "{} -> {}",
+                from.status,
+                to.status
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancel_ends_a_waiting_job_and_its_approvals() {
+        let running = claim(&queued(), at(1)).unwrap_or_else(|| panic!("claimable"));
+        let parked =
+            park(&running, 1, vec![ask(0, None)], at(2)).unwrap_or_else(|s| panic!("{s:?}"));
+        let CancelMove::Cancel(cancelled) = cancel(&parked, at(3)) else {
+            panic!("a waiting job is cancelled at once")
+        };
+        assert_eq!(cancelled.status, JobStatus::Cancelled);
+        assert_eq!(cancelled.approvals[0].state, ApprovalState::Cancelled);
+        let approve = Decision::Approve { note: None };
+        assert!(matches!(
+            decide(&cancelled, 1, &approve, at(4)),
+            Err(Undecided::AlreadyDecided(a)) if a.state == ApprovalState::Cancelled
+        ));
+        let CancelMove::Request(requested) = cancel(&running, at(2)) else {
+            panic!("a running job's cancel is a request")
+        };
+        let parked =
+            park(&requested, 1, vec![ask(0, None)], at(3)).unwrap_or_else(|s| panic!("{s:?}"));
+        assert_eq!(
+            parked.status,
+            JobStatus::Cancelled,
+            "a requested cancel wins"
+        );
+    }
+
     #[test]
     fn a_huge_error_is_kept_bounded() {
         let running = claim(&queued(), at(1)).unwrap_or_else(|| panic!("claimable"));
