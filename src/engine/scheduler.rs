@@ -1197,6 +1197,25 @@ impl Timer {
     }
 }
 
+/// The event of an approval a parked task asks for.
+pub(crate) fn approval_requested(a: &crate::job::Approval) -> TaskEventKind {
+    TaskEventKind::ApprovalRequested {
+        approval_id: a.id.to_string(),
+        tool_call_id: a.call_id.clone(),
+        tool: a.tool.clone(),
+        arguments: a.arguments.clone(),
+    }
+}
+
+/// The event of an approval decided (by a person, or by its deadline).
+pub(crate) fn approval_decided(a: &crate::job::Approval) -> TaskEventKind {
+    TaskEventKind::ApprovalDecided {
+        approval_id: a.id.to_string(),
+        approved: a.state == crate::job::ApprovalState::Approved,
+        note: a.note.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1255,24 +1274,5 @@ mod tests {
             );
             assert!(!timer.take_forward_jump());
         });
-    }
-}
-
-/// The event of an approval a parked task asks for.
-pub(crate) fn approval_requested(a: &crate::job::Approval) -> TaskEventKind {
-    TaskEventKind::ApprovalRequested {
-        approval_id: a.id.to_string(),
-        tool_call_id: a.call_id.clone(),
-        tool: a.tool.clone(),
-        arguments: a.arguments.clone(),
-    }
-}
-
-/// The event of an approval decided (by a person, or by its deadline).
-pub(crate) fn approval_decided(a: &crate::job::Approval) -> TaskEventKind {
-    TaskEventKind::ApprovalDecided {
-        approval_id: a.id.to_string(),
-        approved: a.state == crate::job::ApprovalState::Approved,
-        note: a.note.clone(),
     }
 }
