@@ -695,7 +695,7 @@ async fn bad_settings_fail_at_start_with_a_clear_error() {
         "troupe migrate: {}",
         cli::stderr(&out)
     );
-    assert_says(&cli::stdout(&out), "version 1 -> 2");
+    assert_says(&cli::stdout(&out), "version 1 -> 3");
     let mut cluster = cluster;
     cluster.start(1, &[]);
     let job = jobs("echo", &json!({"after": "migrate"}), 1, 3).remove(0);
