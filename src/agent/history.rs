@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::events::TaskEventKind;
 use crate::job::{ApprovalState, Job, JobStatus};
+use crate::provider::GenerateResponse;
 
 use super::step::Step;
 
@@ -48,14 +49,7 @@ pub(crate) fn rebuild(job: &Job, steps: &[Value]) -> Vec<TaskEventKind> {
                 model_calls += 1;
                 spent.0 += response.usage.input_tokens;
                 spent.1 += response.usage.output_tokens;
-                events.push(TaskEventKind::ModelCall {
-                    step,
-                    provider: response.provider.clone(),
-                    model: response.model.clone(),
-                    input_tokens: response.usage.input_tokens,
-                    output_tokens: response.usage.output_tokens,
-                    latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
-                });
+                events.push(model_call(step, &response));
                 if !response.text.is_empty() {
                     last_text = Some(response.text.clone());
                     events.push(TaskEventKind::Text {
@@ -98,6 +92,19 @@ pub(crate) fn rebuild(job: &Job, steps: &[Value]) -> Vec<TaskEventKind> {
         }
     }
     events
+}
+
+/// The `modelCall` event of model step `step`'s reply (as emitted live,
+/// and as rebuilt).
+pub(super) fn model_call(step: u32, response: &GenerateResponse) -> TaskEventKind {
+    TaskEventKind::ModelCall {
+        step,
+        provider: response.provider.clone(),
+        model: response.model.clone(),
+        input_tokens: response.usage.input_tokens,
+        output_tokens: response.usage.output_tokens,
+        latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
+    }
 }
 
 /// The approvals the tool round of model step `step` waited for, asked

@@ -541,14 +541,7 @@ impl<'a> Task<'a> {
 
     /// The events of model call `step`'s reply: the call, and its text.
     fn emit_reply(&self, step: u32, response: &GenerateResponse) {
-        self.events.emit(TaskEventKind::ModelCall {
-            step,
-            provider: response.provider.clone(),
-            model: response.model.clone(),
-            input_tokens: response.usage.input_tokens,
-            output_tokens: response.usage.output_tokens,
-            latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
-        });
+        self.events.emit(super::history::model_call(step, response));
         if !response.text.is_empty() {
             self.events.emit(TaskEventKind::Text {
                 step,

@@ -138,12 +138,7 @@ impl Control for LocalControl {
         request: ApproveRequest,
     ) -> Result<DecidedAnswer, ControlError> {
         request.validate()?;
-        let outcome = self
-            .troupe
-            .engine()
-            .decide_approval(id, request.into())
-            .await?;
-        super::approvals::decided(outcome)
+        self.decide(id, request.into()).await
     }
 
     async fn deny(
@@ -152,12 +147,7 @@ impl Control for LocalControl {
         request: DenyRequest,
     ) -> Result<DecidedAnswer, ControlError> {
         request.validate()?;
-        let outcome = self
-            .troupe
-            .engine()
-            .decide_approval(id, request.into())
-            .await?;
-        super::approvals::decided(outcome)
+        self.decide(id, request.into()).await
     }
 
     async fn nodes(&self) -> Result<NodesAnswer, ControlError> {
@@ -284,7 +274,11 @@ impl Control for LocalControl {
 
     async fn steps(&self, id: JobId) -> Result<StepsAnswer, ControlError> {
         self.job(id).await?;
-        let steps = self.troupe.store().load_steps(id).await?;
+        let mut steps = self.troupe.store().load_steps(id).await?;
+        let prices = crate::provider::PriceTable::from_config(&self.troupe.config().pricing);
+        for step in &mut steps {
+            super::steps::add_cost(step, &prices);
+        }
         Ok(StepsAnswer::new(id, steps))
     }
 
@@ -378,6 +372,17 @@ impl Control for LocalControl {
 }
 
 impl LocalControl {
+    /// Stores a decision of approval `id` through the engine (which wakes
+    /// its task).
+    async fn decide(
+        &self,
+        id: ApprovalId,
+        decision: crate::job::Decision,
+    ) -> Result<DecidedAnswer, ControlError> {
+        let outcome = self.troupe.engine().decide_approval(id, decision).await?;
+        super::approvals::decided(outcome)
+    }
+
     /// Each supervision tree's root, up or not.
     fn supervisors(&self) -> Vec<SupervisorState> {
         self.troupe

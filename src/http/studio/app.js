@@ -554,7 +554,7 @@ function transcript(steps, job, truncated) {
   steps.forEach((step, i) => {
     if (step.kind === 'model') {
       if (step.context) out.push(contextStep(step.context, i));
-      out.push(modelStep(step.response || {}, i));
+      out.push(modelStep(step.response || {}, i, step.costUsd));
     } else if (step.kind === 'context') {
       out.push(contextStep(step, i));
     } else if (step.kind === 'tools') {
@@ -587,13 +587,16 @@ function contextStep(ctx, i) {
       msgs.map((m) => h('div', { class: 'bubble ' + (m.role || '') }, h('div', { class: 'who' }, m.role || ''), m.content || m.text || pretty(m)))));
 }
 
-function modelStep(r, i) {
+// `cost`: the call's cost in US dollars by the daemon's price table
+// (absent when the model has no price).
+function modelStep(r, i, cost) {
   const u = r.usage || {};
   const calls = r.toolCalls || [];
   return h('li', { class: 'step model', 'data-step': i },
     h('div', { class: 'step-head' }, h('strong', {}, 'Model call'),
       h('span', { class: 'chip' }, `${r.provider || '?'} / ${r.model || '?'}`),
       h('span', { class: 'chip' }, `${fmtNum(u.inputTokens)} in · ${fmtNum(u.outputTokens)} out tokens`),
+      typeof cost === 'number' ? h('span', { class: 'chip', 'data-cost': '' }, '$' + cost.toFixed(6)) : null,
       h('span', { class: 'chip' }, fmtMs(ms(r.latency))),
       h('span', { class: 'muted' }, ` ${r.finishReason || ''} · step ${i}`)),
     r.text ? h('div', { class: 'bubble assistant' }, r.text) : null,
