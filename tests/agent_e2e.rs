@@ -2,6 +2,8 @@
 //! 127.0.0.1 playing scripted conversations: the real provider clients, the
 //! real actors, a real sled store.
 
+mod common;
+
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -15,69 +17,9 @@ use troupe::{TaskOptions, Troupe};
 use troupe::{ToolContext, ToolError, TypedTool};
 use troupe_actors::run_system;
 use wiremock::matchers::{method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-/// Matches a request whose conversation already holds `n` tool results,
-/// which tells the steps of a scripted conversation apart.
-struct ToolResults(usize);
-
-impl Match for ToolResults {
-    fn matches(&self, request: &Request) -> bool {
-        let body = String::from_utf8_lossy(&request.body);
-        let n = body.matches(r#""role":"tool""#).count()
-            + body.matches(r#""type":"tool_result""#).count();
-        n == self.0
-    }
-}
-
-/// Matches a request whose body contains a text.
-struct BodyHas(&'static str);
-
-impl Match for BodyHas {
-    fn matches(&self, request: &Request) -> bool {
-        String::from_utf8_lossy(&request.body).contains(self.0)
-    }
-}
-
-fn openai_tool_calls(calls: &[(&str, &str, Value)]) -> Value {
-    let calls: Vec<Value> = calls
-        .iter()
-        .map(|(id, name, args)| {
-            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
-        })
-        .collect();
-    json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-    })
-}
-
-fn openai_text(text: &str) -> Value {
-    json!({
-        "id": "chatcmpl-2", "object": "chat.completion", "created": 1, "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 80, "completion_tokens": 12, "total_tokens": 92}
-    })
-}
-
-fn anthropic_text(text: &str) -> Value {
-    json!({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn", "stop_sequence": null,
-        "usage": {"input_tokens": 40, "output_tokens": 8}
-    })
-}
-
-async fn step(server: &MockServer, results: usize, body: Value) {
-    Mock::given(method("POST"))
-        .and(path("/chat/completions"))
-        .and(ToolResults(results))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(server)
-        .await;
-}
+use common::scripted::{anthropic_text, openai_text, openai_tool_calls, step, BodyHas};
 
 fn openai_provider(name: &str, server: &MockServer) -> ProviderConfig {
     let mut p =

@@ -4,6 +4,8 @@
 //! corrected on the next step, or never validates and fails clearly; a bad
 //! schema is refused when the task is queued.
 
+mod common;
+
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,6 +15,8 @@ use troupe::{RuntimeError, TaskError, TaskOptions, Troupe};
 use troupe_actors::run_system;
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+
+use common::scripted::{anthropic_text, openai_text};
 
 /// Matches a request that holds `n` corrections (answers sent back).
 struct Corrections(usize);
@@ -24,23 +28,6 @@ impl Match for Corrections {
             .count()
             == self.0
     }
-}
-
-fn openai_text(text: &str) -> Value {
-    json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 80, "completion_tokens": 12, "total_tokens": 92}
-    })
-}
-
-fn anthropic_text(text: &str) -> Value {
-    json!({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn", "stop_sequence": null,
-        "usage": {"input_tokens": 40, "output_tokens": 8}
-    })
 }
 
 /// The answer the model gives once it has been sent back `corrections` times.

@@ -10,12 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use troupe::{
     AgentConfig, McpServerConfig, ModelConfig, ProviderConfig, ProviderKind, TroupeConfig,
 };
-use wiremock::matchers::{method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::MockServer;
+
+// The MCP tests script their model with these; not every test binary
+// that builds `common` uses them.
+#[allow(unused_imports)]
+pub use super::scripted::{openai_text, openai_tool_calls, step, step_for};
 
 /// The example MCP server's executable, built on first use.
 pub fn mcp_server_exe() -> PathBuf {
@@ -157,73 +160,6 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Matches a model request whose conversation holds `n` tool results.
-pub struct ToolResults(pub usize);
-
-impl Match for ToolResults {
-    fn matches(&self, request: &Request) -> bool {
-        String::from_utf8_lossy(&request.body)
-            .matches(r#""role":"tool""#)
-            .count()
-            == self.0
-    }
-}
-
-/// Matches a model request whose body holds `self.0` (a task's prompt).
-pub struct BodyHas(pub &'static str);
-
-impl Match for BodyHas {
-    fn matches(&self, request: &Request) -> bool {
-        String::from_utf8_lossy(&request.body).contains(self.0)
-    }
-}
-
-/// As [`step`], for the task whose prompt holds `token` only.
-pub async fn step_for(server: &MockServer, token: &'static str, results: usize, body: Value) {
-    Mock::given(method("POST"))
-        .and(path("/chat/completions"))
-        .and(BodyHas(token))
-        .and(ToolResults(results))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(server)
-        .await;
-}
-
-/// An OpenAI chat completion that calls `calls` (`(id, tool, args)`).
-pub fn openai_tool_calls(calls: &[(&str, &str, Value)]) -> Value {
-    let calls: Vec<Value> = calls
-        .iter()
-        .map(|(id, name, args)| {
-            json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
-        })
-        .collect();
-    json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-    })
-}
-
-/// An OpenAI chat completion that answers `text`.
-pub fn openai_text(text: &str) -> Value {
-    json!({
-        "id": "chatcmpl-2", "object": "chat.completion", "created": 1, "model": "gpt-test",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 80, "completion_tokens": 12, "total_tokens": 92}
-    })
-}
-
-/// The model answers `body` once the conversation holds `results` tool
-/// results.
-pub async fn step(server: &MockServer, results: usize, body: Value) {
-    Mock::given(method("POST"))
-        .and(path("/chat/completions"))
-        .and(ToolResults(results))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
-        .mount(server)
-        .await;
 }
 
 /// A config with the scripted model as provider `openai`, one agent

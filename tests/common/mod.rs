@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod mcp;
+pub mod scripted;
 
 use std::path::Path;
 
