@@ -64,6 +64,20 @@ pub(crate) mod seq {
         attempt_base(attempt) | (DECISIONS + rank)
     }
 
+    /// `seq` as people read it: `<attempt>.<n>`, a decision's
+    /// `<attempt>.d<rank>`, the terminal event's `<attempt>.end`.
+    pub(crate) fn label(seq: u64) -> String {
+        let attempt = seq >> 32;
+        let n = seq & u64::from(u32::MAX);
+        if n == u64::from(u32::MAX) {
+            format!("{attempt}.end")
+        } else if n > DECISIONS {
+            format!("{attempt}.d{}", n - DECISIONS)
+        } else {
+            format!("{attempt}.{n}")
+        }
+    }
+
     /// The `seq` of the terminal event of a job whose last attempt is
     /// `attempt` (after every other event of that attempt).
     pub(crate) const fn end(attempt: u32) -> u64 {

@@ -23,4 +23,5 @@ mod hub;
 pub(crate) mod sse;
 
 pub use event::{TaskEvent, TaskEventKind};
+pub(crate) use event::seq;
 pub(crate) use hub::{decision_seq, Emitter, EventHub, Logged, Subscription};
