@@ -511,12 +511,13 @@ impl WorkerEngine {
         record: Option<Job>,
     ) -> Result<EventStream, EngineError> {
         let sub = self.inner.shared.events.subscribe(id, after);
-        if !sub.job_ended() && !sub.has_events() {
+        if !sub.job_ended() {
             let job = match record {
-                Some(job) => job,
-                None => self.get_job(id).await?,
+                Some(job) => Some(job),
+                None if !sub.has_events() => Some(self.get_job(id).await?),
+                None => None,
             };
-            if job.status.is_terminal() {
+            if let Some(job) = job.filter(|j| j.status.is_terminal()) {
                 sub.emit_end(&job, terminal_event(&job));
             }
         }

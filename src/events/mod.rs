@@ -22,6 +22,6 @@ mod event;
 mod hub;
 pub(crate) mod sse;
 
-pub use event::{TaskEvent, TaskEventKind};
 pub(crate) use event::seq;
+pub use event::{TaskEvent, TaskEventKind};
 pub(crate) use hub::{decision_seq, Emitter, EventHub, Logged, Subscription};
