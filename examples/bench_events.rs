@@ -11,6 +11,11 @@
 //! executable), so their CPU is not the runtime's; they share the
 //! machine's cores with it all the same. Runs alternate (none, followed,
 //! none, followed, …) and the medians are compared.
+//!
+//! `--arms none,followed,silent` picks the runs of each round, in order
+//! (`silent`: no followers and event emission turned off in the runtime,
+//! for what emitting costs); `--rounds N` how many rounds (default 3, 1
+//! with `--quick`).
 
 use std::error::Error;
 use std::io::Write;
@@ -342,7 +347,23 @@ fn main() -> Result<(), BoxError> {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let (rounds, repeats) = if quick { (2, 1) } else { (4, 3) };
-    let followed_first = args.iter().any(|a| a == "--followed-first");
+    let arms: Vec<Arm> = match args.iter().position(|a| a == "--arms") {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or("--arms none,followed,silent")?
+            .split(',')
+            .map(Arm::parse)
+            .collect::<Result<_, _>>()?,
+        None if args.iter().any(|a| a == "--followed-first") => vec![Arm::Followed, Arm::None],
+        None => vec![Arm::None, Arm::Followed],
+    };
+    let repeats = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|r| r.parse().ok())
+            .ok_or("--rounds N")?,
+        None => repeats,
+    };
     let n = IN_FLIGHT * rounds;
     troupe_actors::run_system(async move {
         let model = ChildServer::start(&["--serve", "200"])?;
@@ -350,32 +371,88 @@ fn main() -> Result<(), BoxError> {
             "{n} tasks (two model calls, one tool call each) at {IN_FLIGHT} in flight, model answering in 200 ms (ideal {:.0} tasks/s):",
             IN_FLIGHT as f64 / 0.4
         );
-        let (mut none, mut followed) = (Vec::new(), Vec::new());
+        let mut figures: Vec<(Arm, Vec<f64>, Vec<f64>)> =
+            arms.iter().map(|&a| (a, Vec::new(), Vec::new())).collect();
         for _ in 0..repeats {
-            let order = if followed_first {
-                [true, false]
-            } else {
-                [false, true]
-            };
-            for with in order {
-                let (rate, cpu) = run(&model.uri, n, with).await?;
-                let who = if with {
-                    "200 followers"
+            for (arm, rates, cpus) in figures.iter_mut() {
+                // Read when the runtime starts (its event hub): the
+                // benchmark's switch for measuring what emitting costs.
+                if *arm == Arm::Silent {
+                    std::env::set_var(NO_EVENTS, "1");
                 } else {
-                    "no followers "
-                };
+                    std::env::remove_var(NO_EVENTS);
+                }
+                let (rate, cpu) = run(&model.uri, n, *arm == Arm::Followed).await?;
+                std::env::remove_var(NO_EVENTS);
+                let us = cpu.as_secs_f64() * 1e6;
                 println!(
-                    "  {who}: {rate:.0} tasks/s, {:.0} us CPU per task (the runtime's process)",
-                    cpu.as_secs_f64() * 1e6
+                    "  {}: {rate:.0} tasks/s, {us:.0} us CPU per task (the runtime's process)",
+                    arm.label()
                 );
-                if with { &mut followed } else { &mut none }.push(rate);
+                rates.push(rate);
+                cpus.push(us);
             }
         }
-        let (a, b) = (median(none), median(followed));
-        println!(
-            "median: {a:.0} tasks/s without followers, {b:.0} with 200: {:+.1}% (target: within 5%)",
-            100.0 * (b - a) / a
-        );
+        let base = figures
+            .iter()
+            .find(|f| f.0 == Arm::None)
+            .map(|f| median(f.1.clone()));
+        for (arm, rates, cpus) in &figures {
+            let (lo, hi) = range(rates);
+            let (clo, chi) = range(cpus);
+            let m = median(rates.clone());
+            let vs = match base {
+                Some(b) if *arm != Arm::None => {
+                    format!(" ({:+.1}% vs no followers)", 100.0 * (m - b) / b)
+                }
+                _ => String::new(),
+            };
+            println!(
+                "{}: median {m:.0} tasks/s{vs}, range {lo:.0}-{hi:.0}; CPU per task median {:.0} us, range {clo:.0}-{chi:.0}",
+                arm.label(),
+                median(cpus.clone()),
+            );
+        }
         Ok(())
     })
+}
+
+/// The environment variable that turns event emission off in the runtime
+/// (read by the event hub when it is made; for this benchmark only).
+const NO_EVENTS: &str = "TROUPE_BENCH_NO_EVENTS";
+
+/// What a run measures.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Arm {
+    /// No one follows the tasks.
+    None,
+    /// 200 followers over SSE.
+    Followed,
+    /// No one follows, and no event is emitted at all.
+    Silent,
+}
+
+impl Arm {
+    fn parse(s: &str) -> Result<Arm, String> {
+        match s {
+            "none" => Ok(Arm::None),
+            "followed" => Ok(Arm::Followed),
+            "silent" => Ok(Arm::Silent),
+            _ => Err(format!("unknown arm `{s}` (none, followed, silent)")),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Arm::None => "no followers          ",
+            Arm::Followed => "200 followers         ",
+            Arm::Silent => "no followers, no events",
+        }
+    }
+}
+
+fn range(xs: &[f64]) -> (f64, f64) {
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
 }

@@ -135,6 +135,15 @@ const WHOLE: [&str; 7] = [
     "completed",
 ];
 
+/// The `seq`s of `len` events of attempt `attempt` ending the job.
+fn attempt_seqs(attempt: u64, len: usize) -> Vec<u64> {
+    let base = attempt << 32;
+    (1..len as u64)
+        .map(|n| base | n)
+        .chain([base | u64::from(u32::MAX)])
+        .collect()
+}
+
 /// A follower over HTTP: reads frames off one SSE response as they come.
 struct Follower {
     response: reqwest::Response,
@@ -260,8 +269,10 @@ fn a_task_is_followed_over_sse_from_start_to_end_and_resumed_without_loss_or_rep
         let tail = resumed.rest().await;
         let whole: Vec<Value> = head.iter().cloned().chain(tail).collect();
         assert_eq!(types(&whole), WHOLE, "{whole:#?}");
+        // `attempt << 32 | n`, n from 1; the terminal event the attempt's
+        // last number.
         let seqs: Vec<u64> = whole.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, (1..=WHOLE.len() as u64).collect::<Vec<_>>());
+        assert_eq!(seqs, attempt_seqs(1, WHOLE.len()));
         assert_eq!(whole[3]["isError"], false);
         assert_eq!(whole[3]["result"]["data"]["opened"], true);
         assert_eq!(whole[5]["text"], "The gate opened.");
@@ -273,7 +284,7 @@ fn a_task_is_followed_over_sse_from_start_to_end_and_resumed_without_loss_or_rep
         let after = Follower::open(&base, &token, &id, None).await.rest().await;
         assert_eq!(after, whole);
         // Resuming after the terminal event: nothing more, and the end.
-        let nothing = Follower::open(&base, &token, &id, Some(WHOLE.len() as u64))
+        let nothing = Follower::open(&base, &token, &id, Some(seqs[WHOLE.len() - 1]))
             .await
             .rest()
             .await;
@@ -359,7 +370,7 @@ fn the_library_streams_a_task_and_a_restart_rebuilds_what_it_kept() {
         assert!(seen.last().unwrap().is_terminal());
         // Resumed after an event: the rest, once.
         let rest: Vec<_> = troupe
-            .events_after(job.id, 3)
+            .events_after(job.id, seen[2].seq)
             .await
             .unwrap()
             .collect()
@@ -477,6 +488,17 @@ fn a_retried_task_shows_the_retry_live_and_rebuilt_after_a_restart() {
         assert_eq!(types(&rebuilt), expected, "{rebuilt:#?}");
         assert_eq!(rebuilt[1]["error"], live[1]["error"]);
         assert_eq!(rebuilt[2]["attempt"], 2);
+        // Rebuilt with the ids they had live: attempt 1's two, then
+        // attempt 2's, the end last.
+        let ids = |events: &[Value]| -> Vec<u64> {
+            events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+        };
+        let expected_ids: Vec<u64> = [1 << 32 | 1, 1 << 32 | 2]
+            .into_iter()
+            .chain(attempt_seqs(2, WHOLE.len()))
+            .collect();
+        assert_eq!(ids(&live), expected_ids);
+        assert_eq!(ids(&rebuilt), expected_ids);
         troupe.shutdown().await.unwrap();
     });
 }

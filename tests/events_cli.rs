@@ -104,7 +104,12 @@ const REMEMBER: [&str; 7] = [
 fn check_remember_task(events: &[Value]) {
     assert_eq!(types(events), REMEMBER, "{events:#?}");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    // Attempt 1's events, `1 << 32 | n`; the terminal one last of all.
+    let expected: Vec<u64> = (1..=6)
+        .map(|n| 1 << 32 | n)
+        .chain([1 << 32 | u64::from(u32::MAX)])
+        .collect();
+    assert_eq!(seqs, expected);
     assert_eq!(events[2]["name"], "remember");
     assert_eq!(events[3]["isError"], false, "{}", events[3]);
     let job = events[0]["jobId"].as_str().unwrap();
@@ -126,7 +131,7 @@ fn task_follow_prints_the_events_with_the_runtime_run_here() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 7, "{text}");
     assert!(
-        lines[0].starts_with("#1 ") && lines[0].ends_with("attempt 1 started"),
+        lines[0].starts_with("#1.1 ") && lines[0].ends_with("attempt 1 started"),
         "{text}"
     );
     assert!(lines[1].contains("model call 0: offline/offline"), "{text}");
@@ -134,6 +139,7 @@ fn task_follow_prints_the_events_with_the_runtime_run_here() {
     assert!(lines[3].contains("tool result remember"), "{text}");
     assert!(lines[5].contains("text: "), "{text}");
     assert!(lines[6].ends_with("completed"), "{text}");
+    assert!(lines[6].starts_with("#1.end "), "{text}");
 
     let refused = troupe(&config, &["task", "sarah", PROMPT, "--follow", "--wait"]);
     assert!(!refused.status.success());

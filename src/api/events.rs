@@ -18,6 +18,13 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 /// stream that breaks off before the end yields an error last.
 pub type EventsStream = Pin<Box<dyn Stream<Item = Result<TaskEvent, ControlError>> + Send>>;
 
+/// One job's events as Server-Sent Events frames (`id:`, `event:`, `data:`
+/// and the blank line), in the order of [`EventsStream`]. A frame is
+/// shared, not copied: a runtime writes each event's once for all its
+/// followers.
+pub type FramesStream =
+    Pin<Box<dyn Stream<Item = Result<std::sync::Arc<str>, ControlError>> + Send>>;
+
 /// The header a follower resumes with: the `seq` it saw last.
 pub const LAST_EVENT_ID: &str = "Last-Event-ID";
 

@@ -363,6 +363,12 @@ impl Control for LocalControl {
         Ok(Box::pin(stream.map(Ok)))
     }
 
+    async fn event_frames(&self, id: JobId, after: u64) -> Result<FramesStream, ControlError> {
+        use futures::StreamExt;
+        let stream = self.troupe.events_after(id, after).await?.into_logged();
+        Ok(Box::pin(stream.map(|logged| Ok(logged.frame()))))
+    }
+
     async fn close(&self) -> Result<(), ControlError> {
         if self.owned {
             self.shutdown().await?;

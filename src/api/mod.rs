@@ -47,7 +47,7 @@ pub use approvals::{
     parse_approval_id, ApprovalsAnswer, ApproveRequest, DecidedAnswer, DenyRequest,
 };
 pub use error::{ControlError, ErrorBody, ErrorDetail};
-pub use events::{parse_last_event_id, EventsStream, LAST_EVENT_ID};
+pub use events::{parse_last_event_id, EventsStream, FramesStream, LAST_EVENT_ID};
 pub use jobs::{
     CancelAnswer, CancelKind, EnqueueRequest, Enqueued, JobField, JobsPage, JobsQuery, ListedJobs,
     DEFAULT_PAGE, MAX_PAGE, MAX_PAGE_BYTES,
@@ -171,6 +171,17 @@ pub trait Control: Send + Sync {
             "following a job's events needs a running runtime (`troupe run`, or `--follow` with no daemon)"
                 .into(),
         ))
+    }
+
+    /// [`events`](Self::events) as SSE frames, what the route writes. By
+    /// default each event is written here; a runtime's control hands out
+    /// the frames its hub wrote once for every follower.
+    async fn event_frames(&self, id: JobId, after: u64) -> Result<FramesStream, ControlError> {
+        use futures::StreamExt;
+        let events = self.events(id, after).await?;
+        Ok(Box::pin(events.map(|e| {
+            e.map(|e| std::sync::Arc::from(crate::events::sse::frame(&e)))
+        })))
     }
 
     /// Lets go of what this control holds: a runtime it owns is drained and

@@ -112,9 +112,10 @@ impl Printer {
     }
 }
 
-/// `#seq HH:MM:SS.mmm`.
+/// `#<attempt>.<n> HH:MM:SS.mmm` (the `seq` as people read it).
 fn head(event: &TaskEvent) -> String {
-    format!("#{} {}", event.seq, event.at.format("%H:%M:%S%.3f"))
+    let seq = crate::events::seq::label(event.seq);
+    format!("#{seq} {}", event.at.format("%H:%M:%S%.3f"))
 }
 
 /// At most `max` characters of `text` on one line.

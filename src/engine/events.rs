@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 
-use crate::events::{Subscription, TaskEvent};
+use crate::events::{Logged, Subscription, TaskEvent};
 use crate::job::Job;
 
 use super::error::EngineError;
@@ -18,7 +18,7 @@ use super::shared::terminal_event;
 /// `cancelled`) or when the engine stops. Made by
 /// [`WorkerEngine::events`](super::WorkerEngine::events).
 pub struct EventStream {
-    inner: Pin<Box<dyn Stream<Item = TaskEvent> + Send>>,
+    inner: Pin<Box<dyn Stream<Item = std::sync::Arc<Logged>> + Send>>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -29,23 +29,23 @@ impl std::fmt::Debug for EventStream {
 
 /// What the stream reads from: the job's log, and the job's end as the
 /// engine hears of it (`None` once heard).
-struct Follow<E> {
+struct Follow {
     sub: Subscription,
-    end: Option<Pin<Box<E>>>,
+    end: Option<JobEnd>,
 }
 
+/// The job's end as the engine hears of it.
+pub(super) type JobEnd = Pin<Box<dyn Future<Output = Result<Job, EngineError>> + Send>>;
+
 impl EventStream {
-    pub(super) fn new<E>(sub: Subscription, end: E) -> Self
-    where
-        E: Future<Output = Result<Job, EngineError>> + Send + 'static,
-    {
-        let state = Follow {
-            sub,
-            end: Some(Box::pin(end)),
-        };
+    /// Reads `sub`; `end`, when given, is how the job's end is heard when
+    /// its terminal event will not come to this log (a store shared with
+    /// other nodes).
+    pub(super) fn new(sub: Subscription, end: Option<JobEnd>) -> Self {
+        let state = Follow { sub, end };
         let inner = futures::stream::unfold(state, |mut state| async move {
             let event = next(&mut state).await?;
-            Some(((*event).clone(), state))
+            Some((event, state))
         });
         EventStream {
             inner: Box::pin(inner),
@@ -53,12 +53,17 @@ impl EventStream {
     }
 }
 
+impl EventStream {
+    /// The events as the log holds them, each with its SSE frame written
+    /// once for all followers (the SSE route's read: no copy per follower).
+    pub(crate) fn into_logged(self) -> Pin<Box<dyn Stream<Item = std::sync::Arc<Logged>> + Send>> {
+        self.inner
+    }
+}
+
 /// The next event; the job's end, heard before its terminal event came
 /// (it ended elsewhere), puts that event in the log from the job record.
-async fn next<E>(state: &mut Follow<E>) -> Option<std::sync::Arc<TaskEvent>>
-where
-    E: Future<Output = Result<Job, EngineError>>,
-{
+async fn next(state: &mut Follow) -> Option<std::sync::Arc<Logged>> {
     loop {
         let Some(end) = state.end.as_mut() else {
             return state.sub.next().await;
@@ -69,7 +74,7 @@ where
             ended = end => {
                 state.end = None;
                 if let Ok(job) = ended {
-                    state.sub.emit(terminal_event(&job));
+                    state.sub.emit_end(&job, terminal_event(&job));
                 }
             }
         }
@@ -80,6 +85,9 @@ impl Stream for EventStream {
     type Item = TaskEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<TaskEvent>> {
-        self.inner.as_mut().poll_next(cx)
+        self.inner
+            .as_mut()
+            .poll_next(cx)
+            .map(|e| e.map(|logged| logged.event.clone()))
     }
 }

@@ -496,19 +496,42 @@ impl WorkerEngine {
     /// terminal event is made from the job record), or when the engine
     /// stops. [`EngineError::NotFound`](EngineError) for an unknown job.
     pub async fn events(&self, id: JobId, after: u64) -> Result<EventStream, EngineError> {
+        self.events_of(id, after, None).await
+    }
+
+    /// [`events`](Self::events), with the job's record when the caller
+    /// just read it. The store is read only when this process emitted
+    /// nothing of the job yet (to know it exists, and whether it ended
+    /// before this process held its events): a follower of a job running
+    /// here costs no read.
+    pub(crate) async fn events_of(
+        &self,
+        id: JobId,
+        after: u64,
+        record: Option<Job>,
+    ) -> Result<EventStream, EngineError> {
         let sub = self.inner.shared.events.subscribe(id, after);
         if !sub.job_ended() {
-            // The job must exist; one that ended before this process held
-            // its events gets its terminal event from the record.
-            let job = self.get_job(id).await?;
-            if job.status.is_terminal() {
-                sub.emit(terminal_event(&job));
+            let job = match record {
+                Some(job) => Some(job),
+                None if !sub.has_events() => Some(self.get_job(id).await?),
+                None => None,
+            };
+            if let Some(job) = job.filter(|j| j.status.is_terminal()) {
+                sub.emit_end(&job, terminal_event(&job));
             }
         }
-        // Its end, heard from the waiters, also ends a stream whose
-        // terminal event will never come here (another node ran it).
-        let engine = self.clone();
-        let end = async move { engine.wait_for(id).await };
+        // With a store only this process holds, every end goes through
+        // `job_ended`, which puts the terminal event in the log before
+        // waking anyone: the log alone ends the stream. A shared store's
+        // job may end on another node, heard through the waiters.
+        let end = if self.inner.shared.store.subscribe().is_some() && !sub.job_ended() {
+            let engine = self.clone();
+            let end: super::events::JobEnd = Box::pin(async move { engine.wait_for(id).await });
+            Some(end)
+        } else {
+            None
+        };
         Ok(EventStream::new(sub, end))
     }
 
@@ -563,7 +586,8 @@ impl WorkerEngine {
         if let DecideOutcome::Decided { approval, job } = &outcome {
             self.inner.shared.stats.decided(approval.state);
             let event = super::scheduler::approval_decided(approval);
-            self.inner.shared.events.emit(job.id, event);
+            let at = crate::events::decision_seq(job, &approval.id);
+            self.inner.shared.events.emit_at(job.id, Some(at), event);
             tracing::info!(approval = %approval.id, job = %job.id, decision = %approval.state, "approval decided");
             if job.status == crate::job::JobStatus::Queued {
                 self.wake();

@@ -725,7 +725,8 @@ impl ClaimPass {
                                 && a.decided_at == Some(job.updated_at)
                         }) {
                             shared.stats.decided(crate::job::ApprovalState::Expired);
-                            shared.events.emit(job.id, approval_decided(a));
+                            let at = crate::events::decision_seq(job, &a.id);
+                            shared.events.emit_at(job.id, Some(at), approval_decided(a));
                         }
                         tracing::info!(job = %job.id, worker = %job.worker_name, "approval deadline passed: denied by itself");
                     }

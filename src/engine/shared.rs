@@ -51,7 +51,7 @@ impl EngineShared {
     /// A job ended: its terminal event, then its waiters (who may follow
     /// its events and expect the terminal one in).
     pub(crate) fn job_ended(&self, job: &Job) {
-        self.events.emit(job.id, terminal_event(job));
+        self.events.emit_end(job, terminal_event(job));
         self.waiters.notify(job);
     }
 

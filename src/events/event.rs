@@ -13,8 +13,11 @@
 //! {"seq":10,…,"type":"completed"} | {"type":"failed","error":"…"} | {"type":"cancelled"}
 //! ```
 //!
-//! `seq` counts from 1 per job and only grows; it is the SSE `id`. `step`
-//! is the model call's index within the task (0 first), which tool calls
+//! `seq` is the event's id within its job, and the SSE `id`: it only
+//! grows, across restarts too. It is `attempt << 32 | n` (see `seq`), so
+//! that a process that runs a later attempt numbers after every event an
+//! earlier process numbered, without a durable write per event. `step` is
+//! the model call's index within the task (0 first), which tool calls
 //! share with the reply that asked for them.
 
 use chrono::{DateTime, Utc};
@@ -23,11 +26,71 @@ use serde_json::Value;
 
 use crate::job::JobId;
 
+/// How `seq`s are made: `attempt << 32 | n`, written as a plain integer (so
+/// `Last-Event-ID` stays one, and stays below 2^53 for JavaScript).
+///
+/// Each process numbers a job's events itself, in memory: an event of
+/// attempt `a` emitted by the process that runs the attempt gets `a << 32 |
+/// n`, n counting from 1 at its `attemptStarted`. A process that restarts
+/// never runs the attempt it found interrupted again (recovery queues the
+/// job, the next claim is attempt `a + 1`), so its events sort after all
+/// of the previous process's. Two kinds of event may come from a process
+/// that did not run the attempt, while the job waits or after it ended,
+/// and get numbers of their own made from the durable record:
+/// `approvalDecided` ([`decision`]: the upper half of the attempt's
+/// range, by the decision's rank among the job's decisions) and the
+/// terminal event ([`end`]: the attempt's last number). Within a log the
+/// hub never numbers backwards: an event whose number would not be above
+/// the last one's gets the last one's plus one.
+pub(crate) mod seq {
+    /// The number before the first event of attempt `attempt`.
+    pub(crate) const fn attempt_base(attempt: u32) -> u64 {
+        (attempt as u64) << 32
+    }
+
+    /// The attempt a `seq` belongs to.
+    #[cfg(test)]
+    pub(crate) const fn attempt_of(seq: u64) -> u32 {
+        (seq >> 32) as u32
+    }
+
+    /// Where decisions start within an attempt's numbers.
+    const DECISIONS: u64 = 1 << 31;
+
+    /// The `seq` of the job's `rank`-th decision (1 first) of an approval
+    /// asked by attempt `attempt` (the job's attempt while it waits).
+    pub(crate) fn decision(attempt: u32, rank: u32) -> u64 {
+        let rank = u64::from(rank).min(DECISIONS - 2);
+        attempt_base(attempt) | (DECISIONS + rank)
+    }
+
+    /// `seq` as people read it: `<attempt>.<n>`, a decision's
+    /// `<attempt>.d<rank>`, the terminal event's `<attempt>.end`.
+    pub(crate) fn label(seq: u64) -> String {
+        let attempt = seq >> 32;
+        let n = seq & u64::from(u32::MAX);
+        if n == u64::from(u32::MAX) {
+            format!("{attempt}.end")
+        } else if n > DECISIONS {
+            format!("{attempt}.d{}", n - DECISIONS)
+        } else {
+            format!("{attempt}.{n}")
+        }
+    }
+
+    /// The `seq` of the terminal event of a job whose last attempt is
+    /// `attempt` (after every other event of that attempt).
+    pub(crate) const fn end(attempt: u32) -> u64 {
+        attempt_base(attempt) | u32::MAX as u64
+    }
+}
+
 /// One thing a job did, numbered within the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskEvent {
-    /// Its number within the job: from 1, one more per event.
+    /// Its number within the job, growing (`attempt << 32 | n`: see ARCHITECTURE.md, "Live task events"): the SSE
+    /// `id`, and what to resume after.
     pub seq: u64,
     /// When it happened.
     pub at: DateTime<Utc>,

@@ -15,14 +15,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::Notify;
 
-use super::event::{TaskEvent, TaskEventKind};
-use crate::job::JobId;
+use super::event::{seq, TaskEvent, TaskEventKind};
+use crate::job::{ApprovalId, ApprovalState, Job, JobId};
 
 /// How much the hub keeps.
 #[derive(Debug, Clone)]
@@ -45,8 +45,13 @@ impl Default for HubConfig {
     }
 }
 
+/// Set (to anything) when the runtime starts, turns emitting off: for
+/// `examples/bench_events.rs` to measure what emitting costs. Not a
+/// setting: followers of a runtime started so get nothing.
+const NO_EVENTS: &str = "TROUPE_BENCH_NO_EVENTS";
+
 /// Every job's events in this process. Cheap to share (`Arc`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EventHub {
     config: HubConfig,
     jobs: Mutex<HashMap<JobId, Arc<JobLog>>>,
@@ -54,6 +59,37 @@ pub(crate) struct EventHub {
     ended: Mutex<VecDeque<(Instant, JobId)>>,
     /// Set when the runtime stops: followers end.
     closed: AtomicBool,
+    /// Emitting is off (the benchmark's switch, [`NO_EVENTS`]).
+    silent: bool,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            config: HubConfig::default(),
+            jobs: Mutex::default(),
+            ended: Mutex::default(),
+            closed: AtomicBool::new(false),
+            silent: std::env::var_os(NO_EVENTS).is_some(),
+        }
+    }
+}
+
+/// One event as the log holds it, with its SSE frame once a follower
+/// asked for it (written once, shared by every follower).
+#[derive(Debug)]
+pub(crate) struct Logged {
+    pub(crate) event: TaskEvent,
+    frame: OnceLock<Arc<str>>,
+}
+
+impl Logged {
+    /// The event's SSE frame.
+    pub(crate) fn frame(&self) -> Arc<str> {
+        self.frame
+            .get_or_init(|| Arc::from(super::sse::frame(&self.event)))
+            .clone()
+    }
 }
 
 /// One job's log.
@@ -65,21 +101,13 @@ struct JobLog {
     followers: AtomicUsize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LogState {
-    events: VecDeque<Arc<TaskEvent>>,
-    next_seq: u64,
+    /// By `seq`, growing.
+    events: VecDeque<Arc<Logged>>,
+    /// The last `seq` given (0: none yet).
+    last: u64,
     ended: bool,
-}
-
-impl Default for LogState {
-    fn default() -> Self {
-        LogState {
-            events: VecDeque::new(),
-            next_seq: 1,
-            ended: false,
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,24 +115,54 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The `seq` of the `approvalDecided` event of approval `id` of `job` (the
+/// record with the decision in): its rank among the job's decided
+/// approvals by when they were decided, within the job's attempt (the one
+/// that asked). The same in any process that emits it.
+pub(crate) fn decision_seq(job: &Job, id: &ApprovalId) -> u64 {
+    let mut decided: Vec<_> = job
+        .approvals
+        .iter()
+        .filter(|a| a.state != ApprovalState::Pending)
+        .map(|a| (a.decided_at, a.id.to_string()))
+        .collect();
+    decided.sort();
+    let id = id.to_string();
+    let rank = decided.iter().position(|(_, a)| *a == id).unwrap_or(0) + 1;
+    seq::decision(job.attempt, u32::try_from(rank).unwrap_or(u32::MAX))
+}
+
 impl JobLog {
-    /// Appends one event; whether it ended the job. Events after the job's
-    /// end (a late attempt's) are dropped.
-    fn push(&self, job: JobId, kind: TaskEventKind, cap: usize) -> bool {
+    /// Appends one event, numbered `at` if given (else after the last; an
+    /// `attemptStarted` at its attempt's first number), never at or below
+    /// the last one's; whether it ended the job. Events after the job's end
+    /// (a late attempt's) are dropped.
+    fn push(&self, job: JobId, at: Option<u64>, kind: TaskEventKind, cap: usize) -> bool {
         let terminal = kind.is_terminal();
         {
             let mut state = lock(&self.state);
             if state.ended {
                 return false;
             }
+            let next = state.last.saturating_add(1);
+            let wanted = match (&kind, at) {
+                (_, Some(at)) => at,
+                (TaskEventKind::AttemptStarted { attempt }, None) => {
+                    seq::attempt_base(*attempt) | 1
+                }
+                _ => next,
+            };
             let event = TaskEvent {
-                seq: state.next_seq,
+                seq: wanted.max(next),
                 at: Utc::now(),
                 job_id: job,
                 kind,
             };
-            state.next_seq += 1;
-            state.events.push_back(Arc::new(event));
+            state.last = event.seq;
+            state.events.push_back(Arc::new(Logged {
+                event,
+                frame: OnceLock::new(),
+            }));
             if state.events.len() > cap.max(1) {
                 state.events.pop_front();
             }
@@ -141,12 +199,27 @@ impl EventHub {
         }
     }
 
-    /// Emits one event of `job`.
+    /// Emits one event of `job`, numbered after the last.
     pub(crate) fn emit(&self, job: JobId, kind: TaskEventKind) {
+        self.emit_at(job, None, kind);
+    }
+
+    /// Emits one event of `job`, numbered `at` if that is above the last
+    /// (see `seq`).
+    pub(crate) fn emit_at(&self, job: JobId, at: Option<u64>, kind: TaskEventKind) {
+        if self.silent {
+            return;
+        }
         let log = self.log(job);
-        if log.push(job, kind, self.config.per_job) {
+        if log.push(job, at, kind, self.config.per_job) {
             self.ended(job);
         }
+    }
+
+    /// Emits the terminal event `kind` of ended job `job`, numbered after
+    /// every other event of its last attempt.
+    pub(crate) fn emit_end(&self, job: &Job, kind: TaskEventKind) {
+        self.emit_at(job.id, Some(seq::end(job.attempt)), kind);
     }
 
     /// Whether the hub holds anything of `job`.
@@ -154,7 +227,8 @@ impl EventHub {
         lock(&self.jobs).contains_key(&job)
     }
 
-    /// Follows `job` from the event after `after` (0: from the start).
+    /// Follows `job` from the first event numbered above `after` (0: from
+    /// the start).
     pub(crate) fn subscribe(self: &Arc<Self>, job: JobId, after: u64) -> Subscription {
         let log = self.log(job);
         log.followers.fetch_add(1, Ordering::SeqCst);
@@ -223,9 +297,12 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
-    /// Emits one event.
+    /// Emits one event, numbered after the last.
     pub(crate) fn emit(&self, kind: TaskEventKind) {
-        if self.log.push(self.job, kind, self.hub.config.per_job) {
+        if self.hub.silent {
+            return;
+        }
+        if self.log.push(self.job, None, kind, self.hub.config.per_job) {
             self.hub.ended(self.job);
         }
     }
@@ -238,13 +315,13 @@ pub(crate) struct Subscription {
     hub: Arc<EventHub>,
     log: Arc<JobLog>,
     job: JobId,
-    /// The `seq` wanted next.
+    /// The lowest `seq` wanted next.
     next: u64,
 }
 
 /// What a look at the log found.
 enum Look {
-    Event(Arc<TaskEvent>),
+    Event(Arc<Logged>),
     Ended,
     Nothing,
 }
@@ -255,24 +332,20 @@ impl Subscription {
         lock(&self.log.state).ended
     }
 
+    /// Whether this process emitted anything of the job (so it exists).
+    pub(crate) fn has_events(&self) -> bool {
+        lock(&self.log.state).last > 0
+    }
+
     fn look(&mut self) -> Look {
         let state = lock(&self.log.state);
-        let Some(first) = state.events.front() else {
-            return if state.ended {
-                Look::Ended
-            } else {
-                Look::Nothing
-            };
-        };
-        // Those before the oldest kept are gone: read on from it.
-        let index = self.next.saturating_sub(first.seq);
-        match usize::try_from(index)
-            .ok()
-            .and_then(|i| state.events.get(i))
-        {
-            Some(event) => {
-                self.next = event.seq + 1;
-                Look::Event(event.clone())
+        // The first at or above the cursor; those before the oldest kept
+        // are gone, so a follower that far behind reads on from it.
+        let index = state.events.partition_point(|e| e.event.seq < self.next);
+        match state.events.get(index) {
+            Some(logged) => {
+                self.next = logged.event.seq.saturating_add(1);
+                Look::Event(logged.clone())
             }
             None if state.ended => Look::Ended,
             None => Look::Nothing,
@@ -281,7 +354,7 @@ impl Subscription {
 
     /// The next event without waiting, if the log has one.
     #[cfg(test)]
-    pub(crate) fn try_next(&mut self) -> Option<Arc<TaskEvent>> {
+    pub(crate) fn try_next(&mut self) -> Option<Arc<Logged>> {
         match self.look() {
             Look::Event(e) => Some(e),
             _ => None,
@@ -291,7 +364,7 @@ impl Subscription {
     /// The next event, waiting for it; `None` once the terminal event has
     /// been read, or the hub closed. Cancel-safe: a dropped call reads
     /// nothing.
-    pub(crate) async fn next(&mut self) -> Option<Arc<TaskEvent>> {
+    pub(crate) async fn next(&mut self) -> Option<Arc<Logged>> {
         loop {
             let log = self.log.clone();
             let woken = log.wake.notified();
@@ -306,10 +379,12 @@ impl Subscription {
         }
     }
 
-    /// Appends `kind` to the job's log (a terminal event learned elsewhere:
-    /// the job ended on another node).
-    pub(crate) fn emit(&self, kind: TaskEventKind) {
-        if self.log.push(self.job, kind, self.hub.config.per_job) {
+    /// Appends the terminal event `kind` of ended job `job` to its log (an
+    /// end learned from the record: the job ended on another node, or
+    /// before this process held its events).
+    pub(crate) fn emit_end(&self, job: &Job, kind: TaskEventKind) {
+        let at = Some(seq::end(job.attempt));
+        if self.log.push(self.job, at, kind, self.hub.config.per_job) {
             self.hub.ended(self.job);
         }
     }
@@ -347,32 +422,109 @@ mod tests {
         TaskEventKind::AttemptStarted { attempt: n }
     }
 
+    fn text(t: &str) -> TaskEventKind {
+        TaskEventKind::Text {
+            step: 0,
+            text: t.into(),
+        }
+    }
+
+    /// `seq` of event `n` of attempt `a`.
+    fn id(a: u32, n: u64) -> u64 {
+        seq::attempt_base(a) | n
+    }
+
     #[tokio::test]
     async fn a_follower_reads_history_then_live_events_then_ends() {
         let hub = Arc::new(EventHub::default());
         let job = uuid::Uuid::now_v7();
         hub.emit(job, attempt(1));
         let mut sub = hub.subscribe(job, 0);
-        assert_eq!(sub.next().await.unwrap().seq, 1);
+        assert_eq!(sub.next().await.unwrap().event.seq, id(1, 1));
         let emitter = hub.emitter(job);
         let follower = tokio::spawn(async move {
             let mut seen = Vec::new();
             while let Some(e) = sub.next().await {
-                seen.push(e.seq);
+                seen.push(e.event.seq);
             }
             seen
         });
-        emitter.emit(TaskEventKind::Text {
-            step: 0,
-            text: "hi".into(),
-        });
-        emitter.emit(TaskEventKind::Completed);
+        emitter.emit(text("hi"));
+        hub.emit_at(job, Some(seq::end(1)), TaskEventKind::Completed);
         emitter.emit(attempt(9)); // after the end: dropped
-        assert_eq!(follower.await.unwrap(), vec![2, 3]);
-        // Resuming after seq 2 reads the rest, once.
-        let mut again = hub.subscribe(job, 2);
-        assert_eq!(again.next().await.unwrap().kind, TaskEventKind::Completed);
+        assert_eq!(follower.await.unwrap(), vec![id(1, 2), seq::end(1)]);
+        // Resuming after the second reads the rest, once.
+        let mut again = hub.subscribe(job, id(1, 2));
+        let end = again.next().await.unwrap();
+        assert_eq!(end.event.kind, TaskEventKind::Completed);
+        assert!(end.frame().starts_with(&format!("id: {}\n", seq::end(1))));
         assert!(again.next().await.is_none());
+    }
+
+    #[test]
+    fn ids_of_a_later_attempt_in_another_process_sort_after_and_resume_exactly() {
+        let job = uuid::Uuid::now_v7();
+        // The first process: attempt 3 ran 57 events, then it died.
+        let before = Arc::new(EventHub::default());
+        before.emit(job, attempt(3));
+        for i in 2..=57 {
+            before.emit(job, text(&i.to_string()));
+        }
+        let mut sub = before.subscribe(job, 0);
+        let mut last = 0;
+        while let Some(e) = sub.try_next() {
+            assert!(e.event.seq > last);
+            last = e.event.seq;
+        }
+        assert_eq!(last, id(3, 57));
+        // The next process runs attempt 4, from 1 again in the low bits.
+        let after = Arc::new(EventHub::default());
+        let mut resumed = after.subscribe(job, last);
+        assert!(resumed.try_next().is_none());
+        after.emit(job, attempt(4));
+        after.emit(job, text("a"));
+        let got: Vec<_> = std::iter::from_fn(|| resumed.try_next())
+            .map(|e| e.event.seq)
+            .collect();
+        assert_eq!(got, vec![id(4, 1), id(4, 2)]);
+        assert_eq!(seq::attempt_of(got[0]), 4);
+    }
+
+    #[test]
+    fn decisions_and_ends_made_from_the_record_sort_after_the_attempt_anywhere() {
+        let job = uuid::Uuid::now_v7();
+        let decided = |approval_id: &str| TaskEventKind::ApprovalDecided {
+            approval_id: approval_id.into(),
+            approved: true,
+            note: None,
+        };
+        // The process that ran attempt 2 parked it after many events.
+        let before = Arc::new(EventHub::default());
+        before.emit(job, attempt(2));
+        for _ in 0..100 {
+            before.emit(job, text("x"));
+        }
+        before.emit_at(job, Some(seq::decision(2, 1)), decided("a"));
+        // Another process decides the second approval, then the job ends
+        // (cancelled while waiting): both sort after what the first had.
+        let after = Arc::new(EventHub::default());
+        let mut sub = after.subscribe(job, seq::decision(2, 1));
+        after.emit_at(job, Some(seq::decision(2, 2)), decided("b"));
+        after.emit_at(job, Some(seq::end(2)), TaskEventKind::Cancelled);
+        let got: Vec<_> = std::iter::from_fn(|| sub.try_next())
+            .map(|e| e.event.seq)
+            .collect();
+        assert_eq!(got, vec![seq::decision(2, 2), seq::end(2)]);
+        assert!(seq::decision(2, 1) > id(2, 101));
+        assert!(seq::end(2) < seq::attempt_base(3));
+        // Numbers never go backwards within a log: a decision emitted
+        // before an event numbered after the last is numbered after it.
+        let third = Arc::new(EventHub::default());
+        third.emit_at(job, Some(seq::decision(2, 2)), decided("b"));
+        third.emit_at(job, Some(seq::decision(2, 1)), decided("a"));
+        let mut sub = third.subscribe(job, 0);
+        assert_eq!(sub.try_next().unwrap().event.seq, seq::decision(2, 2));
+        assert_eq!(sub.try_next().unwrap().event.seq, seq::decision(2, 2) + 1);
     }
 
     #[test]
@@ -393,8 +545,8 @@ mod tests {
         assert!(!hub.holds(jobs[0]));
         // Only the last `per_job` events are kept.
         let mut sub = hub.subscribe(jobs[2], 0);
-        assert_eq!(sub.try_next().unwrap().seq, 5);
-        assert_eq!(sub.try_next().unwrap().seq, 6);
+        assert_eq!(sub.try_next().unwrap().event.seq, id(5, 1));
+        assert_eq!(sub.try_next().unwrap().event.seq, id(5, 2));
         assert!(sub.try_next().is_none());
     }
 
@@ -412,7 +564,7 @@ mod tests {
         let hub = Arc::new(EventHub::default());
         let job = uuid::Uuid::now_v7();
         hub.emit(job, attempt(1));
-        let mut sub = hub.subscribe(job, 1);
+        let mut sub = hub.subscribe(job, id(1, 1));
         let waiting = tokio::spawn(async move { sub.next().await });
         tokio::task::yield_now().await;
         hub.close();

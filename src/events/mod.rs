@@ -15,11 +15,13 @@
 //!
 //! Emitting costs a lock of the job's own log and a push: followers are
 //! woken only when there are any, so a job nobody follows pays for little
-//! more than the events it keeps.
+//! more than the events it keeps. Each event's SSE frame is written once,
+//! by its first follower, and shared by the others.
 
 mod event;
 mod hub;
 pub(crate) mod sse;
 
+pub(crate) use event::seq;
 pub use event::{TaskEvent, TaskEventKind};
-pub(crate) use hub::{Emitter, EventHub, Subscription};
+pub(crate) use hub::{decision_seq, Emitter, EventHub, Logged, Subscription};

@@ -9,7 +9,7 @@ use super::body::{read_body, read_query};
 use super::server::ApiState;
 use crate::api::{
     parse_approval_id, parse_job_id, parse_last_event_id, ApproveRequest, ControlError,
-    DenyRequest, EnqueueRequest, EventsStream, JobsQuery, MemoriesQuery, PauseRequest, RecallQuery,
+    DenyRequest, EnqueueRequest, FramesStream, JobsQuery, MemoriesQuery, PauseRequest, RecallQuery,
     TaskAnswer, TaskRequest, LAST_EVENT_ID,
 };
 use crate::events::sse;
@@ -182,8 +182,9 @@ pub(crate) async fn status(state: web::Data<ApiState>, req: HttpRequest) -> Answ
 }
 
 /// A job's events as Server-Sent Events: those after `Last-Event-ID` (the
-/// `seq` last seen; none: from the first), then live ones, one frame each
-/// (`id:` the seq, `event:` the type, `data:` the JSON); a keep-alive
+/// `seq` last seen, which grows across restarts too; none: from the
+/// first), then live ones, one frame each (`id:` the seq, `event:` the
+/// type, `data:` the JSON; the frames ready together in one chunk); a keep-alive
 /// comment every [`KEEP_ALIVE_EVERY`] of silence; the response ends after
 /// the terminal event.
 pub(crate) async fn events(
@@ -202,7 +203,7 @@ pub(crate) async fn events(
         })
         .transpose()?;
     let after = parse_last_event_id(last)?;
-    let stream = state.control.events(id, after).await?;
+    let stream = state.control.event_frames(id, after).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
@@ -214,27 +215,76 @@ pub(crate) async fn events(
 /// comment.
 pub(crate) const KEEP_ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// The frames of `events`, with a keep-alive comment after each `every` of
-/// silence; ends with the stream (an error from it ends it too: the client
-/// resumes with the last id).
+/// `frames` as the body: each wake-up's ready frames in one chunk (a
+/// burst of events is one write), a keep-alive comment once `every` passed
+/// without one; ends with the stream (an error from it ends it too: the
+/// client resumes with the last id). The keep-alive timer is not reset per
+/// chunk: when it fires early it is set again from the last chunk.
 fn sse_body(
-    events: EventsStream,
+    frames: FramesStream,
     every: std::time::Duration,
 ) -> impl futures::Stream<Item = Result<web::Bytes, actix_web::Error>> {
-    use futures::StreamExt;
-    futures::stream::unfold(events, move |mut events| async move {
-        let frame = tokio::select! {
-            next = events.next() => match next {
-                Some(Ok(event)) => sse::frame(&event),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "a job's event stream ended early");
-                    return None;
+    use futures::{FutureExt, StreamExt};
+    use tokio::time::Instant;
+    struct Body {
+        frames: FramesStream,
+        timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+        last_sent: Instant,
+        done: bool,
+    }
+    let body = Body {
+        frames,
+        timer: Box::pin(tokio::time::sleep(every)),
+        last_sent: Instant::now(),
+        done: false,
+    };
+    fn ended(e: crate::api::ControlError) {
+        tracing::warn!(error = %e, "a job's event stream ended early");
+    }
+    futures::stream::unfold(body, move |mut b| async move {
+        if b.done {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                next = b.frames.next() => {
+                    let mut chunk = match next {
+                        Some(Ok(frame)) => String::from(&*frame),
+                        Some(Err(e)) => {
+                            ended(e);
+                            return None;
+                        }
+                        None => return None,
+                    };
+                    while let Some(next) = b.frames.next().now_or_never() {
+                        match next {
+                            Some(Ok(frame)) => chunk.push_str(&frame),
+                            Some(Err(e)) => {
+                                ended(e);
+                                b.done = true;
+                                break;
+                            }
+                            None => {
+                                b.done = true;
+                                break;
+                            }
+                        }
+                    }
+                    b.last_sent = Instant::now();
+                    return Some((Ok(web::Bytes::from(chunk)), b));
                 }
-                None => return None,
-            },
-            _ = tokio::time::sleep(every) => sse::KEEP_ALIVE.to_string(),
-        };
-        Some((Ok(web::Bytes::from(frame)), events))
+                _ = b.timer.as_mut() => {
+                    let due = b.last_sent + every;
+                    if due > Instant::now() {
+                        b.timer.as_mut().reset(due);
+                        continue;
+                    }
+                    b.last_sent = Instant::now();
+                    b.timer.as_mut().reset(b.last_sent + every);
+                    return Some((Ok(web::Bytes::from_static(sse::KEEP_ALIVE.as_bytes())), b));
+                }
+            }
+        }
     })
 }
 

@@ -247,24 +247,26 @@ impl Troupe {
     pub async fn events_after(&self, job: JobId, after: u64) -> Result<EventStream, RuntimeError> {
         let engine = self.engine();
         let hub = engine.event_hub();
+        let mut record = None;
         if !hub.holds(job) {
-            let record = engine.get_job(job).await?;
+            let found = engine.get_job(job).await?;
             let is_agent = self
                 .config()
                 .agents
                 .iter()
-                .any(|a| a.id == record.worker_name);
-            if record.status.is_terminal() && is_agent {
+                .any(|a| a.id == found.worker_name);
+            if found.status.is_terminal() && is_agent {
                 let steps = self.store().load_steps(job).await.unwrap_or_default();
                 // Another follower may have rebuilt it meanwhile.
                 if !hub.holds(job) {
-                    for kind in crate::agent::rebuild_events(&record, &steps) {
+                    for kind in crate::agent::rebuild_events(&found, &steps) {
                         hub.emit(job, kind);
                     }
                 }
             }
+            record = Some(found);
         }
-        Ok(engine.events(job, after).await?)
+        Ok(engine.events_of(job, after, record).await?)
     }
 
     /// Drains the engine (running jobs get the drain timeout to finish, the
