@@ -2,11 +2,16 @@
 //! requests, and each tool's compiled argument validator.
 //!
 //! Built once by [`ToolsBuilder`](super::ToolsBuilder) and shared (cheap to
-//! clone) by the router and the agents; it does not change while running, so
-//! every schema is compiled exactly once, at registration.
+//! clone) by the router and the agents. Its fixed part (built-in and custom
+//! tools, each hosted by a tool actor) does not change while running, so
+//! every schema is compiled exactly once, at registration. Its live part
+//! ([`LiveTools`]: the MCP servers' tools) is replaced whole when a server
+//! lists its tools again; each entry's schema is compiled once per listing
+//! that changed it, never per call.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -78,6 +83,89 @@ fn truncate(mut s: String) -> String {
     s
 }
 
+/// One tool of the live part: its entry and the group (MCP server) it
+/// belongs to.
+pub(crate) struct LiveEntry {
+    pub(crate) entry: ToolEntry,
+    /// The group: an agent naming `<group>_*` may use every tool of it.
+    pub(crate) group: String,
+}
+
+/// The tools that come and go while the runtime runs (the MCP servers'),
+/// by group. Their calls run in the caller's task, not on a tool actor
+/// (see [`Tools::call`](super::Tools::call)): such a tool is a client of a
+/// connection some other actor owns, so a hop to an actor of its own would
+/// only add a mailbox and a wake-up to every call.
+pub(crate) struct LiveTools {
+    groups: BTreeSet<String>,
+    current: RwLock<Arc<BTreeMap<String, Arc<LiveEntry>>>>,
+    /// Bumped by every [`publish`](Self::publish): agents rebuild what they
+    /// offer the model when it moved.
+    version: AtomicU64,
+}
+
+impl LiveTools {
+    /// An empty set whose tools will belong to `groups`.
+    pub(crate) fn new(groups: impl IntoIterator<Item = String>) -> Arc<Self> {
+        Arc::new(LiveTools {
+            groups: groups.into_iter().collect(),
+            current: RwLock::default(),
+            version: AtomicU64::new(0),
+        })
+    }
+
+    /// Replaces the whole set.
+    pub(crate) fn publish(&self, tools: BTreeMap<String, Arc<LiveEntry>>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tools);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The set now.
+    pub(crate) fn snapshot(&self) -> Arc<BTreeMap<String, Arc<LiveEntry>>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One tool now.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<LiveEntry>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The group `pattern` stands for when it is `<group>_*` of a group of
+    /// this set.
+    fn wildcard<'a>(&self, pattern: &'a str) -> Option<&'a str> {
+        pattern
+            .strip_suffix("_*")
+            .filter(|g| self.groups.contains(*g))
+    }
+
+    /// Whether `name` is, or may become, one of this set's tools: a
+    /// `<group>_*` or a name starting `<group>_`.
+    fn covers(&self, name: &str) -> bool {
+        self.wildcard(name).is_some()
+            || self.groups.iter().any(|g| {
+                name.strip_prefix(g.as_str())
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .is_some_and(|rest| !rest.is_empty())
+            })
+    }
+}
+
+impl std::fmt::Debug for LiveTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTools")
+            .field("groups", &self.groups)
+            .field("tools", &self.snapshot().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// The tools a runtime offers, by name.
 ///
 /// Agents take their tool definitions for model requests from here
@@ -86,6 +174,8 @@ fn truncate(mut s: String) -> String {
 #[derive(Clone)]
 pub(crate) struct ToolRegistry {
     pub(crate) entries: Arc<BTreeMap<String, ToolEntry>>,
+    /// The live part, when there is one.
+    pub(crate) live: Option<Arc<LiveTools>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -97,19 +187,69 @@ impl std::fmt::Debug for ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// Every tool's name, sorted.
+    /// Every tool's name now, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.entries.keys().cloned().collect()
+        let mut names: Vec<String> = self.entries.keys().cloned().collect();
+        if let Some(live) = &self.live {
+            names.extend(live.snapshot().keys().cloned());
+            names.sort();
+        }
+        names
     }
 
-    /// Whether a tool of that name is registered.
+    /// Whether a tool of that name is registered now.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+            || self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.snapshot().contains_key(name))
     }
 
-    /// One tool's definition.
-    pub(crate) fn get(&self, name: &str) -> Option<&ToolDefinition> {
-        self.entries.get(name).map(|e| &e.definition)
+    /// One tool's definition now.
+    pub(crate) fn get(&self, name: &str) -> Option<ToolDefinition> {
+        match self.entries.get(name) {
+            Some(e) => Some(e.definition.clone()),
+            None => self.live_entry(name).map(|l| l.entry.definition.clone()),
+        }
+    }
+
+    /// One tool of the live part, now.
+    pub(crate) fn live_entry(&self, name: &str) -> Option<Arc<LiveEntry>> {
+        self.live.as_ref().and_then(|l| l.get(name))
+    }
+
+    /// A number that moves whenever the live part changes.
+    pub(crate) fn version(&self) -> u64 {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.version.load(Ordering::Acquire))
+    }
+
+    /// An agent's tool list with each `<group>_*` replaced by the group's
+    /// tools now (in name order); the other names as they are, each once.
+    pub(crate) fn expand(&self, allowed: &[String]) -> Arc<[String]> {
+        let snapshot = self.live.as_ref().map(|l| (l, l.snapshot()));
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(allowed.len());
+        for name in allowed {
+            let group = snapshot.as_ref().and_then(|(l, _)| l.wildcard(name));
+            match (group, &snapshot) {
+                (Some(group), Some((_, tools))) => {
+                    for (tool, live) in tools.iter() {
+                        if live.group == group && seen.insert(tool.as_str()) {
+                            out.push(tool.clone());
+                        }
+                    }
+                }
+                _ => {
+                    if seen.insert(name.as_str()) {
+                        out.push(name.clone());
+                    }
+                }
+            }
+        }
+        out.into()
     }
 
     /// Every tool's definition, sorted by name.
@@ -126,24 +266,30 @@ impl ToolRegistry {
     pub(crate) fn definitions_for(&self, allowed: &[String]) -> std::sync::Arc<[ToolDefinition]> {
         allowed
             .iter()
-            .filter_map(|name| self.get(name).cloned())
+            .filter_map(|name| self.get(name))
             .collect()
     }
 
     /// Whether every call of `name` needs a person's approval (the tool
     /// says so: [`Tool::requires_approval`]).
     pub(crate) fn requires_approval(&self, name: &str) -> bool {
-        self.entries
-            .get(name)
-            .is_some_and(|e| e.tool.requires_approval())
+        match self.entries.get(name) {
+            Some(e) => e.tool.requires_approval(),
+            None => self
+                .live_entry(name)
+                .is_some_and(|l| l.entry.tool.requires_approval()),
+        }
     }
 
-    /// The names in `names` that are not registered (a config naming a tool
-    /// that does not exist should be refused at start).
+    /// The names in `names` that are not registered and cannot become so (a
+    /// config naming a tool that does not exist should be refused at
+    /// start). A `<group>_*` of the live part, or a name in a group's
+    /// prefix that its server does not offer yet, is not unknown: the
+    /// server may list it later.
     pub(crate) fn unknown(&self, names: &[String]) -> Vec<String> {
         names
             .iter()
-            .filter(|n| !self.contains(n))
+            .filter(|n| !self.contains(n) && !self.live.as_ref().is_some_and(|l| l.covers(n)))
             .cloned()
             .collect()
     }
@@ -151,7 +297,10 @@ impl ToolRegistry {
     /// The time limit of one call of `name`.
     #[cfg(test)]
     pub(crate) fn timeout(&self, name: &str) -> Option<Duration> {
-        self.entries.get(name).map(|e| e.timeout)
+        match self.entries.get(name) {
+            Some(e) => Some(e.timeout),
+            None => self.live_entry(name).map(|l| l.entry.timeout),
+        }
     }
 }
 
