@@ -148,7 +148,8 @@ impl Handler<Listed> for McpServerActor {
                     // At the first connection it refuses the start (a
                     // misspelt name); later the server may drop a tool.
                     if self.link.snapshot().attempts == 0 {
-                        let reason = format!("`tools` names tools the server does not offer: {names}");
+                        let reason =
+                            format!("`tools` names tools the server does not offer: {names}");
                         self.failed(ctx, reason);
                         return Reply::ready(());
                     }

@@ -49,7 +49,10 @@ impl Catalog {
     /// names; any tool whose name is invalid or taken, or whose schema does
     /// not compile, refuses the start.
     pub(crate) fn first(&self, taken: BTreeSet<String>) -> Result<Arc<LiveTools>, McpError> {
-        let _one = self.refreshing.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let tools = self.build(&taken, true)?;
         // Set once: a second start of the same catalog does not happen.
         let _ = self.taken.set(taken);
@@ -63,12 +66,17 @@ impl Catalog {
         let Some(taken) = self.taken.get() else {
             return;
         };
-        let _one = self.refreshing.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match self.build(taken, false) {
             Ok(tools) => {
                 let before = self.live.snapshot();
-                let added: Vec<&String> = tools.keys().filter(|n| !before.contains_key(*n)).collect();
-                let removed: Vec<&String> = before.keys().filter(|n| !tools.contains_key(*n)).collect();
+                let added: Vec<&String> =
+                    tools.keys().filter(|n| !before.contains_key(*n)).collect();
+                let removed: Vec<&String> =
+                    before.keys().filter(|n| !tools.contains_key(*n)).collect();
                 if !added.is_empty() || !removed.is_empty() {
                     tracing::info!(?added, ?removed, "the MCP servers' tools changed");
                 }

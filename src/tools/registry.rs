@@ -264,10 +264,7 @@ impl ToolRegistry {
     /// The definitions of the tools in `allowed` that exist, in `allowed`'s
     /// order: what an agent's model request offers.
     pub(crate) fn definitions_for(&self, allowed: &[String]) -> std::sync::Arc<[ToolDefinition]> {
-        allowed
-            .iter()
-            .filter_map(|name| self.get(name))
-            .collect()
+        allowed.iter().filter_map(|name| self.get(name)).collect()
     }
 
     /// Whether every call of `name` needs a person's approval (the tool
