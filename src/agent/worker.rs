@@ -46,6 +46,10 @@ impl RuntimeSlot {
     }
 }
 
+/// What [`AgentWorker::tools`] keeps: the registry version, the tools and
+/// the allowed names (wildcards replaced).
+type CachedTools = (u64, AgentTools, Arc<[String]>);
+
 /// Runs one agent's tasks.
 pub(crate) struct AgentWorker {
     config: AgentConfig,
@@ -55,7 +59,7 @@ pub(crate) struct AgentWorker {
     /// shared by every task after it until the registry's live (MCP) tools
     /// change: with the registry version they were made at and the allowed
     /// names as of then (each `<server>_*` replaced by the server's tools).
-    tools: Mutex<Option<(u64, AgentTools, Arc<[String]>)>>,
+    tools: Mutex<Option<CachedTools>>,
     runtime: RuntimeSlot,
     description: String,
 }

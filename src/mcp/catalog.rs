@@ -116,26 +116,25 @@ impl Catalog {
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for (setup, link, remote, listed) in candidates {
             let name = format!("{}_{remote}", setup.name);
-            let problem = if let Err(reason) = name_problem(&name) {
-                Some(McpError::InvalidName {
+            let other = if taken.contains(&name) {
+                Some("a built-in or custom tool".to_string())
+            } else {
+                owners.get(&name).cloned()
+            };
+            let problem = match (name_problem(&name), other) {
+                (Err(reason), _) => Some(McpError::InvalidName {
                     server: setup.name.clone(),
                     tool: remote.clone(),
                     name: name.clone(),
                     reason,
-                })
-            } else if let Some(other) = if taken.contains(&name) {
-                Some("a built-in or custom tool".to_string())
-            } else {
-                owners.get(&name).cloned()
-            } {
-                Some(McpError::NameClash {
+                }),
+                (Ok(()), Some(other)) => Some(McpError::NameClash {
                     server: setup.name.clone(),
                     tool: remote.clone(),
                     name: name.clone(),
                     other,
-                })
-            } else {
-                None
+                }),
+                (Ok(()), None) => None,
             };
             let entry = match problem {
                 Some(problem) => Err(problem),

@@ -312,6 +312,72 @@ mod tests {
         assert_send_sync::<ToolRegistry>();
     }
 
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl Tool for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn description(&self) -> &str {
+            ""
+        }
+        fn parameters(&self) -> Value {
+            serde_json::json!({"type": "object"})
+        }
+        async fn call(&self, _: Value, _: super::super::ToolContext) -> Result<Value, ToolError> {
+            Ok(Value::Null)
+        }
+    }
+
+    fn live(tools: &[(&'static str, &str)]) -> BTreeMap<String, Arc<LiveEntry>> {
+        tools
+            .iter()
+            .map(|(name, group)| {
+                let entry = ToolEntry::new(Arc::new(Named(name)), Duration::from_secs(1)).unwrap();
+                (
+                    name.to_string(),
+                    Arc::new(LiveEntry {
+                        entry,
+                        group: group.to_string(),
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_wildcard_follows_the_live_tools_and_names_may_come_later() {
+        let fixed = ToolEntry::new(Arc::new(Named("a_local")), Duration::from_secs(1)).unwrap();
+        let set = LiveTools::new(["a".to_string(), "a_b".to_string()]);
+        set.publish(live(&[("a_x", "a"), ("a_b_y", "a_b")]));
+        let registry = ToolRegistry {
+            entries: Arc::new(BTreeMap::from([("a_local".to_string(), fixed)])),
+            live: Some(set.clone()),
+        };
+        let version = registry.version();
+        let allowed: Vec<String> = ["a_*", "a_local", "a_x"].map(String::from).into();
+        // `a_*` is server `a`'s tools only, not `a_b`'s; each name once.
+        assert_eq!(&*registry.expand(&allowed), ["a_x", "a_local"]);
+        set.publish(live(&[("a_x", "a"), ("a_z", "a"), ("a_b_y", "a_b")]));
+        assert_ne!(registry.version(), version);
+        assert_eq!(&*registry.expand(&allowed), ["a_x", "a_z", "a_local"]);
+        assert_eq!(
+            registry
+                .definitions_for(&registry.expand(&allowed))
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a_x", "a_z", "a_local"]
+        );
+        // A name of a server's that it may list later is not unknown; a
+        // wildcard of no server, or a name of no server, is.
+        let names: Vec<String> = ["a_later", "a_b_*", "c_*", "c_x", "a_"]
+            .map(String::from)
+            .into();
+        assert_eq!(registry.unknown(&names), ["c_*", "c_x", "a_"]);
+    }
+
     #[test]
     fn long_messages_are_cut() {
         let s = truncate("x".repeat(1000));
