@@ -5,10 +5,11 @@
 //! Arms, interleaved round by round so drift hits both alike:
 //! - `rmcp direct`: `Peer::call_tool` of `add` on an rmcp client of the
 //!   example server (`examples/mcp_server.rs`) over stdio;
-//! - `router`: the same call as an agent makes it: a `ToolRequest` to the
-//!   ToolRouter (permission, JSON Schema validation of the arguments), its
-//!   tool actor, the MCP tool (link state, `tools/call` through the server
-//!   actor's connection), the result put in `{"ok":true,"data":…}`.
+//! - `router`: the same call as an agent makes it: a `ToolRequest` through
+//!   `Tools::call` (the router's checks, run in the caller's task for an
+//!   MCP tool: lookup, permission, JSON Schema validation of the arguments,
+//!   the timeout), the MCP tool (the link's peer, `tools/call` through the
+//!   server actor's connection), the result put in `{"ok":true,"data":…}`.
 //!
 //! Each arm has a server process of its own; its CPU is not counted: CPU is
 //! this process's (`CLOCK_PROCESS_CPUTIME_ID`, all threads), the client
@@ -90,6 +91,16 @@ async fn bench(
     // Warm both paths (connections, allocator, caches).
     direct_calls(&peer, 200).await?;
     router_calls(&troupe, 200).await?;
+
+    // What the process burns with no call at all (the runtime's own
+    // timers and polls), per second of wall time.
+    let (idle_cpu, idle_wall) = measure(async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    })
+    .await?;
+    let idle_per_s = idle_cpu.as_secs_f64() / idle_wall.as_secs_f64();
+    println!("idle: {:.1} ms CPU per s of wall", idle_per_s * 1e3);
 
     let mut direct_cpu = Duration::ZERO;
     let mut router_cpu = Duration::ZERO;

@@ -2,8 +2,8 @@
 //! MCP tests and benchmark: a real process speaking the real protocol.
 //!
 //! ```text
-//! cargo run --example mcp_server -- stdio [--count-file PATH]
-//! cargo run --example mcp_server -- http  [--count-file PATH] [--port N]
+//! cargo run --example mcp_server -- stdio [--count-file PATH] [--hidden TOOL]…
+//! cargo run --example mcp_server -- http  [--count-file PATH] [--port N] [--hidden TOOL]…
 //! ```
 //! `stdio` speaks MCP on stdin/stdout (the client starts it as a child
 //! process); `http` serves streamable HTTP on `127.0.0.1` at a free port
@@ -13,9 +13,10 @@
 //! Tools: `add` (two integers), `echo` (a text back), `fail` (an `isError`
 //! result), `slow` (answers after `ms` milliseconds), `crash` (the process
 //! exits in the middle of the call, never answering), `hide` (stops
-//! offering a tool and sends `notifications/tools/list_changed`), and one
-//! with a
-//! 50-character name (`report_the_weather_for_every_city_in_the_world_now`). With `--count-file`,
+//! offering a tool and sends `notifications/tools/list_changed`), `reveal`
+//! (offers a hidden tool again, or one `--hidden` kept back from the start,
+//! and sends the same notification), and one with a 50-character name
+//! (`report_the_weather_for_every_city_in_the_world_now`). With `--count-file`,
 //! every call that reaches a tool appends the tool's name and a newline to
 //! that file, so a test can tell which calls reached the server.
 
@@ -57,10 +58,10 @@ struct SlowArgs {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct NoArgs {}
 
-/// Arguments of `hide`.
+/// Arguments of `hide` and `reveal`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct HideArgs {
-    /// The tool to stop offering.
+    /// The tool to stop offering, or to offer again.
     tool: String,
 }
 
@@ -72,10 +73,10 @@ struct TestServer {
 }
 
 impl TestServer {
-    fn new(count_file: Option<PathBuf>) -> Self {
+    fn new(count_file: Option<PathBuf>, hidden: BTreeSet<String>) -> Self {
         TestServer {
             count_file: count_file.map(Arc::new),
-            hidden: Arc::default(),
+            hidden: Arc::new(Mutex::new(hidden)),
         }
     }
 
@@ -155,6 +156,23 @@ impl TestServer {
         format!("`{tool}` is hidden")
     }
 
+    #[tool(description = "Offers a hidden tool again and tells the client (tools/list_changed).")]
+    async fn reveal(
+        &self,
+        Parameters(HideArgs { tool }): Parameters<HideArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
+        self.count("reveal");
+        self.hidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&tool);
+        if let Err(e) = ctx.peer.notify_tool_list_changed().await {
+            eprintln!("mcp_server: cannot notify: {e}");
+        }
+        format!("`{tool}` is offered")
+    }
+
     #[tool(description = "Makes the server process exit in the middle of the call.")]
     fn crash(&self, Parameters(NoArgs {}): Parameters<NoArgs>) -> String {
         self.count("crash");
@@ -176,7 +194,7 @@ impl ServerHandler for TestServer {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: mcp_server (stdio|http) [--count-file PATH] [--port N]");
+    eprintln!("usage: mcp_server (stdio|http) [--count-file PATH] [--port N] [--hidden TOOL]…");
     std::process::exit(2);
 }
 
@@ -186,8 +204,12 @@ async fn main() {
     let mode = args.next().unwrap_or_else(|| usage());
     let mut count_file = None;
     let mut port = 0u16;
+    let mut hidden = BTreeSet::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--hidden" => {
+                hidden.insert(args.next().unwrap_or_else(|| usage()));
+            }
             "--port" => {
                 port = args
                     .next()
@@ -200,7 +222,7 @@ async fn main() {
             _ => usage(),
         }
     }
-    let server = TestServer::new(count_file);
+    let server = TestServer::new(count_file, hidden);
     let result = match mode.as_str() {
         "stdio" => serve_stdio(server).await,
         "http" => serve_http(server, port).await,

@@ -279,11 +279,10 @@ fn the_tools_are_listed_again_when_the_server_says_they_changed() {
             assert!(std::time::Instant::now() < deadline, "echo still offered");
         };
         troupe.shutdown().await.unwrap();
+        // A tool the server dropped is unknown, as any tool no one offers.
+        assert_eq!(refusal["error"]["kind"], "unknown_tool", "{refusal}");
         let message = refusal["error"]["message"].as_str().unwrap();
-        assert!(
-            message.contains("no longer offers tool `echo`"),
-            "{message}"
-        );
+        assert!(message.contains("`calc_echo`"), "{message}");
     });
     let seen = calls(&count);
     assert_eq!(seen[0], "hide");
@@ -450,4 +449,226 @@ fn a_server_whose_tool_needs_approval_waits_for_it_then_runs_the_call_once() {
         troupe.shutdown().await.unwrap();
     });
     assert_eq!(calls(&count), ["add"], "the approved call ran once");
+}
+
+/// The example server over stdio keeping `hidden` back until a `reveal`.
+fn stdio_server_hiding(name: &str, count: &std::path::Path, hidden: &[&str]) -> McpServerConfig {
+    let mut server = stdio_server(name, count);
+    for tool in hidden {
+        server.args.push("--hidden".into());
+        server.args.push(tool.to_string());
+    }
+    server
+}
+
+/// The names of the tools the model was offered in `request`.
+fn offered(request: &wiremock::Request) -> Vec<String> {
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    body["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first model request of each task whose prompt holds `token`, in
+/// order.
+async fn first_requests(model: &MockServer, token: &str) -> Vec<wiremock::Request> {
+    model
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            let body = String::from_utf8_lossy(&r.body);
+            body.contains(token) && !body.contains(r#""role":"tool""#)
+        })
+        .collect()
+}
+
+/// Runs task `token` of agent `ana` until its first tool call's result
+/// satisfies `done` (the server's listing is picked up a moment after its
+/// notification), at most 20 s; that result.
+async fn until_result(troupe: &Troupe, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer = troupe
+            .ask("ana", token, TaskOptions::default())
+            .await
+            .unwrap();
+        let result = answer.tool_calls[0].result.clone();
+        if done(&result) {
+            return result;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{token}: still {result}"
+        );
+    }
+}
+
+#[test]
+fn a_tool_the_server_adds_after_start_is_offered_to_the_model_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        let reveal = openai_tool_calls(&[("c1", "calc_reveal", json!({"tool": "echo"}))]);
+        step_for(&model, "TASK-REVEAL", 0, reveal).await;
+        step_for(&model, "TASK-REVEAL", 1, openai_text("revealed")).await;
+        let echo = openai_tool_calls(&[("c1", "calc_echo", json!({"text": "new"}))]);
+        step_for(&model, "TASK-ECHO", 0, echo).await;
+        step_for(&model, "TASK-ECHO", 1, openai_text("done")).await;
+        let hide = openai_tool_calls(&[("c1", "calc_hide", json!({"tool": "echo"}))]);
+        step_for(&model, "TASK-HIDE", 0, hide).await;
+        step_for(&model, "TASK-HIDE", 1, openai_text("hidden")).await;
+        // Agent `ana` may use every tool of server `calc`, now and later.
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["calc_*"],
+            vec![stdio_server_hiding("calc", &count, &["echo"])],
+        );
+        let troupe = Troupe::builder(config).start().await.unwrap();
+        let opts = TaskOptions::default;
+        let revealed = troupe.ask("ana", "TASK-REVEAL", opts()).await.unwrap();
+        assert_eq!(revealed.tool_calls[0].result["ok"], true);
+        let before = offered(&first_requests(&model, "TASK-REVEAL").await[0]);
+        assert!(before.contains(&"calc_reveal".to_string()), "{before:?}");
+        assert!(!before.contains(&"calc_echo".to_string()), "{before:?}");
+
+        let echoed = until_result(&troupe, "TASK-ECHO", |r| r["ok"] == true).await;
+        assert_eq!(echoed, json!({"ok": true, "data": "new"}));
+        // The task whose call ran offered the new tool, with its schema.
+        let requests = first_requests(&model, "TASK-ECHO").await;
+        let last = requests.last().unwrap();
+        assert!(
+            offered(last).contains(&"calc_echo".to_string()),
+            "{:?}",
+            offered(last)
+        );
+        let body: Value = serde_json::from_slice(&last.body).unwrap();
+        let echo_def = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["function"]["name"] == "calc_echo")
+            .unwrap();
+        assert_eq!(
+            echo_def["function"]["parameters"]["required"],
+            json!(["text"])
+        );
+
+        // Dropped again: refused as unknown, and no longer offered.
+        let hidden = troupe.ask("ana", "TASK-HIDE", opts()).await.unwrap();
+        assert_eq!(hidden.tool_calls[0].result["ok"], true);
+        let refused = until_result(&troupe, "TASK-ECHO", |r| r["ok"] == false).await;
+        assert_eq!(refused["error"]["kind"], "unknown_tool", "{refused}");
+        let requests = first_requests(&model, "TASK-ECHO").await;
+        let last = offered(requests.last().unwrap());
+        assert!(!last.contains(&"calc_echo".to_string()), "{last:?}");
+        troupe.shutdown().await.unwrap();
+    });
+    let seen = calls(&count);
+    assert_eq!(seen.iter().filter(|c| *c == "echo").count(), 1, "{seen:?}");
+}
+
+/// A custom tool of any name, answering `"local"`.
+struct Local(&'static str);
+
+#[async_trait::async_trait]
+impl TypedTool for Local {
+    type Args = Value;
+    type Output = Value;
+    type Error = ToolError;
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn description(&self) -> &str {
+        "Answers locally."
+    }
+    async fn run(&self, _: Value, _: ToolContext) -> Result<Value, ToolError> {
+        Ok(json!("local"))
+    }
+}
+
+#[test]
+fn a_tool_added_later_under_an_unusable_or_taken_name_is_left_out_and_the_rest_serves() {
+    const LONG: &str = "report_the_weather_for_every_city_in_the_world_now";
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("calls");
+    run_system(async {
+        let model = MockServer::start().await;
+        // `srv-with-a-long-name_` + LONG is 71 characters; `…_add` is a
+        // custom tool's name.
+        let reveal = |id, tool: &str| {
+            openai_tool_calls(&[(id, "srv-with-a-long-name_reveal", json!({"tool": tool}))])
+        };
+        step_for(&model, "TASK-REVEAL", 0, reveal("c1", LONG)).await;
+        step_for(&model, "TASK-REVEAL", 1, reveal("c2", "add")).await;
+        step_for(&model, "TASK-REVEAL", 2, reveal("c3", "echo")).await;
+        step_for(&model, "TASK-REVEAL", 3, openai_text("revealed")).await;
+        let echo = openai_tool_calls(&[
+            ("c1", "srv-with-a-long-name_echo", json!({"text": "new"})),
+            ("c2", "srv-with-a-long-name_add", json!({"a": 1, "b": 2})),
+        ]);
+        step_for(&model, "TASK-ECHO", 0, echo).await;
+        step_for(&model, "TASK-ECHO", 2, openai_text("done")).await;
+        let config = config(
+            &model,
+            &dir.path().join("data"),
+            &["srv-with-a-long-name_*", "srv-with-a-long-name_add"],
+            vec![stdio_server_hiding(
+                "srv-with-a-long-name",
+                &count,
+                &[LONG, "add", "echo"],
+            )],
+        );
+        let troupe = Troupe::builder(config)
+            .tool(Local("srv-with-a-long-name_add"))
+            .start()
+            .await
+            .unwrap();
+        let revealed = troupe
+            .ask("ana", "TASK-REVEAL", TaskOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            revealed.tool_calls.iter().all(|c| c.result["ok"] == true),
+            "{:?}",
+            revealed.tool_calls
+        );
+        // `echo`, revealed last, is callable once its listing (which also
+        // holds the two others) is published.
+        until_result(&troupe, "TASK-ECHO", |r| r["ok"] == true).await;
+        let answer = troupe
+            .ask("ana", "TASK-ECHO", TaskOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(answer.tool_calls[0].result["data"], "new");
+        // The name a custom tool has keeps answering as that tool.
+        assert_eq!(answer.tool_calls[1].result["data"], "local");
+        let requests = first_requests(&model, "TASK-ECHO").await;
+        let tools = offered(requests.last().unwrap());
+        assert!(
+            tools.contains(&"srv-with-a-long-name_echo".to_string()),
+            "{tools:?}"
+        );
+        assert!(!tools.iter().any(|t| t.contains("weather")), "{tools:?}");
+        assert_eq!(
+            tools
+                .iter()
+                .filter(|t| *t == "srv-with-a-long-name_add")
+                .count(),
+            1,
+            "{tools:?}"
+        );
+        troupe.shutdown().await.unwrap();
+    });
+    let seen = calls(&count);
+    assert!(!seen.contains(&"add".to_string()), "{seen:?}");
 }

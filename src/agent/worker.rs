@@ -2,7 +2,7 @@
 //! `workerName` is the agent's id, run by the engine's worker actor for it
 //! (one actor per agent, concurrency from the agent's config).
 
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -46,15 +46,20 @@ impl RuntimeSlot {
     }
 }
 
+/// What [`AgentWorker::tools`] keeps: the registry version, the tools and
+/// the allowed names (wildcards replaced).
+type CachedTools = (u64, AgentTools, Arc<[String]>);
+
 /// Runs one agent's tasks.
 pub(crate) struct AgentWorker {
     config: AgentConfig,
     allowed: Arc<[String]>,
     /// The allowed tools' definitions as every model call offers them, and
-    /// made once, on the first task (the tools are registered by then),
-    /// and shared by every task after it. A restart of the agent's actor
-    /// builds a new worker, so they are made again.
-    tools: OnceLock<AgentTools>,
+    /// made on the first task (the tools are registered by then), and
+    /// shared by every task after it until the registry's live (MCP) tools
+    /// change: with the registry version they were made at and the allowed
+    /// names as of then (each `<server>_*` replaced by the server's tools).
+    tools: Mutex<Option<CachedTools>>,
     runtime: RuntimeSlot,
     description: String,
 }
@@ -70,7 +75,7 @@ impl AgentWorker {
         Self {
             config,
             allowed,
-            tools: OnceLock::new(),
+            tools: Mutex::new(None),
             runtime,
             description,
         }
@@ -126,24 +131,31 @@ impl Worker for AgentWorker {
                 self.config.id
             )));
         };
-        let tools = self
-            .tools
-            .get_or_init(|| {
-                let registry = runtime.tools.registry();
-                let mut approval = self.config.approvals.tools.clone();
-                approval.extend(
-                    self.allowed
-                        .iter()
-                        .filter(|t| registry.requires_approval(t) && !approval.contains(t))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
-                AgentTools {
-                    definitions: registry.definitions_for(&self.allowed),
-                    approval: approval.into(),
+        let registry = runtime.tools.registry();
+        let version = registry.version();
+        let (tools, allowed) = {
+            let mut cached = self.tools.lock().unwrap_or_else(PoisonError::into_inner);
+            match cached.as_ref().filter(|(v, _, _)| *v == version) {
+                Some((_, tools, allowed)) => (tools.clone(), allowed.clone()),
+                None => {
+                    let allowed = registry.expand(&self.allowed);
+                    let mut approval = self.config.approvals.tools.clone();
+                    approval.extend(
+                        allowed
+                            .iter()
+                            .filter(|t| registry.requires_approval(t) && !approval.contains(t))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
+                    let tools = AgentTools {
+                        definitions: registry.definitions_for(&allowed),
+                        approval: approval.into(),
+                    };
+                    *cached = Some((version, tools.clone(), allowed.clone()));
+                    (tools, allowed)
                 }
-            })
-            .clone();
-        task::run(&self.config, &self.allowed, tools, &runtime, args, ctx).await
+            }
+        };
+        task::run(&self.config, &allowed, tools, &runtime, args, ctx).await
     }
 }

@@ -25,22 +25,26 @@ use std::sync::Arc;
 use rmcp::service::{Peer, RoleClient};
 use troupe_actors::{Actor, Context, Handler, Message, Reply};
 
-use super::connect::{connect, list_tools, Connection, Notifier, ServerSetup};
-use super::link::{McpLink, RemoteTool};
+use super::catalog::Catalog;
+use super::connect::{connect, list_tools, Connection, Listing, Notifier, ServerSetup};
+use super::link::McpLink;
 
 /// Hosts the connection to one MCP server; see the module docs.
 pub(crate) struct McpServerActor {
     setup: Arc<ServerSetup>,
     link: Arc<McpLink>,
+    /// Where every listing is published to the router.
+    catalog: Arc<Catalog>,
     /// The live connection's peer, once connected.
     peer: Option<Peer<RoleClient>>,
 }
 
 impl McpServerActor {
-    pub(crate) fn new(setup: Arc<ServerSetup>, link: Arc<McpLink>) -> Self {
+    pub(crate) fn new(setup: Arc<ServerSetup>, link: Arc<McpLink>, catalog: Arc<Catalog>) -> Self {
         McpServerActor {
             setup,
             link,
+            catalog,
             peer: None,
         }
     }
@@ -129,7 +133,7 @@ impl Handler<Connected> for McpServerActor {
 }
 
 /// A listing of the server's tools ended.
-pub(crate) struct Listed(Result<std::collections::BTreeMap<String, RemoteTool>, String>);
+pub(crate) struct Listed(Result<Listing, String>);
 
 impl Message for Listed {
     type Result = ();
@@ -138,16 +142,22 @@ impl Message for Listed {
 impl Handler<Listed> for McpServerActor {
     fn handle(&mut self, msg: Listed, ctx: &mut Context<'_, Self>) -> Reply<()> {
         match msg.0 {
-            Ok(tools) => {
-                let peer = self.peer.clone();
-                let server = self.setup.name.clone();
-                self.link.update(|s| {
-                    for name in tools.keys().filter(|n| !s.tools.contains_key(*n)) {
-                        if s.attempts > 0 {
-                            tracing::warn!(server = %server, tool = %name,
-                                "the MCP server offers a new tool; it is given to agents after a restart of Troupe");
-                        }
+            Ok((tools, missing)) => {
+                if !missing.is_empty() {
+                    let names = missing.join(", ");
+                    // At the first connection it refuses the start (a
+                    // misspelt name); later the server may drop a tool.
+                    if self.link.snapshot().attempts == 0 {
+                        let reason =
+                            format!("`tools` names tools the server does not offer: {names}");
+                        self.failed(ctx, reason);
+                        return Reply::ready(());
                     }
+                    tracing::warn!(server = %self.setup.name, tools = %names,
+                        "the MCP server no longer offers tools its `tools` names");
+                }
+                let peer = self.peer.clone();
+                self.link.update(|s| {
                     if s.peer.is_none() {
                         s.attempts += 1;
                     }
@@ -155,6 +165,9 @@ impl Handler<Listed> for McpServerActor {
                     s.tools = Arc::new(tools);
                     s.last_error = None;
                 });
+                // Offered to agents from their next task on (after the
+                // start, which publishes the first listings itself).
+                self.catalog.refresh();
                 tracing::info!(server = %self.setup.name, "MCP server connected and its tools listed");
             }
             Err(reason) => self.failed(ctx, reason),

@@ -191,12 +191,16 @@ pub(crate) async fn connect(setup: &ServerSetup, notifier: Notifier) -> Result<C
     }
 }
 
-/// Lists the server's tools, keeping those of the allow-list; a tool the
-/// allow-list names that the server does not offer is an error.
+/// A listing: the tools offered (of the allow-list), and the allow-list's
+/// names the server does not offer.
+pub(crate) type Listing = (BTreeMap<String, RemoteTool>, Vec<String>);
+
+/// Lists the server's tools, keeping those of the allow-list, and names
+/// the allow-list's tools the server does not offer.
 pub(crate) async fn list_tools(
     connection: &rmcp::service::Peer<RoleClient>,
     allow: Option<&[String]>,
-) -> Result<BTreeMap<String, RemoteTool>, String> {
+) -> Result<Listing, String> {
     let listed = connection
         .list_all_tools()
         .await
@@ -217,18 +221,11 @@ pub(crate) async fn list_tools(
             },
         );
     }
-    if let Some(allow) = allow {
-        let missing: Vec<&str> = allow
-            .iter()
-            .filter(|a| !tools.contains_key(a.as_str()))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!(
-                "`tools` names tools the server does not offer: {}",
-                missing.join(", ")
-            ));
-        }
-    }
-    Ok(tools)
+    let missing = allow
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| !tools.contains_key(a.as_str()))
+        .cloned()
+        .collect();
+    Ok((tools, missing))
 }

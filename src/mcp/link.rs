@@ -63,6 +63,16 @@ impl McpLink {
         self.state.subscribe()
     }
 
+    /// The live connection's peer now, if there is one and it is open.
+    pub(crate) fn peer(&self) -> Option<Peer<RoleClient>> {
+        self.state
+            .borrow()
+            .peer
+            .as_ref()
+            .filter(|p| !p.is_transport_closed())
+            .cloned()
+    }
+
     /// The state now.
     pub(crate) fn snapshot(&self) -> LinkState {
         self.state.borrow().clone()

@@ -15,12 +15,17 @@
 //! listed) it shares with that server's tools through an [`McpLink`].
 //!
 //! At start ([`McpServers::start`]) every server must connect and list its
-//! tools within its timeout; each (allowed) tool becomes an [`McpTool`]
+//! tools within its timeout; each (allowed) tool becomes an `McpTool`
 //! named `<server>_<tool>`, and a name that is not a valid tool name
 //! (letters, digits, `_`, `-`, at most 64 characters) or that another tool
-//! already has is refused, naming both.
+//! already has is refused, naming both. The tools are the router's live
+//! tools ([`LiveTools`]): every later listing publishes them again
+//! ([`catalog`]), so a tool a server adds is offered to the agents allowed
+//! it, and one it drops is unknown from then on; a later tool with an
+//! unusable name is left out with a warning.
 
 mod actor;
+mod catalog;
 mod connect;
 mod link;
 mod tool;
@@ -32,12 +37,12 @@ use std::time::Duration;
 use troupe_actors::{BackoffPolicy, ChildSpec, Intensity, Strategy, SupervisorSpec, Tree};
 
 use crate::config::McpServerConfig;
-use crate::tools::{check_name, Tool};
+use crate::tools::LiveTools;
 
 use actor::McpServerActor;
+use catalog::Catalog;
 use connect::ServerSetup;
 use link::McpLink;
-use tool::McpTool;
 
 /// Why the MCP servers could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,21 +97,31 @@ pub enum McpError {
         /// Who has it: a built-in or custom tool, or another server's.
         other: String,
     },
+    /// A server's tool has an input schema that cannot be compiled.
+    #[error("MCP server `{server}`: tool `{tool}`: {reason}")]
+    InvalidTool {
+        /// The server's name.
+        server: String,
+        /// The server's name of the tool.
+        tool: String,
+        /// Why its schema is unusable.
+        reason: String,
+    },
     /// The actors could not be started.
     #[error("the MCP actors could not start: {0}")]
     Start(String),
 }
 
-/// The MCP servers, started: their tree and links.
+/// The MCP servers, started: their tree and their tools.
 pub(crate) struct McpServers {
     tree: Option<Tree>,
-    servers: Vec<(Arc<ServerSetup>, Arc<McpLink>)>,
+    catalog: Arc<Catalog>,
 }
 
 impl std::fmt::Debug for McpServers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.servers.iter().map(|(_, link)| link))
+            .entries(self.catalog.servers().iter().map(|(_, link)| link))
             .finish()
     }
 }
@@ -140,10 +155,11 @@ impl McpServers {
             let setup = Arc::new(ServerSetup::resolve(config)?);
             servers.push((setup.clone(), McpLink::new(&config.name)));
         }
-        if servers.is_empty() {
+        let catalog = Catalog::new(servers);
+        if catalog.servers().is_empty() {
             return Ok(McpServers {
                 tree: None,
-                servers,
+                catalog,
             });
         }
         // A server that stays down is retried for ever, 30 s apart: the
@@ -151,11 +167,11 @@ impl McpServers {
         let mut spec = SupervisorSpec::new("mcp")
             .strategy(Strategy::OneForOne)
             .intensity(Intensity::new(1_000, Duration::from_secs(60)));
-        for (setup, link) in &servers {
-            let (setup, link) = (setup.clone(), link.clone());
+        for (setup, link) in catalog.servers() {
+            let (setup, link, for_actor) = (setup.clone(), link.clone(), catalog.clone());
             spec = spec.child(
                 ChildSpec::new(format!("server:{}", setup.name), move || {
-                    McpServerActor::new(setup.clone(), link.clone())
+                    McpServerActor::new(setup.clone(), link.clone(), for_actor.clone())
                 })
                 .backoff(restart_backoff()),
             );
@@ -163,7 +179,7 @@ impl McpServers {
         let tree = spec.start().map_err(|e| McpError::Start(e.to_string()))?;
         let started = McpServers {
             tree: Some(tree),
-            servers,
+            catalog,
         };
         if let Err(e) = started.first_listings().await {
             started.shutdown().await;
@@ -174,7 +190,7 @@ impl McpServers {
 
     /// Waits for every server's first attempt to end.
     async fn first_listings(&self) -> Result<(), McpError> {
-        for (setup, link) in &self.servers {
+        for (setup, link) in self.catalog.servers() {
             let mut state = link.subscribe();
             // The attempt itself is bounded by the server's timeout.
             let ended = state
@@ -194,63 +210,12 @@ impl McpServers {
         Ok(())
     }
 
-    /// The servers' tools as listed at start, named `<server>_<tool>`;
-    /// `taken` are the names of the other tools. A name that is invalid or
-    /// taken is refused.
-    pub(crate) fn tools(&self, taken: &BTreeSet<String>) -> Result<Vec<Arc<dyn Tool>>, McpError> {
-        let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
-        let mut ours: std::collections::BTreeMap<String, String> = Default::default();
-        for (setup, link) in &self.servers {
-            let state = link.snapshot();
-            for (remote, listed) in state.tools.iter() {
-                let name = format!("{}_{remote}", setup.name);
-                if check_name(&name).is_err() {
-                    let reason = if name.len() > 64 {
-                        format!(
-                            "has {} characters, more than the 64 the model APIs accept",
-                            name.len()
-                        )
-                    } else {
-                        "holds characters other than the ASCII letters, digits, `_` and `-` \
-                         the model APIs accept"
-                            .to_string()
-                    };
-                    return Err(McpError::InvalidName {
-                        server: setup.name.clone(),
-                        tool: remote.clone(),
-                        name,
-                        reason,
-                    });
-                }
-                let other = if taken.contains(&name) {
-                    Some("a built-in or custom tool".to_string())
-                } else {
-                    ours.get(&name).cloned()
-                };
-                if let Some(other) = other {
-                    return Err(McpError::NameClash {
-                        server: setup.name.clone(),
-                        tool: remote.clone(),
-                        name,
-                        other,
-                    });
-                }
-                ours.insert(
-                    name.clone(),
-                    format!("tool `{remote}` of MCP server `{}`", setup.name),
-                );
-                let approval = setup.approval.iter().any(|t| t == "*" || t == remote);
-                tools.push(Arc::new(McpTool::new(
-                    name,
-                    remote.clone(),
-                    listed.clone(),
-                    setup.timeout,
-                    link.clone(),
-                    approval,
-                )));
-            }
-        }
-        Ok(tools)
+    /// The servers' tools as listed at start, named `<server>_<tool>`,
+    /// published as the router's live tools, which follow every later
+    /// listing; `taken` are the names of the other tools. A name that is
+    /// invalid or taken, or a schema that does not compile, is refused.
+    pub(crate) fn live(&self, taken: BTreeSet<String>) -> Result<Arc<LiveTools>, McpError> {
+        self.catalog.first(taken)
     }
 
     /// The tree to keep with the runtime's (none without servers).

@@ -3,42 +3,42 @@
 //! `inputSchema` (so the router validates the arguments before the call),
 //! its timeout the server's `timeout`.
 //!
-//! A call waits for the server's connection (within the call's timeout:
-//! the server may be restarting), then sends `tools/call` through the
+//! The router calls it in the caller's task (it is one of the router's live
+//! tools), after checking the agent's permission and the arguments against
+//! the schema of the server's last listing. A call waits for the server's
+//! connection (within the call's timeout: the server may be restarting),
+//! then sends `tools/call` through the
 //! connection's `Peer`. What comes back becomes the seed's
 //! `{"ok":true,"data":…}`; an `isError` result, a JSON-RPC error or a
 //! connection lost mid-call a [`ToolError`] the model sees.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{Peer, RoleClient, ServiceError};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::tools::{ok_answer, Tool, ToolContext, ToolError};
+use crate::tools::{Tool, ToolContext, ToolError};
 
 use super::link::{McpLink, RemoteTool};
 
 /// The longest text of a server's error passed to the model.
 const MAX_ERROR_CHARS: usize = 2_000;
 
-/// One tool of one MCP server; see the module docs.
+/// One tool of one MCP server, as one listing gave it; see the module
+/// docs. A listing that changes it makes a new one (see the catalog).
 pub(crate) struct McpTool {
     /// `<server>_<tool>`: what agents and the model call it.
     name: String,
     /// The server's own name for it.
     remote: String,
-    /// As the server listed it when Troupe started.
     listed: RemoteTool,
     timeout: Duration,
     link: Arc<McpLink>,
     /// Whether every call waits for approval (the server's `approval`).
     approval: bool,
-    /// The validator of a schema the server changed since start
-    /// (`list_changed`), compiled once per change.
-    changed: Mutex<Option<(Value, Arc<jsonschema::Validator>)>>,
 }
 
 impl McpTool {
@@ -57,57 +57,30 @@ impl McpTool {
             timeout,
             link,
             approval,
-            changed: Mutex::new(None),
         }
     }
 
-    /// The live connection, once there is one; checks the server still
-    /// offers the tool, and the arguments against a schema it changed.
-    async fn peer(&self, args: &Value) -> Result<Peer<RoleClient>, ToolError> {
+    /// The live connection: at once when there is one (a read of the
+    /// link), else once the server's actor has connected again (the caller
+    /// bounds the wait with the call's timeout).
+    async fn peer(&self) -> Result<Peer<RoleClient>, ToolError> {
+        if let Some(peer) = self.link.peer() {
+            return Ok(peer);
+        }
         let mut state = self.link.subscribe();
         loop {
+            if let Some(peer) = state
+                .borrow_and_update()
+                .peer
+                .as_ref()
+                .filter(|p| !p.is_transport_closed())
             {
-                let now = state.borrow_and_update();
-                if let Some(peer) = now.peer.as_ref().filter(|p| !p.is_transport_closed()) {
-                    let Some(offered) = now.tools.get(&self.remote) else {
-                        return Err(ToolError::failed(format!(
-                            "the MCP server `{}` no longer offers tool `{}`",
-                            self.link.server, self.remote
-                        )));
-                    };
-                    if offered.schema != self.listed.schema {
-                        self.validate_changed(&offered.schema, args)?;
-                    }
-                    return Ok(peer.clone());
-                }
+                return Ok(peer.clone());
             }
             // The sender lives in the link, which this tool holds.
             if state.changed().await.is_err() {
                 return Err(ToolError::failed("the MCP server's link is gone"));
             }
-        }
-    }
-
-    fn validate_changed(&self, schema: &Value, args: &Value) -> Result<(), ToolError> {
-        let validator = {
-            let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-            match changed.as_ref().filter(|(s, _)| s == schema) {
-                Some((_, v)) => v.clone(),
-                None => {
-                    let v = Arc::new(jsonschema::validator_for(schema).map_err(|e| {
-                        ToolError::failed(format!("the MCP server's new schema is unusable: {e}"))
-                    })?);
-                    *changed = Some((schema.clone(), v.clone()));
-                    v
-                }
-            }
-        };
-        match validator.validate(args) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(ToolError::invalid_argument(
-                e.instance_path().as_str(),
-                e.to_string(),
-            )),
         }
     }
 }
@@ -135,7 +108,7 @@ impl Tool for McpTool {
     }
 
     async fn call(&self, args: Value, _: ToolContext) -> Result<Value, ToolError> {
-        let peer = self.peer(&args).await?;
+        let peer = self.peer().await?;
         let Value::Object(arguments) = args else {
             return Err(ToolError::invalid_argument("", "must be a JSON object"));
         };
@@ -181,11 +154,16 @@ fn answer(result: CallToolResult) -> Result<Value, ToolError> {
     }
     let data = match (result.structured_content, texts) {
         (Some(structured), _) => structured,
+        (None, Some(texts)) if texts.len() == 1 => Value::String(texts[0].to_string()),
         (None, Some(texts)) => Value::String(texts.join("\n")),
         (None, None) => serde_json::to_value(&result.content)
             .map_err(|e| ToolError::failed(format!("the MCP result cannot be read: {e}")))?,
     };
-    ok_answer(&data)
+    // `ok_answer`'s shape, built around `data` without copying it.
+    let mut answer = Map::with_capacity(2);
+    answer.insert("ok".into(), Value::Bool(true));
+    answer.insert("data".into(), data);
+    Ok(Value::Object(answer))
 }
 
 fn cut(mut text: String) -> String {

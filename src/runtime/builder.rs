@@ -24,7 +24,7 @@ use crate::provider::set::ProviderSet;
 use crate::provider::{Credentials, PriceTable, UsageMeter};
 use crate::store::{ConversationStore, MemoryStore, StepStore, Store, UsageStore};
 use crate::tools::builtin::Builtins;
-use crate::tools::{Tool, Tools, ToolsBuilder};
+use crate::tools::{LiveTools, Tool, Tools, ToolsBuilder};
 
 use super::handle::{OwnThread, Parts};
 use super::{RuntimeError, Troupe};
@@ -174,8 +174,7 @@ impl TroupeBuilder {
         };
         let mut tools: Vec<Arc<dyn Tool>> = builtins.tools();
         tools.extend(extra_tools);
-        tools.extend(mcp_tools);
-        let (tools_tree, tools) = match start_tools(&config, tools) {
+        let (tools_tree, tools) = match start_tools(&config, tools, mcp_tools) {
             Ok(started) => started,
             Err(e) => {
                 // Stop the servers' processes and sessions.
@@ -341,20 +340,23 @@ fn start_engine(
     Ok(builder.start()?)
 }
 
-/// The MCP servers, connected, and their tools, named so that none clashes
-/// with a built-in tool or one of `extra`.
+/// The MCP servers, connected, and their tools (none without servers),
+/// named so that none clashes with a built-in tool or one of `extra`.
 async fn start_mcp(
     config: &TroupeConfig,
     extra: &[Arc<dyn Tool>],
-) -> Result<(McpServers, Vec<Arc<dyn Tool>>), RuntimeError> {
+) -> Result<(McpServers, Option<Arc<LiveTools>>), RuntimeError> {
     let mcp = McpServers::start(&config.mcp_servers).await?;
+    if config.mcp_servers.is_empty() {
+        return Ok((mcp, None));
+    }
     let taken = BUILTIN_TOOLS
         .iter()
         .map(|n| n.to_string())
         .chain(extra.iter().map(|t| t.name().to_string()))
         .collect();
-    match mcp.tools(&taken) {
-        Ok(tools) => Ok((mcp, tools)),
+    match mcp.live(taken) {
+        Ok(tools) => Ok((mcp, Some(tools))),
         Err(e) => {
             mcp.shutdown().await;
             Err(e.into())
@@ -367,10 +369,14 @@ async fn start_mcp(
 fn start_tools(
     config: &TroupeConfig,
     all: Vec<Arc<dyn Tool>>,
+    mcp: Option<Arc<LiveTools>>,
 ) -> Result<(Tree, Tools), RuntimeError> {
     let mut tools = ToolsBuilder::new();
     for tool in all {
         tools = tools.tool_arc(tool);
+    }
+    if let Some(mcp) = mcp {
+        tools = tools.live(mcp);
     }
     let (tree, tools) = tools.build()?.start()?;
     for agent in &config.agents {
@@ -380,6 +386,14 @@ fn start_tools(
                 agent: agent.id.clone(),
                 tools: unknown,
             });
+        }
+        let later = agent
+            .tools
+            .iter()
+            .filter(|n| !n.ends_with("_*") && !tools.registry().contains(n));
+        for name in later {
+            tracing::warn!(agent = %agent.id, tool = %name,
+                "the agent names an MCP tool its server does not offer now; it is offered once the server lists it");
         }
     }
     Ok((tree, tools))

@@ -22,7 +22,7 @@ use troupe_actors::{ActorRef, ChildSpec, Intensity, Strategy, SupervisorSpec, Tr
 
 use super::actor::ToolActor;
 use super::error::ToolError;
-use super::registry::{ToolEntry, ToolRegistry};
+use super::registry::{LiveTools, ToolEntry, ToolRegistry};
 use super::router::{ToolRequest, ToolRouter};
 use super::tool::{check_name, Tool};
 
@@ -55,6 +55,7 @@ pub enum ToolSetupError {
 pub(crate) struct ToolsBuilder {
     id: String,
     tools: Vec<Arc<dyn Tool>>,
+    live: Option<Arc<LiveTools>>,
     default_timeout: Duration,
     mailbox: usize,
 }
@@ -64,6 +65,7 @@ impl Default for ToolsBuilder {
         ToolsBuilder {
             id: "tools".to_string(),
             tools: Vec::new(),
+            live: None,
             default_timeout: DEFAULT_TOOL_TIMEOUT,
             mailbox: 1024,
         }
@@ -101,6 +103,13 @@ impl ToolsBuilder {
         self
     }
 
+    /// Adds the tools that come and go while running (the MCP servers');
+    /// their names are checked by whoever publishes them.
+    pub(crate) fn live(mut self, live: Arc<LiveTools>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
     /// Checks every tool (name, unique, schema compiles, timeout) and
     /// compiles each schema once. Nothing starts yet.
     pub(crate) fn build(self) -> Result<ToolSystem, ToolSetupError> {
@@ -124,6 +133,7 @@ impl ToolsBuilder {
         }
         let registry = ToolRegistry {
             entries: Arc::new(entries),
+            live: self.live,
         };
         // A tool crash is per call, not corrupted state, so restarting always
         // helps: the intensity only stops a tight crash loop from spinning.
@@ -255,7 +265,14 @@ impl Tools {
     /// Runs one call through the router. Never fails other than with a
     /// [`ToolError`]: if the router itself was restarted mid-call, the call
     /// is reported as crashed.
+    ///
+    /// A call of a tool no actor hosts (a live tool, or an unknown name) is
+    /// checked and run in the caller's task by the router's code, without
+    /// the router's mailbox: nothing of it needs the router's actor.
     pub(crate) async fn call(&self, call: ToolRequest) -> Result<Value, ToolError> {
+        if self.registry.live.is_some() && !self.registry.entries.contains_key(&call.name) {
+            return super::router::run(self.registry.clone(), call).await;
+        }
         match self.router.send(call).await {
             Ok(result) => result,
             Err(e) => Err(ToolError::Crashed {

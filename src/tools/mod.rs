@@ -34,8 +34,9 @@ pub use builder::ToolSetupError;
 pub(crate) use builder::{Tools, ToolsBuilder};
 pub use error::{ArgumentIssue, ToolError};
 pub(crate) use policy::{Grant, Policies, ToolPolicy};
+pub(crate) use registry::{LiveEntry, LiveTools, ToolEntry};
 pub(crate) use router::{tool_result, ToolRequest};
-pub(crate) use tool::{check_name, ok_answer, schema_for};
+pub(crate) use tool::{check_name, schema_for};
 pub use tool::{Tool, ToolContext, TypedTool};
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::provider::model::ToolResult;
 
 use super::actor::RunTool;
 use super::error::ToolError;
-use super::registry::ToolRegistry;
+use super::registry::{LiveEntry, ToolRegistry};
 use super::tool::ToolContext;
 
 /// Routes tool calls to tool actors; see the module docs.
@@ -97,49 +97,58 @@ impl Handler<ToolRequest> for ToolRouter {
         call: ToolRequest,
         _: &mut Context<'_, Self>,
     ) -> Reply<Result<Value, ToolError>> {
-        let registry = self.registry.clone();
-        // `otel.*` and `gen_ai.*` are OpenTelemetry's names (GenAI
-        // semantic conventions) for what the exported span is.
-        let span = tracing::info_span!(
-            parent: &call.parent,
-            "tool_call",
-            tool = %Escaped(&call.name),
-            agent = %call.ctx.agent_id,
-            job = %call.ctx.job_id,
-            step = call.ctx.step,
-            "otel.name" = %format_args!("execute_tool {}", Escaped(&call.name)),
-            "gen_ai.operation.name" = "execute_tool",
-            "gen_ai.tool.name" = %Escaped(&call.name),
-            "gen_ai.tool.call.id" = %Escaped(&call.ctx.call_id),
-            "error.type" = tracing::field::Empty,
-        );
-        Reply::future(tracing::Instrument::instrument(
-            async move {
-                let started = Instant::now();
-                let name = call.name.clone();
-                let ctx = call.ctx.clone();
-                let result = route(&registry, call).await;
-                let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                match &result {
-                    Ok(_) => tracing::debug!(
-                        tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
-                        step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
-                        "tool call ok"
-                    ),
-                    Err(e) => {
-                        tracing::Span::current().record("error.type", e.kind());
-                        tracing::warn!(
-                        tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
-                        step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
-                        kind = e.kind(), error = %Escaped(&e.to_string()), "tool call failed"
-                        )
-                    }
-                }
-                result
-            },
-            span,
-        ))
+        Reply::future(run(self.registry.clone(), call))
     }
+}
+
+/// One call, checked and routed, inside its `tool_call` span and logged.
+/// The router runs it for the tools its actors host; [`Tools::call`]
+/// (super::Tools::call) runs it in the caller's task for the live ones.
+pub(super) fn run(
+    registry: ToolRegistry,
+    call: ToolRequest,
+) -> impl std::future::Future<Output = Result<Value, ToolError>> {
+    // `otel.*` and `gen_ai.*` are OpenTelemetry's names (GenAI
+    // semantic conventions) for what the exported span is.
+    let span = tracing::info_span!(
+        parent: &call.parent,
+        "tool_call",
+        tool = %Escaped(&call.name),
+        agent = %call.ctx.agent_id,
+        job = %call.ctx.job_id,
+        step = call.ctx.step,
+        "otel.name" = %format_args!("execute_tool {}", Escaped(&call.name)),
+        "gen_ai.operation.name" = "execute_tool",
+        "gen_ai.tool.name" = %Escaped(&call.name),
+        "gen_ai.tool.call.id" = %Escaped(&call.ctx.call_id),
+        "error.type" = tracing::field::Empty,
+    );
+    tracing::Instrument::instrument(
+        async move {
+            let started = Instant::now();
+            let name = call.name.clone();
+            let ctx = call.ctx.clone();
+            let result = route(&registry, call).await;
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match &result {
+                Ok(_) => tracing::debug!(
+                    tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
+                    step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
+                    "tool call ok"
+                ),
+                Err(e) => {
+                    tracing::Span::current().record("error.type", e.kind());
+                    tracing::warn!(
+                    tool = %Escaped(&name), agent = %ctx.agent_id, job = %ctx.job_id,
+                    step = ctx.step, call = %Escaped(&ctx.call_id), elapsed_ms,
+                    kind = e.kind(), error = %Escaped(&e.to_string()), "tool call failed"
+                    )
+                }
+            }
+            result
+        },
+        span,
+    )
 }
 
 async fn route(registry: &ToolRegistry, call: ToolRequest) -> Result<Value, ToolError> {
@@ -150,18 +159,25 @@ async fn route(registry: &ToolRegistry, call: ToolRequest) -> Result<Value, Tool
             .cloned()
             .collect()
     };
+    let denied = || ToolError::Denied {
+        name: call.name.clone(),
+        agent_id: call.ctx.agent_id.clone(),
+        allowed: allowed_names(),
+    };
     let Some(entry) = registry.entries.get(&call.name) else {
-        return Err(ToolError::UnknownTool {
-            name: call.name.clone(),
-            available: allowed_names(),
-        });
+        let Some(live) = registry.live_entry(&call.name) else {
+            return Err(ToolError::UnknownTool {
+                name: call.name.clone(),
+                available: allowed_names(),
+            });
+        };
+        if !call.allowed.iter().any(|n| n == &call.name) {
+            return Err(denied());
+        }
+        return call_live(&live, call).await;
     };
     if !call.allowed.iter().any(|n| n == &call.name) {
-        return Err(ToolError::Denied {
-            name: call.name.clone(),
-            agent_id: call.ctx.agent_id.clone(),
-            allowed: allowed_names(),
-        });
+        return Err(denied());
     }
     entry.validate(&call.args)?;
     let Some(actor) = entry.actor.get() else {
@@ -182,6 +198,23 @@ async fn route(registry: &ToolRegistry, call: ToolRequest) -> Result<Value, Tool
         Ok(Err(CallError::Timeout { .. })) => Err(ToolError::timed_out(timeout)),
         Ok(Err(e @ CallError::Dropped { .. })) => Err(ToolError::Crashed {
             message: e.to_string(),
+        }),
+        Ok(Ok(result)) => result,
+    }
+}
+
+/// Runs a validated call of a live tool right here, within its timeout
+/// (dropping the call's future when it passes). A panic in the tool is
+/// caught and answered as [`ToolError::Crashed`], as a tool actor's restart
+/// would be, so it never reaches the caller.
+async fn call_live(live: &LiveEntry, call: ToolRequest) -> Result<Value, ToolError> {
+    live.entry.validate(&call.args)?;
+    let timeout = live.entry.timeout;
+    let work = std::panic::AssertUnwindSafe(live.entry.tool.call(call.args, call.ctx));
+    match tokio::time::timeout(timeout, futures::FutureExt::catch_unwind(work)).await {
+        Err(_) => Err(ToolError::timed_out(timeout)),
+        Ok(Err(_)) => Err(ToolError::Crashed {
+            message: format!("tool `{}` panicked", live.entry.definition.name),
         }),
         Ok(Ok(result)) => result,
     }
