@@ -318,6 +318,14 @@ mod tests {
         assert_eq!(key_of(&slow), "timeout");
         slow.timeout = Some("soon".into());
         assert_eq!(key_of(&slow), "timeout");
+        let mut listed = McpServerConfig::stdio("fs", "node", [""; 0]);
+        listed.tools = Some(vec!["read".into(), String::new()]);
+        assert_eq!(key_of(&listed), "tools[1]");
+        let mut asks = McpServerConfig::stdio("fs", "node", [""; 0]);
+        asks.approval = vec!["write".into(), " ".into()];
+        assert_eq!(key_of(&asks), "approval[1]");
+        asks.approval = vec!["write".into(), "*".into()];
+        assert!(asks.check().is_ok());
     }
 
     fn load(text: &str) -> Result<crate::config::TroupeConfig, String> {
