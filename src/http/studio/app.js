@@ -596,6 +596,8 @@ function renderJob(job, stepsAnswer, pending, refresh) {
   const result = job.result;
   const isTask = result && typeof result === 'object' && 'toolCalls' in result;
   const steps = stepsAnswer.steps || [];
+  // Redrawn on each event: what the reader opened stays open.
+  const opened = new Set([...main.querySelectorAll('details[open][data-key]')].map((d) => d.dataset.key));
   fill(main, 
     h('div', { class: 'title-row', id: 'job-head' },
       h('h1', {}, 'Job ', h('span', { class: 'mono' }, shortId(job.id)), ' ', badge(job.status)), actions),
@@ -606,7 +608,7 @@ function renderJob(job, stepsAnswer, pending, refresh) {
       fact('Priority', String(job.priority)),
       fact('Created', fmtTime(job.createdAt)),
       fact('Updated', fmtTime(job.updatedAt)),
-      fact('Run at', fmtTime(job.runAt)),
+      fact('Run at', job.status === 'waiting' ? 'once decided' : fmtTime(job.runAt)),
       job.ctx && job.ctx.conversationId ? fact('Conversation', h('a', { href: '#/conversations/' + enc(job.ctx.conversationId) }, job.ctx.conversationId)) : null,
       job.ctx && job.ctx.userId ? fact('User', job.ctx.userId) : null,
       job.ctx && job.ctx.source ? fact('Source', job.ctx.source) : null),
@@ -618,6 +620,7 @@ function renderJob(job, stepsAnswer, pending, refresh) {
         isTask ? taskResult(result) : code(result))),
     section('Attempts', 'job-attempts', attemptsTimeline(job)),
     steps.length || isTask || (job.args && job.args.prompt) ? section('Transcript', 'transcript', transcript(steps, job, stepsAnswer.truncated)) : null);
+  for (const d of main.querySelectorAll('details[data-key]')) if (opened.has(d.dataset.key)) d.open = true;
 }
 
 function fact(label, value) {
@@ -677,7 +680,7 @@ function transcript(steps, job, truncated) {
 function contextStep(ctx, i) {
   const msgs = ctx.messages || [];
   return h('li', { class: 'step context' },
-    h('details', {},
+    h('details', { 'data-key': 'context-' + i },
       h('summary', {}, h('strong', {}, 'Context'), ` · system prompt and ${msgs.length} message${msgs.length === 1 ? '' : 's'} (step ${i})`),
       ctx.system ? h('div', { class: 'bubble system' }, ctx.system) : null,
       msgs.map((m) => h('div', { class: 'bubble ' + (m.role || '') }, h('div', { class: 'who' }, m.role || ''), m.content || m.text || pretty(m)))));
