@@ -204,7 +204,8 @@ fn cpu_time(pid: u32) -> Duration {
     // spaces): state is field 3, utime 14, stime 15.
     let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_nanos(ticks * 1_000_000_000 / hz)
@@ -271,9 +272,17 @@ struct Window {
 }
 
 fn measure(pid: u32, window: Duration, finished: &AtomicU64) -> Window {
-    let (c0, t0, f0) = (cpu_time(pid), Instant::now(), finished.load(Ordering::Relaxed));
+    let (c0, t0, f0) = (
+        cpu_time(pid),
+        Instant::now(),
+        finished.load(Ordering::Relaxed),
+    );
     std::thread::sleep(window);
-    let (c1, t1, f1) = (cpu_time(pid), Instant::now(), finished.load(Ordering::Relaxed));
+    let (c1, t1, f1) = (
+        cpu_time(pid),
+        Instant::now(),
+        finished.load(Ordering::Relaxed),
+    );
     Window {
         cpu_pct: (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64() * 100.0,
         finished: f1 - f0,
@@ -450,7 +459,11 @@ async fn run(args: Args) {
             .execute("return document.body.dataset.follow || ''", vec![])
             .await
             .expect("follow");
-        assert_eq!(follow, json!("sse"), "the job page follows the event stream");
+        assert_eq!(
+            follow,
+            json!("sse"),
+            "the job page follows the event stream"
+        );
         tokio::time::sleep(Duration::from_secs(5)).await;
         let w = {
             let f = finished.clone();
@@ -504,6 +517,36 @@ async fn run(args: Args) {
         (b - a) / a * 100.0,
         at_pace,
         at_pace / a * 100.0
+    );
+    // The daemon's own CPU creeps up as the store and the watched task's
+    // history grow: each window with the Studio against the mean of the
+    // windows without it just before and just after (one more closes the
+    // series).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let last = {
+        let f = finished.clone();
+        let window = args.window;
+        tokio::task::spawn_blocking(move || measure(pid, window, &f))
+            .await
+            .expect("measure")
+    };
+    println!(
+        "  closing window without the Studio: daemon CPU {:.2}% of a core",
+        last.cpu_pct
+    );
+    without.push(last);
+    let deltas: Vec<f64> = (0..with.len())
+        .map(|i| with[i].cpu_pct - (without[i].cpu_pct + without[i + 1].cpu_pct) / 2.0)
+        .collect();
+    let mean = deltas.iter().sum::<f64>() / deltas.len() as f64;
+    let (lo, hi) = deltas
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), d| {
+            (l.min(*d), h.max(*d))
+        });
+    println!(
+        "  the Studio's cost against its neighbours: {mean:+.2} points of one core (range {lo:+.2} to {hi:+.2}); {:+.1}% of the daemon's own CPU",
+        mean / a * 100.0
     );
     println!(
         "  tasks failed to start or wait (client side): {}",

@@ -872,7 +872,10 @@ async fn the_studio_approves_and_denies_tool_calls_and_follows_a_task_live() {
     page_until(
         &c,
         "alpha to leave the list",
-        &format!("return !document.querySelector('{}')", row_a.replace('\'', "\\'")),
+        &format!(
+            "return !document.querySelector('{}')",
+            row_a.replace('\'', "\\'")
+        ),
     )
     .await;
 
@@ -911,7 +914,11 @@ async fn the_studio_approves_and_denies_tool_calls_and_follows_a_task_live() {
         done["result"]["toolCalls"][0]["result"]["ok"], false,
         "{done}"
     );
-    assert_eq!(api.memories_of("beta").await, 0, "the denied call did not run");
+    assert_eq!(
+        api.memories_of("beta").await,
+        0,
+        "the denied call did not run"
+    );
     let requests = model.received_requests().await.unwrap();
     let told = requests
         .iter()
@@ -919,7 +926,11 @@ async fn the_studio_approves_and_denies_tool_calls_and_follows_a_task_live() {
         .filter(|b| b.contains("Remember the code word beta") && b.contains(r#""role":"tool""#))
         .collect::<Vec<_>>();
     assert_eq!(told.len(), 1, "one call after the denial");
-    assert!(told[0].contains(REASON), "the model read the reason: {}", told[0]);
+    assert!(
+        told[0].contains(REASON),
+        "the model read the reason: {}",
+        told[0]
+    );
 
     // Nothing pending: the page says so, and so does the API.
     page_until(
@@ -951,7 +962,9 @@ async fn the_studio_approves_and_denies_tool_calls_and_follows_a_task_live() {
     let pending = text_of(&c, "#job-approvals").await;
     assert!(pending.contains("The code word is gamma."), "{pending}");
     assert!(
-        c.find(Locator::Css("#transcript .step.tool")).await.is_err(),
+        c.find(Locator::Css("#transcript .step.tool"))
+            .await
+            .is_err(),
         "no tool result before the approval"
     );
     shot(&c, "job-waiting.png").await;
