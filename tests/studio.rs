@@ -836,6 +836,10 @@ async fn the_studio_approves_and_denies_tool_calls_and_follows_a_task_live() {
     let c = browser(port).await;
     c.set_window_size(1280, 800).await.unwrap();
     login(&c, &base, &token).await;
+    let tiles = text_of(&c, "#ov-tiles").await;
+    assert!(tiles.contains("Waiting for approval\n2"), "{tiles}");
+    let panel = text_of(&c, "#ov-approvals").await;
+    assert!(panel.contains("The code word is beta."), "{panel}");
 
     // The approvals page, from the menu: both calls, with their arguments.
     c.execute("document.body.dataset.loaded = ''", vec![])

@@ -270,7 +270,10 @@ function overviewView() {
   );
   const refresh = async () => {
     const [status, stats] = await Promise.all([api('/v1/status'), api('/v1/stats')]);
-    const approvals = await optional('approvals', '/v1/approvals');
+    // The list only when the status says something waits (one request
+    // fewer every few seconds otherwise).
+    const approvals = status.pendingApprovals === 0 && features.approvals !== false ? { approvals: [] }
+      : await optional('approvals', '/v1/approvals');
     fill(actions, pauseButton({}, status.pausedAll, refresh));
     const minutes = stats.minutes || [];
     const last = minutes.length ? minutes[minutes.length - 1] : { completed: 0, failed: 0 };
@@ -280,7 +283,9 @@ function overviewView() {
     fill(document.getElementById('ov-tiles'),
       tile('Ready', status.ready === false ? 'no' : 'yes', status.ready === false ? 'bad' : 'good'),
       tile('Queued', fmtNum(status.queueDepth)),
-      tile('Running', fmtNum(status.running.length)),
+      // `running` lists a few jobs only; the workers' counts are whole.
+      tile('Running', fmtNum(Math.max(status.running.length, status.workers.reduce((n, w) => n + (w.running || 0), 0)))),
+      status.pendingApprovals ? tile('Waiting for approval', fmtNum(status.pendingApprovals), 'warn') : null,
       tile('Jobs/s (last min)', (last.completed / 60).toFixed(2)),
       tile('Failed (1 h)', fmtNum(hourFailed), hourFailed ? 'bad' : ''),
       tile('Spend today', fmtUsd(status.spendTodayUsd)),
