@@ -359,15 +359,28 @@ async fn page_until(c: &Client, what: &str, script: &str) {
     }
 }
 
+/// The text of `css` once on the page. The page redraws its live parts
+/// every few seconds (and a job's page on each event), so an element found
+/// may be replaced before it is read: then it is found again.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let found = c
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"));
+        match found.text().await {
+            Ok(text) => return text,
+            Err(e) if is_stale(&e) && Instant::now() < deadline => continue,
+            Err(e) => panic!("reading `{css}`: {e}"),
+        }
+    }
+}
+
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    e.is_stale_element_reference()
 }
 
 /// The browser's console since the last read (chromedriver's log endpoint).
@@ -679,15 +692,22 @@ async fn login(c: &Client, base: &str, token: &str) {
     loaded(c, "overview").await;
 }
 
+/// Clicks `css` once on the page (found again if redrawn meanwhile).
 async fn click(c: &Client, css: &str) {
-    c.wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let found = c
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"));
+        match found.click().await {
+            Ok(_) => return,
+            Err(e) if is_stale(&e) && Instant::now() < deadline => continue,
+            Err(e) => panic!("clicking `{css}`: {e}"),
+        }
+    }
 }
 
 /// The code word a task's prompt names (its memory says it).
