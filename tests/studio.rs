@@ -4,8 +4,11 @@
 //! free port), and assertions on what a person sees: the job in the jobs
 //! list, its transcript with the tool call, pause from the page pausing the
 //! agent (checked through the API), the failing provider red on the
-//! overview, and no console errors. Screenshots of each page go to
-//! `target/studio-screenshots/`.
+//! overview, and no console errors. A second daemon's agent needs approval
+//! for its tool: Approve and Deny clicked on the approvals page (the deny
+//! with a typed reason the model is then shown), and a job's page that
+//! follows the task live over its event stream while it is approved and
+//! finishes. Screenshots of each page go to `target/studio-screenshots/`.
 //!
 //! Without `/usr/bin/chromium` or `/usr/bin/chromedriver` the test says it
 //! skipped and passes, unless `TROUPE_STUDIO_TESTS=require` (CI), where a
@@ -356,15 +359,28 @@ async fn page_until(c: &Client, what: &str, script: &str) {
     }
 }
 
+/// The text of `css` once on the page. The page redraws its live parts
+/// every few seconds (and a job's page on each event), so an element found
+/// may be replaced before it is read: then it is found again.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let found = c
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"));
+        match found.text().await {
+            Ok(text) => return text,
+            Err(e) if is_stale(&e) && Instant::now() < deadline => continue,
+            Err(e) => panic!("reading `{css}`: {e}"),
+        }
+    }
+}
+
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    e.is_stale_element_reference()
 }
 
 /// The browser's console since the last read (chromedriver's log endpoint).
@@ -648,6 +664,396 @@ async fn the_studio_shows_jobs_transcripts_providers_and_pauses_agents() {
         .unwrap();
     assert_eq!(fits, json!(true), "the job page fits 390 px");
     shot(&c, "phone-job.png").await;
+
+    let log = console(port, &c).await;
+    eprintln!("browser console: {log:#?}");
+    let errors: Vec<Value> = log.into_iter().filter(is_error).collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    c.close().await.unwrap();
+    drop(processes);
+}
+
+/// Opens the Studio and gives it the token; the overview once drawn.
+async fn login(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    let field = c
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("#token"))
+        .await
+        .unwrap();
+    field.send_keys(token).await.unwrap();
+    c.find(Locator::Css("#token-go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    loaded(c, "overview").await;
+}
+
+/// Clicks `css` once on the page (found again if redrawn meanwhile).
+async fn click(c: &Client, css: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let found = c
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"));
+        match found.click().await {
+            Ok(_) => return,
+            Err(e) if is_stale(&e) && Instant::now() < deadline => continue,
+            Err(e) => panic!("clicking `{css}`: {e}"),
+        }
+    }
+}
+
+/// The code word a task's prompt names (its memory says it).
+const WORDS: [&str; 3] = ["alpha", "beta", "gamma"];
+const REASON: &str = "Not beta: it is private.";
+
+/// The model of the approvals agent: asks `remember` for the prompt's code
+/// word; once the call's result is in, answers, saying whether it was
+/// refused. Its answer after the tool of the "gamma" task comes after a
+/// while (the job's page is open and follows it then).
+async fn approvals_model() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(|req: &Request| {
+            let body = String::from_utf8_lossy(&req.body).to_string();
+            let word = WORDS
+                .iter()
+                .find(|w| body.contains(&format!("Remember the code word {w}")))
+                .copied()
+                .unwrap_or("none");
+            if body.contains(r#""role":"tool""#) {
+                let text = if body.contains("not approved") {
+                    format!("Understood, I did not remember {word}.")
+                } else {
+                    format!("Remembered {word}.")
+                };
+                let answer = completion(json!({"role": "assistant", "content": text}), "stop");
+                if word == "gamma" {
+                    answer.set_delay(Duration::from_millis(600))
+                } else {
+                    answer
+                }
+            } else {
+                let args =
+                    json!({"type": "fact", "content": format!("The code word is {word}."), "importance": 5});
+                completion(
+                    json!({"role": "assistant", "content": null, "tool_calls": [{
+                        "id": "call_1", "type": "function",
+                        "function": {"name": "remember", "arguments": args.to_string()}
+                    }]}),
+                    "tool_calls",
+                )
+            }
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+fn approvals_config(dir: &Path, model: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let config = dir.join("troupe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+dataDir = "{data}"
+
+[[providers]]
+name = "scripted"
+type = "openai-compatible"
+baseUrl = "{model}"
+apiKeyEnv = "STUDIO_TEST_KEY"
+
+[[agents]]
+id = "keeper"
+name = "Keeper, whose memory needs approval"
+systemPrompt = "You keep code words."
+tools = ["remember"]
+approval = ["remember"]
+[agents.modelConfig]
+provider = "scripted"
+model = "gpt-test"
+"#,
+            data = data.display()
+        ),
+    )
+    .unwrap();
+    (data, config)
+}
+
+impl Api {
+    /// Gives Keeper the task of remembering `word`; its job id, once the
+    /// task waits for approval of its call.
+    async fn parked_task(&self, word: &str) -> String {
+        let job = self
+            .post(
+                "/v1/agents/keeper/tasks",
+                json!({"prompt": format!("Remember the code word {word}."), "userId": "ana"}),
+            )
+            .await;
+        let id = job["id"].as_str().unwrap().to_string();
+        self.until("/v1/approvals", "the task to ask for approval", |a| {
+            a["approvals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"].as_str().unwrap().starts_with(&id))
+        })
+        .await;
+        self.until(&format!("/v1/jobs/{id}"), "the task to wait", |j| {
+            j["status"] == "waiting"
+        })
+        .await;
+        id
+    }
+
+    /// How many of Ana's memories say `word`.
+    async fn memories_of(&self, word: &str) -> usize {
+        let answer = self.get("/v1/agents/keeper/memories?userId=ana").await;
+        answer["memories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["content"].as_str().unwrap().contains(word))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_studio_approves_and_denies_tool_calls_and_follows_a_task_live() {
+    if !browser_present() {
+        return;
+    }
+    let model = approvals_model().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = approvals_config(dir.path(), &model.uri());
+    let (daemon, base) = start_daemon(&config, &data, &dir.path().join("daemon.log"));
+    let mut processes = Processes(vec![daemon]);
+    let token = std::fs::read_to_string(data.join("http.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let api = Api {
+        base: base.clone(),
+        token: token.clone(),
+        http: reqwest::Client::new(),
+    };
+    let alpha = api.parked_task("alpha").await;
+    let beta = api.parked_task("beta").await;
+
+    let (driver, port) = start_chromedriver();
+    processes.0.push(driver);
+    let c = browser(port).await;
+    c.set_window_size(1280, 800).await.unwrap();
+    login(&c, &base, &token).await;
+    let tiles = text_of(&c, "#ov-tiles").await;
+    assert!(tiles.contains("Waiting for approval\n2"), "{tiles}");
+    let panel = text_of(&c, "#ov-approvals").await;
+    assert!(panel.contains("The code word is beta."), "{panel}");
+
+    // The approvals page, from the menu: both calls, with their arguments.
+    c.execute("document.body.dataset.loaded = ''", vec![])
+        .await
+        .unwrap();
+    click(&c, "nav a[data-nav=\"approvals\"]").await;
+    loaded(&c, "approvals").await;
+    let row_a = format!("tr[data-approval^=\"{alpha}\"]");
+    let row_b = format!("tr[data-approval^=\"{beta}\"]");
+    let shown = text_of(&c, &row_a).await;
+    assert!(
+        shown.contains("remember") && shown.contains("The code word is alpha."),
+        "{shown}"
+    );
+    let shown = text_of(&c, &row_b).await;
+    assert!(shown.contains("The code word is beta."), "{shown}");
+    shot(&c, "approvals.png").await;
+
+    // Approve alpha: asked first, then the call runs once and the task ends.
+    click(&c, &format!("{row_a} button[data-action=\"approve\"]")).await;
+    let question = text_of(&c, "dialog[open] #confirm-text").await;
+    assert!(question.contains("remember"), "{question}");
+    click(&c, "dialog[open] #confirm-ok").await;
+    let done = api
+        .until(&format!("/v1/jobs/{alpha}"), "alpha to complete", |j| {
+            j["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["result"]["response"], "Remembered alpha.", "{done}");
+    let calls = done["result"]["toolCalls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{done}");
+    assert_eq!(calls[0]["result"]["ok"], true, "{done}");
+    assert_eq!(api.memories_of("alpha").await, 1, "remembered once");
+    page_until(
+        &c,
+        "alpha to leave the list",
+        &format!(
+            "return !document.querySelector('{}')",
+            row_a.replace('\'', "\\'")
+        ),
+    )
+    .await;
+
+    // Deny beta: the page wants a reason (OK with none keeps the dialog
+    // open), and the model is shown it.
+    click(&c, &format!("{row_b} button[data-action=\"deny\"]")).await;
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("dialog[open] #confirm-input"))
+        .await
+        .unwrap();
+    click(&c, "dialog[open] #confirm-ok").await;
+    let still = c
+        .execute("return document.getElementById('confirm').open", vec![])
+        .await
+        .unwrap();
+    assert_eq!(still, json!(true), "no reason, no denial");
+    c.find(Locator::Css("dialog[open] #confirm-input"))
+        .await
+        .unwrap()
+        .send_keys(REASON)
+        .await
+        .unwrap();
+    shot(&c, "approvals-deny.png").await;
+    click(&c, "dialog[open] #confirm-ok").await;
+    let done = api
+        .until(&format!("/v1/jobs/{beta}"), "beta to complete", |j| {
+            j["status"] == "completed"
+        })
+        .await;
+    assert_eq!(
+        done["result"]["response"], "Understood, I did not remember beta.",
+        "{done}"
+    );
+    assert_eq!(
+        done["result"]["toolCalls"][0]["result"]["ok"], false,
+        "{done}"
+    );
+    assert_eq!(
+        api.memories_of("beta").await,
+        0,
+        "the denied call did not run"
+    );
+    let requests = model.received_requests().await.unwrap();
+    let told = requests
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .filter(|b| b.contains("Remember the code word beta") && b.contains(r#""role":"tool""#))
+        .collect::<Vec<_>>();
+    assert_eq!(told.len(), 1, "one call after the denial");
+    assert!(
+        told[0].contains(REASON),
+        "the model read the reason: {}",
+        told[0]
+    );
+
+    // Nothing pending: the page says so, and so does the API.
+    page_until(
+        &c,
+        "the empty approvals list",
+        "return !document.querySelector('tr[data-approval]') && \
+         document.getElementById('approvals-list').textContent.includes('Nothing waits for approval')",
+    )
+    .await;
+    let pending = api.get("/v1/approvals").await;
+    assert_eq!(pending["approvals"], json!([]), "{pending}");
+    shot(&c, "approvals-done.png").await;
+
+    // A job's page open while its task waits follows it live: approved
+    // (through the API), the page shows the tool's result and then the
+    // answer, from the job's event stream, without a reload.
+    let gamma = api.parked_task("gamma").await;
+    go(&c, &base, &format!("#/jobs/{gamma}"), "job").await;
+    let head = text_of(&c, "#job-head").await;
+    assert!(head.contains("waiting"), "{head}");
+    page_until(
+        &c,
+        "the page to follow the job's event stream",
+        "return document.body.dataset.follow === 'sse'",
+    )
+    .await;
+    let asks = text_of(&c, "#transcript .step.model").await;
+    assert!(asks.contains("remember"), "{asks}");
+    let pending = text_of(&c, "#job-approvals").await;
+    assert!(pending.contains("The code word is gamma."), "{pending}");
+    assert!(
+        c.find(Locator::Css("#transcript .step.tool"))
+            .await
+            .is_err(),
+        "no tool result before the approval"
+    );
+    shot(&c, "job-waiting.png").await;
+    // A mark on the page: gone if it were reloaded.
+    let before: u64 = c
+        .execute(
+            "window.notReloaded = true; return Number(document.body.dataset.events || 0)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    let id = api.get("/v1/approvals").await["approvals"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.post(&format!("/v1/approvals/{id}/approve"), json!({}))
+        .await;
+    page_until(
+        &c,
+        "the tool's result on the page",
+        "const t = document.querySelector('#transcript .step.tool[data-tool=\"remember\"]'); \
+         return !!t && t.textContent.includes('ok')",
+    )
+    .await;
+    page_until(
+        &c,
+        "the answer on the page",
+        "const t = document.getElementById('transcript'); \
+         return !!t && t.textContent.includes('Final answer') && t.textContent.includes('Remembered gamma.') \
+           && document.getElementById('job-head').textContent.includes('completed')",
+    )
+    .await;
+    let after = c
+        .execute(
+            "return [window.notReloaded === true, Number(document.body.dataset.events || 0), \
+             document.body.dataset.follow, \
+             performance.getEntriesByType('navigation').length]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(after[0], json!(true), "the page was not reloaded: {after}");
+    assert!(
+        after[1].as_u64().unwrap() > before,
+        "events arrived on the stream after the approval: {after} (before: {before})"
+    );
+    assert_eq!(after[2], json!("ended"), "{after}");
+    // The stream was what the page read.
+    let streamed = c
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.endsWith('/v1/jobs/' + arguments[0] + '/events'))",
+            vec![json!(gamma)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(streamed, json!(true), "the page asked for the job's events");
+    c.execute(
+        "document.getElementById('transcript-h').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "job-live.png").await;
 
     let log = console(port, &c).await;
     eprintln!("browser console: {log:#?}");

@@ -6,6 +6,13 @@
 //! `Authorization: Bearer …` on every `/v1` call, which go through the
 //! guard like any client's (same origin, so `Origin` is the daemon's own).
 //!
+//! Live updates cost the daemon little by design: a view re-reads its few
+//! routes every 2 s only while its tab is visible, and a job's page that
+//! may still change follows the job's event stream (`/v1/jobs/{id}/events`)
+//! instead, re-reading the job and its steps once per burst of events (not
+//! per streamed token), polling only when no stream can be had
+//! (`examples/bench_studio_live.rs` measures it at 1,000 tasks in flight).
+//!
 //! Every answer carries a strict Content-Security-Policy: scripts, styles,
 //! images and connections from this origin only, no inline script or
 //! style, no frames, no forms posting elsewhere; the page makes no request

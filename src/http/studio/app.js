@@ -249,6 +249,7 @@ const views = {
   job: jobView,
   agents: agentsView,
   agent: agentView,
+  approvals: approvalsView,
   conversation: conversationView,
 };
 
@@ -269,7 +270,10 @@ function overviewView() {
   );
   const refresh = async () => {
     const [status, stats] = await Promise.all([api('/v1/status'), api('/v1/stats')]);
-    const approvals = await optional('approvals', '/v1/approvals');
+    // The list only when the status says something waits (one request
+    // fewer every few seconds otherwise).
+    const approvals = status.pendingApprovals === 0 && features.approvals !== false ? { approvals: [] }
+      : await optional('approvals', '/v1/approvals');
     fill(actions, pauseButton({}, status.pausedAll, refresh));
     const minutes = stats.minutes || [];
     const last = minutes.length ? minutes[minutes.length - 1] : { completed: 0, failed: 0 };
@@ -279,7 +283,9 @@ function overviewView() {
     fill(document.getElementById('ov-tiles'),
       tile('Ready', status.ready === false ? 'no' : 'yes', status.ready === false ? 'bad' : 'good'),
       tile('Queued', fmtNum(status.queueDepth)),
-      tile('Running', fmtNum(status.running.length)),
+      // `running` lists a few jobs only; the workers' counts are whole.
+      tile('Running', fmtNum(Math.max(status.running.length, status.workers.reduce((n, w) => n + (w.running || 0), 0)))),
+      status.pendingApprovals ? tile('Waiting for approval', fmtNum(status.pendingApprovals), 'warn') : null,
       tile('Jobs/s (last min)', (last.completed / 60).toFixed(2)),
       tile('Failed (1 h)', fmtNum(hourFailed), hourFailed ? 'bad' : ''),
       tile('Spend today', fmtUsd(status.spendTodayUsd)),
@@ -354,28 +360,46 @@ function agentsTable(agents, refresh) {
       h('td', {}, pauseButton({ agent: a.id }, a.paused, refresh)))), 'No agents configured.');
 }
 
+// Pending tool calls with Approve (asked to confirm: the call runs) and
+// Deny (asks for the reason, which the model reads).
 function approvalsList(answer, refresh) {
   const items = Array.isArray(answer) ? answer : answer.approvals || [];
-  return table(['Tool call', 'Job', 'Arguments', ''],
+  return table(['Tool call', 'Job', 'Arguments', 'Asked', ''],
     items.map((a) => {
-      const approve = h('button', { type: 'button', onclick: () => act(approve, { text: `Let ${a.tool || 'this tool'} run with these arguments?`, ok: 'Approve' },
-        () => api(`/v1/approvals/${enc(a.id)}/approve`, { method: 'POST', body: {} }), 'Approved', refresh) }, 'Approve');
-      const deny = h('button', { type: 'button', class: 'danger', onclick: async () => {
-        const reason = await confirmAction('Deny this tool call? The model is told it was refused, with your reason.', 'Deny', 'Reason (the model reads it)');
+      const what = `${a.tool || 'this tool'} for ${a.agentId || 'the agent'}`;
+      const approve = h('button', { type: 'button', 'data-action': 'approve', 'aria-label': 'Approve ' + what, onclick: () => act(approve, { text: `Let ${what} run with these arguments? ${pretty(a.arguments || {})}`, ok: 'Approve' },
+        () => api(`/v1/approvals/${enc(a.id)}/approve`, { method: 'POST', body: {} }), `Approved ${what}`, refresh) }, 'Approve');
+      const deny = h('button', { type: 'button', class: 'danger', 'data-action': 'deny', 'aria-label': 'Deny ' + what, onclick: async () => {
+        const reason = await confirmAction(`Deny ${what}? It does not run; the model is told it was refused, with your reason.`, 'Deny', 'Reason (the model reads it)');
         if (!reason) return;
-        await act(deny, null, () => api(`/v1/approvals/${enc(a.id)}/deny`, { method: 'POST', body: { reason } }), 'Denied', refresh);
+        await act(deny, null, () => api(`/v1/approvals/${enc(a.id)}/deny`, { method: 'POST', body: { reason } }), `Denied ${what}`, refresh);
       } }, 'Deny');
       // An approval's id is `<job id>.<n>`.
       const job = a.jobId || String(a.id || '').split('.')[0];
-      return h('tr', {}, h('td', {}, a.tool || '?', h('div', { class: 'muted small' }, a.agentId || '')),
+      return h('tr', { 'data-approval': a.id }, h('td', {}, h('code', { class: 'tool-name' }, a.tool || '?'), h('div', { class: 'muted small' }, a.agentId || '')),
         h('td', {}, job ? h('a', { href: '#/jobs/' + job, class: 'mono' }, shortId(job)) : '–'),
-        h('td', {}, code(a.parameters || a.arguments || {})), h('td', { class: 'row' }, approve, deny));
+        h('td', {}, code(a.parameters || a.arguments || {})),
+        h('td', {}, fmtTime(a.requestedAt), a.deadline ? h('div', { class: 'muted small' }, 'denied by itself at ' + fmtTime(a.deadline)) : null),
+        h('td', {}, h('div', { class: 'row' }, approve, deny)));
     }), 'Nothing waits for approval.');
+}
+
+// ----- approvals -----
+
+function approvalsView() {
+  fill(main, h('h1', {}, 'Approvals'),
+    h('p', { class: 'muted' }, 'Tool calls that wait for a person. The task is parked (it holds no worker) until you decide.'),
+    h('div', { id: 'approvals-list' }));
+  const refresh = async () => {
+    const answer = await optional('approvals', '/v1/approvals');
+    fill(document.getElementById('approvals-list'), answer ? approvalsList(answer, refresh) : h('p', { class: 'muted' }, 'This daemon has no approvals.'));
+  };
+  return { refresh };
 }
 
 // ----- jobs -----
 
-const STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'];
+const STATUSES = ['queued', 'running', 'waiting', 'completed', 'failed', 'cancelled'];
 
 function jobsView(params) {
   const state = { cursors: [null], page: 0 };
@@ -445,49 +469,124 @@ function jobsView(params) {
   return { refresh };
 }
 
+// Statuses in which a job may still change.
+const LIVE = ['queued', 'running', 'waiting'];
+
+// A job's page. While the job may still change it follows the job's event
+// stream (`/v1/jobs/{id}/events`) and reloads the job and its steps on
+// each event, at most one load at a time (events that come during a load
+// make one more afterwards); the every-few-seconds polling only runs while
+// no stream is open (a daemon without one, or between reconnects).
 function jobView(params, id) {
   fill(main, h('p', { class: 'muted' }, 'Loading job…'));
   let ended = false;
   let stream = null;
-  const refresh = async () => {
-    if (ended && document.getElementById('job-head')) return;
+  let loading = null;
+  let again = false;
+  const load = async () => {
     const job = await api('/v1/jobs/' + enc(id));
     const steps = await api('/v1/jobs/' + enc(id) + '/steps');
-    ended = !['queued', 'running'].includes(job.status);
-    renderJob(job, steps, refresh);
-    if (!ended && !stream) stream = follow(id, refresh);
+    const pending = job.status === 'waiting' ? await optional('approvals', '/v1/approvals') : null;
+    ended = !LIVE.includes(job.status);
+    renderJob(job, steps, pending, schedule);
+    if (!ended && !stream) stream = follow(id, schedule, () => { stream = null; });
+    if (ended && stream) { stream.stop(); stream = null; }
+    document.body.dataset.follow = stream && stream.open ? 'sse' : ended ? 'ended' : 'poll';
   };
-  return { refresh, stop: () => stream && stream.abort() };
+  // Loads now, or once more after the load under way.
+  function schedule() {
+    if (loading) { again = true; return loading; }
+    loading = (async () => {
+      try {
+        do { again = false; await load(); } while (again);
+      } finally {
+        loading = null;
+      }
+    })();
+    return loading;
+  }
+  const refresh = async () => {
+    if (ended && document.getElementById('job-head')) return;
+    if (stream && stream.open) return; // the stream drives the page
+    await schedule();
+  };
+  return { refresh, stop: () => { if (stream) stream.stop(); stream = null; } };
 }
 
-// The live event stream of a job, when this daemon has one: a refresh on
-// each event (the polling goes on regardless; this only makes it sooner).
-function follow(id, refresh) {
+// Follows a job's event stream (Server-Sent Events read with fetch, which
+// can send the token): `changed()` after each event but streamed text, and
+// `gone()` when the stream ends or cannot be had. A stream that breaks
+// off before the job's end is resumed from the last event seen
+// (`Last-Event-ID`); null when this daemon has no stream (404).
+function follow(id, changed, gone) {
   if (features.events === false) return null;
   const ctl = new AbortController();
+  const handle = { open: false, events: 0, stop: () => ctl.abort() };
   const headers = { Accept: 'text/event-stream' };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = 'Bearer ' + token;
-  fetch('/v1/jobs/' + enc(id) + '/events', { headers, signal: ctl.signal, cache: 'no-store', credentials: 'omit' })
-    .then(async (res) => {
-      if (!res.ok || !res.body) {
-        if (res.status === 404 || res.status === 405) features.events = false;
-        return;
+  let last = null;
+  let terminal = false;
+  const connect = async () => {
+    if (last !== null) headers['Last-Event-ID'] = String(last);
+    const res = await fetch('/v1/jobs/' + enc(id) + '/events', { headers, signal: ctl.signal, cache: 'no-store', credentials: 'omit' });
+    if (!res.ok || !res.body) {
+      if (res.status === 404 || res.status === 405) features.events = false;
+      return false;
+    }
+    features.events = true;
+    handle.open = true;
+    document.body.dataset.follow = 'sse';
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let cut;
+      let fresh = false;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let name = 'message';
+        for (const line of frame.split('\n')) {
+          if (line.startsWith('id:')) last = Number(line.slice(3).trim());
+          else if (line.startsWith('event:')) name = line.slice(6).trim();
+        }
+        if (frame.startsWith(':')) continue; // keep-alive
+        handle.events++;
+        document.body.dataset.events = String(handle.events);
+        if (['completed', 'failed', 'cancelled'].includes(name)) terminal = true;
+        if (name !== 'textDelta') fresh = true;
       }
-      features.events = true;
-      const reader = res.body.getReader();
-      for (;;) {
-        const { done } = await reader.read();
-        if (done) break;
-        refresh().catch(() => {});
+      if (fresh) changed();
+    }
+    return true;
+  };
+  (async () => {
+    // A few tries: a stream that broke off is picked up where it was.
+    for (let tries = 0; tries < 5 && !terminal && !ctl.signal.aborted; tries++) {
+      try {
+        if (!(await connect())) break;
+      } catch {
+        if (ctl.signal.aborted) break;
       }
-    })
-    .catch(() => {});
-  return ctl;
+      handle.open = false;
+      if (!terminal) await new Promise((r) => setTimeout(r, 1000));
+    }
+    handle.open = false;
+    if (!ctl.signal.aborted) {
+      if (document.body.dataset.follow === 'sse') document.body.dataset.follow = terminal ? 'ended' : 'poll';
+      changed();
+      gone();
+    }
+  })();
+  return handle;
 }
 
-function renderJob(job, stepsAnswer, refresh) {
-  const live = ['queued', 'running'].includes(job.status);
+function renderJob(job, stepsAnswer, pending, refresh) {
+  const live = LIVE.includes(job.status);
+  const mine = pending ? (pending.approvals || []).filter((a) => String(a.id).split('.')[0] === job.id) : [];
   const actions = h('div', { class: 'row' });
   if (live) {
     const cancel = h('button', { type: 'button', class: 'danger', id: 'cancel-job', onclick: () => act(cancel, { text: 'Cancel this job? A running task stops at its next step.', ok: 'Cancel job' },
@@ -502,6 +601,8 @@ function renderJob(job, stepsAnswer, refresh) {
   const result = job.result;
   const isTask = result && typeof result === 'object' && 'toolCalls' in result;
   const steps = stepsAnswer.steps || [];
+  // Redrawn on each event: what the reader opened stays open.
+  const opened = new Set([...main.querySelectorAll('details[open][data-key]')].map((d) => d.dataset.key));
   fill(main, 
     h('div', { class: 'title-row', id: 'job-head' },
       h('h1', {}, 'Job ', h('span', { class: 'mono' }, shortId(job.id)), ' ', badge(job.status)), actions),
@@ -512,17 +613,19 @@ function renderJob(job, stepsAnswer, refresh) {
       fact('Priority', String(job.priority)),
       fact('Created', fmtTime(job.createdAt)),
       fact('Updated', fmtTime(job.updatedAt)),
-      fact('Run at', fmtTime(job.runAt)),
+      fact('Run at', job.status === 'waiting' ? 'once decided' : fmtTime(job.runAt)),
       job.ctx && job.ctx.conversationId ? fact('Conversation', h('a', { href: '#/conversations/' + enc(job.ctx.conversationId) }, job.ctx.conversationId)) : null,
       job.ctx && job.ctx.userId ? fact('User', job.ctx.userId) : null,
       job.ctx && job.ctx.source ? fact('Source', job.ctx.source) : null),
     job.error ? h('div', { class: 'alert', role: 'alert' }, job.error) : null,
+    mine.length ? section('Waiting for your approval', 'job-approvals', approvalsList(mine, refresh)) : null,
     h('div', { class: 'grid2' },
       section('Args', 'job-args', code(job.args)),
       section('Result', 'job-result', result === undefined || result === null ? h('p', { class: 'muted' }, live ? 'Not yet.' : 'None.') :
         isTask ? taskResult(result) : code(result))),
     section('Attempts', 'job-attempts', attemptsTimeline(job)),
     steps.length || isTask || (job.args && job.args.prompt) ? section('Transcript', 'transcript', transcript(steps, job, stepsAnswer.truncated)) : null);
+  for (const d of main.querySelectorAll('details[data-key]')) if (opened.has(d.dataset.key)) d.open = true;
 }
 
 function fact(label, value) {
@@ -542,6 +645,7 @@ function attemptsTimeline(job) {
   const items = [h('li', {}, h('time', {}, fmtTime(job.createdAt)), ' queued')];
   for (const e of job.errors || []) items.push(h('li', { class: 'bad' }, h('time', {}, fmtTime(e.at)), ` attempt ${e.attempt} failed: `, h('span', { class: 'err' }, e.message)));
   if (job.status === 'running') items.push(h('li', {}, h('time', {}, fmtTime(job.updatedAt)), ` attempt ${job.attempt} running`));
+  else if (job.status === 'waiting') items.push(h('li', {}, h('time', {}, fmtTime(job.updatedAt)), ` attempt ${job.attempt} waiting for approval`));
   else if (!['queued'].includes(job.status)) items.push(h('li', { class: job.status === 'completed' ? 'good' : 'bad' }, h('time', {}, fmtTime(job.updatedAt)), ` ${job.status} after attempt ${job.attempt}`));
   return h('ol', { class: 'timeline' }, items);
 }
@@ -581,7 +685,7 @@ function transcript(steps, job, truncated) {
 function contextStep(ctx, i) {
   const msgs = ctx.messages || [];
   return h('li', { class: 'step context' },
-    h('details', {},
+    h('details', { 'data-key': 'context-' + i },
       h('summary', {}, h('strong', {}, 'Context'), ` · system prompt and ${msgs.length} message${msgs.length === 1 ? '' : 's'} (step ${i})`),
       ctx.system ? h('div', { class: 'bubble system' }, ctx.system) : null,
       msgs.map((m) => h('div', { class: 'bubble ' + (m.role || '') }, h('div', { class: 'who' }, m.role || ''), m.content || m.text || pretty(m)))));
@@ -766,6 +870,7 @@ function route() {
   if (parts[0] === 'jobs') [name, arg] = parts[1] ? ['job', parts[1]] : ['jobs'];
   else if (parts[0] === 'agents') [name, arg] = parts[1] ? ['agent', parts[1]] : ['agents'];
   else if (parts[0] === 'conversations' && parts[1]) [name, arg] = ['conversation', parts[1]];
+  else if (parts[0] === 'approvals') name = 'approvals';
   for (const a of document.querySelectorAll('[data-nav]')) {
     const on = a.dataset.nav === name || (a.dataset.nav === 'jobs' && name === 'job') || (a.dataset.nav === 'agents' && name === 'agent');
     if (on) a.setAttribute('aria-current', 'page');
