@@ -70,6 +70,17 @@ fn completion(message: Value, finish: &str) -> ResponseTemplate {
     }))
 }
 
+/// An answer calling `remember` with `args`.
+fn remember_call(args: &Value) -> ResponseTemplate {
+    completion(
+        json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "remember", "arguments": args.to_string()}
+        }]}),
+        "tool_calls",
+    )
+}
+
 /// The scripted model: asks for `remember` first; once a tool result is in
 /// the conversation, answers in text.
 async fn scripted_model() -> MockServer {
@@ -88,13 +99,7 @@ async fn scripted_model() -> MockServer {
                 )
             } else {
                 let args = json!({"type": "fact", "content": FAVOURITE, "importance": 7});
-                completion(
-                    json!({"role": "assistant", "content": null, "tool_calls": [{
-                        "id": "call_1", "type": "function",
-                        "function": {"name": "remember", "arguments": args.to_string()}
-                    }]}),
-                    "tool_calls",
-                )
+                remember_call(&args)
             }
         })
         .mount(&server)
@@ -744,13 +749,7 @@ async fn approvals_model() -> MockServer {
             } else {
                 let args =
                     json!({"type": "fact", "content": format!("The code word is {word}."), "importance": 5});
-                completion(
-                    json!({"role": "assistant", "content": null, "tool_calls": [{
-                        "id": "call_1", "type": "function",
-                        "function": {"name": "remember", "arguments": args.to_string()}
-                    }]}),
-                    "tool_calls",
-                )
+                remember_call(&args)
             }
         })
         .mount(&server)
