@@ -5,21 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::cli::{command, ok_json};
-
-fn troupe(config: &Path, args: &[&str]) -> Output {
-    command()
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run troupe")
-}
+use common::cli::{command, ok_json, start_daemon, stop_daemon, troupe};
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
@@ -45,35 +36,6 @@ model = "offline"
     )
     .unwrap();
     (data, config)
-}
-
-fn start_daemon(config: &Path, data: &Path) -> Child {
-    let child = command()
-        .args(["run", "--http", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join("daemon.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the daemon never announced its address"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
-
-fn stop(mut child: Child) {
-    let kill = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
 }
 
 fn wait_status(config: &Path, id: &str, status: &str) -> Value {
@@ -162,7 +124,7 @@ fn the_cli_drives_a_running_daemon_and_pause_survives_a_restart() {
     assert_eq!(echo["paused"], true);
 
     // The pause is durable: it holds across a restart.
-    stop(daemon);
+    stop_daemon(daemon);
     assert!(!data.join("daemon.json").exists(), "removed at shutdown");
     let daemon = start_daemon(&config, &data);
     let other = ok_json(troupe(&config, &["enqueue", "sleep", "--json"]))["job"]["id"]
@@ -176,7 +138,7 @@ fn the_cli_drives_a_running_daemon_and_pause_survives_a_restart() {
     );
     ok_json(troupe(&config, &["resume", "--worker", "echo", "--json"]));
     wait_status(&config, &held, "completed");
-    stop(daemon);
+    stop_daemon(daemon);
 
     // Offline, the same commands read the store directly again.
     let jobs = ok_json(troupe(&config, &["jobs", "--json"]));
@@ -286,13 +248,13 @@ fn the_daemon_keeps_a_token_that_the_cli_reads() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("http.token"), "{err}");
     assert!(err.contains("TROUPE_HTTP_TOKEN"), "{err}");
-    stop(daemon);
+    stop_daemon(daemon);
 
     // Kept across restarts, and never logged.
     let daemon = start_daemon_with(&config, &data, &log, &[]);
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
     ok_json(troupe(&config, &["status", "--json"]));
-    stop(daemon);
+    stop_daemon(daemon);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         !logged.contains(&token),
@@ -311,7 +273,7 @@ fn the_daemon_keeps_a_token_that_the_cli_reads() {
         .output()
         .unwrap();
     ok_json(out);
-    stop(daemon);
+    stop_daemon(daemon);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         !logged.contains(env[0].1),

@@ -6,21 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::Value;
 
-use common::cli::{command, stderr, stdout};
-
-fn troupe(config: &Path, args: &[&str]) -> Output {
-    command()
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run troupe")
-}
+use common::cli::{start_daemon, stderr, stdout, stop_daemon, troupe};
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
@@ -46,35 +36,6 @@ model = "offline"
     )
     .unwrap();
     (data, config)
-}
-
-fn start_daemon(config: &Path, data: &Path) -> Child {
-    let child = command()
-        .args(["run", "--http", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !data.join("daemon.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the daemon never announced its address"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
-
-fn stop(mut child: Child) {
-    let kill = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
 }
 
 /// The JSON lines of a `--follow --json` run that succeeded.
@@ -172,5 +133,5 @@ fn task_and_job_follow_go_through_a_running_daemon() {
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("no job"), "{}", stderr(&unknown));
 
-    stop(daemon);
+    stop_daemon(daemon);
 }
