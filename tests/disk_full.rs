@@ -221,7 +221,15 @@ enum Posted {
 /// Enqueues an `echo` job with `pad` bytes of args; fails the test when the
 /// daemon does not answer within [`HUNG`].
 async fn post_job(client: &reqwest::Client, url: &str, pad: usize) -> Posted {
-    let body = json!({"workerName": "echo", "args": {"pad": "x".repeat(pad)}});
+    // Due in an hour, so the engine runs none of them: the only writes that
+    // can meet the full disk are these requests' own. An `echo` job
+    // completing first would fail the store and stop the daemon before any
+    // request was refused, and the refusal is what these tests are about.
+    let body = json!({
+        "workerName": "echo",
+        "args": {"pad": "x".repeat(pad)},
+        "delayMs": 3_600_000,
+    });
     let sent = client
         .post(format!("{url}/v1/jobs"))
         .json(&body)
@@ -402,7 +410,8 @@ async fn stuck_writes_neither_hang_requests_nor_keep_the_daemon_from_stopping() 
     }
     assert!(
         answered > 0,
-        "a refusal is answered (503) before the daemon goes"
+        "a refusal is answered (503) before the daemon goes:\n{}",
+        daemon.log()
     );
     let time_to_fail = full_at.elapsed();
     std::fs::remove_file(&filled).unwrap();
