@@ -15,7 +15,15 @@
 //! `--arms none,followed,silent` picks the runs of each round, in order
 //! (`silent`: no followers and event emission turned off in the runtime,
 //! for what emitting costs); `--rounds N` how many rounds (default 3, 1
-//! with `--quick`).
+//! with `--quick`); `--waves N` how many times `IN_FLIGHT` tasks a run
+//! has (default 8, 3 with `--quick`).
+//!
+//! Each run reports two throughputs. *Steady*, the target's measure, is
+//! from the 1,000th completion to the 1,000th before the last, while
+//! 1,000 tasks are in flight all along. *Whole run* adds the bulk enqueue
+//! of every task, the ramp (the 200 followers' first requests land on it
+//! at once), and the tail, so it is lower and noisier for a fixed cost
+//! that does not grow with the run.
 
 use std::error::Error;
 use std::io::Write;
@@ -121,12 +129,22 @@ fn serve(delay_ms: u64) -> Result<(), BoxError> {
 
 /// The followers, in a child: job ids on stdin, one per line; `FOLLOWERS`
 /// of them each take the next id and read its events to the end. Prints
-/// how many tasks and events were followed.
+/// how many tasks, events and chunks were followed.
+///
+/// Each follower is a minimal HTTP/1.1 client on one keep-alive
+/// connection (as the model server is a minimal responder): it shares the
+/// runtime's two cores, so what it spends is taken from the runtime, and a
+/// real follower runs elsewhere. It still reads every byte: the chunked
+/// body to its last chunk, each event counted, the `completed` one seen.
 fn follow(base: String, token: String) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let addr = base
+        .strip_prefix("http://")
+        .ok_or("--follow BASE: http://HOST:PORT")?
+        .to_string();
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
@@ -137,46 +155,117 @@ fn follow(base: String, token: String) -> Result<(), BoxError> {
             }
         });
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let client = reqwest::Client::new();
         let mut followers = Vec::new();
         for _ in 0..FOLLOWERS {
-            let (rx, client, base, token) =
-                (rx.clone(), client.clone(), base.clone(), token.clone());
+            let (rx, addr, token) = (rx.clone(), addr.clone(), token.clone());
             followers.push(tokio::spawn(async move {
-                let (mut tasks, mut events) = (0u64, 0u64);
+                let mut conn = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.set_nodelay(true).map_err(|e| e.to_string())?;
+                let mut buf = Vec::with_capacity(8192);
+                let mut seen = Followed::default();
                 loop {
                     let Some(id) = rx.lock().await.recv().await else {
-                        return Ok::<_, String>((tasks, events));
+                        return Ok::<_, String>(seen);
                     };
-                    let mut resp = client
-                        .get(format!("{base}/v1/jobs/{id}/events"))
-                        .bearer_auth(&token)
-                        .send()
+                    let request = format!(
+                        "GET /v1/jobs/{id}/events HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\r\n"
+                    );
+                    tokio::io::AsyncWriteExt::write_all(&mut conn, request.as_bytes())
                         .await
                         .map_err(|e| e.to_string())?;
-                    let mut seen_end = false;
-                    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-                        let text = String::from_utf8_lossy(&chunk);
-                        events += text.matches("\nid: ").count() as u64
-                            + u64::from(text.starts_with("id: "));
-                        seen_end |= text.contains("event: completed");
-                    }
-                    if !seen_end {
-                        return Err(format!("the events of {id} ended without `completed`"));
-                    }
-                    tasks += 1;
+                    read_events(&mut conn, &mut buf, &mut seen)
+                        .await
+                        .map_err(|e| format!("following {id}: {e}"))?;
                 }
             }));
         }
-        let (mut tasks, mut events) = (0, 0);
+        let mut all = Followed::default();
         for f in followers {
-            let (t, e) = f.await??;
-            tasks += t;
-            events += e;
+            let seen = f.await??;
+            all.tasks += seen.tasks;
+            all.events += seen.events;
+            all.chunks += seen.chunks;
         }
-        println!("{tasks} {events}");
+        println!("{} {} {}", all.tasks, all.events, all.chunks);
         Ok(())
     })
+}
+
+/// What a follower read.
+#[derive(Default)]
+struct Followed {
+    tasks: u64,
+    events: u64,
+    chunks: u64,
+}
+
+/// Reads one response off `conn`: a 200 with a chunked body, to its last
+/// chunk; counts its events and chunks, and the task once `completed` was
+/// among them. `buf` keeps what was read past the response.
+async fn read_events(
+    conn: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    seen: &mut Followed,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    async fn more(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+        match conn.read_buf(buf).await {
+            Ok(0) => Err("the connection closed mid-response".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    fn find(buf: &[u8], what: &[u8]) -> Option<usize> {
+        buf.windows(what.len()).position(|w| w == what)
+    }
+    let head_end = loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            break end + 4;
+        }
+        more(conn, buf).await?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200") || !head.contains("transfer-encoding: chunked") {
+        return Err(format!("not a chunked 200: {head}"));
+    }
+    buf.drain(..head_end);
+    let mut completed = false;
+    loop {
+        // A chunk: its size in hex, CRLF, the data, CRLF.
+        let line_end = loop {
+            if let Some(end) = find(buf, b"\r\n") {
+                break end;
+            }
+            more(conn, buf).await?;
+        };
+        let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        let size = usize::from_str_radix(size_text.trim(), 16)
+            .map_err(|_| format!("a bad chunk size: {size_text:?}"))?;
+        while buf.len() < line_end + 2 + size + 2 {
+            more(conn, buf).await?;
+        }
+        let data = &buf[line_end + 2..line_end + 2 + size];
+        if size == 0 {
+            buf.drain(..line_end + 4);
+            break;
+        }
+        seen.chunks += 1;
+        seen.events += find_all(data, b"\nid: ") + u64::from(data.starts_with(b"id: "));
+        completed |= find(data, b"event: completed").is_some();
+        buf.drain(..line_end + 2 + size + 2);
+    }
+    if !completed {
+        return Err("the events ended without `completed`".into());
+    }
+    seen.tasks += 1;
+    Ok(())
+}
+
+/// How many times `what` is in `data`.
+fn find_all(data: &[u8], what: &[u8]) -> u64 {
+    data.windows(what.len()).filter(|w| *w == what).count() as u64
 }
 
 /// A tool that does nothing.
@@ -224,9 +313,24 @@ fn config(uri: &str, dir: &std::path::Path) -> TroupeConfig {
     config
 }
 
-/// One run of `n` tasks; with followers when `followed`. Its throughput
-/// (tasks/s) and the runtime's CPU per task.
-async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), BoxError> {
+/// What one run measured.
+struct Measured {
+    /// Tasks per second over the whole run: the bulk enqueue, the ramp to
+    /// `IN_FLIGHT` running, the steady state and the tail.
+    whole: f64,
+    /// Tasks per second in the steady state: from the `IN_FLIGHT`th
+    /// completion to the `n - IN_FLIGHT`th, when `IN_FLIGHT` tasks are in
+    /// flight all along (the start's burst of enqueue and connections, and
+    /// the tail of the last tasks, left out).
+    steady: f64,
+    /// The runtime's CPU per task over the whole run.
+    cpu: Duration,
+    /// The runtime's CPU per task in the steady window.
+    steady_cpu: Duration,
+}
+
+/// One run of `n` tasks; with followers when `followed`.
+async fn run(uri: &str, n: usize, followed: bool) -> Result<Measured, BoxError> {
     let dir = tempfile::tempdir()?;
     let engine = EngineConfig {
         claim_batch: 1024,
@@ -279,9 +383,18 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), Box
         progress("ids sent");
     }
     let mut last_report = Instant::now();
+    // (when, completed, CPU) at the window's two ends.
+    let (lo, hi) = (IN_FLIGHT, n - IN_FLIGHT);
+    let mut window: [Option<(Instant, usize, Duration)>; 2] = [None, None];
     loop {
         let counts = troupe.engine().counts().await?;
-        if counts.status(JobStatus::Completed) as usize >= n {
+        let completed = counts.status(JobStatus::Completed) as usize;
+        for (end, at) in window.iter_mut().zip([lo, hi]) {
+            if end.is_none() && completed >= at {
+                *end = Some((Instant::now(), completed, cpu_time()));
+            }
+        }
+        if completed >= n {
             break;
         }
         if std::env::var_os("BENCH_PROGRESS").is_some() && last_report.elapsed().as_secs() >= 2 {
@@ -301,6 +414,12 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), Box
     }
     let wall = t0.elapsed();
     let cpu = (cpu_time() - cpu0) / n as u32;
+    let [Some((t_lo, c_lo, cpu_lo)), Some((t_hi, c_hi, cpu_hi))] = window else {
+        return Err("the steady window was never reached".into());
+    };
+    let steady_tasks = c_hi.saturating_sub(c_lo).max(1);
+    let steady = steady_tasks as f64 / (t_hi - t_lo).as_secs_f64();
+    let steady_cpu = (cpu_hi - cpu_lo) / steady_tasks as u32;
     if let Some(child) = followers {
         // Waited for from a thread: this one runs the runtime the
         // followers are still reading from.
@@ -311,16 +430,26 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<(f64, Duration), Box
         if !out.status.success() || said.split_whitespace().next() != Some(&n.to_string()) {
             return Err(format!("the followers did not follow every task: {said}").into());
         }
-        let events: u64 = said
-            .split_whitespace()
-            .nth(1)
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0);
-        println!("    followed {n} tasks over SSE, {events} events");
+        let figure = |i: usize| -> u64 {
+            said.split_whitespace()
+                .nth(i)
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0)
+        };
+        println!(
+            "    followed {n} tasks over SSE, {} events in {} chunks",
+            figure(1),
+            figure(2)
+        );
     }
     server.stop().await;
     troupe.shutdown().await?;
-    Ok((n as f64 / wall.as_secs_f64(), cpu))
+    Ok(Measured {
+        whole: n as f64 / wall.as_secs_f64(),
+        steady,
+        cpu,
+        steady_cpu,
+    })
 }
 
 fn progress(what: &str) {
@@ -346,7 +475,7 @@ fn main() -> Result<(), BoxError> {
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let (rounds, repeats) = if quick { (2, 1) } else { (4, 3) };
+    let (waves, repeats) = if quick { (3, 1) } else { (8, 3) };
     let arms: Vec<Arm> = match args.iter().position(|a| a == "--arms") {
         Some(i) => args
             .get(i + 1)
@@ -357,24 +486,25 @@ fn main() -> Result<(), BoxError> {
         None if args.iter().any(|a| a == "--followed-first") => vec![Arm::Followed, Arm::None],
         None => vec![Arm::None, Arm::Followed],
     };
-    let repeats = match args.iter().position(|a| a == "--rounds") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|r| r.parse().ok())
-            .ok_or("--rounds N")?,
-        None => repeats,
-    };
-    let n = IN_FLIGHT * rounds;
+    let repeats = number_after(&args, "--rounds")?.unwrap_or(repeats);
+    let waves = number_after(&args, "--waves")?.unwrap_or(waves);
+    if waves < 3 {
+        return Err(
+            "--waves N: at least 3 (the steady window is all but the first and the last)".into(),
+        );
+    }
+    let n = IN_FLIGHT * waves;
     troupe_actors::run_system(async move {
         let model = ChildServer::start(&["--serve", "200"])?;
         println!(
-            "{n} tasks (two model calls, one tool call each) at {IN_FLIGHT} in flight, model answering in 200 ms (ideal {:.0} tasks/s):",
-            IN_FLIGHT as f64 / 0.4
+            "{n} tasks (two model calls, one tool call each) at {IN_FLIGHT} in flight, model answering in 200 ms (ideal {:.0} tasks/s); steady: completions {IN_FLIGHT} to {}:",
+            IN_FLIGHT as f64 / 0.4,
+            n - IN_FLIGHT
         );
-        let mut figures: Vec<(Arm, Vec<f64>, Vec<f64>)> =
-            arms.iter().map(|&a| (a, Vec::new(), Vec::new())).collect();
+        let mut figures: Vec<(Arm, Vec<Measured>)> =
+            arms.iter().map(|&a| (a, Vec::new())).collect();
         for _ in 0..repeats {
-            for (arm, rates, cpus) in figures.iter_mut() {
+            for (arm, runs) in figures.iter_mut() {
                 // Read when the runtime starts (its event hub): the
                 // benchmark's switch for measuring what emitting costs.
                 if *arm == Arm::Silent {
@@ -382,39 +512,78 @@ fn main() -> Result<(), BoxError> {
                 } else {
                     std::env::remove_var(NO_EVENTS);
                 }
-                let (rate, cpu) = run(&model.uri, n, *arm == Arm::Followed).await?;
+                let m = run(&model.uri, n, *arm == Arm::Followed).await?;
                 std::env::remove_var(NO_EVENTS);
-                let us = cpu.as_secs_f64() * 1e6;
                 println!(
-                    "  {}: {rate:.0} tasks/s, {us:.0} us CPU per task (the runtime's process)",
-                    arm.label()
+                    "  {}: steady {:.0} tasks/s, {:.0} us CPU per task; whole run {:.0} tasks/s, {:.0} us (the runtime's process)",
+                    arm.label(),
+                    m.steady,
+                    us(m.steady_cpu),
+                    m.whole,
+                    us(m.cpu),
                 );
-                rates.push(rate);
-                cpus.push(us);
+                runs.push(m);
             }
         }
-        let base = figures
-            .iter()
-            .find(|f| f.0 == Arm::None)
-            .map(|f| median(f.1.clone()));
-        for (arm, rates, cpus) in &figures {
-            let (lo, hi) = range(rates);
-            let (clo, chi) = range(cpus);
-            let m = median(rates.clone());
-            let vs = match base {
+        let column = |runs: &[Measured], f: fn(&Measured) -> f64| -> Vec<f64> {
+            runs.iter().map(f).collect()
+        };
+        let base = figures.iter().find(|f| f.0 == Arm::None).map(|f| {
+            (
+                median(column(&f.1, |m| m.steady)),
+                median(column(&f.1, |m| m.whole)),
+            )
+        });
+        for (arm, runs) in &figures {
+            let vs = |m: f64, b: Option<f64>| match b {
                 Some(b) if *arm != Arm::None => {
                     format!(" ({:+.1}% vs no followers)", 100.0 * (m - b) / b)
                 }
                 _ => String::new(),
             };
-            println!(
-                "{}: median {m:.0} tasks/s{vs}, range {lo:.0}-{hi:.0}; CPU per task median {:.0} us, range {clo:.0}-{chi:.0}",
-                arm.label(),
-                median(cpus.clone()),
-            );
+            for (what, rates, cpus, b) in [
+                (
+                    "steady",
+                    column(runs, |m| m.steady),
+                    column(runs, |m| us(m.steady_cpu)),
+                    base.map(|b| b.0),
+                ),
+                (
+                    "whole ",
+                    column(runs, |m| m.whole),
+                    column(runs, |m| us(m.cpu)),
+                    base.map(|b| b.1),
+                ),
+            ] {
+                let (lo, hi) = range(&rates);
+                let (clo, chi) = range(&cpus);
+                let m = median(rates);
+                println!(
+                    "{} {what}: median {m:.0} tasks/s{}, range {lo:.0}-{hi:.0}; CPU per task median {:.0} us, range {clo:.0}-{chi:.0}",
+                    arm.label(),
+                    vs(m, b),
+                    median(cpus),
+                );
+            }
         }
         Ok(())
     })
+}
+
+/// The number after `flag` in `args`, if the flag is there.
+fn number_after(args: &[String], flag: &str) -> Result<Option<usize>, BoxError> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => Ok(Some(
+            args.get(i + 1)
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| format!("{flag} N"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 /// The environment variable that turns event emission off in the runtime
