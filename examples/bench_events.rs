@@ -18,6 +18,9 @@
 //! with `--quick`); `--waves N` how many times `IN_FLIGHT` tasks a run
 //! has (default 8, 3 with `--quick`).
 //!
+//! `BENCH_HTTP_WORKERS=N` sets the control API's worker threads (default:
+//! `HttpConfig`'s).
+//!
 //! Each run reports two throughputs. *Steady*, the target's measure, is
 //! from the 1,000th completion to the 1,000th before the last, while
 //! 1,000 tasks are in flight all along. *Whole run* adds the bulk enqueue
@@ -341,10 +344,16 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<Measured, BoxError> 
         .engine_config(engine)
         .start()
         .await?;
-    let http = HttpConfig {
+    let mut http = HttpConfig {
         addr: "127.0.0.1:0".into(),
         ..HttpConfig::default()
     };
+    if let Some(workers) = std::env::var("BENCH_HTTP_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+    {
+        http.workers = workers;
+    }
     let token = http.token.secret().to_string();
     let server = ControlServer::start(troupe.clone(), http)?;
     let base = format!("http://{}", server.local_addr());
