@@ -348,11 +348,14 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<Measured, BoxError> 
         addr: "127.0.0.1:0".into(),
         ..HttpConfig::default()
     };
-    if let Some(workers) = std::env::var("BENCH_HTTP_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-    {
-        http.workers = workers;
+    if let Ok(workers) = std::env::var("BENCH_HTTP_WORKERS") {
+        http.workers = workers
+            .parse()
+            .ok()
+            .filter(|&w: &usize| w > 0)
+            .ok_or_else(|| {
+                format!("BENCH_HTTP_WORKERS={workers:?}: a number of threads, 1 or more")
+            })?;
     }
     let token = http.token.secret().to_string();
     let server = ControlServer::start(troupe.clone(), http)?;

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use common::sse::Follower;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -102,74 +104,6 @@ async fn serving(data: &Path, child: &Child, log: &Path) -> String {
     .await
 }
 
-/// A follower over HTTP: reads frames off one SSE response as they come.
-struct Follower {
-    response: reqwest::Response,
-    buf: String,
-}
-
-impl Follower {
-    async fn open(base: &str, job: &str, last: Option<u64>) -> Follower {
-        let mut req = reqwest::Client::new()
-            .get(format!("{base}/v1/jobs/{job}/events"))
-            .bearer_auth(TOKEN);
-        if let Some(last) = last {
-            req = req.header("Last-Event-ID", last.to_string());
-        }
-        let response = req.send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        Follower {
-            response,
-            buf: String::new(),
-        }
-    }
-
-    /// The next event (its `id:` checked against its `seq`); `None` when
-    /// the response ended.
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let frame: String = self.buf.drain(..end + 2).collect();
-                if frame.starts_with(':') {
-                    continue;
-                }
-                let id = frame
-                    .lines()
-                    .find_map(|l| l.strip_prefix("id: "))
-                    .map(|v| v.parse::<u64>().unwrap());
-                let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
-                let data: Value = serde_json::from_str(data.unwrap()).unwrap();
-                assert_eq!(Some(data["seq"].as_u64().unwrap()), id, "{frame}");
-                return Some(data);
-            }
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
-                Ok(None) | Err(_) => return None,
-            }
-        }
-    }
-
-    async fn until(&mut self, kind: &str) -> Vec<Value> {
-        let mut seen = Vec::new();
-        loop {
-            let event = self.next().await.expect("the stream ended early");
-            let done = event["type"] == kind;
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-    }
-
-    async fn rest(&mut self) -> Vec<Value> {
-        let mut seen = Vec::new();
-        while let Some(e) = self.next().await {
-            seen.push(e);
-        }
-        seen
-    }
-}
-
 fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
@@ -233,7 +167,7 @@ model = "gpt-test"
 
     // Followed live up to the tool's result; then the second model call,
     // held by the model server, is under way when the daemon is killed.
-    let mut follower = Follower::open(&base, &job, None).await;
+    let mut follower = Follower::open(&base, TOKEN, &job, None).await;
     let before = follower.until("toolResult").await;
     assert_eq!(
         types(&before),
@@ -254,7 +188,10 @@ model = "gpt-test"
     // numbered after everything the first process numbered.
     let mut second = daemon(&config, &log);
     let base = serving(&data, &second, &log).await;
-    let resumed = Follower::open(&base, &job, Some(last)).await.rest().await;
+    let resumed = Follower::open(&base, TOKEN, &job, Some(last))
+        .await
+        .rest()
+        .await;
     assert_eq!(
         types(&resumed),
         ["attemptStarted", "modelCall", "text", "completed"],
@@ -269,10 +206,10 @@ model = "gpt-test"
     );
     // All of the new process's events: a follower from the start of its
     // log gets the same.
-    let all_here = Follower::open(&base, &job, None).await.rest().await;
+    let all_here = Follower::open(&base, TOKEN, &job, None).await.rest().await;
     assert_eq!(all_here, resumed);
     // Resumed from the middle of the new process's events: the rest, once.
-    let tail = Follower::open(&base, &job, Some(seqs(&resumed)[1]))
+    let tail = Follower::open(&base, TOKEN, &job, Some(seqs(&resumed)[1]))
         .await
         .rest()
         .await;

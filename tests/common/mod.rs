@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod mcp;
 pub mod scripted;
+pub mod sse;
 
 use std::path::Path;
 
