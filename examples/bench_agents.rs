@@ -393,8 +393,8 @@ async fn troupe_tasks(
         let metrics = troupe.metrics().await;
         println!(
             "    mean attempt {:.1} ms, mean wait from ready to started {:.1} ms",
-            mean_ms(&metrics, "troupe_job_run_seconds"),
-            mean_ms(&metrics, "troupe_job_queue_wait_seconds")
+            support::mean_ms(&metrics, "troupe_job_run_seconds"),
+            support::mean_ms(&metrics, "troupe_job_queue_wait_seconds")
         );
         println!(
             "    written {:.1} KiB per task",
@@ -885,18 +885,4 @@ fn main() -> Result<(), BoxError> {
         }
     }
     load(&levels, durability_name)
-}
-
-/// The mean of the histogram `family` of the `bench` worker in the
-/// Prometheus text `metrics`, in milliseconds (0 when it has none).
-fn mean_ms(metrics: &str, family: &str) -> f64 {
-    let sample = |suffix: &str| {
-        let name = format!("{family}_{suffix}{{worker=\"bench\"}} ");
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name.as_str()))
-            .and_then(|value| value.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    1e3 * sample("sum") / sample("count").max(1.0)
 }

@@ -398,12 +398,14 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<Measured, BoxError> 
     // (when, completed, CPU) at the window's two ends.
     let (lo, hi) = (IN_FLIGHT, n - IN_FLIGHT);
     let mut window: [Option<(Instant, usize, Duration)>; 2] = [None, None];
+    let mut threads = [None, None];
     loop {
         let counts = troupe.engine().counts().await?;
         let completed = counts.status(JobStatus::Completed) as usize;
-        for (end, at) in window.iter_mut().zip([lo, hi]) {
+        for ((end, at), by_thread) in window.iter_mut().zip([lo, hi]).zip(threads.iter_mut()) {
             if end.is_none() && completed >= at {
                 *end = Some((Instant::now(), completed, cpu_time()));
+                *by_thread = Some(support::cpu_by_thread());
             }
         }
         if completed >= n {
@@ -432,6 +434,22 @@ async fn run(uri: &str, n: usize, followed: bool) -> Result<Measured, BoxError> 
     let steady_tasks = c_hi.saturating_sub(c_lo).max(1);
     let steady = steady_tasks as f64 / (t_hi - t_lo).as_secs_f64();
     let steady_cpu = (cpu_hi - cpu_lo) / steady_tasks as u32;
+    if let (true, [Some(t_lo), Some(t_hi)]) =
+        (std::env::var_os("BENCH_THREADS").is_some(), &threads)
+    {
+        for (name, per_task) in support::cpu_split(t_lo, t_hi, steady_tasks as u32) {
+            println!(
+                "    thread {name:<24} {:>8.1} us/task",
+                per_task.as_secs_f64() * 1e6
+            );
+        }
+        let metrics = troupe.metrics().await;
+        println!(
+            "    mean attempt {:.1} ms, mean wait from ready to started {:.1} ms (whole run)",
+            support::mean_ms(&metrics, "troupe_job_run_seconds"),
+            support::mean_ms(&metrics, "troupe_job_queue_wait_seconds")
+        );
+    }
     if let Some(child) = followers {
         // Waited for from a thread: this one runs the runtime the
         // followers are still reading from.

@@ -200,3 +200,17 @@ pub async fn until_stdin_closes() {
     })
     .await;
 }
+
+/// The mean of the histogram `family` of the `bench` worker in the
+/// Prometheus text `metrics`, in milliseconds (0 when it has none).
+pub fn mean_ms(metrics: &str, family: &str) -> f64 {
+    let sample = |suffix: &str| {
+        let name = format!("{family}_{suffix}{{worker=\"bench\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str()))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    1e3 * sample("sum") / sample("count").max(1.0)
+}

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::Notify;
 
+use super::bell::{Batch, Bell};
 use super::event::{seq, TaskEvent, TaskEventKind};
 use crate::job::{ApprovalId, ApprovalState, Job, JobId};
 
@@ -61,6 +61,8 @@ pub(crate) struct EventHub {
     closed: AtomicBool,
     /// Emitting is off (the benchmark's switch, [`NO_EVENTS`]).
     silent: bool,
+    /// Wakes followers once per tick, not at each event.
+    batch: Batch,
 }
 
 impl Default for EventHub {
@@ -71,6 +73,7 @@ impl Default for EventHub {
             ended: Mutex::default(),
             closed: AtomicBool::new(false),
             silent: std::env::var_os(NO_EVENTS).is_some(),
+            batch: Batch::default(),
         }
     }
 }
@@ -96,7 +99,8 @@ impl Logged {
 #[derive(Debug, Default)]
 struct JobLog {
     state: Mutex<LogState>,
-    wake: Notify,
+    /// What followers wait on.
+    bell: Arc<Bell>,
     /// Live subscriptions: emitters wake followers only when there are any.
     followers: AtomicUsize,
 }
@@ -135,9 +139,17 @@ pub(crate) fn decision_seq(job: &Job, id: &ApprovalId) -> u64 {
 impl JobLog {
     /// Appends one event, numbered `at` if given (else after the last; an
     /// `attemptStarted` at its attempt's first number), never at or below
-    /// the last one's; whether it ended the job. Events after the job's end
-    /// (a late attempt's) are dropped.
-    fn push(&self, job: JobId, at: Option<u64>, kind: TaskEventKind, cap: usize) -> bool {
+    /// the last one's, and has its followers woken at the next tick;
+    /// whether it ended the job. Events after the job's end (a late
+    /// attempt's) are dropped.
+    fn push(
+        &self,
+        job: JobId,
+        at: Option<u64>,
+        kind: TaskEventKind,
+        cap: usize,
+        batch: &Batch,
+    ) -> bool {
         let terminal = kind.is_terminal();
         {
             let mut state = lock(&self.state);
@@ -169,7 +181,7 @@ impl JobLog {
             state.ended = terminal;
         }
         if self.followers.load(Ordering::SeqCst) > 0 {
-            self.wake.notify_waiters();
+            batch.ring(&self.bell);
         }
         terminal
     }
@@ -211,7 +223,7 @@ impl EventHub {
             return;
         }
         let log = self.log(job);
-        if log.push(job, at, kind, self.config.per_job) {
+        if log.push(job, at, kind, self.config.per_job, &self.batch) {
             self.ended(job);
         }
     }
@@ -269,9 +281,10 @@ impl EventHub {
     /// logs hold, then their streams end.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.batch.stop();
         let logs: Vec<_> = lock(&self.jobs).values().cloned().collect();
         for log in logs {
-            log.wake.notify_waiters();
+            log.bell.ring_now();
         }
     }
 
@@ -302,7 +315,8 @@ impl Emitter {
         if self.hub.silent {
             return;
         }
-        if self.log.push(self.job, None, kind, self.hub.config.per_job) {
+        let (per_job, batch) = (self.hub.config.per_job, &self.hub.batch);
+        if self.log.push(self.job, None, kind, per_job, batch) {
             self.hub.ended(self.job);
         }
     }
@@ -367,7 +381,7 @@ impl Subscription {
     pub(crate) async fn next(&mut self) -> Option<Arc<Logged>> {
         loop {
             let log = self.log.clone();
-            let woken = log.wake.notified();
+            let woken = log.bell.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             match self.look() {
@@ -384,7 +398,8 @@ impl Subscription {
     /// before this process held its events).
     pub(crate) fn emit_end(&self, job: &Job, kind: TaskEventKind) {
         let at = Some(seq::end(job.attempt));
-        if self.log.push(self.job, at, kind, self.hub.config.per_job) {
+        let (per_job, batch) = (self.hub.config.per_job, &self.hub.batch);
+        if self.log.push(self.job, at, kind, per_job, batch) {
             self.hub.ended(self.job);
         }
     }

@@ -14,10 +14,12 @@
 //! the runtime (see ARCHITECTURE.md, "Live task events").
 //!
 //! Emitting costs a lock of the job's own log and a push: followers are
-//! woken only when there are any, so a job nobody follows pays for little
-//! more than the events it keeps. Each event's SSE frame is written once,
+//! woken only when there are any, and then in batches, once per tick
+//! (`bell`), so a job nobody follows pays for little more than the events
+//! it keeps, and a burst of events reaches a follower in one write. Each event's SSE frame is written once,
 //! by its first follower, and shared by the others.
 
+mod bell;
 mod event;
 mod hub;
 pub(crate) mod sse;

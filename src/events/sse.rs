@@ -109,23 +109,34 @@ impl SseReader {
 }
 
 /// The frame of one task event: `id: <seq>`, `event: <type>`, `data:
-/// <the event's JSON>` (one line: JSON strings escape their newlines).
+/// <the event's JSON>` (one line: JSON strings escape their newlines),
+/// written in one buffer.
 pub(crate) fn frame(event: &TaskEvent) -> String {
-    let data = serde_json::to_string(event).unwrap_or_else(|e| {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(256);
+    // Writing to a Vec fails only where serializing does.
+    let written = write!(
+        out,
+        "id: {}\nevent: {}\ndata: ",
+        event.seq,
+        event.kind.name()
+    )
+    .map_err(serde_json::Error::io)
+    .and_then(|()| serde_json::to_writer(&mut out, event));
+    if let Err(e) = written {
         // A TaskEvent always serializes (string keys, no floats that
         // could be NaN); kept total anyway.
-        format!(
-            "{{\"seq\":{},\"type\":\"error\",\"error\":{:?}}}",
+        return format!(
+            "id: {}\nevent: {}\ndata: {{\"seq\":{},\"type\":\"error\",\"error\":{:?}}}\n\n",
+            event.seq,
+            event.kind.name(),
             event.seq,
             e.to_string()
-        )
-    });
-    format!(
-        "id: {}\nevent: {}\ndata: {}\n\n",
-        event.seq,
-        event.kind.name(),
-        data
-    )
+        );
+    }
+    out.extend_from_slice(b"\n\n");
+    // serde_json and the format above write UTF-8 only.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

@@ -249,7 +249,11 @@ fn sse_body(
             tokio::select! {
                 next = b.frames.next() => {
                     let mut chunk = match next {
-                        Some(Ok(frame)) => String::from(&*frame),
+                        Some(Ok(frame)) => {
+                            let mut chunk = String::with_capacity(frame.len().max(1024));
+                            chunk.push_str(&frame);
+                            chunk
+                        }
                         Some(Err(e)) => {
                             ended(e);
                             return None;
