@@ -21,6 +21,10 @@
 //! `BENCH_HTTP_WORKERS=N` sets the control API's worker threads (default:
 //! `HttpConfig`'s).
 //!
+//! The last line pairs each round's runs: throughput with followers
+//! against the same round's without (the machine drifts over minutes; a
+//! ratio of neighbours cancels the drift a ratio of medians keeps).
+//!
 //! Each run reports two throughputs. *Steady*, the target's measure, is
 //! from the 1,000th completion to the 1,000th before the last, while
 //! 1,000 tasks are in flight all along. *Whole run* adds the bulk enqueue
@@ -593,6 +597,26 @@ fn main() -> Result<(), BoxError> {
                     arm.label(),
                     vs(m, b),
                     median(cpus),
+                );
+            }
+        }
+        // Each round's runs against that round's run without followers:
+        // the machine drifts over minutes, and a ratio of neighbours
+        // cancels what the ratio of medians keeps.
+        if let Some((_, none)) = figures.iter().find(|f| f.0 == Arm::None) {
+            for (arm, runs) in figures.iter().filter(|f| f.0 != Arm::None) {
+                let ratios: Vec<f64> = runs
+                    .iter()
+                    .zip(none)
+                    .map(|(m, b)| 100.0 * (m.steady - b.steady) / b.steady)
+                    .collect();
+                let (lo, hi) = range(&ratios);
+                let within = ratios.iter().filter(|r| **r >= -5.0).count();
+                println!(
+                    "{} steady, paired by round: median {:+.1}%, range {lo:+.1}% to {hi:+.1}%, {within} of {} rounds within 5%",
+                    arm.label(),
+                    median(ratios.clone()),
+                    ratios.len()
                 );
             }
         }

@@ -219,6 +219,48 @@ fn a_task_is_followed_over_sse_from_start_to_end_and_resumed_without_loss_or_rep
 }
 
 #[test]
+fn a_follower_of_a_task_not_started_yet_gets_its_answer_head_without_waiting_for_it() {
+    // The head waits for the first event (to go out with it), but only
+    // briefly: a task due in an hour must not hold its follower's answer.
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let server = model().await;
+        let gate = Gate(Arc::new(Semaphore::new(0)));
+        let troupe = runtime(dir.path(), config(&server), &gate).await;
+        let (http, base, token) = serve(&troupe).await;
+        let later = troupe::job::EnqueueOptions {
+            delay: Some(std::time::Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        let job = troupe
+            .engine()
+            .enqueue(
+                "sarah",
+                json!({"prompt": "Open the gate in an hour"}),
+                Default::default(),
+                later,
+            )
+            .await
+            .unwrap()
+            .job()
+            .id;
+        let id = job.to_string();
+        let opened = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            Follower::open(&base, &token, &id, None),
+        )
+        .await;
+        let mut follower = opened.expect("the answer's head came before the task started");
+        // Still live: the task's end arrives on the same stream.
+        troupe.engine().cancel_job(job).await.unwrap();
+        let events = follower.rest().await;
+        assert_eq!(types(&events), ["cancelled"], "{events:#?}");
+        http.stop().await;
+        troupe.shutdown().await.unwrap();
+    });
+}
+
+#[test]
 fn the_events_route_takes_the_same_auth_and_names_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {

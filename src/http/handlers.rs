@@ -184,7 +184,8 @@ pub(crate) async fn status(state: web::Data<ApiState>, req: HttpRequest) -> Answ
 /// A job's events as Server-Sent Events: those after `Last-Event-ID` (the
 /// `seq` last seen, which grows across restarts too; none: from the
 /// first), then live ones, one frame each (`id:` the seq, `event:` the
-/// type, `data:` the JSON; the frames ready together in one chunk); a keep-alive
+/// type, `data:` the JSON; the frames ready together in one chunk; the
+/// head with the first of them, or after [`FIRST_FRAME_WITHIN`]); a keep-alive
 /// comment every [`KEEP_ALIVE_EVERY`] of silence; the response ends after
 /// the terminal event.
 pub(crate) async fn events(
@@ -203,13 +204,29 @@ pub(crate) async fn events(
         })
         .transpose()?;
     let after = parse_last_event_id(last)?;
-    let stream = state.control.event_frames(id, after).await?;
+    let mut stream = state.control.event_frames(id, after).await?;
+    // The head goes out with the first event, not alone before it: a
+    // follower of a task that has not started yet would otherwise cost a
+    // write (and its reader a wake-up) more. Not for longer than
+    // `FIRST_FRAME_WITHIN`, so a client still sees at once that it is
+    // connected.
+    use futures::StreamExt;
+    match tokio::time::timeout(FIRST_FRAME_WITHIN, stream.next()).await {
+        Ok(Some(first)) => stream = Box::pin(futures::stream::iter([first]).chain(stream)),
+        // Ended already (resumed after the end): not to be polled again.
+        Ok(None) => stream = Box::pin(futures::stream::empty()),
+        Err(_) => {}
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(sse_body(stream, KEEP_ALIVE_EVERY)))
 }
+
+/// How long the answer to a follower waits for the job's first event
+/// before its head goes out without one.
+pub(crate) const FIRST_FRAME_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a follower's connection may be silent before a keep-alive
 /// comment.
