@@ -84,13 +84,8 @@ impl Batch {
         if bell.due.swap(true, Ordering::AcqRel) {
             return;
         }
-        if !*self.thread.get_or_init(|| self.start()) {
-            bell.due.store(false, Ordering::Release);
-            bell.ring_now();
-            return;
-        }
         let mut state = lock(&self.shared.state);
-        if state.stopped {
+        if state.stopped || !*self.thread.get_or_init(|| self.start()) {
             drop(state);
             bell.due.store(false, Ordering::Release);
             bell.ring_now();

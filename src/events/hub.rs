@@ -139,17 +139,9 @@ pub(crate) fn decision_seq(job: &Job, id: &ApprovalId) -> u64 {
 impl JobLog {
     /// Appends one event, numbered `at` if given (else after the last; an
     /// `attemptStarted` at its attempt's first number), never at or below
-    /// the last one's, and has its followers woken at the next tick;
-    /// whether it ended the job. Events after the job's end (a late
-    /// attempt's) are dropped.
-    fn push(
-        &self,
-        job: JobId,
-        at: Option<u64>,
-        kind: TaskEventKind,
-        cap: usize,
-        batch: &Batch,
-    ) -> bool {
+    /// the last one's; whether it ended the job. Events after the job's
+    /// end (a late attempt's) are dropped.
+    fn push(&self, job: JobId, at: Option<u64>, kind: TaskEventKind, cap: usize) -> bool {
         let terminal = kind.is_terminal();
         {
             let mut state = lock(&self.state);
@@ -179,9 +171,6 @@ impl JobLog {
                 state.events.pop_front();
             }
             state.ended = terminal;
-        }
-        if self.followers.load(Ordering::SeqCst) > 0 {
-            batch.ring(&self.bell);
         }
         terminal
     }
@@ -222,8 +211,17 @@ impl EventHub {
         if self.silent {
             return;
         }
-        let log = self.log(job);
-        if log.push(job, at, kind, self.config.per_job, &self.batch) {
+        self.append(&self.log(job), job, at, kind);
+    }
+
+    /// Appends an event to `log` (see [`JobLog::push`]), has its
+    /// followers, if any, woken at the next tick, and notes the job's end.
+    fn append(&self, log: &JobLog, job: JobId, at: Option<u64>, kind: TaskEventKind) {
+        let ended = log.push(job, at, kind, self.config.per_job);
+        if log.followers.load(Ordering::SeqCst) > 0 {
+            self.batch.ring(&log.bell);
+        }
+        if ended {
             self.ended(job);
         }
     }
@@ -315,10 +313,7 @@ impl Emitter {
         if self.hub.silent {
             return;
         }
-        let (per_job, batch) = (self.hub.config.per_job, &self.hub.batch);
-        if self.log.push(self.job, None, kind, per_job, batch) {
-            self.hub.ended(self.job);
-        }
+        self.hub.append(&self.log, self.job, None, kind);
     }
 }
 
@@ -398,10 +393,7 @@ impl Subscription {
     /// before this process held its events).
     pub(crate) fn emit_end(&self, job: &Job, kind: TaskEventKind) {
         let at = Some(seq::end(job.attempt));
-        let (per_job, batch) = (self.hub.config.per_job, &self.hub.batch);
-        if self.log.push(self.job, at, kind, per_job, batch) {
-            self.hub.ended(self.job);
-        }
+        self.hub.append(&self.log, self.job, at, kind);
     }
 }
 

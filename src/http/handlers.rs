@@ -204,19 +204,20 @@ pub(crate) async fn events(
         })
         .transpose()?;
     let after = parse_last_event_id(last)?;
-    let mut stream = state.control.event_frames(id, after).await?;
+    use futures::StreamExt;
+    // Fused, so that one which ended at once (resumed after the end)
+    // is not polled again.
+    let mut frames = state.control.event_frames(id, after).await?.fuse();
     // The head goes out with the first event, not alone before it: a
     // follower of a task that has not started yet would otherwise cost a
     // write (and its reader a wake-up) more. Not for longer than
     // `FIRST_FRAME_WITHIN`, so a client still sees at once that it is
     // connected.
-    use futures::StreamExt;
-    match tokio::time::timeout(FIRST_FRAME_WITHIN, stream.next()).await {
-        Ok(Some(first)) => stream = Box::pin(futures::stream::iter([first]).chain(stream)),
-        // Ended already (resumed after the end): not to be polled again.
-        Ok(None) => stream = Box::pin(futures::stream::empty()),
-        Err(_) => {}
-    }
+    let first = tokio::time::timeout(FIRST_FRAME_WITHIN, frames.next())
+        .await
+        .ok()
+        .flatten();
+    let stream: FramesStream = Box::pin(futures::stream::iter(first).chain(frames));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
