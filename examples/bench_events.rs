@@ -12,9 +12,11 @@
 //! machine's cores with it all the same. Runs alternate (none, followed,
 //! none, followed, …) and the medians are compared.
 //!
-//! `--arms none,followed,silent` picks the runs of each round, in order
-//! (`silent`: no followers and event emission turned off in the runtime,
-//! for what emitting costs); `--rounds N` how many rounds (default 3, 1
+//! `--arms none,followed,silent,again` picks the runs of each round, in
+//! order (`silent`: no followers and event emission turned off in the
+//! runtime, for what emitting costs; `again`: a second run without
+//! followers, whose pairing with the first is the estimator's own noise
+//! on this machine: how far apart two identical runs land); `--rounds N` how many rounds (default 3, 1
 //! with `--quick`); `--waves N` how many times `IN_FLIGHT` tasks a run
 //! has (default 8, 3 with `--quick`).
 //!
@@ -513,7 +515,7 @@ fn main() -> Result<(), BoxError> {
     let arms: Vec<Arm> = match args.iter().position(|a| a == "--arms") {
         Some(i) => args
             .get(i + 1)
-            .ok_or("--arms none,followed,silent")?
+            .ok_or("--arms none,followed,silent,again")?
             .split(',')
             .map(Arm::parse)
             .collect::<Result<_, _>>()?,
@@ -653,6 +655,9 @@ enum Arm {
     Followed,
     /// No one follows, and no event is emitted at all.
     Silent,
+    /// No one follows, as in `None`: paired with it, the noise of the
+    /// paired estimator (what "within 5%" can be told apart from).
+    Again,
 }
 
 impl Arm {
@@ -661,7 +666,8 @@ impl Arm {
             "none" => Ok(Arm::None),
             "followed" => Ok(Arm::Followed),
             "silent" => Ok(Arm::Silent),
-            _ => Err(format!("unknown arm `{s}` (none, followed, silent)")),
+            "again" => Ok(Arm::Again),
+            _ => Err(format!("unknown arm `{s}` (none, followed, silent, again)")),
         }
     }
 
@@ -670,6 +676,7 @@ impl Arm {
             Arm::None => "no followers          ",
             Arm::Followed => "200 followers         ",
             Arm::Silent => "no followers, no events",
+            Arm::Again => "no followers, again   ",
         }
     }
 }

@@ -1328,3 +1328,70 @@ fn past_the_outage_allowance_the_waits_spend_attempts() {
         assert_eq!(done.error.as_deref(), Some("the model's circuit is open"));
     });
 }
+
+/// A large `enqueue_many` is stored in growing durable writes (256, 512,
+/// then 1,024 jobs each), so its first jobs can be claimed while the rest
+/// are still being written; the outcomes stay in input order, the unique
+/// key rule holds between jobs of different writes, and a batch with one
+/// bad job stores nothing.
+#[test]
+fn a_large_bulk_enqueue_is_stored_in_growing_writes_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    run_system(async {
+        let sled = SledStore::open(SledConfig::new(dir.path())).unwrap();
+        let store: Arc<dyn Store> = Arc::new(sled.clone());
+        let engine = WorkerEngine::builder(store).diagnostics().start().unwrap();
+        // Held, so the first job still holds its unique key when the
+        // last write comes.
+        engine
+            .pause(PauseTarget::Worker("echo".into()))
+            .await
+            .unwrap();
+        let job = |n: usize, worker: &str| troupe::NewJob {
+            worker_name: worker.into(),
+            args: json!({ "n": n }),
+            ctx: JobCtx::default(),
+            options: if n == 0 || n == 2_999 {
+                EnqueueOptions::default().unique_key("one-of-them")
+            } else {
+                EnqueueOptions::default()
+            },
+        };
+        let inserts = |sled: &SledStore| {
+            sled.writes_by_operation()
+                .into_iter()
+                .find(|(op, _)| *op == "insert_many")
+                .map_or(0, |(_, n)| n)
+        };
+
+        // One unknown worker at the end: refused before anything is stored.
+        let mut bad: Vec<_> = (0..2_999).map(|n| job(n, "echo")).collect();
+        bad.push(job(2_999, "no-such-worker"));
+        let refused = engine.enqueue_many(bad).await.unwrap_err();
+        assert!(
+            matches!(refused, EngineError::UnknownWorker { ref name, .. } if name == "no-such-worker"),
+            "{refused}"
+        );
+        let counts = engine.counts().await.unwrap();
+        assert_eq!(counts.status(JobStatus::Queued), 0, "{counts:?}");
+        assert_eq!(inserts(&sled), 0);
+
+        let outcomes = engine
+            .enqueue_many((0..3_000).map(|n| job(n, "echo")).collect())
+            .await
+            .unwrap();
+        // 256 + 512 + 1,024 + 1,024 + 184.
+        assert_eq!(inserts(&sled), 5);
+        assert_eq!(outcomes.len(), 3_000);
+        for (n, outcome) in outcomes.iter().enumerate().take(2_999) {
+            assert!(outcome.is_new(), "job {n}");
+            assert_eq!(outcome.job().args, json!({ "n": n }), "job {n}");
+        }
+        // The last one's key is held by the first, stored four writes before.
+        assert!(!outcomes[2_999].is_new());
+        assert_eq!(outcomes[2_999].job().id, outcomes[0].job().id);
+        let counts = engine.counts().await.unwrap();
+        assert_eq!(counts.status(JobStatus::Queued), 2_999, "{counts:?}");
+        engine.shutdown().await.unwrap();
+    });
+}
