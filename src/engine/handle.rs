@@ -380,6 +380,10 @@ impl WorkerEngine {
             }
             outcomes.extend(self.inner.shared.store.insert_many(part).await?);
             self.wake();
+            // On the scheduler's own thread (an actix system), let it take
+            // the wake and start its claim before the next write holds the
+            // thread: the claim then shares that write's flush.
+            tokio::task::yield_now().await;
             size = (size * 2).min(LARGEST_INSERT);
         }
         Ok(outcomes)
