@@ -380,10 +380,14 @@ impl WorkerEngine {
             }
             outcomes.extend(self.inner.shared.store.insert_many(part).await?);
             self.wake();
-            // On the scheduler's own thread (an actix system), let it take
-            // the wake and start its claim before the next write holds the
-            // thread: the claim then shares that write's flush.
-            tokio::task::yield_now().await;
+            if size == FIRST_INSERT {
+                // On the scheduler's own thread (an actix system), let it
+                // take the first wake and start its claim before the next
+                // write holds the thread: that claim then shares the next
+                // write's flush. Later wakes fold into the claim passes
+                // already under way, which then claim more at a time.
+                tokio::task::yield_now().await;
+            }
             size = (size * 2).min(LARGEST_INSERT);
         }
         Ok(outcomes)
