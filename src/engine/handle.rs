@@ -352,10 +352,9 @@ impl WorkerEngine {
     ///
     /// A large batch is stored in a few durable writes, not one: the first
     /// 256 jobs, then twice as many each time up to 1,024, and the
-    /// scheduler is woken after each. So the
-    /// first jobs start while the rest are still being written: 10,000
-    /// jobs in one write took sled 80–150 ms, all of it before the first
-    /// start. Each write is one store call (on PostgreSQL one
+    /// scheduler is woken after each. So the first jobs start while the
+    /// rest are still being written: 10,000 jobs in one write took sled
+    /// 80–120 ms, all of it before the first start. Each write is one store call (on PostgreSQL one
     /// transaction): a store error part way returns the error with the
     /// writes before it stored, as a failing sled write already did
     /// within its one call; unique keys make a retry safe.
