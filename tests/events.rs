@@ -118,6 +118,15 @@ async fn runtime(dir: &std::path::Path, config: TroupeConfig, gate: &Gate) -> Tr
         .unwrap()
 }
 
+/// The model, a closed gate and a runtime on `dir` using both; the model
+/// server lives as long as what it returns.
+async fn started(dir: &std::path::Path) -> (MockServer, Gate, Troupe) {
+    let server = model().await;
+    let gate = Gate(Arc::new(Semaphore::new(0)));
+    let troupe = runtime(dir, config(&server), &gate).await;
+    (server, gate, troupe)
+}
+
 /// The `type`s of `events`, in order.
 fn types(events: &[Value]) -> Vec<String> {
     events
@@ -161,9 +170,7 @@ async fn serve(troupe: &Troupe) -> (ControlServer, String, String) {
 fn a_task_is_followed_over_sse_from_start_to_end_and_resumed_without_loss_or_repeat() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
-        let server = model().await;
-        let gate = Gate(Arc::new(Semaphore::new(0)));
-        let troupe = runtime(dir.path(), config(&server), &gate).await;
+        let (_server, gate, troupe) = started(dir.path()).await;
         let (http, base, token) = serve(&troupe).await;
         let job = troupe
             .task("sarah", "Open the gate", TaskOptions::default())
@@ -224,9 +231,7 @@ fn a_follower_of_a_task_not_started_yet_gets_its_answer_head_without_waiting_for
     // briefly: a task due in an hour must not hold its follower's answer.
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
-        let server = model().await;
-        let gate = Gate(Arc::new(Semaphore::new(0)));
-        let troupe = runtime(dir.path(), config(&server), &gate).await;
+        let (_server, _gate, troupe) = started(dir.path()).await;
         let (http, base, token) = serve(&troupe).await;
         let later = troupe::job::EnqueueOptions {
             delay: Some(std::time::Duration::from_secs(3600)),
@@ -264,9 +269,7 @@ fn a_follower_of_a_task_not_started_yet_gets_its_answer_head_without_waiting_for
 fn the_events_route_takes_the_same_auth_and_names_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
-        let server = model().await;
-        let gate = Gate(Arc::new(Semaphore::new(0)));
-        let troupe = runtime(dir.path(), config(&server), &gate).await;
+        let (_server, _gate, troupe) = started(dir.path()).await;
         let (http, base, token) = serve(&troupe).await;
         let client = reqwest::Client::new();
         let job = uuid::Uuid::now_v7();
@@ -316,9 +319,7 @@ fn as_json(events: &[TaskEvent]) -> Vec<Value> {
 fn the_library_streams_a_task_and_a_restart_rebuilds_what_it_kept() {
     let dir = tempfile::tempdir().unwrap();
     run_system(async {
-        let server = model().await;
-        let gate = Gate(Arc::new(Semaphore::new(0)));
-        let troupe = runtime(dir.path(), config(&server), &gate).await;
+        let (server, gate, troupe) = started(dir.path()).await;
         let job = troupe
             .task("sarah", "Open the gate", TaskOptions::default())
             .await
