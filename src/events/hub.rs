@@ -29,7 +29,10 @@ use crate::job::{ApprovalId, ApprovalState, Job, JobId};
 pub(crate) struct HubConfig {
     /// Events kept per job (the oldest go first).
     pub(crate) per_job: usize,
-    /// Ended jobs whose logs are kept (the earliest ended go first).
+    /// Ended jobs whose logs are kept (the earliest ended go first). An
+    /// agent task's log holds a few KiB, and a late follower of a job past
+    /// the cap gets its history rebuilt from the record, so the cap is set
+    /// by memory, not by who might still follow.
     pub(crate) keep_ended: usize,
     /// How long an ended job's log is kept.
     pub(crate) keep_ended_for: Duration,
@@ -39,7 +42,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             per_job: 1024,
-            keep_ended: 4096,
+            keep_ended: 1024,
             keep_ended_for: Duration::from_secs(600),
         }
     }
