@@ -725,3 +725,26 @@ fn range(xs: &[f64]) -> (f64, f64) {
     let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (lo, hi)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::median_interval;
+
+    /// The ranks and coverages of the binomial table (the values are their
+    /// own ranks, shuffled, so a wrong rank or a missing sort shows).
+    #[test]
+    fn the_median_interval_takes_the_ranks_of_the_binomial_table() {
+        let shuffled =
+            |n: usize| -> Vec<f64> { (1..=n).map(|i| ((i * 7) % n + 1) as f64).collect() };
+        assert_eq!(median_interval(&shuffled(5)), None);
+        for (n, lo, hi, coverage) in [
+            (6, 1.0, 6.0, 0.969),
+            (12, 3.0, 10.0, 0.961),
+            (16, 4.0, 13.0, 0.979),
+        ] {
+            let (a, b, c) = median_interval(&shuffled(n)).expect("an interval from 6 values on");
+            assert_eq!((a, b), (lo, hi), "{n} values");
+            assert!((c - coverage).abs() < 0.001, "{n} values: coverage {c}");
+        }
+    }
+}
