@@ -354,10 +354,11 @@ impl WorkerEngine {
     /// 256 jobs, then twice as many each time up to 1,024, and the
     /// scheduler is woken after each. So the first jobs start while the
     /// rest are still being written: 10,000 jobs in one write took sled
-    /// 80–120 ms, all of it before the first start. Each write is one store call (on PostgreSQL one
-    /// transaction): a store error part way returns the error with the
-    /// writes before it stored, as a failing sled write already did
-    /// within its one call; unique keys make a retry safe.
+    /// 80–120 ms, all of it before the first start. Each write is one
+    /// store call (on PostgreSQL one transaction): a store error part way
+    /// returns the error with the writes before it stored, as a failing
+    /// sled write already did within its one call; unique keys make a
+    /// retry safe.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertOutcome>, EngineError> {
         let now = chrono::Utc::now();
         let mut built = Vec::with_capacity(jobs.len());
