@@ -26,6 +26,10 @@ pub use model::{
 pub(crate) use crate::names::BUILTIN_TOOLS;
 use crate::names::{self, BUILTIN_WORKERS, OFFLINE_PROVIDER};
 
+/// The largest `[store] cacheMib` (1 TiB): the bytes it stands for must fit
+/// sled's `u64`, and more than that is a typo.
+pub(crate) const MAX_CACHE_MIB: u64 = 1024 * 1024;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -111,7 +115,8 @@ impl TroupeConfig {
         self.check_http(&check)
     }
 
-    /// Checks `[store]`: PostgreSQL settings only with `type = "postgres"`,
+    /// Checks `[store]`: sled settings only with `type = "sled"` (and a
+    /// cache of 1 MiB to [`MAX_CACHE_MIB`]), PostgreSQL settings only with `type = "postgres"`,
     /// durations that parse and leave the heartbeat inside the lease.
     fn check_store(&self, check: &Check<'_>) -> Result<(), ConfigError> {
         let store = &self.store;
@@ -128,13 +133,26 @@ impl TroupeConfig {
             if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
                 return Err(check.invalid(*key, "applies only with type = \"postgres\""));
             }
-            return Ok(());
+            return match store.cache_mib {
+                Some(0) => Err(check.invalid("store.cacheMib", "must be at least 1")),
+                Some(mib) if mib > MAX_CACHE_MIB => Err(check.invalid(
+                    "store.cacheMib",
+                    format!("must be at most {MAX_CACHE_MIB} (1 TiB)"),
+                )),
+                _ => Ok(()),
+            };
         }
         if store.durability.is_some() {
             return Err(check.invalid(
                 "store.durability",
                 "applies only with type = \"sled\" (PostgreSQL commits are as durable as the \
                  server's synchronous_commit makes them)",
+            ));
+        }
+        if store.cache_mib.is_some() {
+            return Err(check.invalid(
+                "store.cacheMib",
+                "applies only with type = \"sled\" (PostgreSQL's cache is the server's)",
             ));
         }
         if store.pool_size == Some(0) {

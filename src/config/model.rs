@@ -125,6 +125,11 @@ pub struct StoreSection {
     /// durable as the server's `synchronous_commit` makes them.
     #[serde(default)]
     pub durability: Option<crate::store::Durability>,
+    /// sled: its page cache in MiB (default 32). The store's share of the
+    /// process's memory stays near this however many tasks have run;
+    /// sled's own default, 1 GiB, let RSS grow with every task.
+    #[serde(default)]
+    pub cache_mib: Option<u64>,
     /// PostgreSQL: `postgres://user:password@host:port/database`; when
     /// absent, `$TROUPE_DATABASE_URL`. Never printed whole (`Debug` hides
     /// the password).
@@ -184,6 +189,7 @@ impl Default for StoreSection {
             kind: StoreKind::default(),
             data_dir: default_data_dir(),
             durability: None,
+            cache_mib: None,
             url: None,
             schema: None,
             pool_size: None,
@@ -202,6 +208,7 @@ impl std::fmt::Debug for StoreSection {
             .field("kind", &self.kind)
             .field("data_dir", &self.data_dir)
             .field("durability", &self.durability)
+            .field("cache_mib", &self.cache_mib)
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)

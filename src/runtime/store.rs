@@ -47,9 +47,19 @@ pub(crate) fn postgres_config(section: &StoreSection) -> Result<PostgresConfig, 
     Ok(config)
 }
 
-/// The sled settings of `section`: its data directory and durability.
+/// The sled settings of `section`: its data directory, durability and
+/// cache (a `cacheMib` the config check let through fits in bytes; one that
+/// somehow would not is left at the default rather than wrapped).
 pub(crate) fn sled_config(section: &StoreSection) -> SledConfig {
-    SledConfig::new(&section.data_dir).durability(section.durability.unwrap_or_default())
+    let config =
+        SledConfig::new(&section.data_dir).durability(section.durability.unwrap_or_default());
+    match section
+        .cache_mib
+        .and_then(|mib| mib.checked_mul(1024 * 1024))
+    {
+        Some(bytes) => config.cache_capacity(bytes),
+        None => config,
+    }
 }
 
 /// Opens the store `section` names, blocking the calling thread (the CLI,
@@ -124,5 +134,84 @@ mod tests {
             err.contains("`store.durability`: applies only with type = \"sled\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sled_cache_defaults_to_32_mib_and_is_checked() {
+        use crate::sled::DEFAULT_CACHE_CAPACITY;
+        let default = parse_config("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            sled_config(&default.store).cache_capacity,
+            Some(DEFAULT_CACHE_CAPACITY)
+        );
+        assert_eq!(DEFAULT_CACHE_CAPACITY, 32 * 1024 * 1024);
+        let config = parse_config(
+            "[store]
+cacheMib = 256
+",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            sled_config(&config.store).cache_capacity,
+            Some(256 * 1024 * 1024)
+        );
+        for (text, expected) in [
+            (
+                "[store]
+cacheMib = 0
+",
+                "`store.cacheMib`: must be at least 1",
+            ),
+            (
+                "[store]
+cacheMib = 1048577
+",
+                "`store.cacheMib`: must be at most 1048576",
+            ),
+            (
+                "[store]
+cacheMib = -3
+",
+                "cacheMib",
+            ),
+            (
+                "[store]
+cacheMib = \"big\"
+",
+                "cacheMib",
+            ),
+            (
+                "[store]
+type = \"postgres\"
+url = \"postgres://db/app\"
+cacheMib = 64
+",
+                "`store.cacheMib`: applies only with type = \"sled\"",
+            ),
+        ] {
+            let err = parse_config(text).map(|_| ()).expect_err(text).to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_sled_cache_below_the_minimum_is_refused_at_open_not_a_panic() {
+        use crate::sled::{SledConfig, SledStore, MIN_CACHE_CAPACITY};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // sled itself asserts at least 256 bytes: 100 would panic inside it.
+        for bytes in [0, 100, MIN_CACHE_CAPACITY - 1] {
+            let err = SledStore::open(SledConfig::new(dir.path()).cache_capacity(bytes))
+                .map(|_| ())
+                .expect_err("a cache below the minimum")
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "cache capacity {bytes} bytes is below the minimum"
+                )),
+                "{err}"
+            );
+        }
+        let store = SledStore::open(SledConfig::new(dir.path()).cache_capacity(MIN_CACHE_CAPACITY));
+        assert!(store.is_ok(), "the minimum itself opens");
     }
 }

@@ -86,6 +86,16 @@ impl SledStore {
 fn open_db(config: &SledConfig) -> Result<sled::Db, StoreError> {
     let mut sled_config = sled::Config::new().path(&config.dir);
     if let Some(bytes) = config.cache_capacity {
+        if bytes < super::MIN_CACHE_CAPACITY {
+            let reason = format!(
+                "cache capacity {bytes} bytes is below the minimum of {} bytes (1 MiB)",
+                super::MIN_CACHE_CAPACITY
+            );
+            return Err(StoreError::Open {
+                dir: config.dir.clone(),
+                source: reason.into(),
+            });
+        }
         sled_config = sled_config.cache_capacity(bytes);
     }
     sled_config.open().map_err(|e| match e {
