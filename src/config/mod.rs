@@ -116,8 +116,9 @@ impl TroupeConfig {
     }
 
     /// Checks `[store]`: sled settings only with `type = "sled"` (and a
-    /// cache of 1 MiB to [`MAX_CACHE_MIB`]), PostgreSQL settings only with `type = "postgres"`,
-    /// durations that parse and leave the heartbeat inside the lease.
+    /// cache of 1 MiB to [`MAX_CACHE_MIB`]), PostgreSQL settings only with
+    /// `type = "postgres"`, durations that parse and leave the heartbeat
+    /// inside the lease.
     fn check_store(&self, check: &Check<'_>) -> Result<(), ConfigError> {
         let store = &self.store;
         if store.kind == StoreKind::Sled {

@@ -125,9 +125,9 @@ pub struct StoreSection {
     /// durable as the server's `synchronous_commit` makes them.
     #[serde(default)]
     pub durability: Option<crate::store::Durability>,
-    /// sled: its page cache in MiB (default 32). The store's share of the
-    /// process's memory stays near this however many tasks have run;
-    /// sled's own default, 1 GiB, let RSS grow with every task.
+    /// sled: its page cache in MiB (default 32). The cache stops growing at
+    /// this however many tasks have run; sled's own default, 1 GiB, let it
+    /// (and the process's RSS) grow with every task.
     #[serde(default)]
     pub cache_mib: Option<u64>,
     /// PostgreSQL: `postgres://user:password@host:port/database`; when

@@ -145,47 +145,25 @@ mod tests {
             Some(DEFAULT_CACHE_CAPACITY)
         );
         assert_eq!(DEFAULT_CACHE_CAPACITY, 32 * 1024 * 1024);
-        let config = parse_config(
-            "[store]
-cacheMib = 256
-",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let config = parse_config("[store]\ncacheMib = 256\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             sled_config(&config.store).cache_capacity,
             Some(256 * 1024 * 1024)
         );
+        let postgres = "[store]\ntype = \"postgres\"\nurl = \"postgres://db/app\"\ncacheMib = 64\n";
         for (text, expected) in [
             (
-                "[store]
-cacheMib = 0
-",
+                "[store]\ncacheMib = 0\n",
                 "`store.cacheMib`: must be at least 1",
             ),
             (
-                "[store]
-cacheMib = 1048577
-",
+                "[store]\ncacheMib = 1048577\n",
                 "`store.cacheMib`: must be at most 1048576",
             ),
+            ("[store]\ncacheMib = -3\n", "cacheMib"),
+            ("[store]\ncacheMib = \"big\"\n", "cacheMib"),
             (
-                "[store]
-cacheMib = -3
-",
-                "cacheMib",
-            ),
-            (
-                "[store]
-cacheMib = \"big\"
-",
-                "cacheMib",
-            ),
-            (
-                "[store]
-type = \"postgres\"
-url = \"postgres://db/app\"
-cacheMib = 64
-",
+                postgres,
                 "`store.cacheMib`: applies only with type = \"sled\"",
             ),
         ] {
