@@ -339,6 +339,13 @@ async fn troupe_tasks(
     {
         sled_config.cache_capacity = Some(mib * 1024 * 1024);
     }
+    // `BENCH_WINDOW_US`: the group-commit window (default: the store's).
+    if let Some(us) = std::env::var("BENCH_WINDOW_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        sled_config.commit_window = Duration::from_micros(us);
+    }
     let sled = troupe::sled::SledStore::open(sled_config)?;
     let troupe = Troupe::builder(cfg)
         .store(sled.clone())
@@ -417,10 +424,12 @@ async fn troupe_tasks(
         let commits = sled.commit_stats();
         let flushes = commits.flushes - commits0.flushes;
         let writers = commits.writers - commits0.writers;
+        let wakeups = commits.wakeups - commits0.wakeups;
         println!(
-            "    flushes {flushes} ({:.2} per task), durable waits {writers} ({:.2} per task)",
+            "    flushes {flushes} ({:.2} per task), durable waits {writers} ({:.2} per task), committer wake-ups {wakeups} ({:.2} per flush)",
             flushes as f64 / n as f64,
-            writers as f64 / n as f64
+            writers as f64 / n as f64,
+            wakeups as f64 / flushes.max(1) as f64
         );
         // Mean time an attempt ran, and waited from ready to started: how
         // much of a task's time is the task itself, how much the refill

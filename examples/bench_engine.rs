@@ -66,6 +66,13 @@ fn engine(dir: &std::path::Path, started: Option<Starts>) -> Result<WorkerEngine
     if let Some(Some(durability)) = DURABILITY.get() {
         sled = sled.durability(*durability);
     }
+    // `BENCH_WINDOW_US`: the group-commit window (default: the store's).
+    if let Some(us) = std::env::var("BENCH_WINDOW_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        sled.commit_window = std::time::Duration::from_micros(us);
+    }
     let store: Arc<dyn Store> = Arc::new(SledStore::open(sled)?);
     let config = EngineConfig {
         claim_batch: 1024,
