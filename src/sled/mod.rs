@@ -172,7 +172,7 @@ pub struct SledConfig {
 }
 
 /// The default [`SledConfig::commit_window`]: 2 ms. Each sled flush costs
-/// some 100–350 µs of CPU whatever it carries (a buffer write and
+/// some 180–360 µs of CPU whatever it carries (a buffer write and
 /// `sync_file_range` on sled's I/O threads, all seven of which sled wakes
 /// for each, then the `fdatasync`), and under load the flushes ran back to
 /// back, about 1.5 ms apart. Measured with `bench_agents` against 500 µs,
