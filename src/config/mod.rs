@@ -30,6 +30,10 @@ use crate::names::{self, BUILTIN_WORKERS, OFFLINE_PROVIDER};
 /// sled's `u64`, and more than that is a typo.
 pub(crate) const MAX_CACHE_MIB: u64 = 1024 * 1024;
 
+/// The longest `[store] commitWindow`: every durable write under load may
+/// wait this long, and a window past a second is a typo (`2s` for `2ms`).
+pub(crate) const MAX_COMMIT_WINDOW: Duration = Duration::from_secs(1);
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -134,14 +138,29 @@ impl TroupeConfig {
             if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
                 return Err(check.invalid(*key, "applies only with type = \"postgres\""));
             }
-            return match store.cache_mib {
-                Some(0) => Err(check.invalid("store.cacheMib", "must be at least 1")),
-                Some(mib) if mib > MAX_CACHE_MIB => Err(check.invalid(
-                    "store.cacheMib",
-                    format!("must be at most {MAX_CACHE_MIB} (1 TiB)"),
-                )),
-                _ => Ok(()),
-            };
+            match store.cache_mib {
+                Some(0) => return Err(check.invalid("store.cacheMib", "must be at least 1")),
+                Some(mib) if mib > MAX_CACHE_MIB => {
+                    return Err(check.invalid(
+                        "store.cacheMib",
+                        format!("must be at most {MAX_CACHE_MIB} (1 TiB)"),
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(text) = &store.commit_window {
+                match parse_duration(text) {
+                    Ok(window) if window > MAX_COMMIT_WINDOW => {
+                        return Err(check.invalid(
+                            "store.commitWindow",
+                            format!("must be at most 1s (every durable write under load may wait that long), got `{text}`"),
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(check.invalid("store.commitWindow", e)),
+                }
+            }
+            return Ok(());
         }
         if store.durability.is_some() {
             return Err(check.invalid(
@@ -154,6 +173,12 @@ impl TroupeConfig {
             return Err(check.invalid(
                 "store.cacheMib",
                 "applies only with type = \"sled\" (PostgreSQL's cache is the server's)",
+            ));
+        }
+        if store.commit_window.is_some() {
+            return Err(check.invalid(
+                "store.commitWindow",
+                "applies only with type = \"sled\" (PostgreSQL commits each write itself)",
             ));
         }
         if store.pool_size == Some(0) {

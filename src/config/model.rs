@@ -130,6 +130,13 @@ pub struct StoreSection {
     /// (and the process's RSS) grow with every task.
     #[serde(default)]
     pub cache_mib: Option<u64>,
+    /// sled: the group-commit window, e.g. `2ms` (the default; `0ms` turns
+    /// it off, at most `1s`). Under load, flushes start at most once per
+    /// window and the writes meanwhile share one: longer costs less CPU
+    /// per write, and each durable write under load waits up to this much
+    /// longer. A lone write is flushed at once either way.
+    #[serde(default)]
+    pub commit_window: Option<String>,
     /// PostgreSQL: `postgres://user:password@host:port/database`; when
     /// absent, `$TROUPE_DATABASE_URL`. Never printed whole (`Debug` hides
     /// the password).
@@ -190,6 +197,7 @@ impl Default for StoreSection {
             data_dir: default_data_dir(),
             durability: None,
             cache_mib: None,
+            commit_window: None,
             url: None,
             schema: None,
             pool_size: None,
@@ -209,6 +217,7 @@ impl std::fmt::Debug for StoreSection {
             .field("data_dir", &self.data_dir)
             .field("durability", &self.durability)
             .field("cache_mib", &self.cache_mib)
+            .field("commit_window", &self.commit_window)
             .field("url", &self.url.as_ref().map(|_| "<redacted>"))
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)

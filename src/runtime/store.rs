@@ -47,12 +47,20 @@ pub(crate) fn postgres_config(section: &StoreSection) -> Result<PostgresConfig, 
     Ok(config)
 }
 
-/// The sled settings of `section`: its data directory, durability and
-/// cache (a `cacheMib` the config check let through fits in bytes; one that
-/// somehow would not is left at the default rather than wrapped).
+/// The sled settings of `section`: its data directory, durability, commit
+/// window and cache (a `cacheMib` the config check let through fits in
+/// bytes, and its `commitWindow` parses; a section built in code that
+/// somehow breaks either is left at the defaults rather than wrapped).
 pub(crate) fn sled_config(section: &StoreSection) -> SledConfig {
-    let config =
+    let mut config =
         SledConfig::new(&section.data_dir).durability(section.durability.unwrap_or_default());
+    if let Some(window) = section
+        .commit_window
+        .as_deref()
+        .and_then(|text| parse_duration(text).ok())
+    {
+        config.commit_window = window;
+    }
     match section
         .cache_mib
         .and_then(|mib| mib.checked_mul(1024 * 1024))
@@ -134,6 +142,52 @@ mod tests {
             err.contains("`store.durability`: applies only with type = \"sled\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sled_commit_window_defaults_to_2_ms_and_is_checked() {
+        use crate::sled::DEFAULT_COMMIT_WINDOW;
+        let default = parse_config("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            sled_config(&default.store).commit_window,
+            DEFAULT_COMMIT_WINDOW
+        );
+        assert_eq!(DEFAULT_COMMIT_WINDOW, Duration::from_millis(2));
+        for (text, expected) in [
+            (
+                "[store]\ncommitWindow = \"5ms\"\n",
+                Duration::from_millis(5),
+            ),
+            ("[store]\ncommitWindow = \"0ms\"\n", Duration::ZERO),
+            ("[store]\ncommitWindow = \"1s\"\n", Duration::from_secs(1)),
+        ] {
+            let config = parse_config(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(sled_config(&config.store).commit_window, expected, "{text}");
+        }
+        let postgres =
+            "[store]\ntype = \"postgres\"\nurl = \"postgres://db/app\"\ncommitWindow = \"2ms\"\n";
+        for (text, expected) in [
+            (
+                "[store]\ncommitWindow = \"2s\"\n",
+                "`store.commitWindow`: must be at most 1s",
+            ),
+            (
+                "[store]\ncommitWindow = \"2\"\n",
+                "`store.commitWindow`: `2` has no unit",
+            ),
+            (
+                "[store]\ncommitWindow = \"2us\"\n",
+                "`store.commitWindow`: unknown unit `us`",
+            ),
+            ("[store]\ncommitWindow = 2\n", "commitWindow"),
+            (
+                postgres,
+                "`store.commitWindow`: applies only with type = \"sled\"",
+            ),
+        ] {
+            let err = parse_config(text).map(|_| ()).expect_err(text).to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]
