@@ -176,9 +176,9 @@ pub struct SledConfig {
 /// `sync_file_range` on sled's I/O threads, all seven of which sled wakes
 /// for each, then the `fdatasync`), and under load the flushes ran back to
 /// back, about 1.5 ms apart. Measured with `bench_agents` against 500 µs,
-/// in alternating runs: CPU per agent task 3–26% lower at 64 in flight
+/// in alternating runs: CPU per agent task 3–31% lower at 64 in flight
 /// (8 pairs), 4–23% lower at 500 in flight with the share of ideal
-/// unchanged (87–90%), and at 2,000 in flight 11–16% lower with the share
+/// unchanged (87–90%), and at 2,000 in flight 10–21% lower with the share
 /// 4–9 points higher; `bench_engine`'s no-op jobs no slower. A durable
 /// write under load waits up to the window longer; a lone writer is
 /// flushed at once, as before.
