@@ -4,7 +4,9 @@
 //! Run: `cargo run --release [--features mimalloc] --example bench_agents
 //! [-- --quick] [--cpu-only] [--troupe-only] [--load-only]
 //! [--durability process|power-loss]`
-//! (`BENCH_THREADS=1` also prints the CPU per task of each thread.)
+//! (`BENCH_THREADS=1` also prints the CPU per task of each thread and the
+//! store's flushes and committer wake-ups; `BENCH_WINDOW_US` and
+//! `BENCH_CACHE_MIB` set the store's group-commit window and page cache.)
 //!
 //! 1. CPU per agent task (two model calls, two tool calls, job records and
 //!    step checkpoints durable) against a zero-latency server, 64 in flight,

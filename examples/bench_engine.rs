@@ -1,7 +1,8 @@
 //! The job engine end to end: durable no-op jobs from enqueue to `completed`.
 //!
 //! Run: `cargo run --release --example bench_engine [-- --quick]
-//! [--durability process|power-loss]` (default: the store's, power-loss)
+//! [--durability process|power-loss]` (default: the store's, power-loss;
+//! `BENCH_WINDOW_US` sets the store's group-commit window)
 //!
 //! Prints, in one run on this machine:
 //! - the raw rate of sled insert + flush (one writer), the baseline;
