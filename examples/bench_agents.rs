@@ -342,10 +342,10 @@ async fn troupe_tasks(
         sled_config.cache_capacity = Some(mib * 1024 * 1024);
     }
     // `BENCH_WINDOW_US`: the group-commit window (default: the store's).
-    if let Some(us) = std::env::var("BENCH_WINDOW_US")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Ok(text) = std::env::var("BENCH_WINDOW_US") {
+        let us: u64 = text
+            .parse()
+            .map_err(|_| format!("BENCH_WINDOW_US={text}: not a whole number of microseconds"))?;
         sled_config.commit_window = Duration::from_micros(us);
     }
     let sled = troupe::sled::SledStore::open(sled_config)?;

@@ -68,10 +68,10 @@ fn engine(dir: &std::path::Path, started: Option<Starts>) -> Result<WorkerEngine
         sled = sled.durability(*durability);
     }
     // `BENCH_WINDOW_US`: the group-commit window (default: the store's).
-    if let Some(us) = std::env::var("BENCH_WINDOW_US")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Ok(text) = std::env::var("BENCH_WINDOW_US") {
+        let us: u64 = text
+            .parse()
+            .map_err(|_| format!("BENCH_WINDOW_US={text}: not a whole number of microseconds"))?;
         sled.commit_window = std::time::Duration::from_micros(us);
     }
     let store: Arc<dyn Store> = Arc::new(SledStore::open(sled)?);

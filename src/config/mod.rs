@@ -119,8 +119,9 @@ impl TroupeConfig {
         self.check_http(&check)
     }
 
-    /// Checks `[store]`: sled settings only with `type = "sled"` (and a
-    /// cache of 1 MiB to [`MAX_CACHE_MIB`]), PostgreSQL settings only with
+    /// Checks `[store]`: sled settings only with `type = "sled"` (a cache
+    /// of 1 MiB to [`MAX_CACHE_MIB`], a commit window that parses and is at
+    /// most [`MAX_COMMIT_WINDOW`]), PostgreSQL settings only with
     /// `type = "postgres"`, durations that parse and leave the heartbeat
     /// inside the lease.
     fn check_store(&self, check: &Check<'_>) -> Result<(), ConfigError> {
@@ -153,7 +154,10 @@ impl TroupeConfig {
                     Ok(window) if window > MAX_COMMIT_WINDOW => {
                         return Err(check.invalid(
                             "store.commitWindow",
-                            format!("must be at most 1s (every durable write under load may wait that long), got `{text}`"),
+                            format!(
+                                "must be at most {MAX_COMMIT_WINDOW:?} (every durable write under \
+                                 load may wait that long), got `{text}`"
+                            ),
                         ))
                     }
                     Ok(_) => {}

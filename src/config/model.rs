@@ -134,7 +134,8 @@ pub struct StoreSection {
     /// it off, at most `1s`). Under load, flushes start at most once per
     /// window and the writes meanwhile share one: longer costs less CPU
     /// per write, and each durable write under load waits up to this much
-    /// longer. A lone write is flushed at once either way.
+    /// longer. A lone write is flushed at once either way (or, right after
+    /// a shared flush, within one window).
     #[serde(default)]
     pub commit_window: Option<String>,
     /// PostgreSQL: `postgres://user:password@host:port/database`; when

@@ -181,7 +181,8 @@ pub struct SledConfig {
 /// unchanged (87–90%), and at 2,000 in flight 10–21% lower with the share
 /// 4–9 points higher; `bench_engine`'s no-op jobs no slower. A durable
 /// write under load waits up to the window longer; a lone writer is
-/// flushed at once, as before.
+/// flushed at once (or, right after a shared flush, within one window),
+/// as before.
 pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(2);
 
 /// The default [`SledConfig::cache_capacity`]: 32 MiB. Measured with
