@@ -144,6 +144,14 @@ mod tests {
         );
     }
 
+    /// Each config text is refused with an error containing its message.
+    fn assert_refused(cases: &[(&str, &str)]) {
+        for (text, expected) in cases {
+            let err = parse_config(text).map(|_| ()).expect_err(text).to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
     #[test]
     fn sled_commit_window_defaults_to_2_ms_and_is_checked() {
         use crate::sled::DEFAULT_COMMIT_WINDOW;
@@ -166,7 +174,7 @@ mod tests {
         }
         let postgres =
             "[store]\ntype = \"postgres\"\nurl = \"postgres://db/app\"\ncommitWindow = \"2ms\"\n";
-        for (text, expected) in [
+        assert_refused(&[
             (
                 "[store]\ncommitWindow = \"2s\"\n",
                 "`store.commitWindow`: must be at most 1s",
@@ -184,10 +192,7 @@ mod tests {
                 postgres,
                 "`store.commitWindow`: applies only with type = \"sled\"",
             ),
-        ] {
-            let err = parse_config(text).map(|_| ()).expect_err(text).to_string();
-            assert!(err.contains(expected), "{text}: {err}");
-        }
+        ]);
     }
 
     #[test]
@@ -205,7 +210,7 @@ mod tests {
             Some(256 * 1024 * 1024)
         );
         let postgres = "[store]\ntype = \"postgres\"\nurl = \"postgres://db/app\"\ncacheMib = 64\n";
-        for (text, expected) in [
+        assert_refused(&[
             (
                 "[store]\ncacheMib = 0\n",
                 "`store.cacheMib`: must be at least 1",
@@ -220,10 +225,7 @@ mod tests {
                 postgres,
                 "`store.cacheMib`: applies only with type = \"sled\"",
             ),
-        ] {
-            let err = parse_config(text).map(|_| ()).expect_err(text).to_string();
-            assert!(err.contains(expected), "{text}: {err}");
-        }
+        ]);
     }
 
     #[test]
