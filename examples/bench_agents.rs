@@ -6,7 +6,8 @@
 //! [--durability process|power-loss]`
 //! (`BENCH_THREADS=1` also prints the CPU per task of each thread and the
 //! store's flushes and committer wake-ups; `BENCH_WINDOW_US` and
-//! `BENCH_CACHE_MIB` set the store's group-commit window and page cache.)
+//! `BENCH_CACHE_MIB` set the store's group-commit window and page cache;
+//! `BENCH_TASKS` how many tasks the CPU run makes, 4,000 by default.)
 //!
 //! 1. CPU per agent task (two model calls, two tool calls, job records and
 //!    step checkpoints durable) against a zero-latency server, 64 in flight,
@@ -857,6 +858,16 @@ fn main() -> Result<(), BoxError> {
         (400, vec![(500, 2), (2_000, 1)])
     } else {
         (4_000, vec![(500, 10), (2_000, 5)])
+    };
+    // `BENCH_TASKS`: how many tasks the CPU run makes (a longer run for a
+    // profiler); default 4,000.
+    let n_cpu = match std::env::var("BENCH_TASKS") {
+        Ok(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("BENCH_TASKS={text}: not a whole number of tasks above 0"))?,
+        Err(_) => n_cpu,
     };
     const IN_FLIGHT: usize = 64;
     if !load_only {
