@@ -108,13 +108,28 @@ struct JobLog {
     followers: AtomicUsize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LogState {
     /// By `seq`, growing.
     events: VecDeque<Arc<Logged>>,
     /// The last `seq` given (0: none yet).
     last: u64,
     ended: bool,
+}
+
+/// Room for an agent task's events (an attempt, two model calls with two
+/// tool calls and results, the text, the end) made once, not grown from 4
+/// to 8 to 16 as they come.
+const EVENTS_ROOM: usize = 16;
+
+impl Default for LogState {
+    fn default() -> Self {
+        LogState {
+            events: VecDeque::with_capacity(EVENTS_ROOM),
+            last: 0,
+            ended: false,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -381,7 +381,10 @@ impl Committer {
                 return;
             }
             let started = Instant::now();
-            state.flushing = std::mem::take(&mut state.waiting);
+            // The next batch's writers push into a list with this one's
+            // room, not one grown from empty under the lock they share.
+            let room = state.waiting.capacity();
+            state.flushing = std::mem::replace(&mut state.waiting, Vec::with_capacity(room));
             state.flush_started = Some(started);
             let writers = state.flushing.len();
             drop(state);

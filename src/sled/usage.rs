@@ -23,7 +23,7 @@
 //! record, never the reverse, so budgets never under-count a stored call.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::SledStore;
 use crate::store::{DayUsage, StoreError, UsageRecord, UsageScope, UsageStore, UsageTotals};
@@ -48,15 +48,48 @@ fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
     }
 }
 
+/// `<kind>/<YYYY-MM-DD>/`, with room for the name a scope key adds. Written
+/// digit by digit rather than through chrono's `format`, which parses its
+/// pattern at every call (the committer makes two keys per model call);
+/// a year outside 0..=9999, which chrono writes with a sign, still goes
+/// through chrono so every key stays what earlier versions wrote.
 fn day_prefix(kind: u8, day: NaiveDate) -> Vec<u8> {
-    format!("{}/{}/", kind as char, day.format("%Y-%m-%d")).into_bytes()
+    let mut key = Vec::with_capacity(48);
+    key.push(kind);
+    key.push(b'/');
+    let year = day.year();
+    match u32::try_from(year) {
+        Ok(year @ 0..=9999) => {
+            push_digits(&mut key, year, 4);
+            key.push(b'-');
+            push_digits(&mut key, day.month(), 2);
+            key.push(b'-');
+            push_digits(&mut key, day.day(), 2);
+        }
+        _ => key.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes()),
+    }
+    key.push(b'/');
+    key
+}
+
+/// `value`'s last `width` decimal digits, zero-padded.
+fn push_digits(key: &mut Vec<u8>, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        // A digit: 0..=9, so the cast cannot truncate.
+        key.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
+    }
 }
 
 fn scope_key(scope: &UsageScope, day: NaiveDate) -> Vec<u8> {
-    let (kind, name) = match scope {
-        UsageScope::Agent(a) => (b'a', a),
-        UsageScope::Provider(p) => (b'p', p),
-    };
+    match scope {
+        UsageScope::Agent(a) => named_key(b'a', a, day),
+        UsageScope::Provider(p) => named_key(b'p', p, day),
+    }
+}
+
+/// [`scope_key`] from its parts, for the committer, which has the names
+/// borrowed from the records it writes.
+fn named_key(kind: u8, name: &str, day: NaiveDate) -> Vec<u8> {
     let mut key = day_prefix(kind, day);
     key.extend_from_slice(name.as_bytes());
     key
@@ -112,10 +145,17 @@ impl UsageBuffer {
 
     /// Writes what is pending; whether there was anything.
     pub(super) fn apply(&self) -> Result<bool, StoreError> {
-        let batch = std::mem::take(&mut *self.lock());
-        if batch.is_empty() {
-            return Ok(false);
-        }
+        let batch = {
+            let mut pending = self.lock();
+            if pending.is_empty() {
+                return Ok(false);
+            }
+            // The next batch gets this one's room: model calls push here
+            // from the providers' thread, and a list grown from empty at
+            // every flush was copied over and over under this lock.
+            let room = pending.capacity();
+            std::mem::replace(&mut *pending, Vec::with_capacity(room))
+        };
         let mut totals: std::collections::BTreeMap<Vec<u8>, UsageTotals> = Default::default();
         // The batch's calls of each day, in one record: one sled write per
         // flush instead of one per call.
@@ -125,15 +165,12 @@ impl UsageBuffer {
             let day = record.day();
             if let Some(agent) = &record.agent {
                 totals
-                    .entry(scope_key(&UsageScope::Agent(agent.clone()), day))
+                    .entry(named_key(b'a', agent, day))
                     .or_default()
                     .add(record);
             }
             totals
-                .entry(scope_key(
-                    &UsageScope::Provider(record.provider.clone()),
-                    day,
-                ))
+                .entry(named_key(b'p', &record.provider, day))
                 .or_default()
                 .add(record);
             by_day.entry(day).or_default().push(record);
@@ -175,7 +212,9 @@ fn write_calls(
     };
     let mut key = day_prefix(b'c', day);
     key.extend_from_slice(oldest.as_bytes());
-    let value = serde_json::to_vec(records).map_err(|e| backend("record", e))?;
+    // A call's record is about 300 bytes of JSON: room for them up front.
+    let mut value = Vec::with_capacity(records.len().saturating_mul(320));
+    serde_json::to_writer(&mut value, records).map_err(|e| backend("record", e))?;
     tree.insert(key, value).map_err(|e| backend("record", e))?;
     Ok(())
 }
@@ -328,5 +367,49 @@ impl UsageStore for SledStore {
             calls.extend(decode_calls(&key, &value)?);
         }
         Ok(calls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Days, NaiveDate};
+
+    use super::day_prefix;
+
+    /// The digit-by-digit prefix is the one chrono's `format` wrote (keys
+    /// stored by earlier versions are found), every day of 1999–2001 and
+    /// at the ends of chrono's range, where the year has a sign or five
+    /// digits.
+    #[test]
+    fn day_prefixes_are_what_chrono_formats() {
+        let chrono_prefix =
+            |kind: u8, day: NaiveDate| format!("{}/{}/", kind as char, day.format("%Y-%m-%d"));
+        let mut days: Vec<NaiveDate> = Vec::new();
+        let mut day = NaiveDate::from_ymd_opt(1999, 1, 1).expect("a date");
+        let end = NaiveDate::from_ymd_opt(2002, 1, 1).expect("a date");
+        while day < end {
+            days.push(day);
+            day = day.checked_add_days(Days::new(1)).expect("a date");
+        }
+        for (y, m, d) in [
+            (0, 1, 1),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 6, 30),
+            (5, 3, 9),
+        ] {
+            days.push(NaiveDate::from_ymd_opt(y, m, d).expect("a date"));
+        }
+        days.push(NaiveDate::MIN);
+        days.push(NaiveDate::MAX);
+        for day in days {
+            for kind in [b'a', b'p', b'c'] {
+                assert_eq!(
+                    String::from_utf8(day_prefix(kind, day)).expect("ASCII"),
+                    chrono_prefix(kind, day),
+                    "{day}"
+                );
+            }
+        }
     }
 }
