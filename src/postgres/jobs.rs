@@ -817,7 +817,7 @@ impl JobStore for PostgresStore {
         Some(self.inner.shared.events.subscribe())
     }
 
-    /// A database that does not answer within [`HEALTH_TIMEOUT`] is not
+    /// A database that does not answer within 2 s (`HEALTH_TIMEOUT`) is not
     /// healthy: a readiness check must answer quickly, whatever the pool
     /// would wait for a connection.
     async fn health(&self) -> Result<(), StoreError> {

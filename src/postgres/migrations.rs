@@ -39,7 +39,7 @@ pub(super) fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
-/// What [`migrate`] found and did.
+/// What [`PostgresStore::migrate`](super::PostgresStore::migrate) found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationReport {
     /// The schema's version before.

@@ -158,8 +158,7 @@ impl ProviderConfig {
         Duration::from_secs(self.timeout_secs.unwrap_or(120))
     }
 
-    /// The largest response body read (`maxResponseBytes`, default
-    /// [`DEFAULT_MAX_RESPONSE_BYTES`]).
+    /// The largest response body read (`maxResponseBytes`, default 32 MiB).
     pub fn max_response_bytes(&self) -> usize {
         self.max_response_bytes
             .map_or(DEFAULT_MAX_RESPONSE_BYTES, |n| {
