@@ -97,11 +97,6 @@ pub(crate) struct Cell<A: Actor> {
     /// Moves on when an instance ends, which ends that instance's tasks
     /// (see [`spawn_task`]).
     epoch: Epoch,
-    /// This cell's own address, weak, made once: what its tasks tell of a
-    /// panic. actix's `address()` allocates a sender of its own (two `Arc`s)
-    /// at every call, and a task was spawned for every reply answered by a
-    /// future: a handful per agent task.
-    me: actix::WeakAddr<Cell<A>>,
 }
 
 impl<A: Actor> Cell<A> {
@@ -129,7 +124,6 @@ impl<A: Actor> Cell<A> {
                 pending_start: None,
                 release_after_stop: false,
                 epoch: tokio::sync::watch::channel(0).0,
-                me: ctx.address().downgrade(),
             }
         };
         let addr = match config.arbiter {
@@ -153,7 +147,6 @@ impl<A: Actor> Cell<A> {
             shared: &self.shared,
             exit: &mut self.pending_exit,
             epoch: &self.epoch,
-            me: &self.me,
         };
         match catch_unwind(AssertUnwindSafe(|| f(instance, &mut c))) {
             Ok(value) => {
@@ -386,7 +379,6 @@ impl<A: Actor> Cell<A> {
                     shared: &self.shared,
                     exit: &mut ignored_exit,
                     epoch: &self.epoch,
-                    me: &self.me,
                 };
                 catch_unwind(AssertUnwindSafe(|| instance.stopping(&mut c))).ok()
             }
@@ -521,7 +513,7 @@ pub(crate) type Epoch = tokio::sync::watch::Sender<u64>;
 /// cell is told by a [`TaskPanicked`] message).
 pub(crate) fn spawn_task<A: Actor, T: 'static>(
     mut ended: tokio::sync::watch::Receiver<u64>,
-    cell: actix::WeakAddr<Cell<A>>,
+    cell: actix::Addr<Cell<A>>,
     fut: impl Future<Output = T> + 'static,
     done: impl FnOnce(T) + 'static,
 ) {
@@ -538,15 +530,10 @@ pub(crate) fn spawn_task<A: Actor, T: 'static>(
         };
         match outcome {
             Ok(value) => done(value),
-            Err(payload) => {
-                // A cell already gone has no instance left to end.
-                if let Some(cell) = cell.upgrade() {
-                    cell.do_send(TaskPanicked {
-                        reason: ExitReason::from_panic(payload),
-                        epoch: spawned_in,
-                    });
-                }
-            }
+            Err(payload) => cell.do_send(TaskPanicked {
+                reason: ExitReason::from_panic(payload),
+                epoch: spawned_in,
+            }),
         }
     });
 }
@@ -574,25 +561,20 @@ impl<A: Actor> actix::Handler<TaskPanicked> for Cell<A> {
 }
 
 /// The cell's answer to one message, handed to actix.
-pub(crate) enum CellReply<A: Actor, R> {
+pub(crate) enum CellReply<R> {
     Ready(R),
-    /// Answered by a task of the instance (see [`spawn_task`]), which tells
-    /// the cell (its weak address) of a panic.
-    Future(
-        LocalBoxFuture<R>,
-        tokio::sync::watch::Receiver<u64>,
-        actix::WeakAddr<Cell<A>>,
-    ),
+    /// Answered by a task of the instance (see [`spawn_task`]).
+    Future(LocalBoxFuture<R>, tokio::sync::watch::Receiver<u64>),
     /// No answer: the sender gets an error.
     Dropped,
 }
 
-impl<A, M> MessageResponse<Cell<A>, Envelope<M>> for CellReply<A, M::Result>
+impl<A, M> MessageResponse<Cell<A>, Envelope<M>> for CellReply<M::Result>
 where
     A: Handler<M>,
     M: Message,
 {
-    fn handle(self, _ctx: &mut actix::Context<Cell<A>>, tx: Option<OneshotSender<M::Result>>) {
+    fn handle(self, ctx: &mut actix::Context<Cell<A>>, tx: Option<OneshotSender<M::Result>>) {
         match self {
             CellReply::Ready(value) => {
                 if let Some(tx) = tx {
@@ -600,8 +582,8 @@ where
                 }
             }
             CellReply::Dropped => drop(tx),
-            CellReply::Future(fut, ended, cell) => {
-                spawn_task(ended, cell, fut, move |value| {
+            CellReply::Future(fut, ended) => {
+                spawn_task(ended, ctx.address(), fut, move |value| {
                     if let Some(tx) = tx {
                         let _ = tx.send(value);
                     }
@@ -616,7 +598,7 @@ where
     A: Handler<M>,
     M: Message,
 {
-    type Result = CellReply<A, M::Result>;
+    type Result = CellReply<M::Result>;
 
     fn handle(&mut self, envelope: Envelope<M>, ctx: &mut Self::Context) -> Self::Result {
         let Envelope { msg, slot } = envelope;
@@ -630,7 +612,7 @@ where
         let ended = self.epoch.subscribe();
         match self.with_instance(ctx, |actor, c| actor.handle(msg, c)) {
             Some(Reply::Ready(value)) => CellReply::Ready(value),
-            Some(Reply::Future(fut)) => CellReply::Future(fut, ended, self.me.clone()),
+            Some(Reply::Future(fut)) => CellReply::Future(fut, ended),
             None => CellReply::Dropped,
         }
     }
