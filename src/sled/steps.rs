@@ -121,12 +121,12 @@ impl StepStore for SledStore {
         self.writable()?;
         validate_step_json(job_id, step_index, &bytes)?;
         let tree = self.checkpoint_tree(CHECKPOINTS)?;
-        // Steps are contiguous from 0 (this check keeps them so, and the
-        // rest only ever drop a job's steps all at once), so `step_index`
-        // is at most the count saved exactly when it is 0 or step
-        // `step_index - 1` is there: one point lookup. A reverse scan of
-        // the job's prefix for the last step cost sled about 4% of an
-        // agent task's CPU. The count is only wanted for the error.
+        // Step `step_index - 1` stored means the last step is at least
+        // that, so the rule holds: one point lookup, where a reverse scan
+        // of the job's prefix for the last step cost sled about 4% of an
+        // agent task's CPU. Only without it is the last step looked up,
+        // for the rule as before (steps are saved contiguously from 0, so
+        // this is the refusal, worded with the count saved).
         let follows = match step_index.checked_sub(1) {
             None => true,
             Some(before) => tree
