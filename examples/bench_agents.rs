@@ -336,17 +336,14 @@ async fn troupe_tasks(
         sled_config = sled_config.durability(durability);
     }
     // `BENCH_CACHE_MIB`: sled's page cache (default: the store's, 32 MiB).
-    if let Some(mib) = std::env::var("BENCH_CACHE_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        sled_config.cache_capacity = Some(mib * 1024 * 1024);
+    if let Some(mib) = support::env_number("BENCH_CACHE_MIB", "MiB")? {
+        let bytes = mib
+            .checked_mul(1024 * 1024)
+            .ok_or_else(|| format!("BENCH_CACHE_MIB={mib}: more bytes than fit a u64"))?;
+        sled_config.cache_capacity = Some(bytes);
     }
     // `BENCH_WINDOW_US`: the group-commit window (default: the store's).
-    if let Ok(text) = std::env::var("BENCH_WINDOW_US") {
-        let us: u64 = text
-            .parse()
-            .map_err(|_| format!("BENCH_WINDOW_US={text}: not a whole number of microseconds"))?;
+    if let Some(us) = support::env_number("BENCH_WINDOW_US", "microseconds")? {
         sled_config.commit_window = Duration::from_micros(us);
     }
     let sled = troupe::sled::SledStore::open(sled_config)?;
@@ -861,13 +858,10 @@ fn main() -> Result<(), BoxError> {
     };
     // `BENCH_TASKS`: how many tasks the CPU run makes (a longer run for a
     // profiler); default 4,000.
-    let n_cpu = match std::env::var("BENCH_TASKS") {
-        Ok(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("BENCH_TASKS={text}: not a whole number of tasks above 0"))?,
-        Err(_) => n_cpu,
+    let n_cpu = match support::env_number("BENCH_TASKS", "tasks")? {
+        None => n_cpu,
+        Some(0) => return Err("BENCH_TASKS=0: a run needs at least one task".into()),
+        Some(n) => usize::try_from(n).map_err(|_| format!("BENCH_TASKS={n}: too many"))?,
     };
     const IN_FLIGHT: usize = 64;
     if !load_only {

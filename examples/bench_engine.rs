@@ -26,6 +26,8 @@ use troupe::{
     WorkerError,
 };
 
+mod support;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// When each job (by its `n`) started.
@@ -68,10 +70,7 @@ fn engine(dir: &std::path::Path, started: Option<Starts>) -> Result<WorkerEngine
         sled = sled.durability(*durability);
     }
     // `BENCH_WINDOW_US`: the group-commit window (default: the store's).
-    if let Ok(text) = std::env::var("BENCH_WINDOW_US") {
-        let us: u64 = text
-            .parse()
-            .map_err(|_| format!("BENCH_WINDOW_US={text}: not a whole number of microseconds"))?;
+    if let Some(us) = support::env_number("BENCH_WINDOW_US", "microseconds")? {
         sled.commit_window = std::time::Duration::from_micros(us);
     }
     let store: Arc<dyn Store> = Arc::new(SledStore::open(sled)?);

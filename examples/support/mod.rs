@@ -7,6 +7,19 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The whole number in environment variable `name`, if it is set; a value
+/// that is not one (`what` says what it counts) is an error naming it, not
+/// a silent default.
+pub fn env_number(name: &str, what: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={text}: not a whole number of {what}")),
+        Err(_) => Ok(None),
+    }
+}
+
 /// CPU time of this process, all threads, live or exited.
 pub fn cpu_time() -> Duration {
     // The process clock counts threads that have exited too (a stopped
