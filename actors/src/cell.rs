@@ -97,6 +97,13 @@ pub(crate) struct Cell<A: Actor> {
     /// Moves on when an instance ends, which ends that instance's tasks
     /// (see [`spawn_task`]).
     epoch: Epoch,
+    /// The cell's own address, kept until it is released. actix's
+    /// supervisor restarts a stopped context only while its mailbox is
+    /// connected, that is while some strong address exists; without this
+    /// one, a child whose outside handles were all dropped (one added with
+    /// `start_child` by a caller that kept no handle) ended at its first
+    /// restart instead of restarting.
+    own_address: Option<actix::Addr<Cell<A>>>,
 }
 
 impl<A: Actor> Cell<A> {
@@ -124,6 +131,7 @@ impl<A: Actor> Cell<A> {
                 pending_start: None,
                 release_after_stop: false,
                 epoch: tokio::sync::watch::channel(0).0,
+                own_address: Some(ctx.address()),
             }
         };
         let addr = match config.arbiter {
@@ -288,7 +296,7 @@ impl<A: Actor> Cell<A> {
     }
 
     /// The tree is stopped for good: drop what was kept for restarts (the
-    /// factory, the parent link, a pending start). Nothing is listened to
+    /// factory, the parent link, a pending start, the cell's own address). Nothing is listened to
     /// any more; messages are answered with an error, and the actix context
     /// ends (dropping the cell) once the last address is gone.
     fn release(&mut self) {
@@ -298,6 +306,8 @@ impl<A: Actor> Cell<A> {
         self.pending_start = None;
         self.factory = None;
         self.parent = ParentLink::Released;
+        // From now on only outside handles keep the cell.
+        self.own_address = None;
     }
 
     /// `Stop` while no instance runs: a pending start is dropped; `Halt`
@@ -615,5 +625,70 @@ where
             Some(Reply::Future(fut)) => CellReply::Future(fut, ended),
             None => CellReply::Dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+    impl Actor for Idle {}
+
+    fn spawn_idle() -> (ActorRef<Idle>, ControlSender) {
+        let config = CellConfig {
+            name: Arc::from("idle"),
+            factory: Arc::new(|| Ok(Idle)),
+            capacity: 16,
+            shutdown_timeout: Duration::from_secs(1),
+            arbiter: None,
+        };
+        Cell::spawn(config, ParentLink::Released)
+    }
+
+    /// Waits for an acknowledgement, 10 s at most.
+    async fn acked(what: &str, ack: oneshot::Receiver<()>) {
+        let waited = tokio::time::timeout(Duration::from_secs(10), ack).await;
+        assert!(matches!(waited, Ok(Ok(()))), "{what}: {waited:?}");
+    }
+
+    /// Lets the cell's arbiter run until `cond` holds (10 s at most).
+    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_cell_nobody_addresses_lives_on_until_released_then_ends() {
+        let (handle, control) = spawn_idle();
+        until("running", || handle.state() == ChildState::Running).await;
+        drop(handle);
+        // A restart cycle without any outside handle: the cell survives it.
+        let (ack, stopped) = oneshot::channel();
+        control.send(Command::Stop {
+            then: AfterStop::Pause,
+            ack: Some(ack),
+        });
+        acked("the stop", stopped).await;
+        let (ack, started) = oneshot::channel();
+        control.send(Command::Start {
+            generation: 1,
+            delay: Duration::ZERO,
+            ack: Some(ack),
+        });
+        acked("the restart", started).await;
+        assert!(control.receiver_alive());
+        // Released, it keeps nothing alive: with no handle left, it ends.
+        let (ack, halted) = oneshot::channel();
+        control.send(Command::Stop {
+            then: AfterStop::Halt,
+            ack: Some(ack),
+        });
+        acked("the halt", halted).await;
+        control.send(Command::Release);
+        until("the released cell ended", || !control.receiver_alive()).await;
     }
 }

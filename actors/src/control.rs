@@ -80,6 +80,14 @@ impl ControlSender {
     }
 }
 
+#[cfg(test)]
+impl ControlSender {
+    /// Whether the receiving end (the child's cell) still exists.
+    pub(crate) fn receiver_alive(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
+
 impl ControlReceiver {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Command> {
         let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);

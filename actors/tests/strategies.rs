@@ -139,3 +139,36 @@ async fn a_child_can_be_restarted_from_outside_like_a_failure() {
     assert_eq!(tree.root().restart_child("nobody", "x").await, Ok(false));
     tree.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_child_whose_handles_were_all_dropped_is_still_restarted() {
+    // A child added at run time by a caller that kept no handle: nothing
+    // outside addresses it, yet its supervisor restarts it like any other.
+    let log = Log::default();
+    let tree = tree(Strategy::OneForOne, &log);
+    let d = tree.root().start_child(probe("d", &log)).await.unwrap();
+    assert_eq!(d.send(Inc).await, Ok(1));
+    drop(d);
+    assert_eq!(
+        tree.root()
+            .restart_child("d", "watchdog: stopped answering")
+            .await,
+        Ok(true)
+    );
+    let root = tree.root().clone();
+    eventually_async("d restarted and running", || {
+        let root = root.clone();
+        async move {
+            let children = root.children().await.unwrap();
+            children.iter().any(|child| {
+                child.id == "d"
+                    && child.restarts == 1
+                    && child.state == troupe_actors::ChildState::Running
+            })
+        }
+    })
+    .await;
+    assert_eq!(log.count("start:d"), 2, "{:?}", log.events());
+    tree.shutdown().await;
+    assert!(log.events().contains(&"stop:d".to_string()));
+}
