@@ -104,6 +104,13 @@ pub(crate) struct Cell<A: Actor> {
     /// `start_child` by a caller that kept no handle) ended at its first
     /// restart instead of restarting.
     own_address: Option<actix::Addr<Cell<A>>>,
+    /// The same, weak, made once: what the instance's tasks tell of a
+    /// panic. actix's `address()` allocates a sender of its own (two
+    /// `Arc`s) at every call, and a task is spawned for every reply answered
+    /// by a future: a handful per agent task. Weak is enough, since
+    /// `own_address` keeps the mailbox connected for as long as an instance
+    /// (and so a task) can exist.
+    me: actix::WeakAddr<Cell<A>>,
 }
 
 impl<A: Actor> Cell<A> {
@@ -118,6 +125,7 @@ impl<A: Actor> Cell<A> {
         let shutdown_timeout = config.shutdown_timeout;
         let make = move |ctx: &mut actix::Context<Cell<A>>| {
             ctx.set_mailbox_capacity(capacity);
+            let own_address = ctx.address();
             Cell {
                 instance: None,
                 factory: Some(factory),
@@ -131,7 +139,8 @@ impl<A: Actor> Cell<A> {
                 pending_start: None,
                 release_after_stop: false,
                 epoch: tokio::sync::watch::channel(0).0,
-                own_address: Some(ctx.address()),
+                me: own_address.downgrade(),
+                own_address: Some(own_address),
             }
         };
         let addr = match config.arbiter {
@@ -155,6 +164,7 @@ impl<A: Actor> Cell<A> {
             shared: &self.shared,
             exit: &mut self.pending_exit,
             epoch: &self.epoch,
+            me: &self.me,
         };
         match catch_unwind(AssertUnwindSafe(|| f(instance, &mut c))) {
             Ok(value) => {
@@ -389,6 +399,7 @@ impl<A: Actor> Cell<A> {
                     shared: &self.shared,
                     exit: &mut ignored_exit,
                     epoch: &self.epoch,
+                    me: &self.me,
                 };
                 catch_unwind(AssertUnwindSafe(|| instance.stopping(&mut c))).ok()
             }
@@ -523,7 +534,7 @@ pub(crate) type Epoch = tokio::sync::watch::Sender<u64>;
 /// cell is told by a [`TaskPanicked`] message).
 pub(crate) fn spawn_task<A: Actor, T: 'static>(
     mut ended: tokio::sync::watch::Receiver<u64>,
-    cell: actix::Addr<Cell<A>>,
+    cell: actix::WeakAddr<Cell<A>>,
     fut: impl Future<Output = T> + 'static,
     done: impl FnOnce(T) + 'static,
 ) {
@@ -540,10 +551,15 @@ pub(crate) fn spawn_task<A: Actor, T: 'static>(
         };
         match outcome {
             Ok(value) => done(value),
-            Err(payload) => cell.do_send(TaskPanicked {
-                reason: ExitReason::from_panic(payload),
-                epoch: spawned_in,
-            }),
+            Err(payload) => {
+                // A cell already gone has no instance left to end.
+                if let Some(cell) = cell.upgrade() {
+                    cell.do_send(TaskPanicked {
+                        reason: ExitReason::from_panic(payload),
+                        epoch: spawned_in,
+                    });
+                }
+            }
         }
     });
 }
@@ -571,20 +587,25 @@ impl<A: Actor> actix::Handler<TaskPanicked> for Cell<A> {
 }
 
 /// The cell's answer to one message, handed to actix.
-pub(crate) enum CellReply<R> {
+pub(crate) enum CellReply<A: Actor, R> {
     Ready(R),
-    /// Answered by a task of the instance (see [`spawn_task`]).
-    Future(LocalBoxFuture<R>, tokio::sync::watch::Receiver<u64>),
+    /// Answered by a task of the instance (see [`spawn_task`]), which tells
+    /// the cell (its weak address) of a panic.
+    Future(
+        LocalBoxFuture<R>,
+        tokio::sync::watch::Receiver<u64>,
+        actix::WeakAddr<Cell<A>>,
+    ),
     /// No answer: the sender gets an error.
     Dropped,
 }
 
-impl<A, M> MessageResponse<Cell<A>, Envelope<M>> for CellReply<M::Result>
+impl<A, M> MessageResponse<Cell<A>, Envelope<M>> for CellReply<A, M::Result>
 where
     A: Handler<M>,
     M: Message,
 {
-    fn handle(self, ctx: &mut actix::Context<Cell<A>>, tx: Option<OneshotSender<M::Result>>) {
+    fn handle(self, _ctx: &mut actix::Context<Cell<A>>, tx: Option<OneshotSender<M::Result>>) {
         match self {
             CellReply::Ready(value) => {
                 if let Some(tx) = tx {
@@ -592,8 +613,8 @@ where
                 }
             }
             CellReply::Dropped => drop(tx),
-            CellReply::Future(fut, ended) => {
-                spawn_task(ended, ctx.address(), fut, move |value| {
+            CellReply::Future(fut, ended, cell) => {
+                spawn_task(ended, cell, fut, move |value| {
                     if let Some(tx) = tx {
                         let _ = tx.send(value);
                     }
@@ -608,7 +629,7 @@ where
     A: Handler<M>,
     M: Message,
 {
-    type Result = CellReply<M::Result>;
+    type Result = CellReply<A, M::Result>;
 
     fn handle(&mut self, envelope: Envelope<M>, ctx: &mut Self::Context) -> Self::Result {
         let Envelope { msg, slot } = envelope;
@@ -622,7 +643,7 @@ where
         let ended = self.epoch.subscribe();
         match self.with_instance(ctx, |actor, c| actor.handle(msg, c)) {
             Some(Reply::Ready(value)) => CellReply::Ready(value),
-            Some(Reply::Future(fut)) => CellReply::Future(fut, ended),
+            Some(Reply::Future(fut)) => CellReply::Future(fut, ended, self.me.clone()),
             None => CellReply::Dropped,
         }
     }

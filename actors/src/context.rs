@@ -20,6 +20,9 @@ pub struct Context<'a, A: Actor> {
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) exit: &'a mut Option<ExitReason>,
     pub(crate) epoch: &'a crate::cell::Epoch,
+    /// The cell's own weak address, for the tasks [`spawn`](Self::spawn)
+    /// starts (see `Cell::me`).
+    pub(crate) me: &'a actix::WeakAddr<Cell<A>>,
 }
 
 impl<A: Actor> Context<'_, A> {
@@ -57,7 +60,7 @@ impl<A: Actor> Context<'_, A> {
         F: Future<Output = ()> + 'static,
     {
         // A task of its own, polled only when woken (see `cell::spawn_task`).
-        crate::cell::spawn_task(self.epoch.subscribe(), self.inner.address(), fut, |()| {});
+        crate::cell::spawn_task(self.epoch.subscribe(), self.me.clone(), fut, |()| {});
     }
 
     /// Calls `f` with the actor every `every` while the instance lives.

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
 use troupe_actors::{ActorRef, Intensity, Strategy, SupervisorSpec};
 
 fn tree(strategy: Strategy, log: &Log) -> troupe_actors::Tree {
@@ -140,35 +141,51 @@ async fn a_child_can_be_restarted_from_outside_like_a_failure() {
     tree.shutdown().await;
 }
 
-#[actix_rt::test]
-async fn a_child_whose_handles_were_all_dropped_is_still_restarted() {
-    // A child added at run time by a caller that kept no handle: nothing
-    // outside addresses it, yet its supervisor restarts it like any other.
-    let log = Log::default();
-    let tree = tree(Strategy::OneForOne, &log);
-    let d = tree.root().start_child(probe("d", &log)).await.unwrap();
-    assert_eq!(d.send(Inc).await, Ok(1));
-    drop(d);
+/// Restarts `id` from outside and waits until it runs again.
+async fn restarted_from_outside(tree: &troupe_actors::Tree, id: &str) {
     assert_eq!(
         tree.root()
-            .restart_child("d", "watchdog: stopped answering")
+            .restart_child(id, "watchdog: stopped answering")
             .await,
         Ok(true)
     );
     let root = tree.root().clone();
-    eventually_async("d restarted and running", || {
+    eventually_async(&format!("{id} restarted and running"), || {
         let root = root.clone();
         async move {
             let children = root.children().await.unwrap();
             children.iter().any(|child| {
-                child.id == "d"
+                child.id == id
                     && child.restarts == 1
                     && child.state == troupe_actors::ChildState::Running
             })
         }
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn a_child_whose_handles_were_all_dropped_is_still_restarted() {
+    // Children added at run time by a caller that kept no handle: nothing
+    // outside addresses them, yet their supervisor restarts them like any
+    // other, whether a reply of theirs is in flight or not.
+    let log = Log::default();
+    let tree = tree(Strategy::OneForOne, &log);
+    let idle = tree.root().start_child(probe("d", &log)).await.unwrap();
+    assert_eq!(idle.send(Inc).await, Ok(1));
+    drop(idle);
+    restarted_from_outside(&tree, "d").await;
     assert_eq!(log.count("start:d"), 2, "{:?}", log.events());
+
+    let busy = tree.root().start_child(probe("e", &log)).await.unwrap();
+    let never = Arc::new(tokio::sync::Notify::new());
+    assert!(busy.try_send(Wait(never.clone())).is_ok());
+    eventually("the reply in flight", || busy.mailbox().handled == 1).await;
+    drop(busy);
+    restarted_from_outside(&tree, "e").await;
+    assert_eq!(log.count("start:e"), 2, "{:?}", log.events());
+
     tree.shutdown().await;
     assert!(log.events().contains(&"stop:d".to_string()));
+    assert!(log.events().contains(&"stop:e".to_string()));
 }
