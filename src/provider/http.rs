@@ -67,7 +67,7 @@ impl HttpTransport {
     pub(crate) async fn post_json(
         &self,
         url: &reqwest::Url,
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> Result<RawResponse, TransportError> {
         let req = self.client.post(url.clone()).body(body);
         self.finish(req.send().await).await
@@ -85,7 +85,7 @@ impl HttpTransport {
     pub(crate) async fn post_json_streaming(
         &self,
         url: &reqwest::Url,
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> Result<reqwest::Response, TransportError> {
         let req = self.client.post(url.clone()).body(body);
         req.send().await.map_err(transport_error)
