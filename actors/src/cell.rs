@@ -1,9 +1,10 @@
 //! The cell: the actix actor that hosts one supervised instance.
 //!
 //! Owns: the instance (`Option<A>`, empty between a crash and the restart),
-//! the factory that makes new ones (until its tree is stopped for good:
-//! then the cell lets go of it, see [`Command::Release`]), and the receiving
-//! end of the supervisor's control channel. The mailbox is actix's and
+//! the factory that makes new ones and its own address (both until its tree
+//! is stopped for good: then the cell lets go of them, see
+//! [`Command::Release`]), and the receiving end of the supervisor's control
+//! channel. The mailbox is actix's and
 //! outlives every instance, which is what keeps addresses valid across
 //! restarts.
 //!
@@ -107,9 +108,10 @@ pub(crate) struct Cell<A: Actor> {
     /// The same, weak, made once: what the instance's tasks tell of a
     /// panic. actix's `address()` allocates a sender of its own (two
     /// `Arc`s) at every call, and a task is spawned for every reply answered
-    /// by a future: a handful per agent task. Weak is enough, since
-    /// `own_address` keeps the mailbox connected for as long as an instance
-    /// (and so a task) can exist.
+    /// by a future: a handful per agent task. A weak address upgrades for
+    /// as long as the cell exists. Tasks used to hold strong ones, and those
+    /// were what kept a cell without outside handles restartable while a
+    /// task ran; `own_address` does that now, for every cell.
     me: actix::WeakAddr<Cell<A>>,
 }
 
@@ -306,9 +308,10 @@ impl<A: Actor> Cell<A> {
     }
 
     /// The tree is stopped for good: drop what was kept for restarts (the
-    /// factory, the parent link, a pending start, the cell's own address). Nothing is listened to
-    /// any more; messages are answered with an error, and the actix context
-    /// ends (dropping the cell) once the last address is gone.
+    /// factory, the parent link, a pending start, the cell's own address).
+    /// Nothing is listened to any more; messages are answered with an
+    /// error, and the actix context ends (dropping the cell) once the last
+    /// outside address is gone.
     fn release(&mut self) {
         self.drop_instance();
         self.phase = Phase::Released;

@@ -342,6 +342,12 @@ impl SupervisorRef {
     /// Adds and starts a worker child at run time (e.g. an agent added to a
     /// running daemon); it is stopped first at shutdown. Refused with
     /// [`CallError::Dropped`] once the tree is stopped for good.
+    ///
+    /// The child is supervised whether or not the returned handle is kept.
+    /// It stays in the tree (its cell, mailbox and factory, with what the
+    /// factory captured) until the tree is shut down, even once it has
+    /// stopped for good (a `Temporary` child that exited): a supervisor has
+    /// no way to remove a child.
     pub async fn start_child<A: Actor>(
         &self,
         spec: ChildSpec<A>,
