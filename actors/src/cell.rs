@@ -4,9 +4,8 @@
 //! the factory that makes new ones and its own address (both until its tree
 //! is stopped for good: then the cell lets go of them, see
 //! [`Command::Release`]), and the receiving end of the supervisor's control
-//! channel. The mailbox is actix's and
-//! outlives every instance, which is what keeps addresses valid across
-//! restarts.
+//! channel. The mailbox is actix's and outlives every instance, which is
+//! what keeps addresses valid across restarts.
 //!
 //! Takes: `Envelope<M>` for every `M` the actor handles; `Command`s from its
 //! supervisor on the control channel (start, stop).
