@@ -359,9 +359,6 @@ struct Committer {
     last_start: Option<Instant>,
 }
 
-/// The most writers' room a flushed batch leaves to the next.
-const MAX_KEPT_ROOM: usize = 1024;
-
 impl Committer {
     /// The committer's loop. Under concurrent load (the previous flush
     /// served more than one writer) a flush starts at most once per
@@ -384,11 +381,7 @@ impl Committer {
                 return;
             }
             let started = Instant::now();
-            // The next batch's writers push into a list with this one's
-            // room, not one grown from empty under the lock they share;
-            // bounded, so a burst's room is not made again at every flush.
-            let room = state.waiting.capacity().min(MAX_KEPT_ROOM);
-            state.flushing = std::mem::replace(&mut state.waiting, Vec::with_capacity(room));
+            state.flushing = super::take_keeping_room(&mut state.waiting);
             state.flush_started = Some(started);
             let writers = state.flushing.len();
             drop(state);

@@ -525,6 +525,20 @@ impl SledStore {
     }
 }
 
+/// The most entries' room a drained batch list leaves to the next.
+const MAX_KEPT_ROOM: usize = 1024;
+
+/// Takes the batch in `list`, leaving an empty list with its room (at most
+/// [`MAX_KEPT_ROOM`] entries): the writers that fill the next batch push
+/// under a lock they share, and a list grown from empty at every flush was
+/// copied over and over there; bounded, so a burst's room is not made again
+/// at every later flush. (The group committer's waiting writers, the usage
+/// buffer's records.)
+fn take_keeping_room<T>(list: &mut Vec<T>) -> Vec<T> {
+    let room = list.capacity().min(MAX_KEPT_ROOM);
+    std::mem::replace(list, Vec::with_capacity(room))
+}
+
 /// [`rules::validate_new`], as a store error naming the job.
 fn validate_new(job: &Job) -> Result<(), StoreError> {
     rules::validate_new(job).map_err(|source| StoreError::InvalidJob { id: job.id, source })
@@ -811,5 +825,30 @@ impl JobStore for SledStore {
         self.writable()?;
         self.read("health", JobId::nil())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{take_keeping_room, MAX_KEPT_ROOM};
+
+    #[test]
+    fn a_drained_batch_leaves_its_room_up_to_the_bound() {
+        let mut list: Vec<u32> = (0..100).collect();
+        let room = list.capacity();
+        let batch = take_keeping_room(&mut list);
+        assert_eq!(batch.len(), 100);
+        assert!(list.is_empty());
+        assert!(list.capacity() >= room.min(MAX_KEPT_ROOM));
+
+        let mut burst: Vec<u32> = Vec::with_capacity(MAX_KEPT_ROOM * 10);
+        burst.push(1);
+        let batch = take_keeping_room(&mut burst);
+        assert_eq!(batch, vec![1]);
+        assert!(
+            burst.capacity() < MAX_KEPT_ROOM * 10,
+            "a burst's room is not kept"
+        );
+        assert!(burst.capacity() >= MAX_KEPT_ROOM);
     }
 }

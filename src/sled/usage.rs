@@ -126,10 +126,6 @@ pub(super) struct UsageBuffer {
     tree: sled::Tree,
 }
 
-/// The most records' room a drained batch leaves to the next (a record is
-/// some 200 bytes in memory).
-const MAX_KEPT_ROOM: usize = 1024;
-
 impl UsageBuffer {
     pub(super) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(UsageBuffer {
@@ -154,12 +150,8 @@ impl UsageBuffer {
             if pending.is_empty() {
                 return Ok(false);
             }
-            // The next batch gets this one's room (up to a bound, so a
-            // burst's list is not kept for good): model calls push here
-            // from the providers' thread, and a list grown from empty at
-            // every flush was copied over and over under this lock.
-            let room = pending.capacity().min(MAX_KEPT_ROOM);
-            std::mem::replace(&mut *pending, Vec::with_capacity(room))
+            // Model calls push here from the providers' thread.
+            super::take_keeping_room(&mut pending)
         };
         let mut totals: std::collections::BTreeMap<Vec<u8>, UsageTotals> = Default::default();
         // The batch's calls of each day, in one record: one sled write per
