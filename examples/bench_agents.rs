@@ -781,6 +781,9 @@ async fn load_child(
     rounds: usize,
     durability: Option<Durability>,
 ) -> Result<(), BoxError> {
+    if !["troupe", "hand", "floor"].contains(&who) {
+        return Err(format!("--load-child takes troupe, hand or floor, not {who:?}").into());
+    }
     let slow = slow_server()?;
     let ideal_rate = in_flight as f64 / 0.4;
     let n = in_flight * rounds;
@@ -851,8 +854,20 @@ fn main() -> Result<(), BoxError> {
     }
     if args.get(1).map(String::as_str) == Some("--load-child") {
         let who = args.get(2).cloned().unwrap_or_default();
-        let in_flight = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(500);
-        let rounds = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
+        let number = |i: usize, name: &str, default: usize| -> Result<usize, BoxError> {
+            match args.get(i) {
+                None => Ok(default),
+                Some(s) => match s.parse() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!(
+                        "--load-child: {name} must be a whole number above 0, not {s:?}"
+                    )
+                    .into()),
+                },
+            }
+        };
+        let in_flight = number(3, "tasks in flight", 500)?;
+        let rounds = number(4, "rounds", 1)?;
         let durability = match args.get(5).map(String::as_str) {
             Some("process") => Some(Durability::Process),
             Some("power-loss") => Some(Durability::PowerLoss),
