@@ -30,10 +30,19 @@ pub(super) fn daemon_file(data_dir: &Path) -> PathBuf {
 /// Writes the daemon file (best effort: without it, `--server` still works).
 /// A daemon bound to every address (`0.0.0.0`, `[::]`) is written as
 /// reachable on loopback, a name it answers to.
+///
+/// Written beside it and renamed into place, so the file is whole whenever
+/// it exists: a CLI command run while the daemon starts would otherwise
+/// find it empty, take the daemon for absent, and fail on the held store.
 pub(super) fn write_daemon_file(data_dir: &Path, url: &str) {
     let url = on_loopback(url);
     let body = serde_json::json!({ "url": url, "pid": std::process::id() });
-    if let Err(e) = std::fs::write(daemon_file(data_dir), body.to_string()) {
+    let file = daemon_file(data_dir);
+    let partial = data_dir.join(format!("{DAEMON_FILE}.{}.partial", std::process::id()));
+    let written =
+        std::fs::write(&partial, body.to_string()).and_then(|()| std::fs::rename(&partial, &file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
         tracing::warn!(error = %e, "could not write daemon.json; use --server to reach this daemon");
     }
 }
@@ -133,4 +142,48 @@ pub(super) fn call<T>(
         control.close().await?;
         Ok(result?)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader never finds the file empty or half written, however often
+    /// the daemon writes it: what a CLI command run while the daemon starts
+    /// (or `troupe run` announcing a new address) would otherwise meet.
+    #[test]
+    fn the_daemon_file_is_whole_whenever_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        write_daemon_file(&data, "http://127.0.0.1:1");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (data, done) = (data.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let text = std::fs::read_to_string(daemon_file(&data)).unwrap();
+                    let read: Result<serde_json::Value, _> = serde_json::from_str(&text);
+                    assert!(
+                        read.is_ok(),
+                        "read a daemon file that is not whole: {text:?}"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for port in 2..3_000 {
+            write_daemon_file(&data, &format!("http://127.0.0.1:{port}"));
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let reads = reader.join().unwrap();
+        assert!(reads > 0);
+        assert_eq!(daemon_url(&data).as_deref(), Some("http://127.0.0.1:2999"));
+        let left: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [DAEMON_FILE], "no partial file is left behind");
+    }
 }
