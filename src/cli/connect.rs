@@ -153,33 +153,41 @@ mod tests {
     /// (or `troupe run` announcing a new address) would otherwise meet.
     #[test]
     fn the_daemon_file_is_whole_whenever_it_exists() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
         write_daemon_file(&data, "http://127.0.0.1:1");
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (done, reads) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let reader = {
-            let (data, done) = (data.clone(), done.clone());
+            let (data, done, reads) = (data.clone(), done.clone(), reads.clone());
             std::thread::spawn(move || {
-                let mut reads = 0u64;
-                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                while !done.load(Ordering::SeqCst) {
                     let text = std::fs::read_to_string(daemon_file(&data)).unwrap();
                     let read: Result<serde_json::Value, _> = serde_json::from_str(&text);
                     assert!(
                         read.is_ok(),
                         "read a daemon file that is not whole: {text:?}"
                     );
-                    reads += 1;
+                    reads.fetch_add(1, Ordering::SeqCst);
                 }
-                reads
             })
         };
-        for port in 2..3_000 {
+        // At least 3,000 writes, and on until the reader has read often
+        // enough to have met a half-written file if there were one (or
+        // has stopped: it met one).
+        let mut port = 2u32;
+        while (port < 3_000 || reads.load(Ordering::SeqCst) < 1_000) && !reader.is_finished() {
             write_daemon_file(&data, &format!("http://127.0.0.1:{port}"));
+            port += 1;
         }
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        let reads = reader.join().unwrap();
-        assert!(reads > 0);
-        assert_eq!(daemon_url(&data).as_deref(), Some("http://127.0.0.1:2999"));
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
+        let last = format!("http://127.0.0.1:{}", port - 1);
+        assert_eq!(daemon_url(&data), Some(last));
         let left: Vec<_> = std::fs::read_dir(&data)
             .unwrap()
             .map(|e| e.unwrap().file_name())
