@@ -38,7 +38,9 @@ pub(super) fn write_daemon_file(data_dir: &Path, url: &str) {
     let url = on_loopback(url);
     let body = serde_json::json!({ "url": url, "pid": std::process::id() });
     let file = daemon_file(data_dir);
-    let partial = data_dir.join(format!("{DAEMON_FILE}.{}.partial", std::process::id()));
+    // One name, not one per process: only the daemon holding the store
+    // writes here, and a file a kill left half made is simply written over.
+    let partial = data_dir.join(format!("{DAEMON_FILE}.partial"));
     let written =
         std::fs::write(&partial, body.to_string()).and_then(|()| std::fs::rename(&partial, &file));
     if let Err(e) = written {
